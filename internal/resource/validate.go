@@ -1,0 +1,172 @@
+package resource
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+)
+
+// Violation is one problem with one field.
+type Violation struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// ValidationError lists every problem found in a resource. Its message names
+// each field, so a user can fix them all in one go.
+type ValidationError struct {
+	Key        Key
+	Violations []Violation
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Violations))
+	for i, v := range e.Violations {
+		parts[i] = v.Field + ": " + v.Message
+	}
+	what := "resource"
+	if e.Key.Type != "" {
+		what = string(e.Key.Type)
+		if e.Key.Name != "" {
+			what += fmt.Sprintf(" %q", e.Key.Name)
+		}
+	}
+	return fmt.Sprintf("invalid %s: %s", what, strings.Join(parts, "; "))
+}
+
+// IsValidation reports whether err is, or wraps, a *ValidationError.
+func IsValidation(err error) bool {
+	var v *ValidationError
+	return errors.As(err, &v)
+}
+
+type violations []Violation
+
+func (v *violations) add(field, format string, args ...any) {
+	*v = append(*v, Violation{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// CheckName returns why name is not a DNS-1123 label, or "" when it is.
+func CheckName(name string) string {
+	switch {
+	case name == "":
+		return "is required"
+	case len(name) > 63:
+		return fmt.Sprintf("%q is %d characters long: use at most 63", name, len(name))
+	case !dns1123Label.MatchString(name):
+		return fmt.Sprintf("%q is invalid: use lowercase letters, digits and '-', starting and ending with a letter or digit", name)
+	}
+	return ""
+}
+
+// Validate checks a resource's meta and spec against its type. The error is
+// a *ValidationError naming every bad field.
+func Validate(r *Resource) error {
+	return Types.Validate(r)
+}
+
+// Validate checks a resource against the registry's descriptor of its type.
+func (reg *Registry) Validate(r *Resource) error {
+	var v violations
+	d, err := reg.Get(r.Meta.Type)
+	if err != nil {
+		v.add("type", "%s", err.Error())
+		return &ValidationError{Key: r.Key(), Violations: v}
+	}
+	if msg := CheckName(r.Meta.Name); msg != "" {
+		v.add("name", "%s", msg)
+	}
+	switch d.Scope {
+	case ScopeMesh:
+		if r.Meta.Mesh == "" {
+			v.add("mesh", "is required for %s", d.Type)
+		} else if msg := CheckName(r.Meta.Mesh); msg != "" {
+			v.add("mesh", "%s", msg)
+		}
+	case ScopeGlobal:
+		if r.Meta.Mesh != "" {
+			v.add("mesh", "must be empty: %s does not belong to a mesh", d.Type)
+		}
+	}
+	validateLabels(r.Meta.Labels, "labels", &v)
+	switch {
+	case r.Spec == nil:
+		v.add("spec", "is missing")
+	case r.Spec.ProtoReflect().Descriptor() != d.New().ProtoReflect().Descriptor():
+		v.add("spec", "is a %s, not a %s", r.Spec.ProtoReflect().Descriptor().Name(), d.Type)
+	case d.validate != nil:
+		d.validate(r, &v)
+	}
+	if len(v) > 0 {
+		return &ValidationError{Key: r.Key(), Violations: v}
+	}
+	return nil
+}
+
+var (
+	labelKeyName = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	labelValue   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_./:]*[A-Za-z0-9])?$`)
+)
+
+// validateLabels checks label or tag keys ("prefix/name") and values.
+func validateLabels(m map[string]string, field string, v *violations) {
+	for k, val := range m {
+		f := fmt.Sprintf("%s[%q]", field, k)
+		name := k
+		if i := strings.LastIndexByte(k, '/'); i >= 0 {
+			prefix := k[:i]
+			name = k[i+1:]
+			if prefix == "" || len(prefix) > 253 || !isDNSSubdomain(prefix) {
+				v.add(f, "key prefix %q is invalid: use a DNS subdomain such as example.com", prefix)
+				continue
+			}
+		}
+		if name == "" || len(name) > 63 || !labelKeyName.MatchString(name) {
+			v.add(f, "key %q is invalid: use at most 63 letters, digits, '-', '_' and '.', with an optional DNS prefix and '/'", k)
+			continue
+		}
+		if val == "" {
+			v.add(f, "value is empty")
+		} else if len(val) > 253 || !labelValue.MatchString(val) {
+			v.add(f, "value %q is invalid: use letters, digits, '-', '_', '.', '/' and ':', starting and ending with a letter or digit", val)
+		}
+	}
+}
+
+func isDNSSubdomain(s string) bool {
+	for _, part := range strings.Split(s, ".") {
+		if !dns1123Label.MatchString(part) || len(part) > 63 {
+			return false
+		}
+	}
+	return true
+}
+
+// checkAddress returns why s is not an IP address or host name, or "".
+func checkAddress(s string) string {
+	if s == "" {
+		return "is required"
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return ""
+	}
+	if len(s) <= 253 && isDNSSubdomain(strings.ToLower(s)) && !allDigitsAndDots(s) {
+		return ""
+	}
+	return fmt.Sprintf("%q is neither an IP address nor a host name", s)
+}
+
+func allDigitsAndDots(s string) bool {
+	return strings.Trim(s, "0123456789.") == ""
+}
+
+func checkPort(p uint32) string {
+	if p < 1 || p > 65535 {
+		return fmt.Sprintf("%d is out of range: use 1-65535", p)
+	}
+	return ""
+}

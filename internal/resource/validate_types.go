@@ -1,0 +1,117 @@
+package resource
+
+import (
+	"fmt"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+)
+
+var protocols = map[string]bool{"tcp": true, "http": true, "http2": true, "grpc": true}
+
+func validateDataplane(r *Resource, v *violations) {
+	dp := r.Spec.(*v1alpha1.Dataplane)
+	n := dp.GetNetworking()
+	if n == nil {
+		v.add("networking", "is required")
+		return
+	}
+	if msg := checkAddress(n.GetAddress()); msg != "" {
+		v.add("networking.address", "%s", msg)
+	}
+	if a := n.GetAdvertisedAddress(); a != "" {
+		if msg := checkAddress(a); msg != "" {
+			v.add("networking.advertisedAddress", "%s", msg)
+		}
+	}
+	if gw := n.GetGateway(); gw != nil {
+		if gw.GetType() != v1alpha1.Dataplane_Networking_Gateway_DELEGATED {
+			v.add("networking.gateway.type", "%q is not supported: use DELEGATED", gw.GetType().String())
+		}
+		validateTags(gw.GetTags(), "networking.gateway.tags", v)
+		if len(n.GetInbound()) > 0 {
+			v.add("networking.inbound", "a DELEGATED gateway may have no inbounds (traffic into the gateway bypasses its sidecar): remove them")
+		}
+		return
+	}
+	if len(n.GetInbound()) == 0 {
+		v.add("networking.inbound", "is empty: a Dataplane needs at least one inbound, or a gateway")
+	}
+	type endpoint struct {
+		addr string
+		port uint32
+	}
+	seen := map[endpoint]int{}
+	for i, in := range n.GetInbound() {
+		f := fmt.Sprintf("networking.inbound[%d]", i)
+		if msg := checkPort(in.GetPort()); msg != "" {
+			v.add(f+".port", "%s", msg)
+		}
+		if sp := in.GetServicePort(); sp != 0 {
+			if msg := checkPort(sp); msg != "" {
+				v.add(f+".servicePort", "%s", msg)
+			}
+		}
+		if a := in.GetAddress(); a != "" {
+			if msg := checkAddress(a); msg != "" {
+				v.add(f+".address", "%s", msg)
+			}
+		}
+		validateTags(in.GetTags(), f+".tags", v)
+		ep := endpoint{addr: in.GetAddress(), port: in.GetPort()}
+		if ep.addr == "" {
+			ep.addr = n.GetAddress()
+		}
+		if j, dup := seen[ep]; dup {
+			v.add(f+".port", "%d is already used by networking.inbound[%d] on the same address", in.GetPort(), j)
+		}
+		seen[ep] = i
+	}
+}
+
+// validateTags checks tags of an inbound or gateway: atoll.io/service is
+// required, atoll.io/protocol must be known.
+func validateTags(tags map[string]string, field string, v *violations) {
+	if tags[ServiceTag] == "" {
+		v.add(fmt.Sprintf("%s[%q]", field, ServiceTag), "is required: name the service, e.g. %s: backend", ServiceTag)
+	}
+	if p, ok := tags[ProtocolTag]; ok && !protocols[p] {
+		v.add(fmt.Sprintf("%s[%q]", field, ProtocolTag), "%q is not supported: use tcp, http, http2 or grpc", p)
+	}
+	validateLabels(tags, field, v)
+}
+
+func validateZoneIngress(r *Resource, v *violations) {
+	zi := r.Spec.(*v1alpha1.ZoneIngress)
+	if msg := CheckName(zi.GetZone()); msg != "" {
+		v.add("zone", "%s", msg)
+	}
+	if n := zi.GetNetworking(); n != nil {
+		if n.GetAddress() != "" {
+			if msg := checkAddress(n.GetAddress()); msg != "" {
+				v.add("networking.address", "%s", msg)
+			}
+		}
+		if n.GetAdvertisedAddress() != "" {
+			if msg := checkAddress(n.GetAdvertisedAddress()); msg != "" {
+				v.add("networking.advertisedAddress", "%s", msg)
+			}
+		}
+		for f, p := range map[string]uint32{"networking.port": n.GetPort(), "networking.advertisedPort": n.GetAdvertisedPort()} {
+			if p != 0 {
+				if msg := checkPort(p); msg != "" {
+					v.add(f, "%s", msg)
+				}
+			}
+		}
+	}
+	for i, s := range zi.GetAvailableServices() {
+		f := fmt.Sprintf("availableServices[%d]", i)
+		if msg := CheckName(s.GetMesh()); msg != "" {
+			v.add(f+".mesh", "%s", msg)
+		}
+		if s.GetTags()[ServiceTag] == "" {
+			v.add(fmt.Sprintf("%s.tags[%q]", f, ServiceTag), "is required")
+		}
+		validateLabels(s.GetTags(), f+".tags", v)
+	}
+}
