@@ -54,6 +54,13 @@ func (reg *Registry) Decode(data []byte) (*Resource, error) {
 			}
 		}
 	}
+	for field, dst := range map[string]*time.Time{"creationTime": &r.Meta.CreationTime, "modificationTime": &r.Meta.ModificationTime} {
+		if raw, ok := fields[field]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return nil, fmt.Errorf("%s: must be an RFC 3339 time such as 2026-01-02T15:04:05Z", field)
+			}
+		}
+	}
 	if raw, ok := fields["labels"]; ok {
 		if err := json.Unmarshal(raw, &r.Meta.Labels); err != nil {
 			return nil, errors.New("labels: must be a map of strings to strings")
@@ -79,7 +86,7 @@ func (reg *Registry) Decode(data []byte) (*Resource, error) {
 	}
 	r.Spec = d.New()
 	if err := protojson.Unmarshal(specJSON, r.Spec); err != nil {
-		return nil, fmt.Errorf("%s %q: %s", d.Type, r.Meta.Name, cleanProtoError(err))
+		return nil, fmt.Errorf("%s: %s", d.Type, cleanProtoError(err))
 	}
 	return r, nil
 }
@@ -89,8 +96,8 @@ var protoErrNoise = regexp.MustCompile(`^proto:\s*(\(line \d+:\d+\):\s*)?`)
 // cleanProtoError drops protojson's prefix and line numbers, which refer to
 // an intermediate document, not to the user's file.
 func cleanProtoError(err error) string {
-	msg := protoErrNoise.ReplaceAllString(err.Error(), "")
-	return strings.ReplaceAll(msg, "\u00a0", " ")
+	msg := strings.ReplaceAll(err.Error(), "\u00a0", " ")
+	return protoErrNoise.ReplaceAllString(msg, "")
 }
 
 // DecodeAll reads a stream of resources separated by YAML document markers

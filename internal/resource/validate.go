@@ -26,6 +26,11 @@ func (e *ValidationError) Error() string {
 	for i, v := range e.Violations {
 		parts[i] = v.Field + ": " + v.Message
 	}
+	return fmt.Sprintf("%s: %s", e.Title(), strings.Join(parts, "; "))
+}
+
+// Title names what is invalid, without the details: `invalid Dataplane "x"`.
+func (e *ValidationError) Title() string {
 	what := "resource"
 	if e.Key.Type != "" {
 		what = string(e.Key.Type)
@@ -33,7 +38,7 @@ func (e *ValidationError) Error() string {
 			what += fmt.Sprintf(" %q", e.Key.Name)
 		}
 	}
-	return fmt.Sprintf("invalid %s: %s", what, strings.Join(parts, "; "))
+	return "invalid " + what
 }
 
 // IsValidation reports whether err is, or wraps, a *ValidationError.

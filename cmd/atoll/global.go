@@ -1,0 +1,52 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/atoll-mesh/atoll/global"
+	"github.com/atoll-mesh/atoll/internal/logging"
+)
+
+var globalSettings = []setting{
+	{"api-addr", "apiAddr", "REST API listen address"},
+	{"kds-addr", "kdsAddr", "KDS (zone sync) listen address"},
+	{"data-dir", "dataDir", "directory for the global's data (embedded etcd)"},
+	{"etcd-endpoints", "etcd.endpoints", "external etcd endpoints, comma-separated; empty runs an embedded etcd"},
+	{"etcd-client-addr", "etcd.clientAddr", "embedded etcd's client listen address"},
+	{"etcd-peer-addr", "etcd.peerAddr", "embedded etcd's peer listen address"},
+	{"etcd-prefix", "etcd.prefix", "key prefix of atoll's data in etcd"},
+	{"etcd-dial-timeout", "etcd.dialTimeout", "timeout for reaching etcd"},
+	{"etcd-ca-file", "etcd.caFile", "CA certificate of an external etcd cluster"},
+	{"etcd-cert-file", "etcd.certFile", "client certificate for an external etcd cluster"},
+	{"etcd-key-file", "etcd.keyFile", "client key for an external etcd cluster"},
+	{"log-level", "log.level", "log level: debug, info, warn, error"},
+	{"log-format", "log.format", "log format: text or json"},
+}
+
+func globalCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "global",
+		Short: "Run the global control plane",
+		Long: `Run the global control plane: the REST API and zone sync, with state in
+etcd — an embedded single-node etcd under --data-dir by default, or an
+external cluster given with --etcd-endpoints.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := global.Default()
+			if err := load(cmd, &cfg, globalSettings); err != nil {
+				return err
+			}
+			if done, err := printConfig(cmd, cfg); done {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			return global.Run(cmd.Context(), cfg, logging.New(cfg.Log, os.Stderr))
+		},
+	}
+	bindSettings(cmd, global.Default(), globalSettings)
+	return cmd
+}

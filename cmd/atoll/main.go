@@ -1,0 +1,47 @@
+// Command atoll runs atoll's control planes: "atoll global" and
+// "atoll zone".
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/atoll-mesh/atoll/internal/version"
+)
+
+func main() {
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-signals
+		fmt.Fprintln(os.Stderr, "stopping (send the signal again to exit now)")
+		cancel()
+		<-signals
+		os.Exit(1)
+	}()
+
+	root := &cobra.Command{
+		Use:           "atoll",
+		Short:         "atoll's multi-zone service-mesh control planes",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(globalCommand(), zoneCommand(), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "atoll", version.String())
+		},
+	})
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "atoll:", err)
+		os.Exit(1)
+	}
+}

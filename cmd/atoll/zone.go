@@ -1,0 +1,45 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/atoll-mesh/atoll/internal/logging"
+	"github.com/atoll-mesh/atoll/zone"
+)
+
+var zoneSettings = []setting{
+	{"zone", "zone", "this zone's name (lowercase letters, digits, '-')"},
+	{"mode", "mode", "where Dataplanes come from: universal (the API)"},
+	{"api-addr", "apiAddr", "REST API listen address"},
+	{"data-dir", "dataDir", "directory for the zone's state"},
+	{"global-address", "globalAddress", "the global's KDS address, grpcs://HOST:PORT"},
+	{"log-level", "log.level", "log level: debug, info, warn, error"},
+	{"log-format", "log.format", "log format: text or json"},
+}
+
+func zoneCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "zone",
+		Short: "Run a zone control plane",
+		Long: `Run a zone control plane. In universal mode Dataplanes are registered
+through its REST API (or atollctl apply) and kept under --data-dir.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := zone.Default()
+			if err := load(cmd, &cfg, zoneSettings); err != nil {
+				return err
+			}
+			if done, err := printConfig(cmd, cfg); done {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			return zone.Run(cmd.Context(), cfg, logging.New(cfg.Log, os.Stderr))
+		},
+	}
+	bindSettings(cmd, zone.Default(), zoneSettings)
+	return cmd
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/atoll-mesh/atoll/internal/resource"
+)
+
+const defaultTimeout = 30 * time.Second
+
+// client talks to one control plane's REST API.
+type client struct {
+	baseURL string
+	timeout time.Duration
+	http    http.Client
+}
+
+// apiError is an error answer of the API.
+type apiError struct {
+	status int
+	Error  string               `json:"error"`
+	Causes []resource.Violation `json:"causes"`
+}
+
+func (e *apiError) String() string {
+	var b strings.Builder
+	b.WriteString(e.Error)
+	for _, c := range e.Causes {
+		if !strings.Contains(e.Error, c.Message) {
+			fmt.Fprintf(&b, "\n  * %s: %s", c.Field, c.Message)
+		}
+	}
+	return b.String()
+}
+
+// do sends a request and returns the body of a 2xx answer, or an error
+// with the API's message.
+func (c *client) do(ctx context.Context, method, path string, body []byte) ([]byte, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	u, err := url.JoinPath(c.baseURL, path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("--api-url %q: %w", c.baseURL, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, fmt.Errorf("--api-url %q: %w", c.baseURL, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot reach the API at %s: %w (is the control plane running? set --api-url)", c.baseURL, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, resp.StatusCode, fmt.Errorf("reading the answer of %s %s: %w", method, u, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		ae := &apiError{status: resp.StatusCode}
+		if json.Unmarshal(data, ae) != nil || ae.Error == "" {
+			ae.Error = fmt.Sprintf("%s %s: %s: %s", method, u, resp.Status, strings.TrimSpace(string(data)))
+		}
+		return nil, resp.StatusCode, fmt.Errorf("%s", ae.String())
+	}
+	return data, resp.StatusCode, nil
+}
+
+// resourcePath is the API path of one resource, or of a list when name is "".
+func resourcePath(d *resource.Descriptor, mesh, name string) string {
+	p := "/" + d.Plural
+	if d.Scope == resource.ScopeMesh {
+		p = "/meshes/" + url.PathEscape(mesh) + p
+	}
+	if name != "" {
+		p += "/" + url.PathEscape(name)
+	}
+	return p
+}
+
+// list fetches every resource of d (in mesh, for mesh-scoped types).
+func (c *client) list(ctx context.Context, d *resource.Descriptor, mesh string) ([]*resource.Resource, error) {
+	data, _, err := c.do(ctx, http.MethodGet, resourcePath(d, mesh, ""), nil)
+	if err != nil {
+		return nil, err
+	}
+	var page struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal(data, &page); err != nil {
+		return nil, fmt.Errorf("the API answered with something that is not a list: %w", err)
+	}
+	out := make([]*resource.Resource, 0, len(page.Items))
+	for _, item := range page.Items {
+		r, err := resource.Decode(item)
+		if err != nil {
+			return nil, fmt.Errorf("the API answered with a resource this atollctl cannot read (versions differ?): %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (c *client) get(ctx context.Context, d *resource.Descriptor, mesh, name string) (*resource.Resource, error) {
+	data, _, err := c.do(ctx, http.MethodGet, resourcePath(d, mesh, name), nil)
+	if err != nil {
+		return nil, err
+	}
+	return resource.Decode(data)
+}

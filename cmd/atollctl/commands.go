@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/atoll-mesh/atoll/internal/resource"
+)
+
+func applyCommand(c *client) *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE|-",
+		Short: "Create or update resources from YAML or JSON files",
+		Long: `Create or update the resources in FILE (or standard input with -f -).
+A file may hold several resources separated by '---'. The whole file is read
+and checked for syntax first; nothing is sent if any document is malformed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(files) == 0 {
+				return errors.New("no input: give -f FILE, or -f - for standard input")
+			}
+			var all []*resource.Resource
+			for _, f := range files {
+				data, err := readInput(f, cmd.InOrStdin())
+				if err != nil {
+					return err
+				}
+				rs, err := resource.DecodeAll(data)
+				if err != nil {
+					return fmt.Errorf("%s: %w", f, err)
+				}
+				all = append(all, rs...)
+			}
+			if len(all) == 0 {
+				return errors.New("the input holds no resources")
+			}
+			failed := 0
+			for _, r := range all {
+				d, err := resource.Types.Get(r.Meta.Type)
+				if err != nil {
+					return err
+				}
+				if d.Scope == resource.ScopeMesh && r.Meta.Mesh == "" {
+					r.Meta.Mesh = resource.DefaultMesh
+				}
+				body, err := resource.EncodeJSON(r)
+				if err != nil {
+					return err
+				}
+				_, status, err := c.do(cmd.Context(), http.MethodPut, resourcePath(d, r.Meta.Mesh, r.Meta.Name), body)
+				if err != nil {
+					failed++
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", describe(r), err)
+					continue
+				}
+				verb := "updated"
+				if status == http.StatusCreated {
+					verb = "created"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", describe(r), verb)
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d resources were not applied", failed, len(all))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVarP(&files, "file", "f", nil, "file to apply, or - for standard input (repeatable)")
+	return cmd
+}
+
+func readInput(name string, stdin io.Reader) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(stdin)
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	return data, nil
+}
+
+func describe(r *resource.Resource) string {
+	if r.Meta.Mesh != "" {
+		return fmt.Sprintf("%s %s (mesh %s)", r.Meta.Type, r.Meta.Name, r.Meta.Mesh)
+	}
+	return fmt.Sprintf("%s %s", r.Meta.Type, r.Meta.Name)
+}
+
+// typeArg resolves a type argument such as "dataplanes" or "dp".
+func typeArg(arg string) (*resource.Descriptor, error) {
+	if arg == "dp" || arg == "dps" {
+		arg = "dataplanes"
+	}
+	d, ok := resource.Types.ByName(arg)
+	if !ok {
+		var names []string
+		for _, d := range resource.Types.All() {
+			names = append(names, d.Plural)
+		}
+		return nil, fmt.Errorf("unknown resource type %q: use one of %s", arg, strings.Join(names, ", "))
+	}
+	return d, nil
+}
+
+func getCommand(c *client) *cobra.Command {
+	var mesh, output string
+	cmd := &cobra.Command{
+		Use:   "get TYPE [NAME]",
+		Short: "Show resources: dataplanes, meshes, zones, zoneingresses",
+		Example: `  atollctl get dataplanes
+  atollctl get dataplane kong --mesh default -o yaml
+  atollctl get zones`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := typeArg(args[0])
+			if err != nil {
+				return err
+			}
+			switch output {
+			case "table", "json", "yaml":
+			default:
+				return fmt.Errorf("-o %q: use table, json or yaml", output)
+			}
+			var items []*resource.Resource
+			if len(args) == 2 {
+				r, err := c.get(cmd.Context(), d, mesh, args[1])
+				if err != nil {
+					return err
+				}
+				items = []*resource.Resource{r}
+			} else if items, err = c.list(cmd.Context(), d, mesh); err != nil {
+				return err
+			}
+			return printResources(cmd.OutOrStdout(), d, items, output, len(args) == 2)
+		},
+	}
+	cmd.Flags().StringVar(&mesh, "mesh", resource.DefaultMesh, "mesh of mesh-scoped resources")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	return cmd
+}
+
+func deleteCommand(c *client) *cobra.Command {
+	var mesh string
+	cmd := &cobra.Command{
+		Use:     "delete TYPE NAME",
+		Short:   "Delete a resource",
+		Example: `  atollctl delete dataplane backend-1 --mesh default`,
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := typeArg(args[0])
+			if err != nil {
+				return err
+			}
+			if _, _, err := c.do(cmd.Context(), http.MethodDelete, resourcePath(d, mesh, args[1]), nil); err != nil {
+				return err
+			}
+			r := &resource.Resource{Meta: resource.Meta{Type: d.Type, Name: args[1]}}
+			if d.Scope == resource.ScopeMesh {
+				r.Meta.Mesh = mesh
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s deleted\n", describe(r))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&mesh, "mesh", resource.DefaultMesh, "mesh of mesh-scoped resources")
+	return cmd
+}
+
+// printResources writes items as a table, as JSON ({"total","items"} for a
+// list), or as YAML documents that apply -f accepts.
+func printResources(w io.Writer, d *resource.Descriptor, items []*resource.Resource, output string, single bool) error {
+	switch output {
+	case "json":
+		var parts [][]byte
+		for _, r := range items {
+			js, err := resource.EncodeJSON(r)
+			if err != nil {
+				return err
+			}
+			parts = append(parts, js)
+		}
+		var raw []byte
+		if single {
+			raw = parts[0]
+		} else {
+			raw = []byte(fmt.Sprintf(`{"total":%d,"items":[%s]}`, len(parts), bytes.Join(parts, []byte(","))))
+		}
+		var pretty bytes.Buffer
+		if err := json.Indent(&pretty, raw, "", "  "); err != nil {
+			return err
+		}
+		pretty.WriteByte('\n')
+		_, err := w.Write(pretty.Bytes())
+		return err
+	case "yaml":
+		for i, r := range items {
+			if i > 0 {
+				fmt.Fprintln(w, "---")
+			}
+			y, err := resource.EncodeYAML(r)
+			if err != nil {
+				return err
+			}
+			w.Write(y)
+		}
+		return nil
+	}
+	return printTable(w, d, items)
+}

@@ -1,0 +1,43 @@
+// Command atollctl is the command line for atoll's REST APIs, global or zone.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/atoll-mesh/atoll/internal/version"
+)
+
+func main() {
+	if err := rootCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "atollctl:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCommand() *cobra.Command {
+	c := &client{}
+	root := &cobra.Command{
+		Use:           "atollctl",
+		Short:         "Manage an atoll mesh through a global or zone control plane's API",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	def := os.Getenv("ATOLL_API_URL")
+	if def == "" {
+		def = "http://127.0.0.1:5681"
+	}
+	root.PersistentFlags().StringVar(&c.baseURL, "api-url", def, "URL of a control plane's REST API (env ATOLL_API_URL)")
+	root.PersistentFlags().DurationVar(&c.timeout, "timeout", defaultTimeout, "timeout of each API request")
+	root.AddCommand(applyCommand(c), getCommand(c), deleteCommand(c), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "atollctl", version.String())
+		},
+	})
+	return root
+}

@@ -1,0 +1,98 @@
+package global
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/atoll-mesh/atoll/internal/config"
+	"github.com/atoll-mesh/atoll/internal/logging"
+)
+
+// Config is the global control plane's configuration.
+type Config struct {
+	// APIAddr is the REST API listener (also /healthz, /readyz, /metrics).
+	APIAddr string `yaml:"apiAddr" json:"apiAddr"`
+	// KDSAddr is where zones connect (the KDS gRPC server).
+	KDSAddr string `yaml:"kdsAddr" json:"kdsAddr"`
+	// DataDir holds the embedded etcd's data.
+	DataDir string         `yaml:"dataDir" json:"dataDir"`
+	Etcd    Etcd           `yaml:"etcd" json:"etcd"`
+	Log     logging.Config `yaml:"log" json:"log"`
+}
+
+// Etcd says which etcd holds the global's state.
+type Etcd struct {
+	// Endpoints of an external etcd cluster. Empty runs an embedded
+	// single-node etcd in DataDir.
+	Endpoints []string `yaml:"endpoints" json:"endpoints"`
+	// ClientAddr and PeerAddr are the embedded etcd's listeners.
+	ClientAddr string `yaml:"clientAddr" json:"clientAddr"`
+	PeerAddr   string `yaml:"peerAddr" json:"peerAddr"`
+	// Prefix is the key prefix of atoll's data, so installations can share
+	// an etcd cluster.
+	Prefix      string        `yaml:"prefix" json:"prefix"`
+	DialTimeout time.Duration `yaml:"dialTimeout" json:"dialTimeout"`
+	// TLS files for an external cluster; all empty means plaintext.
+	CAFile   string `yaml:"caFile" json:"caFile"`
+	CertFile string `yaml:"certFile" json:"certFile"`
+	KeyFile  string `yaml:"keyFile" json:"keyFile"`
+}
+
+// DefaultYAML is Default() as YAML, shipped as a reference.
+//
+//go:embed defaults.yaml
+var DefaultYAML []byte
+
+// Default returns the built-in defaults.
+func Default() Config {
+	return Config{
+		APIAddr: ":5681",
+		KDSAddr: ":5685",
+		DataDir: "/var/lib/atoll/global",
+		Etcd: Etcd{
+			ClientAddr:  "127.0.0.1:2379",
+			PeerAddr:    "127.0.0.1:2380",
+			Prefix:      "/atoll/",
+			DialTimeout: 5 * time.Second,
+		},
+		Log: logging.Default(),
+	}
+}
+
+// Validate returns every bad setting, each named as in the config file.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(config.CheckListenAddr("apiAddr", c.APIAddr))
+	add(config.CheckListenAddr("kdsAddr", c.KDSAddr))
+	if c.DataDir == "" {
+		add(errors.New("dataDir: is required: name a directory for the global's data"))
+	}
+	if len(c.Etcd.Endpoints) == 0 {
+		add(config.CheckListenAddr("etcd.clientAddr", c.Etcd.ClientAddr))
+		add(config.CheckListenAddr("etcd.peerAddr", c.Etcd.PeerAddr))
+	}
+	for i, e := range c.Etcd.Endpoints {
+		add(config.CheckURL(fmt.Sprintf("etcd.endpoints[%d]", i), e, "http", "https"))
+	}
+	if c.Etcd.Prefix == "" || c.Etcd.Prefix[0] != '/' {
+		add(fmt.Errorf("etcd.prefix: %q must start with '/' (e.g. /atoll/)", c.Etcd.Prefix))
+	}
+	if c.Etcd.DialTimeout <= 0 {
+		add(fmt.Errorf("etcd.dialTimeout: %s must be positive (e.g. 5s)", c.Etcd.DialTimeout))
+	}
+	if (c.Etcd.CertFile == "") != (c.Etcd.KeyFile == "") {
+		add(errors.New("etcd.certFile and etcd.keyFile: give both, or neither"))
+	}
+	if len(c.Etcd.Endpoints) == 0 && (c.Etcd.CAFile != "" || c.Etcd.CertFile != "") {
+		add(errors.New("etcd TLS files apply to an external cluster: give etcd.endpoints too, or drop them"))
+	}
+	add(c.Log.Validate("log"))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,135 @@
+package global
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/atoll-mesh/atoll/internal/apiserver"
+	"github.com/atoll-mesh/atoll/internal/embedetcd"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/internal/store/etcdstore"
+)
+
+// Run starts the global control plane and blocks until ctx ends or a part
+// fails. It validates cfg first.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("dataDir: cannot create %s: %w", cfg.DataDir, err)
+	}
+
+	g, ctx := errgroup.WithContext(ctx)
+	endpoints := cfg.Etcd.Endpoints
+	if len(endpoints) == 0 {
+		srv, err := embedetcd.Start(ctx, embedetcd.Config{
+			DataDir:    filepath.Join(cfg.DataDir, "etcd"),
+			ClientAddr: cfg.Etcd.ClientAddr,
+			PeerAddr:   cfg.Etcd.PeerAddr,
+		}, log.With("component", "etcd"))
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		endpoints = []string{srv.ClientEndpoint()}
+		g.Go(func() error {
+			select {
+			case err := <-srv.Err():
+				return fmt.Errorf("embedded etcd: %w", err)
+			case <-ctx.Done():
+				return nil
+			}
+		})
+	}
+
+	client, err := newEtcdClient(cfg.Etcd, endpoints)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := pingEtcd(ctx, client, cfg.Etcd); err != nil {
+		return fmt.Errorf("cannot reach etcd at %v: %w (check etcd.endpoints and that etcd is running)", endpoints, err)
+	}
+
+	st := etcdstore.New(client, cfg.Etcd.Prefix+"resources/")
+	if err := store.EnsureMesh(ctx, st, resource.DefaultMesh, resource.OriginGlobal); err != nil {
+		return err
+	}
+
+	reg := apiserver.NewRegistry()
+	mux := http.NewServeMux()
+	apiserver.NewResources(apiserver.ResourcesConfig{
+		Store:  st,
+		Side:   resource.WrittenOnGlobal,
+		Labels: map[string]string{resource.OriginLabel: resource.OriginGlobal},
+		Log:    log.With("component", "api"),
+	}).Register(mux)
+	apiserver.RegisterOps(mux, reg, apiserver.Check{Name: "etcd", Check: func(ctx context.Context) error {
+		return pingEtcd(ctx, client, cfg.Etcd)
+	}})
+	api, err := apiserver.Listen(cfg.APIAddr, apiserver.Instrument(reg, mux), log)
+	if err != nil {
+		return fmt.Errorf("apiAddr: %w", err)
+	}
+	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "etcd", endpoints)
+	g.Go(func() error { return api.Run(ctx) })
+	err = g.Wait()
+	log.Info("global control plane stopped")
+	return err
+}
+
+func newEtcdClient(cfg Etcd, endpoints []string) (*clientv3.Client, error) {
+	cc := clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: cfg.DialTimeout,
+		Logger:      zap.NewNop(),
+	}
+	if cfg.CAFile != "" || cfg.CertFile != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.CAFile != "" {
+			pem, err := os.ReadFile(cfg.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("etcd.caFile: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("etcd.caFile: %s holds no PEM certificate", cfg.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		if cfg.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("etcd.certFile/etcd.keyFile: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		cc.TLS = tc
+	}
+	client, err := clientv3.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
+	}
+	return client, nil
+}
+
+// pingEtcd does a linearizable read, which succeeds only when the cluster
+// has a leader and a quorum answers.
+func pingEtcd(ctx context.Context, client *clientv3.Client, cfg Etcd) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	_, err := client.Get(ctx, cfg.Prefix+"health", clientv3.WithCountOnly())
+	return err
+}

@@ -1,0 +1,92 @@
+package zone
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/atoll-mesh/atoll/internal/apiserver"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/internal/store/boltstore"
+)
+
+// Run starts the zone control plane and blocks until ctx ends or a part
+// fails. It validates cfg first.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if err := claimDataDir(cfg.DataDir, cfg.Zone); err != nil {
+		return err
+	}
+	st, err := boltstore.Open(filepath.Join(cfg.DataDir, "zone.db"))
+	if err != nil {
+		return fmt.Errorf("dataDir: %w", err)
+	}
+	defer st.Close()
+	if err := store.EnsureMesh(ctx, st, resource.DefaultMesh, resource.OriginGlobal); err != nil {
+		return err
+	}
+	if cfg.GlobalAddress == "" {
+		log.Info("no global address: running on its own", "component", "zone")
+	}
+
+	reg := apiserver.NewRegistry()
+	mux := http.NewServeMux()
+	apiserver.NewResources(apiserver.ResourcesConfig{
+		Store: st,
+		Side:  resource.WrittenOnZone,
+		Labels: map[string]string{
+			resource.OriginLabel: resource.OriginZone,
+			resource.ZoneLabel:   cfg.Zone,
+		},
+		Log: log.With("component", "api"),
+	}).Register(mux)
+	apiserver.RegisterOps(mux, reg, apiserver.Check{Name: "store", Check: func(ctx context.Context) error {
+		_, err := st.List(ctx, resource.MeshType, "")
+		return err
+	}})
+	api, err := apiserver.Listen(cfg.APIAddr, apiserver.Instrument(reg, mux), log)
+	if err != nil {
+		return fmt.Errorf("apiAddr: %w", err)
+	}
+	log.Info("zone control plane started", "component", "api", "zone", cfg.Zone, "mode", cfg.Mode, "apiAddr", api.Addr())
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return api.Run(ctx) })
+	err = g.Wait()
+	log.Info("zone control plane stopped", "zone", cfg.Zone)
+	return err
+}
+
+// claimDataDir creates dir and records which zone owns it, so a zone is
+// never started on another zone's state.
+func claimDataDir(dir, zone string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("dataDir: cannot create %s: %w", dir, err)
+	}
+	marker := filepath.Join(dir, "zone-name")
+	owner, err := os.ReadFile(marker)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.WriteFile(marker, []byte(zone+"\n"), 0o600); err != nil {
+			return fmt.Errorf("dataDir: cannot write %s: %w", marker, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("dataDir: cannot read %s: %w", marker, err)
+	}
+	if got := string(bytes.TrimSpace(owner)); got != zone {
+		return fmt.Errorf("dataDir: %s holds the state of zone %q, not %q: use another directory for this zone", dir, got, zone)
+	}
+	return nil
+}
