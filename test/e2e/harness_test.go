@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binDir holds bin/atoll and bin/atollctl built once for the whole package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "atoll-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	for _, name := range []string{"atoll", "atollctl"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "../../cmd/"+name)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n", name, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// process is a running bin/atoll.
+type process struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	apiURL string
+	logs   *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startAtoll runs bin/atoll with args plus JSON logs and a free loopback API
+// port, and waits until the process logs its bound API address and answers
+// /readyz.
+func startAtoll(t *testing.T, args ...string) *process {
+	t.Helper()
+	args = append(args, "--api-addr", "127.0.0.1:0", "--log-format", "json")
+	p := &process{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(binDir, "atoll"), args...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.logs.Write([]byte(line + "\n"))
+			var entry struct {
+				Msg     string `json:"msg"`
+				APIAddr string `json:"apiAddr"`
+			}
+			if json.Unmarshal([]byte(line), &entry) == nil && strings.HasSuffix(entry.Msg, "control plane started") {
+				addr <- entry.APIAddr
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.stop() })
+	select {
+	case a := <-addr:
+		p.apiURL = "http://" + a
+	case <-p.done:
+		t.Fatalf("atoll %v exited before it was ready: %v\n%s", args, p.err, p.logs)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("atoll %v did not start within 60s:\n%s", args, p.logs)
+	}
+	waitFor(t, 30*time.Second, "readyz", func() error {
+		resp, err := http.Get(p.apiURL + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz: %s", resp.Status)
+		}
+		return nil
+	})
+	return p
+}
+
+func startGlobal(t *testing.T, dataDir string, args ...string) *process {
+	return startAtoll(t, append([]string{"global", "--data-dir", dataDir,
+		"--kds-addr", "127.0.0.1:0", "--etcd-client-addr", "127.0.0.1:0", "--etcd-peer-addr", "127.0.0.1:0"}, args...)...)
+}
+
+func startZone(t *testing.T, zone, dataDir string, args ...string) *process {
+	return startAtoll(t, append([]string{"zone", "--zone", zone, "--mode", "universal", "--data-dir", dataDir}, args...)...)
+}
+
+// stop sends SIGTERM (a graceful stop) and waits for the exit; a clean stop
+// exits 0.
+func (p *process) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			p.t.Errorf("atoll did not exit cleanly on SIGTERM: %v\n%s", p.err, p.logs)
+		}
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+		p.t.Errorf("atoll did not stop within 30s of SIGTERM:\n%s", p.logs)
+	}
+}
+
+// waitFor polls cond until it returns nil or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		<-tick.C
+	}
+}
+
+// call sends a request and returns the status and body.
+func call(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(data)
+}
+
+// atollctl runs bin/atollctl and returns stdout, stderr and the exit error.
+func atollctl(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "atollctl"), args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.Stdin = strings.NewReader(stdin)
+	err := cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+// runAtoll runs bin/atoll to completion (for commands that exit).
+func runAtoll(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "atoll"), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# make run: a global on embedded etcd and two universal zones on loopback,
+# with a sample topology: a delegated gateway "kong" in zone-1 and three
+# "backend" instances in zone-2. Ctrl-C stops everything.
+#
+# Ports and the state directory can be moved with environment variables:
+#   RUN_DIR (default .run)  GLOBAL_API_PORT (5681)  GLOBAL_KDS_PORT (5685)
+#   ETCD_CLIENT_PORT (15379)  ETCD_PEER_PORT (15380)
+#   ZONE1_API_PORT (5691)  ZONE2_API_PORT (5701)
+# State is kept in RUN_DIR between runs; `make clean` removes it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN_DIR=${RUN_DIR:-.run}
+GLOBAL_API_PORT=${GLOBAL_API_PORT:-5681}
+GLOBAL_KDS_PORT=${GLOBAL_KDS_PORT:-5685}
+ETCD_CLIENT_PORT=${ETCD_CLIENT_PORT:-15379}
+ETCD_PEER_PORT=${ETCD_PEER_PORT:-15380}
+ZONE1_API_PORT=${ZONE1_API_PORT:-5691}
+ZONE2_API_PORT=${ZONE2_API_PORT:-5701}
+ATOLL=bin/atoll
+ATOLLCTL=bin/atollctl
+
+mkdir -p "$RUN_DIR"
+pids=()
+names=()
+
+# stop [int]: stops every process. On Ctrl-C the terminal has already sent
+# them SIGINT (a graceful stop); a second signal would make them exit at
+# once, so give them time to finish before signalling the stragglers.
+stop() {
+  trap - INT TERM
+  echo
+  echo "stopping: ${names[*]}"
+  if [ "${1:-}" = int ]; then
+    for _ in $(seq 1 50); do
+      alive=0
+      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+      [ "$alive" = 0 ] && break
+      sleep 0.2
+    done
+  fi
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "stopped. State is kept in $RUN_DIR (make clean removes it)."
+  exit 0
+}
+trap 'stop int' INT
+trap stop TERM
+
+# start NAME ARGS...: runs bin/atoll ARGS in the background, logging to RUN_DIR/NAME.log.
+start() {
+  local name=$1; shift
+  "$ATOLL" "$@" >"$RUN_DIR/$name.log" 2>&1 &
+  pids+=("$!")
+  names+=("$name")
+}
+
+# wait_ready NAME URL: polls URL/readyz until it answers, or the process dies.
+wait_ready() {
+  local name=$1 url=$2 pid=${pids[-1]}
+  for _ in $(seq 1 300); do
+    if curl -fsS "$url/readyz" >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name failed to start; last lines of $RUN_DIR/$name.log:" >&2
+      tail -n 20 "$RUN_DIR/$name.log" >&2
+      stop
+    fi
+    sleep 0.2
+  done
+  echo "$name did not become ready within 60s; see $RUN_DIR/$name.log" >&2
+  stop
+}
+
+for port in "$GLOBAL_API_PORT" "$ZONE1_API_PORT" "$ZONE2_API_PORT"; do
+  if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+    echo "port $port already serves something (another make run?): stop it, or move ports with GLOBAL_API_PORT, ZONE1_API_PORT, ZONE2_API_PORT" >&2
+    exit 1
+  fi
+done
+
+GLOBAL=http://127.0.0.1:$GLOBAL_API_PORT
+ZONE1=http://127.0.0.1:$ZONE1_API_PORT
+ZONE2=http://127.0.0.1:$ZONE2_API_PORT
+
+echo "starting global (embedded etcd in $RUN_DIR/global) ..."
+start global global --data-dir "$RUN_DIR/global" \
+  --api-addr "127.0.0.1:$GLOBAL_API_PORT" --kds-addr "127.0.0.1:$GLOBAL_KDS_PORT" \
+  --etcd-client-addr "127.0.0.1:$ETCD_CLIENT_PORT" --etcd-peer-addr "127.0.0.1:$ETCD_PEER_PORT"
+wait_ready global "$GLOBAL"
+
+echo "starting zone-1 and zone-2 (universal mode) ..."
+start zone-1 zone --zone zone-1 --mode universal --data-dir "$RUN_DIR/zone-1" \
+  --api-addr "127.0.0.1:$ZONE1_API_PORT" --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT"
+wait_ready zone-1 "$ZONE1"
+start zone-2 zone --zone zone-2 --mode universal --data-dir "$RUN_DIR/zone-2" \
+  --api-addr "127.0.0.1:$ZONE2_API_PORT" --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT"
+wait_ready zone-2 "$ZONE2"
+
+echo "registering the sample topology (test/sample) ..."
+"$ATOLLCTL" --api-url "$ZONE1" apply -f test/sample/zone-1.yaml
+"$ATOLLCTL" --api-url "$ZONE2" apply -f test/sample/zone-2.yaml
+
+cat <<INFO
+
+atoll is running:
+  global   API $GLOBAL   (KDS 127.0.0.1:$GLOBAL_KDS_PORT, etcd 127.0.0.1:$ETCD_CLIENT_PORT)   log $RUN_DIR/global.log
+  zone-1   API $ZONE1   delegated gateway "kong"                    log $RUN_DIR/zone-1.log
+  zone-2   API $ZONE2   three instances of "backend"                log $RUN_DIR/zone-2.log
+
+zone-1's Dataplanes:
+$("$ATOLLCTL" --api-url "$ZONE1" get dataplanes)
+
+zone-2's Dataplanes:
+$("$ATOLLCTL" --api-url "$ZONE2" get dataplanes)
+
+Try, in another terminal:
+  bin/atollctl --api-url $ZONE2 get dataplanes
+  bin/atollctl --api-url $ZONE2 get dataplane backend-1 -o yaml
+  bin/atollctl --api-url $ZONE2 delete dataplane backend-3
+  bin/atollctl --api-url $GLOBAL get meshes
+  curl -s $ZONE1/meshes/default/dataplanes/kong
+  curl -s $GLOBAL/readyz; curl -s $GLOBAL/metrics | grep atoll_
+
+Zones run on their own for now: zone sync (KDS) is the next step, after
+which zone-1 learns that "backend" runs in zone-2.
+
+Press Ctrl-C to stop everything.
+INFO
+
+# Wait for Ctrl-C; report a process that exits on its own.
+while true; do
+  for i in "${!pids[@]}"; do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      echo "${names[$i]} exited; last lines of $RUN_DIR/${names[$i]}.log:" >&2
+      tail -n 20 "$RUN_DIR/${names[$i]}.log" >&2
+      stop
+    fi
+  done
+  sleep 1 &
+  wait $! || true
+done
