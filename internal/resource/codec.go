@@ -91,13 +91,17 @@ func (reg *Registry) Decode(data []byte) (*Resource, error) {
 	return r, nil
 }
 
-var protoErrNoise = regexp.MustCompile(`^proto:\s*(\(line \d+:\d+\):\s*)?`)
+var protoErrNoise = regexp.MustCompile(`^proto:\s*|\s*\(line \d+:\d+\):?`)
 
 // cleanProtoError drops protojson's prefix and line numbers, which refer to
 // an intermediate document, not to the user's file.
 func cleanProtoError(err error) string {
 	msg := strings.ReplaceAll(err.Error(), "\u00a0", " ")
-	return protoErrNoise.ReplaceAllString(msg, "")
+	msg = protoErrNoise.ReplaceAllString(msg, "")
+	if strings.Contains(msg, "unexpected token") {
+		msg = strings.TrimPrefix(msg, "syntax error ") + ": a value has the wrong kind (a list, map, number or string where another is expected): compare with the file format in the README"
+	}
+	return msg
 }
 
 // DecodeAll reads a stream of resources separated by YAML document markers
@@ -241,10 +245,22 @@ func JSONToYAML(js []byte) ([]byte, error) {
 func clearStyle(n *yaml.Node) {
 	if n.Kind != yaml.ScalarNode {
 		n.Style = 0
-	} else if n.Style == yaml.DoubleQuotedStyle {
-		n.Style = 0 // the encoder re-quotes where YAML needs it
+	} else if n.Style == yaml.DoubleQuotedStyle && readsBackAsString(n.Value) {
+		n.Style = 0 // the encoder re-quotes where YAML 1.2 needs it
 	}
 	for _, c := range n.Content {
 		clearStyle(c)
 	}
+}
+
+// readsBackAsString reports whether s, written unquoted, is read back as the
+// same string by Decode. The encoder only quotes for YAML 1.2, but Decode
+// reads YAML 1.1, where yes, on, y and the like are booleans.
+func readsBackAsString(s string) bool {
+	var v any
+	if err := sigsyaml.Unmarshal([]byte(s), &v); err != nil {
+		return false
+	}
+	got, ok := v.(string)
+	return ok && got == s
 }

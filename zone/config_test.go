@@ -1,0 +1,104 @@
+package zone
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// TestDefaultYAMLMatchesDefault keeps the committed defaults file honest: it
+// must hold every setting, and nothing but Default().
+func TestDefaultYAMLMatchesDefault(t *testing.T) {
+	var got Config
+	dec := yaml.NewDecoder(bytes.NewReader(DefaultYAML))
+	dec.KnownFields(true)
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("defaults.yaml does not decode into Config: %v", err)
+	}
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("defaults.yaml = %+v\nDefault()     = %+v", got, want)
+	}
+
+	// Every field of Config must be spelled out, so the file documents all
+	// settings: decoding it over non-zero values must overwrite them all.
+	filled := Config{Zone: "x", Mode: "x", APIAddr: "x", DataDir: "x", GlobalAddress: "x"}
+	filled.Log.Level, filled.Log.Format = "x", "x"
+	if err := yaml.Unmarshal(DefaultYAML, &filled); err != nil {
+		t.Fatalf("defaults.yaml: %v", err)
+	}
+	if want := Default(); !reflect.DeepEqual(filled, want) {
+		t.Errorf("defaults.yaml leaves settings out:\ngot  %+v\nwant %+v", filled, want)
+	}
+}
+
+func TestDefaultNeedsAZoneName(t *testing.T) {
+	err := Default().Validate()
+	if err == nil || !strings.Contains(err.Error(), "zone") {
+		t.Fatalf("Default().Validate() = %v, want an error naming zone", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(c *Config)
+		// want are substrings of the error; none means the config is valid.
+		want []string
+	}{
+		{name: "defaults with a zone name", edit: func(*Config) {}},
+		{name: "with a global", edit: func(c *Config) { c.GlobalAddress = "grpcs://global.example.com:5685" }},
+		{name: "with a plaintext global", edit: func(c *Config) { c.GlobalAddress = "grpc://127.0.0.1:5685" }},
+		{name: "empty zone", edit: func(c *Config) { c.Zone = "" }, want: []string{"zone", "--zone"}},
+		{name: "invalid zone name", edit: func(c *Config) { c.Zone = "Zone_1" }, want: []string{"zone", `"Zone_1"`}},
+		{name: "kubernetes mode", edit: func(c *Config) { c.Mode = ModeKubernetes }, want: []string{"mode", "not supported yet"}},
+		{name: "unknown mode", edit: func(c *Config) { c.Mode = "foo" }, want: []string{"mode", `"foo"`}},
+		{name: "empty mode", edit: func(c *Config) { c.Mode = "" }, want: []string{"mode"}},
+		{name: "apiAddr without port", edit: func(c *Config) { c.APIAddr = "foo" }, want: []string{"apiAddr"}},
+		{name: "empty dataDir", edit: func(c *Config) { c.DataDir = "" }, want: []string{"dataDir"}},
+		{name: "globalAddress with http scheme", edit: func(c *Config) { c.GlobalAddress = "http://x:1" }, want: []string{"globalAddress", "grpcs"}},
+		{name: "globalAddress not a URL", edit: func(c *Config) { c.GlobalAddress = "nope" }, want: []string{"globalAddress"}},
+		{name: "unknown log level", edit: func(c *Config) { c.Log.Level = "loud" }, want: []string{"log.level"}},
+		{name: "unknown log format", edit: func(c *Config) { c.Log.Format = "xml" }, want: []string{"log.format"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Zone = "zone-1"
+			tt.edit(&c)
+			err := c.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want no error", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want an error naming %s", tt.want[0])
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateReportsEverySetting(t *testing.T) {
+	c := Default()
+	c.Zone = "Zone_1"
+	c.Mode = "foo"
+	c.GlobalAddress = "nope"
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil, want errors")
+	}
+	for _, setting := range []string{"zone:", "mode:", "globalAddress:"} {
+		if !strings.Contains(err.Error(), setting) {
+			t.Errorf("Validate() = %q, want it to name %s", err, setting)
+		}
+	}
+}
