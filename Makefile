@@ -10,6 +10,9 @@ MODULE := github.com/atoll-mesh/atoll
 # in go.mod; protoc comes from Debian's protobuf-compiler package.
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO := $(TOOLS)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
+PROTOC = protoc --plugin=protoc-gen-go=$(PROTOC_GEN_GO) --plugin=protoc-gen-go-grpc=$(PROTOC_GEN_GO_GRPC) -I api
 PROTOS := $(wildcard api/v1alpha1/*.proto)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -43,8 +46,8 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$') 2>/dev/null); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
-## tools: install protoc (Debian) and the pinned protoc-gen-go
-tools: $(PROTOC_GEN_GO)
+## tools: install protoc (Debian) and the pinned protoc-gen-go, protoc-gen-go-grpc
+tools: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
 	@command -v protoc >/dev/null && [ -f /usr/include/google/protobuf/timestamp.proto ] || { \
 	  echo "installing protoc (Debian protobuf-compiler, libprotobuf-dev)"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -55,16 +58,21 @@ $(PROTOC_GEN_GO):
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	mv $(TOOLS)/protoc-gen-go $@
 
+$(PROTOC_GEN_GO_GRPC):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	mv $(TOOLS)/protoc-gen-go-grpc $@
+
 ## generate: regenerate the Go code of api/*.proto
 generate: tools
-	protoc --plugin=protoc-gen-go=$(PROTOC_GEN_GO) -I api --go_out=. --go_opt=module=$(MODULE) $(PROTOS)
+	$(PROTOC) --go_out=. --go_opt=module=$(MODULE) --go-grpc_out=. --go-grpc_opt=module=$(MODULE) $(PROTOS)
 
 ## check-generated: fail when the committed generated code is stale
 check-generated: tools
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
-	protoc --plugin=protoc-gen-go=$(PROTOC_GEN_GO) -I api --go_out=$$tmp --go_opt=module=$(MODULE) $(PROTOS); \
+	$(PROTOC) --go_out=$$tmp --go_opt=module=$(MODULE) --go-grpc_out=$$tmp --go-grpc_opt=module=$(MODULE) $(PROTOS); \
 	for f in $$(cd $$tmp && find . -name '*.pb.go'); do \
-	  if ! diff -q -I '^//[[:space:]]*protoc[[:space:]]' $$tmp/$$f $$f >/dev/null 2>&1; then \
+	  if ! diff -q -I '^//[[:space:]]*-*[[:space:]]*protoc[[:space:]]' $$tmp/$$f $$f >/dev/null 2>&1; then \
 	    echo "generated code is stale: $$f (run make generate and commit)"; exit 1; fi; \
 	done; echo "generated code is up to date"
 

@@ -19,7 +19,25 @@ type Config struct {
 	// DataDir holds the embedded etcd's data.
 	DataDir string         `yaml:"dataDir" json:"dataDir"`
 	Etcd    Etcd           `yaml:"etcd" json:"etcd"`
+	KDS     KDS            `yaml:"kds" json:"kds"`
 	Log     logging.Config `yaml:"log" json:"log"`
+}
+
+// KDS configures zone sync.
+type KDS struct {
+	// TLSCert and TLSKey serve KDS; both empty makes the global generate a
+	// CA and certificate in dataDir and serve the CA at /kds-ca.pem.
+	TLSCert string `yaml:"tlsCert" json:"tlsCert"`
+	TLSKey  string `yaml:"tlsKey" json:"tlsKey"`
+	// Insecure serves plaintext; zones must opt in too.
+	Insecure bool `yaml:"insecure" json:"insecure"`
+	// MaxMessageSize bounds every KDS message, in bytes.
+	MaxMessageSize int `yaml:"maxMessageSize" json:"maxMessageSize"`
+	// Debounce gathers changes before they are pushed to zones.
+	Debounce time.Duration `yaml:"debounce" json:"debounce"`
+	// ZoneOfflineAfter marks a zone offline when it has not been heard
+	// from for this long.
+	ZoneOfflineAfter time.Duration `yaml:"zoneOfflineAfter" json:"zoneOfflineAfter"`
 }
 
 // Etcd says which etcd holds the global's state.
@@ -57,6 +75,11 @@ func Default() Config {
 			Prefix:      "/atoll/",
 			DialTimeout: 5 * time.Second,
 		},
+		KDS: KDS{
+			MaxMessageSize:   4 << 20,
+			Debounce:         20 * time.Millisecond,
+			ZoneOfflineAfter: 30 * time.Second,
+		},
 		Log: logging.Default(),
 	}
 }
@@ -92,6 +115,21 @@ func (c Config) Validate() error {
 	}
 	if len(c.Etcd.Endpoints) == 0 && (c.Etcd.CAFile != "" || c.Etcd.CertFile != "") {
 		add(errors.New("etcd TLS files apply to an external cluster: give etcd.endpoints too, or drop them"))
+	}
+	if (c.KDS.TLSCert == "") != (c.KDS.TLSKey == "") {
+		add(errors.New("kds.tlsCert and kds.tlsKey: give both, or neither (the global then generates its own)"))
+	}
+	if c.KDS.Insecure && c.KDS.TLSCert != "" {
+		add(errors.New("kds.insecure: plaintext was asked for, but kds.tlsCert is set too: choose one"))
+	}
+	if c.KDS.MaxMessageSize < 256<<10 || c.KDS.MaxMessageSize > 64<<20 {
+		add(fmt.Errorf("kds.maxMessageSize: %d is out of range: use 262144 (256 KiB) to 67108864 (64 MiB)", c.KDS.MaxMessageSize))
+	}
+	if c.KDS.Debounce < 0 || c.KDS.Debounce > 10*time.Second {
+		add(fmt.Errorf("kds.debounce: %s is out of range: use 0s to 10s", c.KDS.Debounce))
+	}
+	if c.KDS.ZoneOfflineAfter < time.Second {
+		add(fmt.Errorf("kds.zoneOfflineAfter: %s is too short: use at least 1s (default 30s)", c.KDS.ZoneOfflineAfter))
 	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -70,6 +71,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	reg := apiserver.NewRegistry()
 	mux := http.NewServeMux()
+	instanceID := instanceName()
+	sync := newZoneSync(st, instanceID, reg, log.With("component", "kds"))
+	kdsServer, kdsListener, caPEM, err := startKDS(cfg, sync, instanceID, log.With("component", "kds"))
+	if err != nil {
+		return err
+	}
+	(&zonesAPI{store: st, offlineAfter: cfg.KDS.ZoneOfflineAfter}).register(mux)
+	mux.HandleFunc("GET /kds-ca.pem", func(w http.ResponseWriter, r *http.Request) {
+		if caPEM == nil {
+			http.Error(w, "this global serves KDS with a configured certificate (or plaintext): get its CA from whoever issued it", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(caPEM)
+	})
 	apiserver.NewResources(apiserver.ResourcesConfig{
 		Store:  st,
 		Side:   resource.WrittenOnGlobal,
@@ -83,8 +99,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("apiAddr: %w", err)
 	}
-	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "etcd", endpoints)
+	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "kdsAddr", kdsListener.Addr().String(), "etcd", endpoints, "instance", instanceID)
 	g.Go(func() error { return api.Run(ctx) })
+	g.Go(func() error { return sync.Run(ctx, min(10*time.Second, cfg.KDS.ZoneOfflineAfter/3)) })
+	g.Go(func() error {
+		errc := make(chan error, 1)
+		go func() { errc <- kdsServer.Serve(kdsListener) }()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("kds server: %w", err)
+		case <-ctx.Done():
+			stopGRPC(kdsServer)
+			return nil
+		}
+	})
 	err = g.Wait()
 	log.Info("global control plane stopped")
 	return err

@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/atoll-mesh/atoll/internal/config"
 	"github.com/atoll-mesh/atoll/internal/logging"
@@ -29,8 +30,24 @@ type Config struct {
 	DataDir string `yaml:"dataDir" json:"dataDir"`
 	// GlobalAddress is the global's KDS address, grpcs://HOST:PORT. Empty
 	// runs the zone on its own.
-	GlobalAddress string         `yaml:"globalAddress" json:"globalAddress"`
-	Log           logging.Config `yaml:"log" json:"log"`
+	GlobalAddress string `yaml:"globalAddress" json:"globalAddress"`
+	// GlobalCAFile verifies the global's KDS certificate (the global serves
+	// its generated CA at /kds-ca.pem); empty uses the system's roots.
+	GlobalCAFile string `yaml:"globalCAFile" json:"globalCAFile"`
+	// KDSInsecure allows a plaintext grpc:// global address.
+	KDSInsecure bool `yaml:"kdsInsecure" json:"kdsInsecure"`
+	// Ingress is where other zones reach this zone's services.
+	Ingress Ingress        `yaml:"ingress" json:"ingress"`
+	Log     logging.Config `yaml:"log" json:"log"`
+}
+
+// Ingress is the address of the zone's ingress, as published in its
+// ZoneIngress.
+type Ingress struct {
+	Address           string `yaml:"address" json:"address"`
+	Port              int    `yaml:"port" json:"port"`
+	AdvertisedAddress string `yaml:"advertisedAddress" json:"advertisedAddress"`
+	AdvertisedPort    int    `yaml:"advertisedPort" json:"advertisedPort"`
 }
 
 // DefaultYAML is Default() as YAML, shipped as a reference.
@@ -45,6 +62,7 @@ func Default() Config {
 		Mode:    ModeUniversal,
 		APIAddr: ":5681",
 		DataDir: "/var/lib/atoll/zone",
+		Ingress: Ingress{Address: "127.0.0.1", Port: 10001},
 		Log:     logging.Default(),
 	}
 }
@@ -72,7 +90,22 @@ func (c Config) Validate() error {
 		add(errors.New("dataDir: is required: name a directory for the zone's state"))
 	}
 	if c.GlobalAddress != "" {
-		add(config.CheckURL("globalAddress", c.GlobalAddress, "grpcs", "grpc"))
+		if err := config.CheckURL("globalAddress", c.GlobalAddress, "grpcs", "grpc"); err != nil {
+			add(err)
+		} else if strings.HasPrefix(c.GlobalAddress, "grpc://") && !c.KDSInsecure {
+			add(fmt.Errorf("globalAddress: %q is plaintext: use grpcs://, or pass --kds-insecure to allow it", c.GlobalAddress))
+		}
+	}
+	if c.KDSInsecure && strings.HasPrefix(c.GlobalAddress, "grpcs://") {
+		add(errors.New("kdsInsecure: the global address is grpcs:// (TLS): drop --kds-insecure or use grpc://"))
+	}
+	if c.Ingress.Address == "" {
+		add(errors.New("ingress.address: is required: the address other zones reach this zone's ingress at"))
+	}
+	for field, p := range map[string]int{"ingress.port": c.Ingress.Port, "ingress.advertisedPort": c.Ingress.AdvertisedPort} {
+		if p < 0 || p > 65535 || (p == 0 && field == "ingress.port") {
+			add(fmt.Errorf("%s: %d is out of range: use 1-65535", field, p))
+		}
 	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)

@@ -50,7 +50,10 @@ func TestValidate(t *testing.T) {
 	}{
 		{name: "defaults with a zone name", edit: func(*Config) {}},
 		{name: "with a global", edit: func(c *Config) { c.GlobalAddress = "grpcs://global.example.com:5685" }},
-		{name: "with a plaintext global", edit: func(c *Config) { c.GlobalAddress = "grpc://127.0.0.1:5685" }},
+		{name: "with a plaintext global allowed", edit: func(c *Config) { c.GlobalAddress, c.KDSInsecure = "grpc://127.0.0.1:5685", true }},
+		{name: "plaintext global not allowed", edit: func(c *Config) { c.GlobalAddress = "grpc://127.0.0.1:5685" }, want: []string{"globalAddress", "--kds-insecure"}},
+		{name: "insecure with a TLS global", edit: func(c *Config) { c.GlobalAddress, c.KDSInsecure = "grpcs://127.0.0.1:5685", true }, want: []string{"kdsInsecure"}},
+		{name: "ingress port 0", edit: func(c *Config) { c.Ingress.Port = 0 }, want: []string{"ingress.port"}},
 		{name: "empty zone", edit: func(c *Config) { c.Zone = "" }, want: []string{"zone", "--zone"}},
 		{name: "invalid zone name", edit: func(c *Config) { c.Zone = "Zone_1" }, want: []string{"zone", `"Zone_1"`}},
 		{name: "kubernetes mode", edit: func(c *Config) { c.Mode = ModeKubernetes }, want: []string{"mode", "not supported yet"}},

@@ -17,6 +17,8 @@ import (
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
 	"github.com/atoll-mesh/atoll/internal/store/boltstore"
+	"github.com/atoll-mesh/atoll/internal/version"
+	"github.com/atoll-mesh/atoll/kds"
 )
 
 // Run starts the zone control plane and blocks until ctx ends or a part
@@ -36,8 +38,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := store.EnsureMesh(ctx, st, resource.DefaultMesh, resource.OriginGlobal); err != nil {
 		return err
 	}
+	var client *kds.Client
+	var notify changeNotifier = noNotify{}
 	if cfg.GlobalAddress == "" {
 		log.Info("no global address: running on its own", "component", "zone")
+	} else {
+		tc, addr, err := clientTLS(cfg)
+		if err != nil {
+			return err
+		}
+		client = kds.NewClient(kds.ClientConfig{
+			Address: addr, TLS: tc, Zone: cfg.Zone, InstanceID: instanceName(cfg.Zone), Version: version.Version,
+			Log: log.With("component", "kds"),
+		}, &globalEndpoint{zone: cfg.Zone, store: st})
+		notify = client
 	}
 
 	reg := apiserver.NewRegistry()
@@ -51,6 +65,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		},
 		Log: log.With("component", "api"),
 	}).Register(mux)
+	(&statusAPI{zone: cfg.Zone, store: st, client: client, global: cfg.GlobalAddress}).register(mux)
 	apiserver.RegisterOps(mux, reg, apiserver.Check{Name: "store", Check: func(ctx context.Context) error {
 		_, err := st.List(ctx, resource.MeshType, "")
 		return err
@@ -63,9 +78,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return api.Run(ctx) })
+	g.Go(func() error {
+		return watchLocal(ctx, st, cfg, notify, kds.DefaultDebounce, log.With("component", "zone"))
+	})
+	if client != nil {
+		g.Go(func() error { return client.Run(ctx) })
+	}
 	err = g.Wait()
 	log.Info("zone control plane stopped", "zone", cfg.Zone)
 	return err
+}
+
+func instanceName(zone string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = zone
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 // claimDataDir creates dir and records which zone owns it, so a zone is

@@ -366,8 +366,11 @@ type KDSSubscription struct {
 	LastSeen         *timestamppb.Timestamp                `protobuf:"bytes,5,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	Stats            map[string]*KDSSubscription_TypeStats `protobuf:"bytes,6,rep,name=stats,proto3" json:"stats,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	ZoneVersion      string                                `protobuf:"bytes,7,opt,name=zone_version,json=zoneVersion,proto3" json:"zone_version,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// sync_lag_ms is how long the oldest unacknowledged push had waited at
+	// last_seen; 0 when the zone had acknowledged everything.
+	SyncLagMs     int64 `protobuf:"varint,8,opt,name=sync_lag_ms,json=syncLagMs,proto3" json:"sync_lag_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KDSSubscription) Reset() {
@@ -447,6 +450,13 @@ func (x *KDSSubscription) GetZoneVersion() string {
 		return x.ZoneVersion
 	}
 	return ""
+}
+
+func (x *KDSSubscription) GetSyncLagMs() int64 {
+	if x != nil {
+		return x.SyncLagMs
+	}
+	return 0
 }
 
 type Dataplane_Networking struct {
@@ -922,7 +932,7 @@ const file_v1alpha1_resources_proto_rawDesc = "" +
 	"\n" +
 	"\b_enabled\"T\n" +
 	"\vZoneInsight\x12E\n" +
-	"\rsubscriptions\x18\x01 \x03(\v2\x1f.atoll.v1alpha1.KDSSubscriptionR\rsubscriptions\"\xf0\x04\n" +
+	"\rsubscriptions\x18\x01 \x03(\v2\x1f.atoll.v1alpha1.KDSSubscriptionR\rsubscriptions\"\x90\x05\n" +
 	"\x0fKDSSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x12global_instance_id\x18\x02 \x01(\tR\x10globalInstanceId\x12=\n" +
@@ -930,7 +940,8 @@ const file_v1alpha1_resources_proto_rawDesc = "" +
 	"\x0fdisconnect_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0edisconnectTime\x127\n" +
 	"\tlast_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12@\n" +
 	"\x05stats\x18\x06 \x03(\v2*.atoll.v1alpha1.KDSSubscription.StatsEntryR\x05stats\x12!\n" +
-	"\fzone_version\x18\a \x01(\tR\vzoneVersion\x1a\x97\x01\n" +
+	"\fzone_version\x18\a \x01(\tR\vzoneVersion\x12\x1e\n" +
+	"\vsync_lag_ms\x18\b \x01(\x03R\tsyncLagMs\x1a\x97\x01\n" +
 	"\tTypeStats\x12\x12\n" +
 	"\x04sent\x18\x01 \x01(\x04R\x04sent\x12\x14\n" +
 	"\x05acked\x18\x02 \x01(\x04R\x05acked\x12\x16\n" +

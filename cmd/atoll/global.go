@@ -21,6 +21,12 @@ var globalSettings = []setting{
 	{"etcd-ca-file", "etcd.caFile", "CA certificate of an external etcd cluster"},
 	{"etcd-cert-file", "etcd.certFile", "client certificate for an external etcd cluster"},
 	{"etcd-key-file", "etcd.keyFile", "client key for an external etcd cluster"},
+	{"kds-tls-cert", "kds.tlsCert", "KDS server certificate (PEM); empty generates a CA and certificate in the data dir"},
+	{"kds-tls-key", "kds.tlsKey", "KDS server key (PEM)"},
+	{"kds-insecure", "kds.insecure", "serve KDS in plaintext (zones must pass --kds-insecure too)"},
+	{"kds-max-message-size", "kds.maxMessageSize", "largest KDS message in bytes; larger changes are split"},
+	{"kds-debounce", "kds.debounce", "time to gather changes before pushing them to zones"},
+	{"zone-offline-after", "kds.zoneOfflineAfter", "a zone not heard from for this long is shown offline"},
 	{"log-level", "log.level", "log level: debug, info, warn, error"},
 	{"log-format", "log.format", "log format: text or json"},
 }

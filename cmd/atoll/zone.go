@@ -15,6 +15,12 @@ var zoneSettings = []setting{
 	{"api-addr", "apiAddr", "REST API listen address"},
 	{"data-dir", "dataDir", "directory for the zone's state"},
 	{"global-address", "globalAddress", "the global's KDS address, grpcs://HOST:PORT"},
+	{"global-ca-file", "globalCAFile", "CA (PEM) that signed the global's KDS certificate; the global serves it at /kds-ca.pem"},
+	{"kds-insecure", "kdsInsecure", "allow a plaintext grpc:// global address"},
+	{"ingress-address", "ingress.address", "address other zones reach this zone's ingress at"},
+	{"ingress-port", "ingress.port", "port of this zone's ingress"},
+	{"ingress-advertised-address", "ingress.advertisedAddress", "address published to other zones, when it differs (NAT, load balancer)"},
+	{"ingress-advertised-port", "ingress.advertisedPort", "port published to other zones, when it differs"},
 	{"log-level", "log.level", "log level: debug, info, warn, error"},
 	{"log-format", "log.format", "log format: text or json"},
 }

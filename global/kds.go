@@ -1,0 +1,195 @@
+package global
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/kds"
+)
+
+// zoneSync is the global's side of KDS: it serves each connected zone from
+// the store, keeps ZoneInsights, and pushes changes to every session.
+type zoneSync struct {
+	store      store.Store
+	instanceID string
+	log        *slog.Logger
+	refused    *prometheus.CounterVec
+
+	mu       sync.Mutex
+	sessions map[string]*liveSession
+}
+
+type liveSession struct {
+	session *kds.Session
+	cancel  context.CancelFunc
+	hello   *v1alpha1.Hello
+	subID   string
+}
+
+var _ kds.ZoneHandler = (*zoneSync)(nil)
+
+func newZoneSync(st store.Store, instanceID string, reg prometheus.Registerer, log *slog.Logger) *zoneSync {
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "atoll_kds_refused_resources_total",
+		Help: "Resources from zones refused by the global, by zone and reason (invalid, spoof).",
+	}, []string{"zone", "reason"})
+	reg.MustRegister(refused)
+	return &zoneSync{store: st, instanceID: instanceID, log: log, refused: refused, sessions: map[string]*liveSession{}}
+}
+
+// Connect creates the Zone on first contact and returns the zone's endpoint.
+func (z *zoneSync) Connect(ctx context.Context, zone string, hello *v1alpha1.Hello) (kds.Endpoint, error) {
+	_, err := z.store.Create(ctx, &resource.Resource{
+		Meta: resource.Meta{Type: resource.ZoneType, Name: zone, Labels: map[string]string{resource.OriginLabel: resource.OriginGlobal}},
+		Spec: &v1alpha1.Zone{},
+	})
+	if err != nil && !store.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("registering zone: %w", err)
+	}
+	return &zoneEndpoint{zone: zone, store: z.store, refused: z.refused}, nil
+}
+
+// Started records the session, replacing an older one of the same zone.
+func (z *zoneSync) Started(zone string, s *kds.Session, cancel context.CancelFunc) {
+	z.mu.Lock()
+	old := z.sessions[zone]
+	live := &liveSession{session: s, cancel: cancel, subID: fmt.Sprintf("%s-%d", z.instanceID, time.Now().UnixNano())}
+	z.sessions[zone] = live
+	z.mu.Unlock()
+	if old != nil {
+		old.cancel()
+	}
+	z.writeInsight(context.Background(), zone, live, false)
+}
+
+// Ended forgets the session and records the disconnect.
+func (z *zoneSync) Ended(zone string, s *kds.Session, err error) {
+	z.mu.Lock()
+	live := z.sessions[zone]
+	if live == nil || live.session != s {
+		z.mu.Unlock()
+		return // replaced by a newer session, which owns the insight now
+	}
+	delete(z.sessions, zone)
+	z.mu.Unlock()
+	z.writeInsight(context.Background(), zone, live, true)
+}
+
+// broadcast tells every session that t changed.
+func (z *zoneSync) broadcast(t resource.Type) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	for _, l := range z.sessions {
+		l.session.Changed(t)
+	}
+}
+
+// Run watches what the global sends and refreshes insights until ctx ends.
+func (z *zoneSync) Run(ctx context.Context, insightEvery time.Duration) error {
+	// Zone changes (enabled) change which ZoneIngresses each zone gets.
+	watched := map[resource.Type]resource.Type{
+		resource.MeshType:        resource.MeshType,
+		resource.ZoneIngressType: resource.ZoneIngressType,
+		resource.ZoneType:        resource.ZoneIngressType,
+	}
+	var wg sync.WaitGroup
+	for src, pushed := range watched {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			z.watch(ctx, src, pushed)
+		}()
+	}
+	tick := time.NewTicker(insightEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-tick.C:
+			z.mu.Lock()
+			live := make(map[string]*liveSession, len(z.sessions))
+			for k, v := range z.sessions {
+				live[k] = v
+			}
+			z.mu.Unlock()
+			for zone, l := range live {
+				z.writeInsight(ctx, zone, l, false)
+			}
+		}
+	}
+}
+
+// watch forwards store changes of src as pushes of pushed, re-watching
+// (and pushing everything) when a watch ends early.
+func (z *zoneSync) watch(ctx context.Context, src, pushed resource.Type) {
+	for ctx.Err() == nil {
+		ch, err := z.store.Watch(ctx, src)
+		if err != nil {
+			z.log.Warn("watch failed; retrying", "type", src, "error", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		z.broadcast(pushed) // anything missed before the watch started
+		for range ch {
+			z.broadcast(pushed)
+		}
+	}
+}
+
+// writeInsight records the session in the zone's ZoneInsight, keeping the
+// latest five sessions.
+func (z *zoneSync) writeInsight(ctx context.Context, zone string, l *liveSession, ended bool) {
+	snap := l.session.Stats.Snapshot()
+	sub := &v1alpha1.KDSSubscription{
+		Id:               l.subID,
+		GlobalInstanceId: z.instanceID,
+		ConnectTime:      timestamppb.New(snap.Connected),
+		LastSeen:         timestamppb.New(snap.LastSeen),
+		SyncLagMs:        snap.SyncLag.Milliseconds(),
+		Stats:            map[string]*v1alpha1.KDSSubscription_TypeStats{},
+	}
+	if ended {
+		sub.DisconnectTime = timestamppb.Now()
+	}
+	for t, ts := range snap.Types {
+		sub.Stats[string(t)] = &v1alpha1.KDSSubscription_TypeStats{
+			Sent: ts.Sent, Acked: ts.Acked, Nacked: ts.Nacked, Received: ts.Received, LastAckedVersion: ts.LastAckedNonce,
+		}
+	}
+	key := resource.Key{Type: resource.ZoneInsightType, Name: zone}
+	insight := &v1alpha1.ZoneInsight{}
+	var created time.Time
+	if cur, err := z.store.Get(ctx, key); err == nil {
+		insight = cur.Spec.(*v1alpha1.ZoneInsight)
+		created = cur.Meta.CreationTime
+	}
+	subs := []*v1alpha1.KDSSubscription{sub}
+	for _, s := range insight.GetSubscriptions() {
+		if s.GetId() != sub.GetId() && len(subs) < 5 {
+			subs = append(subs, s)
+		}
+	}
+	insight.Subscriptions = subs
+	err := z.store.Apply(ctx, []store.Op{{Put: &resource.Resource{
+		Meta: resource.Meta{Type: resource.ZoneInsightType, Name: zone, CreationTime: created,
+			Labels: map[string]string{resource.ZoneLabel: zone, resource.OriginLabel: resource.OriginGlobal}},
+		Spec: insight,
+	}}})
+	if err != nil {
+		z.log.Warn("writing zone insight failed", "zone", zone, "error", err)
+	}
+}

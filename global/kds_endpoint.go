@@ -1,0 +1,176 @@
+package global
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/kds"
+)
+
+// zoneEndpoint is the global's data for one zone's session. The zone's
+// identity comes from the session, never from what it sends.
+type zoneEndpoint struct {
+	zone    string
+	store   store.Store
+	refused *prometheus.CounterVec
+}
+
+var _ kds.Endpoint = (*zoneEndpoint)(nil)
+
+// StoredName is the global's name for a zone's resource: "<name>.<zone>",
+// which cannot collide across zones since names hold no dots.
+func StoredName(name, zone string) string { return name + "." + zone }
+
+func (e *zoneEndpoint) Desired(ctx context.Context, t resource.Type) (map[string]*v1alpha1.WireResource, error) {
+	out := map[string]*v1alpha1.WireResource{}
+	switch t {
+	case resource.MeshType:
+		meshes, err := e.store.List(ctx, resource.MeshType, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range meshes {
+			w, err := kds.ToWire(m, m.Meta.Name)
+			if err != nil {
+				return nil, err
+			}
+			out[kds.WireKey("", m.Meta.Name)] = w
+		}
+	case resource.ZoneIngressType:
+		disabled, err := e.disabledZones(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ingresses, err := e.store.List(ctx, resource.ZoneIngressType, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, zi := range ingresses {
+			owner := zi.Meta.Labels[resource.ZoneLabel]
+			if owner == e.zone || owner == "" || disabled[owner] {
+				continue
+			}
+			w, err := kds.ToWire(zi, owner)
+			if err != nil {
+				return nil, err
+			}
+			out[kds.WireKey("", owner)] = w
+		}
+	default:
+		return nil, fmt.Errorf("the global does not send %s", t)
+	}
+	return out, nil
+}
+
+func (e *zoneEndpoint) disabledZones(ctx context.Context) (map[string]bool, error) {
+	zones, err := e.store.List(ctx, resource.ZoneType, "")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, z := range zones {
+		if en := z.Spec.(*v1alpha1.Zone).Enabled; en != nil && !*en {
+			out[z.Meta.Name] = true
+		}
+	}
+	return out, nil
+}
+
+func (e *zoneEndpoint) Held(ctx context.Context, t resource.Type) (map[string]string, error) {
+	items, err := e.store.List(ctx, t, "")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, r := range items {
+		if r.Meta.Labels[resource.ZoneLabel] != e.zone {
+			continue
+		}
+		name, ok := strings.CutSuffix(r.Meta.Name, "."+e.zone)
+		if !ok {
+			continue
+		}
+		v, err := kds.VersionOf(r)
+		if err != nil {
+			return nil, err
+		}
+		out[kds.WireKey(r.Meta.Mesh, name)] = v
+	}
+	return out, nil
+}
+
+func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1alpha1.WireResource, removed []string) (map[string]string, error) {
+	refused := map[string]string{}
+	refuse := func(key, reason, why string) {
+		refused[key] = why
+		e.refused.WithLabelValues(e.zone, reason).Inc()
+	}
+	meshes := map[string]bool{}
+	if list, err := e.store.List(ctx, resource.MeshType, ""); err == nil {
+		for _, m := range list {
+			meshes[m.Meta.Name] = true
+		}
+	} else {
+		return nil, err
+	}
+	var ops []store.Op
+	for _, w := range upserts {
+		key := kds.WireKey(w.GetMesh(), w.GetName())
+		r, err := kds.FromWire(t, w)
+		if err != nil {
+			refuse(key, "invalid", err.Error())
+			continue
+		}
+		if claimed, ok := r.Meta.Labels[resource.ZoneLabel]; ok && claimed != e.zone {
+			refuse(key, "spoof", fmt.Sprintf("claims zone %q but the connection is zone %q: a zone writes only as itself", claimed, e.zone))
+			continue
+		}
+		if err := resource.Validate(r); err != nil {
+			refuse(key, "invalid", err.Error())
+			continue
+		}
+		if t == resource.ZoneIngressType {
+			if zi := r.Spec.(*v1alpha1.ZoneIngress); r.Meta.Name != e.zone || zi.GetZone() != e.zone {
+				refuse(key, "spoof", fmt.Sprintf("a ZoneIngress named %q for zone %q: zone %q may only send its own", r.Meta.Name, zi.GetZone(), e.zone))
+				continue
+			}
+		}
+		if r.Meta.Mesh != "" && !meshes[r.Meta.Mesh] {
+			refuse(key, "invalid", fmt.Sprintf("mesh %q does not exist on the global", r.Meta.Mesh))
+			continue
+		}
+		r.Meta.Name = StoredName(r.Meta.Name, e.zone)
+		if t == resource.ZoneIngressType {
+			r.Meta.Name = e.zone
+		}
+		r.Meta.Labels[resource.ZoneLabel] = e.zone
+		r.Meta.Labels[resource.OriginLabel] = resource.OriginZone
+		ops = append(ops, store.Op{Put: r})
+	}
+	for _, key := range removed {
+		mesh, name, err := kds.SplitWireKey(key)
+		if err != nil {
+			refuse(key, "invalid", err.Error())
+			continue
+		}
+		stored := StoredName(name, e.zone)
+		if t == resource.ZoneIngressType {
+			if name != e.zone {
+				refuse(key, "spoof", fmt.Sprintf("zone %q may only remove its own ZoneIngress", e.zone))
+				continue
+			}
+			stored = e.zone
+		}
+		ops = append(ops, store.Op{Delete: resource.Key{Type: t, Mesh: mesh, Name: stored}})
+	}
+	if err := e.store.Apply(ctx, ops); err != nil {
+		return nil, err
+	}
+	return refused, nil
+}

@@ -1,0 +1,107 @@
+package global
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+)
+
+// ZoneView is what GET /zones returns per zone: the Zone, its connection
+// state from its ZoneInsight, and what it has synced.
+type ZoneView struct {
+	Name       string     `json:"name"`
+	Enabled    bool       `json:"enabled"`
+	Online     bool       `json:"online"`
+	LastSeen   *time.Time `json:"lastSeen"`
+	Connected  *time.Time `json:"connectTime,omitempty"`
+	Global     string     `json:"globalInstance,omitempty"`
+	Dataplanes int        `json:"dataplanes"`
+	// SyncLagMs is how long the oldest unacknowledged push had waited.
+	SyncLagMs int64                                          `json:"syncLagMs"`
+	Stats     map[string]*v1alpha1.KDSSubscription_TypeStats `json:"stats,omitempty"`
+}
+
+type zonesAPI struct {
+	store        store.Reader
+	offlineAfter time.Duration
+}
+
+func (a *zonesAPI) register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /zones", a.list)
+	mux.HandleFunc("GET /zones/{name}", a.get)
+}
+
+func (a *zonesAPI) views(r *http.Request) ([]ZoneView, error) {
+	ctx := r.Context()
+	zones, err := a.store.List(ctx, resource.ZoneType, "")
+	if err != nil {
+		return nil, err
+	}
+	insights, err := a.store.List(ctx, resource.ZoneInsightType, "")
+	if err != nil {
+		return nil, err
+	}
+	dps, err := a.store.List(ctx, resource.DataplaneType, "")
+	if err != nil {
+		return nil, err
+	}
+	byZone := map[string]*v1alpha1.ZoneInsight{}
+	for _, i := range insights {
+		byZone[i.Meta.Name] = i.Spec.(*v1alpha1.ZoneInsight)
+	}
+	counts := map[string]int{}
+	for _, dp := range dps {
+		counts[dp.Meta.Labels[resource.ZoneLabel]]++
+	}
+	out := make([]ZoneView, 0, len(zones))
+	for _, z := range zones {
+		en := z.Spec.(*v1alpha1.Zone).Enabled
+		v := ZoneView{Name: z.Meta.Name, Enabled: en == nil || *en, Dataplanes: counts[z.Meta.Name]}
+		if subs := byZone[z.Meta.Name].GetSubscriptions(); len(subs) > 0 {
+			s := subs[0]
+			seen := s.GetLastSeen().AsTime()
+			connected := s.GetConnectTime().AsTime()
+			v.LastSeen, v.Connected = &seen, &connected
+			v.Global = s.GetGlobalInstanceId()
+			v.Online = s.GetDisconnectTime() == nil && time.Since(seen) < a.offlineAfter
+			v.SyncLagMs = s.GetSyncLagMs()
+			v.Stats = s.GetStats()
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (a *zonesAPI) list(w http.ResponseWriter, r *http.Request) {
+	views, err := a.views(r)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"total": len(views), "items": views})
+}
+
+func (a *zonesAPI) get(w http.ResponseWriter, r *http.Request) {
+	views, err := a.views(r)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	for _, v := range views {
+		if v.Name == r.PathValue("name") {
+			writeJSON(w, http.StatusOK, v)
+			return
+		}
+	}
+	writeJSON(w, http.StatusNotFound, map[string]string{"error": "zone " + r.PathValue("name") + " is not known: it appears when it first connects"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,176 @@
+package kds
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/resource"
+)
+
+// ClientConfig configures a zone's connection to the global.
+type ClientConfig struct {
+	// Address is the global's KDS host:port.
+	Address string
+	// TLS verifies the global; nil means plaintext (explicitly insecure).
+	TLS        *tls.Config
+	Zone       string
+	InstanceID string
+	Version    string
+	Session    SessionConfig
+	// MinBackoff and MaxBackoff bound the wait between reconnects.
+	MinBackoff, MaxBackoff time.Duration
+	Log                    *slog.Logger
+}
+
+// Client keeps a zone connected to the global.
+type Client struct {
+	cfg ClientConfig
+	ep  Endpoint
+
+	mu        sync.Mutex
+	current   *Session
+	lastErr   error
+	connected time.Time
+	offline   time.Time
+}
+
+// NewClient returns a client serving ep; start it with Run.
+func NewClient(cfg ClientConfig, ep Endpoint) *Client {
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 15 * time.Second
+	}
+	if cfg.Session.MaxMessageSize <= envelope {
+		cfg.Session.MaxMessageSize = DefaultMaxMessageSize
+	}
+	cfg.Session.Send = SentBy(resource.Types, ZoneSide)
+	cfg.Session.Receive = ReceivedBy(resource.Types, ZoneSide)
+	cfg.Session.Log = cfg.Log
+	return &Client{cfg: cfg, ep: ep, offline: time.Now()}
+}
+
+// Changed tells the live session, if any, that t changed locally. Without
+// a session nothing is queued: the next session reconciles the full state.
+func (c *Client) Changed(t resource.Type) {
+	c.mu.Lock()
+	s := c.current
+	c.mu.Unlock()
+	if s != nil {
+		s.Changed(t)
+	}
+}
+
+// Status is the zone's view of its connection.
+type Status struct {
+	Connected bool
+	Since     time.Time
+	LastError string
+	Session   *Snapshot
+}
+
+// Status reports the connection and the live session's counters.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := Status{Connected: c.current != nil, Since: c.offline}
+	if c.current != nil {
+		st.Since = c.connected
+		snap := c.current.Stats.Snapshot()
+		st.Session = &snap
+	}
+	if c.lastErr != nil {
+		st.LastError = c.lastErr.Error()
+	}
+	return st
+}
+
+// Run connects, and reconnects with exponential backoff and jitter, until
+// ctx ends.
+func (c *Client) Run(ctx context.Context) error {
+	creds := insecure.NewCredentials()
+	if c.cfg.TLS != nil {
+		creds = credentials.NewTLS(c.cfg.TLS)
+	}
+	conn, err := grpc.NewClient(c.cfg.Address,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.WithDefaultCallOptions(
+			grpc.UseCompressor(gzip.Name),
+			grpc.MaxCallRecvMsgSize(c.cfg.Session.MaxMessageSize+envelope),
+			grpc.MaxCallSendMsgSize(c.cfg.Session.MaxMessageSize+envelope),
+		),
+	)
+	if err != nil {
+		return fmt.Errorf("global address %q: %w", c.cfg.Address, err)
+	}
+	defer conn.Close()
+	client := v1alpha1.NewKDSClient(conn)
+	backoff := c.cfg.MinBackoff
+	for {
+		started := time.Now()
+		err := c.session(ctx, client)
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.mu.Lock()
+		c.lastErr = err
+		c.mu.Unlock()
+		if time.Since(started) > time.Minute {
+			backoff = c.cfg.MinBackoff // it was a healthy session
+		}
+		wait := backoff/2 + rand.N(backoff) // jitter: 0.5x to 1.5x
+		c.cfg.Log.Warn("connection to the global lost; retrying", "address", c.cfg.Address, "error", err, "retryIn", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
+	}
+}
+
+func (c *Client) session(ctx context.Context, client v1alpha1.KDSClient) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.Sync(ctx, grpc.WaitForReady(false))
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Hello{Hello: &v1alpha1.Hello{
+		Zone: c.cfg.Zone, InstanceId: c.cfg.InstanceID, Version: c.cfg.Version,
+	}}}); err != nil {
+		return err
+	}
+	hello, err := recvHello(ctx, stream)
+	if err != nil {
+		return err
+	}
+	s := NewSession(stream, c.ep, c.cfg.Session)
+	c.mu.Lock()
+	c.current, c.connected = s, time.Now()
+	c.mu.Unlock()
+	c.cfg.Log.Info("connected to the global", "address", c.cfg.Address, "global", hello.GetInstanceId())
+	err = s.Run(ctx)
+	c.mu.Lock()
+	c.current, c.offline = nil, time.Now()
+	c.mu.Unlock()
+	if err == nil {
+		err = errors.New("session ended")
+	}
+	return err
+}

@@ -1,0 +1,429 @@
+package kds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/resource"
+)
+
+// Endpoint is one end's data for one session.
+type Endpoint interface {
+	// Desired returns what this end sends of t now, by wire key.
+	Desired(ctx context.Context, t resource.Type) (map[string]*v1alpha1.WireResource, error)
+	// Held returns the content versions of what this end holds of t, as
+	// received from the peer, by wire key.
+	Held(ctx context.Context, t resource.Type) (map[string]string, error)
+	// Apply stores what the peer sent. Refused resources are returned by
+	// wire key with the reason (they are NACKed, the rest applied). An
+	// error means nothing could be stored: the session ends and the next
+	// one reconciles.
+	Apply(ctx context.Context, t resource.Type, upserts []*v1alpha1.WireResource, removed []string) (map[string]string, error)
+}
+
+// Stream is a Sync stream, from either end.
+type Stream interface {
+	Send(*v1alpha1.SyncMessage) error
+	Recv() (*v1alpha1.SyncMessage, error)
+}
+
+// SessionConfig configures one session.
+type SessionConfig struct {
+	// Send and Receive are the types this end sends and accepts.
+	Send, Receive []resource.Type
+	// MaxMessageSize bounds every message this end sends.
+	MaxMessageSize int
+	// Debounce gathers changes before they are pushed.
+	Debounce time.Duration
+	// Heartbeat is how often this end tells the peer it is alive.
+	Heartbeat time.Duration
+	Log       *slog.Logger
+}
+
+// Defaults for SessionConfig.
+const (
+	DefaultMaxMessageSize = 4 << 20
+	DefaultDebounce       = 20 * time.Millisecond
+	DefaultHeartbeat      = 10 * time.Second
+	// envelope is room left in each message for everything but resources.
+	envelope = 64 << 10
+)
+
+// ErrProtocol marks a peer that broke the protocol.
+var ErrProtocol = errors.New("kds protocol violation")
+
+// Session runs the delta sync of one stream until ctx ends or the stream
+// breaks.
+type Session struct {
+	cfg     SessionConfig
+	ep      Endpoint
+	stream  Stream
+	Stats   *Stats
+	trigger chan resource.Type
+
+	sends    map[resource.Type]bool
+	receives map[resource.Type]bool
+	// peerHas is what the peer holds, per type, by wire key: from its
+	// Subscribe, then from what was sent. Nil until the peer subscribed.
+	peerHas map[resource.Type]map[string]string
+	nonce   uint64
+}
+
+// NewSession prepares a session on stream.
+func NewSession(stream Stream, ep Endpoint, cfg SessionConfig) *Session {
+	if cfg.MaxMessageSize <= envelope {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = DefaultDebounce
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	s := &Session{
+		cfg: cfg, ep: ep, stream: stream, Stats: newStats(),
+		trigger:  make(chan resource.Type, 64),
+		sends:    map[resource.Type]bool{},
+		receives: map[resource.Type]bool{},
+		peerHas:  map[resource.Type]map[string]string{},
+	}
+	for _, t := range cfg.Send {
+		s.sends[t] = true
+	}
+	for _, t := range cfg.Receive {
+		s.receives[t] = true
+	}
+	return s
+}
+
+// Changed tells the session that what it sends of t may have changed. It
+// never blocks: a full queue already holds a pending push.
+func (s *Session) Changed(t resource.Type) {
+	select {
+	case s.trigger <- t:
+	default:
+	}
+}
+
+// Run subscribes to what this end receives and then serves the stream.
+func (s *Session) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, t := range s.cfg.Receive {
+		held, err := s.ep.Held(ctx, t)
+		if err != nil {
+			return fmt.Errorf("reading held %s: %w", t, err)
+		}
+		if err := s.stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Subscribe{
+			Subscribe: &v1alpha1.Subscribe{Type: string(t), InitialVersions: held},
+		}}); err != nil {
+			return err
+		}
+	}
+
+	in := make(chan *v1alpha1.SyncMessage)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := s.stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case in <- msg:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	heartbeat := time.NewTicker(s.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	debounce := time.NewTimer(0)
+	if !debounce.Stop() {
+		<-debounce.C
+	}
+	dirty := map[resource.Type]bool{}
+	pending := false
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-recvErr:
+			return err
+		case msg := <-in:
+			s.Stats.seen()
+			if err := s.handle(ctx, msg, dirty); err != nil {
+				return err
+			}
+			if len(dirty) > 0 && !pending {
+				// A subscription is answered at once, without debounce.
+				if err := s.flush(ctx, dirty); err != nil {
+					return err
+				}
+			}
+		case t := <-s.trigger:
+			if !s.sends[t] {
+				continue
+			}
+			dirty[t] = true
+			if !pending {
+				pending = true
+				debounce.Reset(s.cfg.Debounce)
+			}
+		case <-debounce.C:
+			pending = false
+			if err := s.flush(ctx, dirty); err != nil {
+				return err
+			}
+		case <-heartbeat.C:
+			if err := s.stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Heartbeat{
+				Heartbeat: &v1alpha1.Heartbeat{Time: timestamppb.Now()},
+			}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *Session) handle(ctx context.Context, msg *v1alpha1.SyncMessage, dirty map[resource.Type]bool) error {
+	switch m := msg.GetMessage().(type) {
+	case *v1alpha1.SyncMessage_Subscribe:
+		t := resource.Type(m.Subscribe.GetType())
+		if !s.sends[t] {
+			return fmt.Errorf("%w: peer subscribed to %q, which this end does not send", ErrProtocol, t)
+		}
+		held := map[string]string{}
+		for k, v := range m.Subscribe.GetInitialVersions() {
+			held[k] = v
+		}
+		s.peerHas[t] = held
+		dirty[t] = true
+	case *v1alpha1.SyncMessage_Push:
+		return s.receive(ctx, m.Push)
+	case *v1alpha1.SyncMessage_Ack:
+		s.Stats.acked(resource.Type(m.Ack.GetType()), m.Ack.GetNonce(), m.Ack.GetErrors())
+		for _, e := range m.Ack.GetErrors() {
+			s.cfg.Log.Warn("peer refused a resource", "type", m.Ack.GetType(), "key", e.GetKey(), "reason", e.GetMessage())
+		}
+	case *v1alpha1.SyncMessage_Heartbeat:
+	case *v1alpha1.SyncMessage_Hello:
+		return fmt.Errorf("%w: a second hello", ErrProtocol)
+	default:
+		return fmt.Errorf("%w: empty or unknown message", ErrProtocol)
+	}
+	return nil
+}
+
+func (s *Session) receive(ctx context.Context, p *v1alpha1.Push) error {
+	t := resource.Type(p.GetType())
+	ack := &v1alpha1.Ack{Type: p.GetType(), Nonce: p.GetNonce()}
+	if !s.receives[t] {
+		for _, r := range p.GetResources() {
+			ack.Errors = append(ack.Errors, &v1alpha1.ResourceError{
+				Key: WireKey(r.GetMesh(), r.GetName()), Message: fmt.Sprintf("%s is not accepted from this peer", t)})
+		}
+		s.Stats.refused(t, len(ack.Errors))
+	} else {
+		refused, err := s.ep.Apply(ctx, t, p.GetResources(), p.GetRemoved())
+		if err != nil {
+			return fmt.Errorf("applying %s: %w", t, err)
+		}
+		for key, why := range refused {
+			ack.Errors = append(ack.Errors, &v1alpha1.ResourceError{Key: key, Message: why})
+		}
+		s.Stats.received(t, len(p.GetResources())+len(p.GetRemoved()), len(refused))
+	}
+	return s.stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Ack{Ack: ack}})
+}
+
+// flush pushes the difference between what this end has and what the peer
+// holds, for every dirty type the peer subscribed to.
+func (s *Session) flush(ctx context.Context, dirty map[resource.Type]bool) error {
+	for t := range dirty {
+		has, subscribed := s.peerHas[t]
+		if !subscribed {
+			continue // sent in full when the peer subscribes
+		}
+		delete(dirty, t)
+		desired, err := s.ep.Desired(ctx, t)
+		if err != nil {
+			return fmt.Errorf("reading %s to send: %w", t, err)
+		}
+		var upserts []*v1alpha1.WireResource
+		for key, r := range desired {
+			if has[key] != r.GetVersion() {
+				upserts = append(upserts, r)
+			}
+		}
+		var removed []string
+		for key := range has {
+			if _, ok := desired[key]; !ok {
+				removed = append(removed, key)
+			}
+		}
+		if err := s.push(t, upserts, removed); err != nil {
+			return err
+		}
+		for _, r := range upserts {
+			has[WireKey(r.GetMesh(), r.GetName())] = r.GetVersion()
+		}
+		for _, key := range removed {
+			delete(has, key)
+		}
+	}
+	return nil
+}
+
+// push sends changes in messages that each stay under MaxMessageSize.
+func (s *Session) push(t resource.Type, upserts []*v1alpha1.WireResource, removed []string) error {
+	limit := s.cfg.MaxMessageSize - envelope
+	for len(upserts) > 0 || len(removed) > 0 {
+		s.nonce++
+		p := &v1alpha1.Push{Type: string(t), Nonce: strconv.FormatUint(s.nonce, 10)}
+		size := 0
+		for len(upserts) > 0 {
+			n := proto.Size(upserts[0]) + 8
+			if n > limit {
+				s.cfg.Log.Error("resource too large to sync: skipped", "type", t, "name", upserts[0].GetName(), "bytes", n)
+				upserts = upserts[1:]
+				continue
+			}
+			if size+n > limit {
+				break
+			}
+			p.Resources = append(p.Resources, upserts[0])
+			size += n
+			upserts = upserts[1:]
+		}
+		for len(removed) > 0 && size+len(removed[0])+8 <= limit {
+			p.Removed = append(p.Removed, removed[0])
+			size += len(removed[0]) + 8
+			removed = removed[1:]
+		}
+		if len(p.Resources) == 0 && len(p.Removed) == 0 {
+			continue
+		}
+		s.Stats.sent(t, p.GetNonce(), len(p.Resources)+len(p.Removed))
+		if err := s.stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Push{Push: p}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TypeStats counts one type's traffic in a session: resources (and
+// removals) sent, acknowledged and refused by the peer; received from the
+// peer and refused by this end; and the nonce of the last acknowledged push.
+type TypeStats struct {
+	Sent, Acked, Nacked, Received, Refused uint64
+	LastAckedNonce                         string
+}
+
+// Stats is a session's counters, safe for concurrent reads.
+type unacked struct {
+	at time.Time
+	n  int
+}
+
+type Stats struct {
+	mu          sync.Mutex
+	types       map[resource.Type]*TypeStats
+	unacked     map[string]unacked
+	connected   time.Time
+	lastSeen    time.Time
+	lastAckTime time.Duration
+}
+
+func newStats() *Stats {
+	now := time.Now()
+	return &Stats{types: map[resource.Type]*TypeStats{}, unacked: map[string]unacked{}, connected: now, lastSeen: now}
+}
+
+func (s *Stats) of(t resource.Type) *TypeStats {
+	ts := s.types[t]
+	if ts == nil {
+		ts = &TypeStats{}
+		s.types[t] = ts
+	}
+	return ts
+}
+
+func (s *Stats) seen() {
+	s.mu.Lock()
+	s.lastSeen = time.Now()
+	s.mu.Unlock()
+}
+
+func (s *Stats) sent(t resource.Type, nonce string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.of(t).Sent += uint64(n)
+	s.unacked[string(t)+"/"+nonce] = unacked{at: time.Now(), n: n}
+}
+
+func (s *Stats) acked(t resource.Type, nonce string, errs []*v1alpha1.ResourceError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := s.of(t)
+	key := string(t) + "/" + nonce
+	if u, ok := s.unacked[key]; ok {
+		s.lastAckTime = time.Since(u.at)
+		delete(s.unacked, key)
+		ts.Acked += uint64(max(0, u.n-len(errs)))
+	}
+	ts.LastAckedNonce = nonce
+	ts.Nacked += uint64(len(errs))
+}
+
+func (s *Stats) received(t resource.Type, n, refused int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := s.of(t)
+	ts.Received += uint64(n)
+	ts.Refused += uint64(refused)
+}
+
+func (s *Stats) refused(t resource.Type, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.of(t).Refused += uint64(n)
+}
+
+// Snapshot is a copy of a session's counters.
+type Snapshot struct {
+	Types     map[resource.Type]TypeStats
+	Connected time.Time
+	LastSeen  time.Time
+	// SyncLag is how long the oldest unacknowledged push has waited; zero
+	// when the peer has acknowledged everything.
+	SyncLag time.Duration
+	// LastAckLatency is the round trip of the latest acknowledged push.
+	LastAckLatency time.Duration
+}
+
+// Snapshot copies the counters.
+func (s *Stats) Snapshot() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := Snapshot{Types: map[resource.Type]TypeStats{}, Connected: s.connected, LastSeen: s.lastSeen, LastAckLatency: s.lastAckTime}
+	for t, ts := range s.types {
+		out.Types[t] = *ts
+	}
+	for _, u := range s.unacked {
+		if lag := time.Since(u.at); lag > out.SyncLag {
+			out.SyncLag = lag
+		}
+	}
+	return out
+}

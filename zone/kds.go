@@ -1,0 +1,112 @@
+package zone
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/kds"
+)
+
+// globalEndpoint is the zone's data for its session with the global: it
+// sends local Dataplanes and its own ZoneIngress, and keeps what the global
+// sends (Meshes, other zones' ZoneIngresses) in the local store, so it
+// survives restarts and outages.
+type globalEndpoint struct {
+	zone  string
+	store store.Store
+}
+
+var _ kds.Endpoint = (*globalEndpoint)(nil)
+
+func isLocal(r *resource.Resource) bool {
+	return r.Meta.Labels[resource.OriginLabel] == resource.OriginZone
+}
+
+func (e *globalEndpoint) Desired(ctx context.Context, t resource.Type) (map[string]*v1alpha1.WireResource, error) {
+	items, err := e.store.List(ctx, t, "")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*v1alpha1.WireResource{}
+	for _, r := range items {
+		if !isLocal(r) {
+			continue
+		}
+		if t == resource.ZoneIngressType && r.Meta.Name != e.zone {
+			continue
+		}
+		w, err := kds.ToWire(r, r.Meta.Name)
+		if err != nil {
+			return nil, err
+		}
+		out[kds.WireKey(r.Meta.Mesh, r.Meta.Name)] = w
+	}
+	return out, nil
+}
+
+func (e *globalEndpoint) Held(ctx context.Context, t resource.Type) (map[string]string, error) {
+	items, err := e.store.List(ctx, t, "")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, r := range items {
+		if isLocal(r) {
+			continue
+		}
+		v, err := kds.VersionOf(r)
+		if err != nil {
+			return nil, err
+		}
+		out[kds.WireKey(r.Meta.Mesh, r.Meta.Name)] = v
+	}
+	return out, nil
+}
+
+func (e *globalEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1alpha1.WireResource, removed []string) (map[string]string, error) {
+	refused := map[string]string{}
+	var ops []store.Op
+	for _, w := range upserts {
+		key := kds.WireKey(w.GetMesh(), w.GetName())
+		r, err := kds.FromWire(t, w)
+		if err != nil {
+			refused[key] = err.Error()
+			continue
+		}
+		if err := resource.Validate(r); err != nil {
+			refused[key] = err.Error()
+			continue
+		}
+		switch t {
+		case resource.ZoneIngressType:
+			zi := r.Spec.(*v1alpha1.ZoneIngress)
+			if r.Meta.Name == e.zone || zi.GetZone() != r.Meta.Name {
+				refused[key] = fmt.Sprintf("ZoneIngress %q for zone %q: not another zone's own ingress", r.Meta.Name, zi.GetZone())
+				continue
+			}
+			r.Meta.Labels[resource.ZoneLabel] = r.Meta.Name
+		}
+		r.Meta.Labels[resource.OriginLabel] = resource.OriginGlobal
+		ops = append(ops, store.Op{Put: r})
+	}
+	for _, key := range removed {
+		mesh, name, err := kds.SplitWireKey(key)
+		if err != nil {
+			refused[key] = err.Error()
+			continue
+		}
+		k := resource.Key{Type: t, Mesh: mesh, Name: name}
+		if cur, err := e.store.Get(ctx, k); err == nil && isLocal(cur) {
+			refused[key] = "the global may not remove this zone's own resource"
+			continue
+		}
+		ops = append(ops, store.Op{Delete: k})
+	}
+	if err := e.store.Apply(ctx, ops); err != nil {
+		return nil, err
+	}
+	return refused, nil
+}

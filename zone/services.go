@@ -1,0 +1,109 @@
+package zone
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/kds"
+)
+
+// ServiceView is one service this zone can reach.
+type ServiceView struct {
+	Name string `json:"name"`
+	// Zones maps each zone the service runs in to its healthy instances.
+	Zones map[string]uint32 `json:"zones"`
+	// Local is true when this zone has instances.
+	Local     bool   `json:"local"`
+	Instances uint32 `json:"instances"`
+}
+
+type statusAPI struct {
+	zone   string
+	store  store.Reader
+	client *kds.Client // nil when the zone runs on its own
+	global string
+}
+
+func (a *statusAPI) register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /meshes/{mesh}/services", a.services)
+	mux.HandleFunc("GET /zone", a.status)
+}
+
+// services lists every service reachable from this zone, from its own
+// ZoneIngress and those of the other zones.
+func (a *statusAPI) services(w http.ResponseWriter, r *http.Request) {
+	mesh := r.PathValue("mesh")
+	if _, err := a.store.Get(r.Context(), resource.Key{Type: resource.MeshType, Name: mesh}); err != nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "mesh " + mesh + " does not exist"})
+		return
+	}
+	ingresses, err := a.store.List(r.Context(), resource.ZoneIngressType, "")
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	byName := map[string]*ServiceView{}
+	for _, zi := range ingresses {
+		spec := zi.Spec.(*v1alpha1.ZoneIngress)
+		for _, s := range spec.GetAvailableServices() {
+			if s.GetMesh() != mesh {
+				continue
+			}
+			name := s.GetTags()[resource.ServiceTag]
+			v := byName[name]
+			if v == nil {
+				v = &ServiceView{Name: name, Zones: map[string]uint32{}}
+				byName[name] = v
+			}
+			v.Zones[spec.GetZone()] += s.GetInstances()
+			v.Instances += s.GetInstances()
+			if spec.GetZone() == a.zone {
+				v.Local = true
+			}
+		}
+	}
+	items := make([]*ServiceView, 0, len(byName))
+	for _, v := range byName {
+		items = append(items, v)
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
+	writeJSON(w, http.StatusOK, map[string]any{"total": len(items), "items": items})
+}
+
+// ZoneStatus is the zone's own view of its sync with the global.
+type ZoneStatus struct {
+	Zone          string                   `json:"zone"`
+	GlobalAddress string                   `json:"globalAddress,omitempty"`
+	Connected     bool                     `json:"connected"`
+	Since         string                   `json:"since,omitempty"`
+	LastError     string                   `json:"lastError,omitempty"`
+	SyncLagMs     int64                    `json:"syncLagMs"`
+	Stats         map[string]kds.TypeStats `json:"stats,omitempty"`
+}
+
+func (a *statusAPI) status(w http.ResponseWriter, r *http.Request) {
+	st := ZoneStatus{Zone: a.zone, GlobalAddress: a.global}
+	if a.client != nil {
+		s := a.client.Status()
+		st.Connected, st.LastError = s.Connected, s.LastError
+		st.Since = s.Since.UTC().Format("2006-01-02T15:04:05Z")
+		if s.Session != nil {
+			st.SyncLagMs = s.Session.SyncLag.Milliseconds()
+			st.Stats = map[string]kds.TypeStats{}
+			for t, ts := range s.Session.Types {
+				st.Stats[string(t)] = ts
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,102 @@
+package zone
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+)
+
+// changeNotifier is told of local changes that the global should see.
+type changeNotifier interface {
+	Changed(t resource.Type)
+}
+
+// watchLocal keeps the zone's ZoneIngress in step with its Dataplanes and
+// tells notify (the KDS client, or nothing) what changed. Changes within
+// debounce are handled together.
+func watchLocal(ctx context.Context, st store.Store, cfg Config, notify changeNotifier, debounce time.Duration, log *slog.Logger) error {
+	if _, err := updateIngress(ctx, st, cfg.Zone, cfg.Ingress); err != nil {
+		return fmt.Errorf("computing the zone ingress: %w", err)
+	}
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(ctx)
+		dps, err := st.Watch(wctx, resource.DataplaneType)
+		if err != nil {
+			cancel()
+			return err
+		}
+		zis, err := st.Watch(wctx, resource.ZoneIngressType)
+		if err != nil {
+			cancel()
+			return err
+		}
+		// Catch up on anything missed while no watch ran.
+		notify.Changed(resource.DataplaneType)
+		notify.Changed(resource.ZoneIngressType)
+		timer := time.NewTimer(debounce)
+		for open := true; open; {
+			select {
+			case <-ctx.Done():
+				open = false
+			case _, ok := <-dps:
+				if !ok {
+					open = false
+					break
+				}
+				notify.Changed(resource.DataplaneType)
+				timer.Reset(debounce)
+			case _, ok := <-zis:
+				if !ok {
+					open = false
+					break
+				}
+				notify.Changed(resource.ZoneIngressType)
+			case <-timer.C:
+				if _, err := updateIngress(ctx, st, cfg.Zone, cfg.Ingress); err != nil && ctx.Err() == nil {
+					log.Warn("updating the zone ingress failed; retrying", "error", err)
+					timer.Reset(time.Second)
+				}
+			}
+		}
+		timer.Stop()
+		cancel()
+	}
+	return nil
+}
+
+type noNotify struct{}
+
+func (noNotify) Changed(resource.Type) {}
+
+// clientTLS builds the TLS configuration for a grpcs:// global address, or
+// nil for grpc:// (allowed only with kdsInsecure, checked by Validate).
+func clientTLS(cfg Config) (*tls.Config, string, error) {
+	u, err := url.Parse(cfg.GlobalAddress)
+	if err != nil {
+		return nil, "", fmt.Errorf("globalAddress: %w", err)
+	}
+	if u.Scheme == "grpc" {
+		return nil, u.Host, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
+	if cfg.GlobalCAFile != "" {
+		pem, err := os.ReadFile(cfg.GlobalCAFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("globalCAFile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, "", fmt.Errorf("globalCAFile: %s holds no PEM certificate (get the global's CA from its /kds-ca.pem)", cfg.GlobalCAFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, u.Host, nil
+}
