@@ -93,6 +93,9 @@ func (e *zoneEndpoint) Held(ctx context.Context, t resource.Type) (map[string]st
 			continue
 		}
 		name, ok := strings.CutSuffix(r.Meta.Name, "."+e.zone)
+		if t == resource.ZoneIngressType {
+			name, ok = r.Meta.Name, r.Meta.Name == e.zone // stored under the zone's name
+		}
 		if !ok {
 			continue
 		}

@@ -281,6 +281,7 @@ func (s *Session) flush(ctx context.Context, dirty map[resource.Type]bool) error
 		for _, key := range removed {
 			delete(has, key)
 		}
+		s.Stats.subscribed(t)
 	}
 	return nil
 }
@@ -328,6 +329,9 @@ func (s *Session) push(t resource.Type, upserts []*v1alpha1.WireResource, remove
 type TypeStats struct {
 	Sent, Acked, Nacked, Received, Refused uint64
 	LastAckedNonce                         string
+	// Subscribed is set once the peer subscribed to the type and was sent
+	// its difference.
+	Subscribed bool
 }
 
 // Stats is a session's counters, safe for concurrent reads.
@@ -392,6 +396,12 @@ func (s *Stats) received(t resource.Type, n, refused int) {
 	ts := s.of(t)
 	ts.Received += uint64(n)
 	ts.Refused += uint64(refused)
+}
+
+func (s *Stats) subscribed(t resource.Type) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.of(t).Subscribed = true
 }
 
 func (s *Stats) refused(t resource.Type, n int) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,7 +46,10 @@ type process struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	apiURL string
-	logs   *syncBuffer
+	// kdsAddr is the global's bound KDS address.
+	kdsAddr string
+	dataDir string
+	logs    *syncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -83,7 +87,7 @@ func startAtoll(t *testing.T, args ...string) *process {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	addr := make(chan string, 1)
+	addr := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -93,9 +97,10 @@ func startAtoll(t *testing.T, args ...string) *process {
 			var entry struct {
 				Msg     string `json:"msg"`
 				APIAddr string `json:"apiAddr"`
+				KDSAddr string `json:"kdsAddr"`
 			}
 			if json.Unmarshal([]byte(line), &entry) == nil && strings.HasSuffix(entry.Msg, "control plane started") {
-				addr <- entry.APIAddr
+				addr <- [2]string{entry.APIAddr, entry.KDSAddr}
 			}
 		}
 		io.Copy(io.Discard, stderr)
@@ -107,7 +112,7 @@ func startAtoll(t *testing.T, args ...string) *process {
 	t.Cleanup(func() { p.stop() })
 	select {
 	case a := <-addr:
-		p.apiURL = "http://" + a
+		p.apiURL, p.kdsAddr = "http://"+a[0], a[1]
 	case <-p.done:
 		t.Fatalf("atoll %v exited before it was ready: %v\n%s", args, p.err, p.logs)
 	case <-time.After(60 * time.Second):
@@ -127,9 +132,36 @@ func startAtoll(t *testing.T, args ...string) *process {
 	return p
 }
 
+// startGlobal starts a global; args may override --kds-addr (default a
+// free port).
 func startGlobal(t *testing.T, dataDir string, args ...string) *process {
-	return startAtoll(t, append([]string{"global", "--data-dir", dataDir,
-		"--kds-addr", "127.0.0.1:0", "--etcd-client-addr", "127.0.0.1:0", "--etcd-peer-addr", "127.0.0.1:0"}, args...)...)
+	base := []string{"global", "--data-dir", dataDir, "--etcd-client-addr", "127.0.0.1:0", "--etcd-peer-addr", "127.0.0.1:0"}
+	if !strings.Contains(strings.Join(args, " "), "--kds-addr") {
+		base = append(base, "--kds-addr", "127.0.0.1:0")
+	}
+	p := startAtoll(t, append(base, args...)...)
+	p.dataDir = dataDir
+	return p
+}
+
+// caFile is the CA the global generated for KDS.
+func (p *process) caFile() string { return filepath.Join(p.dataDir, "kds-tls", "kds-ca.pem") }
+
+// startSyncedZone starts a zone connected to the global at kdsAddr,
+// verifying it with caFile.
+func startSyncedZone(t *testing.T, zone, dataDir, kdsAddr, caFile string, args ...string) *process {
+	return startZone(t, zone, dataDir, append([]string{"--global-address", "grpcs://" + kdsAddr, "--global-ca-file", caFile}, args...)...)
+}
+
+// freePort returns a loopback address that was free a moment ago, for a
+// process that must come back on the same address after a restart.
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func startZone(t *testing.T, zone, dataDir string, args ...string) *process {
