@@ -89,17 +89,27 @@ start global global --data-dir "$RUN_DIR/global" \
   --etcd-client-addr "127.0.0.1:$ETCD_CLIENT_PORT" --etcd-peer-addr "127.0.0.1:$ETCD_PEER_PORT"
 wait_ready global "$GLOBAL"
 
-echo "starting zone-1 and zone-2 (universal mode) ..."
+# The global generated a CA for KDS at first start; zones verify it with it.
+CA="$RUN_DIR/global/kds-tls/kds-ca.pem"
+echo "starting zone-1 and zone-2 (universal mode, synced with the global over TLS) ..."
 start zone-1 zone --zone zone-1 --mode universal --data-dir "$RUN_DIR/zone-1" \
-  --api-addr "127.0.0.1:$ZONE1_API_PORT" --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT"
+  --api-addr "127.0.0.1:$ZONE1_API_PORT" --ingress-port 10001 \
+  --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT" --global-ca-file "$CA"
 wait_ready zone-1 "$ZONE1"
 start zone-2 zone --zone zone-2 --mode universal --data-dir "$RUN_DIR/zone-2" \
-  --api-addr "127.0.0.1:$ZONE2_API_PORT" --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT"
+  --api-addr "127.0.0.1:$ZONE2_API_PORT" --ingress-port 10002 \
+  --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT" --global-ca-file "$CA"
 wait_ready zone-2 "$ZONE2"
 
 echo "registering the sample topology (test/sample) ..."
 "$ATOLLCTL" --api-url "$ZONE1" apply -f test/sample/zone-1.yaml
 "$ATOLLCTL" --api-url "$ZONE2" apply -f test/sample/zone-2.yaml
+
+echo "waiting for zone-1 to learn that backend runs in zone-2 ..."
+for _ in $(seq 1 100); do
+  curl -fsS "$ZONE1/meshes/default/services" 2>/dev/null | grep -q '"zone-2":3' && break
+  sleep 0.1
+done
 
 cat <<INFO
 
@@ -108,22 +118,23 @@ atoll is running:
   zone-1   API $ZONE1   delegated gateway "kong"                    log $RUN_DIR/zone-1.log
   zone-2   API $ZONE2   three instances of "backend"                log $RUN_DIR/zone-2.log
 
-zone-1's Dataplanes:
-$("$ATOLLCTL" --api-url "$ZONE1" get dataplanes)
+zones, as the global sees them (atollctl get zones):
+$("$ATOLLCTL" --api-url "$GLOBAL" get zones)
 
-zone-2's Dataplanes:
-$("$ATOLLCTL" --api-url "$ZONE2" get dataplanes)
+services zone-1 can reach (atollctl get services) — backend runs in zone-2:
+$("$ATOLLCTL" --api-url "$ZONE1" get services)
+
+Dataplanes synced to the global (named <name>.<zone>):
+$("$ATOLLCTL" --api-url "$GLOBAL" get dataplanes)
 
 Try, in another terminal:
-  bin/atollctl --api-url $ZONE2 get dataplanes
-  bin/atollctl --api-url $ZONE2 get dataplane backend-1 -o yaml
   bin/atollctl --api-url $ZONE2 delete dataplane backend-3
-  bin/atollctl --api-url $GLOBAL get meshes
-  curl -s $ZONE1/meshes/default/dataplanes/kong
-  curl -s $GLOBAL/readyz; curl -s $GLOBAL/metrics | grep atoll_
-
-Zones run on their own for now: zone sync (KDS) is the next step, after
-which zone-1 learns that "backend" runs in zone-2.
+  bin/atollctl --api-url $ZONE1 get services            # backend: 2 instances in zone-2
+  echo '{"type":"Zone","enabled":false}' | curl -s -XPUT --data-binary @- $GLOBAL/zones/zone-2
+  bin/atollctl --api-url $ZONE1 get services            # zone-2's services withdrawn
+  bin/atollctl --api-url $GLOBAL get zones
+  curl -s $ZONE1/zone                                   # zone-1's own view of its sync
+  curl -s $GLOBAL/metrics | grep atoll_
 
 Press Ctrl-C to stop everything.
 INFO

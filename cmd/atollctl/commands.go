@@ -107,7 +107,7 @@ func typeArg(arg string) (*resource.Descriptor, error) {
 		for _, d := range resource.Types.All() {
 			names = append(names, d.Plural)
 		}
-		return nil, fmt.Errorf("unknown resource type %q: use one of %s", arg, strings.Join(names, ", "))
+		return nil, fmt.Errorf("unknown resource type %q: use one of %s, services", arg, strings.Join(names, ", "))
 	}
 	return d, nil
 }
@@ -116,20 +116,28 @@ func getCommand(c *client) *cobra.Command {
 	var mesh, output string
 	cmd := &cobra.Command{
 		Use:   "get TYPE [NAME]",
-		Short: "Show resources: dataplanes, meshes, zones, zoneingresses",
+		Short: "Show dataplanes, meshes, zones (global), services (zone), zoneingresses",
 		Example: `  atollctl get dataplanes
   atollctl get dataplane kong --mesh default -o yaml
-  atollctl get zones`,
+  atollctl get zones                      # on the global: online, last seen, sync lag
+  atollctl get services                   # on a zone: what it can reach, in which zones`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := typeArg(args[0])
-			if err != nil {
-				return err
-			}
 			switch output {
 			case "table", "json", "yaml":
 			default:
 				return fmt.Errorf("-o %q: use table, json or yaml", output)
+			}
+			name := ""
+			if len(args) == 2 {
+				name = args[1]
+			}
+			if path, table := viewPath(args[0], name, mesh); path != "" {
+				return c.getView(cmd.Context(), cmd.OutOrStdout(), path, output, table)
+			}
+			d, err := typeArg(args[0])
+			if err != nil {
+				return err
 			}
 			var items []*resource.Resource
 			if len(args) == 2 {

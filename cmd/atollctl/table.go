@@ -28,12 +28,6 @@ func printTable(w io.Writer, d *resource.Descriptor, items []*resource.Resource)
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Meta.Mesh, r.Meta.Name, orDash(r.Meta.Labels[resource.ZoneLabel]),
 				r.Spec.(*v1alpha1.Dataplane).GetNetworking().GetAddress(), kind, services, age(now, r.Meta.CreationTime))
 		}
-	case resource.ZoneType:
-		fmt.Fprintln(tw, "NAME\tENABLED\tAGE")
-		for _, r := range items {
-			z := r.Spec.(*v1alpha1.Zone)
-			fmt.Fprintf(tw, "%s\t%t\t%s\n", r.Meta.Name, z.Enabled == nil || *z.Enabled, age(now, r.Meta.CreationTime))
-		}
 	case resource.ZoneIngressType:
 		fmt.Fprintln(tw, "NAME\tZONE\tADVERTISED\tSERVICES\tAGE")
 		for _, r := range items {

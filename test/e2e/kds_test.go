@@ -162,6 +162,15 @@ func TestSyncAcrossThreeZones(t *testing.T) {
 		t.Fatalf("enable zone-2: %d %s", status, body)
 	}
 	waitServices(t, z3, "backend:zone-1=1,zone-2=2")
+
+	out, errOut, err := atollctl(t, "", "--api-url", z3.apiURL, "get", "services")
+	if err != nil || !strings.Contains(out, "zone-1 (1), zone-2 (2)") {
+		t.Errorf("atollctl get services: %v %q %q", err, out, errOut)
+	}
+	out, errOut, err = atollctl(t, "", "--api-url", g.apiURL, "get", "zones")
+	if err != nil || !strings.Contains(out, "SYNC LAG") || len(strings.Split(strings.TrimSpace(out), "\n")) != 4 {
+		t.Errorf("atollctl get zones: %v %q %q", err, out, errOut)
+	}
 }
 
 func TestReconnectReconcilesAndResendsNothingUnchanged(t *testing.T) {

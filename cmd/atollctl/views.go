@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/atoll-mesh/atoll/internal/resource"
+)
+
+// Views are API answers that are not resources: zones with their status
+// (global) and the services a zone can reach.
+
+type zoneView struct {
+	Name       string     `json:"name"`
+	Enabled    bool       `json:"enabled"`
+	Online     bool       `json:"online"`
+	LastSeen   *time.Time `json:"lastSeen"`
+	Dataplanes int        `json:"dataplanes"`
+	SyncLagMs  int64      `json:"syncLagMs"`
+}
+
+type serviceView struct {
+	Name      string            `json:"name"`
+	Zones     map[string]uint32 `json:"zones"`
+	Local     bool              `json:"local"`
+	Instances uint32            `json:"instances"`
+}
+
+// getView fetches path and prints it as a table (with printTable) or as
+// JSON/YAML of the API's answer.
+func (c *client) getView(ctx context.Context, w io.Writer, path, output string, printTable func(io.Writer, []byte) error) error {
+	data, _, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	switch output {
+	case "json":
+		var pretty bytes.Buffer
+		if err := json.Indent(&pretty, data, "", "  "); err != nil {
+			return err
+		}
+		_, err := w.Write(pretty.Bytes())
+		return err
+	case "yaml":
+		y, err := resource.JSONToYAML(data)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(y)
+		return err
+	}
+	return printTable(w, data)
+}
+
+func zonesTable(w io.Writer, data []byte) error {
+	var items []zoneView
+	var list struct {
+		Items []zoneView `json:"items"`
+	}
+	if err := json.Unmarshal(data, &list); err == nil && list.Items != nil {
+		items = list.Items
+	} else {
+		var one zoneView
+		if err := json.Unmarshal(data, &one); err != nil {
+			return fmt.Errorf("the API answered with something that is not a zone: %w", err)
+		}
+		items = []zoneView{one}
+	}
+	if len(items) == 0 {
+		_, err := fmt.Fprintln(w, "No zones found: a zone appears when it first connects.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "ZONE\tENABLED\tONLINE\tLAST SEEN\tDATAPLANES\tSYNC LAG")
+	now := time.Now()
+	for _, z := range items {
+		seen := "never"
+		if z.LastSeen != nil {
+			seen = age(now, *z.LastSeen) + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%d\t%s\n", z.Name, z.Enabled, z.Online, seen, z.Dataplanes, time.Duration(z.SyncLagMs)*time.Millisecond)
+	}
+	return tw.Flush()
+}
+
+func servicesTable(w io.Writer, data []byte) error {
+	var list struct {
+		Items []serviceView `json:"items"`
+	}
+	if err := json.Unmarshal(data, &list); err != nil {
+		return fmt.Errorf("the API answered with something that is not a service list: %w", err)
+	}
+	if len(list.Items) == 0 {
+		_, err := fmt.Fprintln(w, "No services found.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tINSTANCES\tLOCAL\tZONES")
+	for _, s := range list.Items {
+		var zones []string
+		for z, n := range s.Zones {
+			zones = append(zones, fmt.Sprintf("%s (%d)", z, n))
+		}
+		sort.Strings(zones)
+		fmt.Fprintf(tw, "%s\t%d\t%t\t%s\n", s.Name, s.Instances, s.Local, strings.Join(zones, ", "))
+	}
+	return tw.Flush()
+}
+
+// viewPath returns the API path of a view for a get argument, or "" when the
+// argument names a resource type.
+func viewPath(kind, name, mesh string) (string, func(io.Writer, []byte) error) {
+	switch kind {
+	case "zones", "zone":
+		p := "/zones"
+		if name != "" {
+			p += "/" + url.PathEscape(name)
+		}
+		return p, zonesTable
+	case "services", "service", "svc":
+		return "/meshes/" + url.PathEscape(mesh) + "/services", servicesTable
+	}
+	return "", nil
+}
