@@ -42,7 +42,8 @@ type SessionConfig struct {
 	Send, Receive []resource.Type
 	// MaxMessageSize bounds every message this end sends.
 	MaxMessageSize int
-	// Debounce gathers changes before they are pushed.
+	// Debounce bounds how often changes are pushed: a change after a quiet
+	// interval goes out at once; a burst is gathered for up to Debounce.
 	Debounce time.Duration
 	// Heartbeat is how often this end tells the peer it is alive.
 	Heartbeat time.Duration
@@ -68,7 +69,10 @@ type Session struct {
 	ep      Endpoint
 	stream  Stream
 	Stats   *Stats
-	trigger chan resource.Type
+	// changedMu guards changed; signal wakes Run when it is non-empty.
+	changedMu sync.Mutex
+	changed   map[resource.Type]bool
+	signal    chan struct{}
 
 	sends    map[resource.Type]bool
 	receives map[resource.Type]bool
@@ -89,9 +93,13 @@ func NewSession(stream Stream, ep Endpoint, cfg SessionConfig) *Session {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
 	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
 	s := &Session{
 		cfg: cfg, ep: ep, stream: stream, Stats: newStats(),
-		trigger:  make(chan resource.Type, 64),
+		changed:  map[resource.Type]bool{},
+		signal:   make(chan struct{}, 1),
 		sends:    map[resource.Type]bool{},
 		receives: map[resource.Type]bool{},
 		peerHas:  map[resource.Type]map[string]string{},
@@ -106,12 +114,27 @@ func NewSession(stream Stream, ep Endpoint, cfg SessionConfig) *Session {
 }
 
 // Changed tells the session that what it sends of t may have changed. It
-// never blocks: a full queue already holds a pending push.
+// never blocks, and no change of any type is lost however many arrive.
 func (s *Session) Changed(t resource.Type) {
+	s.changedMu.Lock()
+	s.changed[t] = true
+	s.changedMu.Unlock()
 	select {
-	case s.trigger <- t:
-	default:
+	case s.signal <- struct{}{}:
+	default: // a wake-up is already pending; it will see t
 	}
+}
+
+// takeChanged returns and clears the types changed since the last call.
+func (s *Session) takeChanged() []resource.Type {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	out := make([]resource.Type, 0, len(s.changed))
+	for t := range s.changed {
+		out = append(out, t)
+		delete(s.changed, t)
+	}
+	return out
 }
 
 // Run subscribes to what this end receives and then serves the stream.
@@ -149,12 +172,40 @@ func (s *Session) Run(ctx context.Context) error {
 
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	debounce := time.NewTimer(0)
-	if !debounce.Stop() {
-		<-debounce.C
-	}
+	// Per type, a change goes out at once when that type was quiet for
+	// Debounce, and changes that come in bursts are gathered for up to
+	// Debounce. Types do not delay each other.
 	dirty := map[resource.Type]bool{}
-	pending := false
+	lastFlush := map[resource.Type]time.Time{}
+	due := map[resource.Type]time.Time{}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	arm := func() {
+		var next time.Time
+		for _, at := range due {
+			if next.IsZero() || at.Before(next) {
+				next = at
+			}
+		}
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
+	}
+	flushTypes := func(types ...resource.Type) error {
+		batch := map[resource.Type]bool{}
+		now := time.Now()
+		for _, t := range types {
+			batch[t] = true
+			delete(dirty, t)
+			delete(due, t)
+			lastFlush[t] = now
+		}
+		err := s.flush(ctx, batch)
+		for t := range batch { // not yet subscribed: keep for later
+			dirty[t] = true
+		}
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -163,29 +214,49 @@ func (s *Session) Run(ctx context.Context) error {
 			return err
 		case msg := <-in:
 			s.Stats.seen()
+			if sub := msg.GetSubscribe(); sub != nil {
+				// A subscription is answered at once.
+				if err := s.handle(ctx, msg, map[resource.Type]bool{}); err != nil {
+					return err
+				}
+				if err := flushTypes(resource.Type(sub.GetType())); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := s.handle(ctx, msg, dirty); err != nil {
 				return err
 			}
-			if len(dirty) > 0 && !pending {
-				// A subscription is answered at once, without debounce.
-				if err := s.flush(ctx, dirty); err != nil {
+		case <-s.signal:
+			var now []resource.Type
+			for _, t := range s.takeChanged() {
+				if _, pending := due[t]; pending || !s.sends[t] {
+					continue
+				}
+				if time.Since(lastFlush[t]) >= s.cfg.Debounce {
+					now = append(now, t)
+					continue
+				}
+				dirty[t] = true
+				due[t] = lastFlush[t].Add(s.cfg.Debounce)
+			}
+			if len(now) > 0 {
+				if err := flushTypes(now...); err != nil {
 					return err
 				}
 			}
-		case t := <-s.trigger:
-			if !s.sends[t] {
-				continue
+			arm()
+		case <-timer.C:
+			var ready []resource.Type
+			for t, at := range due {
+				if !time.Now().Before(at) {
+					ready = append(ready, t)
+				}
 			}
-			dirty[t] = true
-			if !pending {
-				pending = true
-				debounce.Reset(s.cfg.Debounce)
-			}
-		case <-debounce.C:
-			pending = false
-			if err := s.flush(ctx, dirty); err != nil {
+			if err := flushTypes(ready...); err != nil {
 				return err
 			}
+			arm()
 		case <-heartbeat.C:
 			if err := s.stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Heartbeat{
 				Heartbeat: &v1alpha1.Heartbeat{Time: timestamppb.Now()},
@@ -307,9 +378,20 @@ func (s *Session) push(t resource.Type, upserts []*v1alpha1.WireResource, remove
 			size += n
 			upserts = upserts[1:]
 		}
-		for len(removed) > 0 && size+len(removed[0])+8 <= limit {
+		for len(removed) > 0 {
+			n := len(removed[0]) + 8
+			if n > limit {
+				// Only a peer's subscription can hold such a key; it fits
+				// no message, and skipping it keeps this loop finite.
+				s.cfg.Log.Error("removed key too large to sync: skipped", "type", t, "bytes", n)
+				removed = removed[1:]
+				continue
+			}
+			if size+n > limit {
+				break
+			}
 			p.Removed = append(p.Removed, removed[0])
-			size += len(removed[0]) + 8
+			size += n
 			removed = removed[1:]
 		}
 		if len(p.Resources) == 0 && len(p.Removed) == 0 {

@@ -17,6 +17,7 @@ import (
 type globalEndpoint struct {
 	zone  string
 	store store.Store
+	local *localIndex
 }
 
 var _ kds.Endpoint = (*globalEndpoint)(nil)
@@ -26,6 +27,9 @@ func isLocal(r *resource.Resource) bool {
 }
 
 func (e *globalEndpoint) Desired(ctx context.Context, t resource.Type) (map[string]*v1alpha1.WireResource, error) {
+	if t == resource.DataplaneType {
+		return e.local.desired(), nil
+	}
 	items, err := e.store.List(ctx, t, "")
 	if err != nil {
 		return nil, err

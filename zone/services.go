@@ -30,6 +30,7 @@ type statusAPI struct {
 
 func (a *statusAPI) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /meshes/{mesh}/services", a.services)
+	mux.HandleFunc("GET /meshes/{mesh}/services/{name}", a.services)
 	mux.HandleFunc("GET /zone", a.status)
 }
 
@@ -71,6 +72,14 @@ func (a *statusAPI) services(w http.ResponseWriter, r *http.Request) {
 		items = append(items, v)
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
+	if name := r.PathValue("name"); name != "" {
+		if v := byName[name]; v != nil {
+			writeJSON(w, http.StatusOK, v)
+			return
+		}
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "service " + name + " is not reachable from zone " + a.zone + " in mesh " + mesh})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"total": len(items), "items": items})
 }
 

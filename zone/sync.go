@@ -12,6 +12,7 @@ import (
 
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/internal/throttle"
 )
 
 // changeNotifier is told of local changes that the global should see.
@@ -20,12 +21,9 @@ type changeNotifier interface {
 }
 
 // watchLocal keeps the zone's ZoneIngress in step with its Dataplanes and
-// tells notify (the KDS client, or nothing) what changed. Changes within
-// debounce are handled together.
-func watchLocal(ctx context.Context, st store.Store, cfg Config, notify changeNotifier, debounce time.Duration, log *slog.Logger) error {
-	if _, err := updateIngress(ctx, st, cfg.Zone, cfg.Ingress); err != nil {
-		return fmt.Errorf("computing the zone ingress: %w", err)
-	}
+// tells notify (the KDS client, or nothing) what changed. A change after a
+// quiet interval is handled at once; bursts are gathered for up to debounce.
+func watchLocal(ctx context.Context, st store.Store, cfg Config, idx *localIndex, notify changeNotifier, debounce time.Duration, log *slog.Logger) error {
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(ctx)
 		dps, err := st.Watch(wctx, resource.DataplaneType)
@@ -38,35 +36,56 @@ func watchLocal(ctx context.Context, st store.Store, cfg Config, notify changeNo
 			cancel()
 			return err
 		}
+		// Watch, then list: events after the list only repeat or advance it.
+		all, err := st.List(ctx, resource.DataplaneType, "")
+		if err != nil {
+			cancel()
+			return err
+		}
+		if err := idx.reset(all); err != nil {
+			cancel()
+			return err
+		}
+		if _, err := updateIngress(ctx, st, cfg.Zone, cfg.Ingress, idx); err != nil {
+			cancel()
+			return fmt.Errorf("computing the zone ingress: %w", err)
+		}
 		// Catch up on anything missed while no watch ran.
 		notify.Changed(resource.DataplaneType)
 		notify.Changed(resource.ZoneIngressType)
-		timer := time.NewTimer(debounce)
+		throttled := throttle.New(debounce)
+		recompute := func() {
+			throttled.Acted()
+			if _, err := updateIngress(ctx, st, cfg.Zone, cfg.Ingress, idx); err != nil && ctx.Err() == nil {
+				log.Warn("updating the zone ingress failed; it is retried on the next change", "error", err)
+			}
+		}
 		for open := true; open; {
 			select {
 			case <-ctx.Done():
 				open = false
-			case _, ok := <-dps:
+			case e, ok := <-dps:
 				if !ok {
 					open = false
 					break
 				}
+				if err := idx.apply(e); err != nil {
+					log.Warn("indexing a Dataplane failed", "name", e.Resource.Meta.Name, "error", err)
+				}
 				notify.Changed(resource.DataplaneType)
-				timer.Reset(debounce)
+				if throttled.Event() {
+					recompute()
+				}
 			case _, ok := <-zis:
 				if !ok {
 					open = false
 					break
 				}
 				notify.Changed(resource.ZoneIngressType)
-			case <-timer.C:
-				if _, err := updateIngress(ctx, st, cfg.Zone, cfg.Ingress); err != nil && ctx.Err() == nil {
-					log.Warn("updating the zone ingress failed; retrying", "error", err)
-					timer.Reset(time.Second)
-				}
+			case <-throttled.C():
+				recompute()
 			}
 		}
-		timer.Stop()
 		cancel()
 	}
 	return nil

@@ -38,6 +38,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := store.EnsureMesh(ctx, st, resource.DefaultMesh, resource.OriginGlobal); err != nil {
 		return err
 	}
+	// Load the index before any session can ask for it: an empty index
+	// would tell the global to remove this zone's Dataplanes.
+	idx := newLocalIndex()
+	all, err := st.List(ctx, resource.DataplaneType, "")
+	if err != nil {
+		return err
+	}
+	if err := idx.reset(all); err != nil {
+		return err
+	}
+	if _, err := updateIngress(ctx, st, cfg.Zone, cfg.Ingress, idx); err != nil {
+		return fmt.Errorf("computing the zone ingress: %w", err)
+	}
 	var client *kds.Client
 	var notify changeNotifier = noNotify{}
 	if cfg.GlobalAddress == "" {
@@ -50,7 +63,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		client = kds.NewClient(kds.ClientConfig{
 			Address: addr, TLS: tc, Zone: cfg.Zone, InstanceID: instanceName(cfg.Zone), Version: version.Version,
 			Log: log.With("component", "kds"),
-		}, &globalEndpoint{zone: cfg.Zone, store: st})
+		}, &globalEndpoint{zone: cfg.Zone, store: st, local: idx})
 		notify = client
 	}
 
@@ -79,7 +92,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return api.Run(ctx) })
 	g.Go(func() error {
-		return watchLocal(ctx, st, cfg, notify, kds.DefaultDebounce, log.With("component", "zone"))
+		return watchLocal(ctx, st, cfg, idx, notify, kds.DefaultDebounce, log.With("component", "zone"))
 	})
 	if client != nil {
 		g.Go(func() error { return client.Run(ctx) })

@@ -1,0 +1,202 @@
+// Package perf measures atoll end to end: a global on embedded etcd and two
+// zones, in one process, talking real gRPC (TLS) and HTTP on loopback.
+// Run with: go test ./test/perf -run '^$' -bench . -benchtime 200x
+package perf
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/atoll-mesh/atoll/global"
+	"github.com/atoll-mesh/atoll/zone"
+)
+
+// topology is a running global and zones zone-1, zone-2.
+type topology struct {
+	global, zone1, zone2 string // API base URLs
+}
+
+func freeAddr(tb testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitReady(tb testing.TB, url string) {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tb.Fatalf("%s not ready", url)
+}
+
+func start(tb testing.TB) *topology {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	tb.Cleanup(func() { cancel(); wg.Wait() })
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir := tb.TempDir()
+
+	g := global.Default()
+	g.APIAddr, g.KDSAddr = freeAddr(tb), freeAddr(tb)
+	g.DataDir = filepath.Join(dir, "global")
+	g.Etcd.ClientAddr, g.Etcd.PeerAddr = "127.0.0.1:0", "127.0.0.1:0"
+	wg.Add(1)
+	go func() { defer wg.Done(); global.Run(ctx, g, quiet) }()
+	t := &topology{global: "http://" + g.APIAddr}
+	waitReady(tb, t.global)
+
+	for i, url := range []*string{&t.zone1, &t.zone2} {
+		z := zone.Default()
+		z.Zone = fmt.Sprintf("zone-%d", i+1)
+		z.APIAddr = freeAddr(tb)
+		z.DataDir = filepath.Join(dir, z.Zone)
+		z.GlobalAddress = "grpcs://" + g.KDSAddr
+		z.GlobalCAFile = filepath.Join(g.DataDir, "kds-tls", "kds-ca.pem")
+		wg.Add(1)
+		go func() { defer wg.Done(); zone.Run(ctx, z, quiet) }()
+		*url = "http://" + z.APIAddr
+		waitReady(tb, *url)
+	}
+	return t
+}
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+func put(tb testing.TB, zoneURL, name, service string, port int) {
+	if err := tryPut(zoneURL, name, service, port); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func tryPut(zoneURL, name, service string, port int) error {
+	body := fmt.Sprintf(`{"type":"Dataplane","networking":{"address":"10.1.%d.%d","inbound":[{"port":%d,"tags":{"atoll.io/service":%q}}]}}`,
+		port/250%250, port%250+1, port, service)
+	req, _ := http.NewRequest("PUT", zoneURL+"/meshes/default/dataplanes/"+name, bytes.NewReader([]byte(body)))
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("PUT %s: %s", name, resp.Status)
+	}
+	return nil
+}
+
+// visible polls zone-1's view of one service until it answers 200.
+func visible(tb testing.TB, zoneURL, service string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := client.Get(zoneURL + "/meshes/default/services/" + service)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+	tb.Fatalf("%s never reached zone-1", service)
+}
+
+// measure registers b.N new services in zone-2 one by one and reports the
+// p50 and p99 time until each is in zone-1's service view.
+func measure(b *testing.B, t *topology, prefix string) {
+	var lat []time.Duration
+	i := 0
+	for b.Loop() {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		start := time.Now()
+		put(b, t.zone2, name, name, 20000+i%40000)
+		visible(b, t.zone1, name)
+		lat = append(lat, time.Since(start))
+		i++
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkPropagationIdle: a Dataplane registered in zone-2 until it is
+// visible in zone-1, on an otherwise idle topology.
+func BenchmarkPropagationIdle(b *testing.B) {
+	t := start(b)
+	measure(b, t, "idle")
+}
+
+// BenchmarkPropagationLoaded: the same with 10,000 Dataplanes (1,000
+// services × 10) already synced and a steady churn of 100 changes/s in
+// zone-2 while measuring.
+func BenchmarkPropagationLoaded(b *testing.B) {
+	t := start(b)
+	const loaded = 10000
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= loaded {
+					return
+				}
+				if err := tryPut(t.zone2, fmt.Sprintf("load-%d", i), fmt.Sprintf("load-svc-%d", i%1000), int(1+i%60000)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	visible(b, t.zone1, "load-svc-999")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	churn := make(chan struct{})
+	go func() {
+		defer close(churn)
+		tick := time.NewTicker(10 * time.Millisecond) // 100 changes/s
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				// Move one loaded instance to another port: a real change.
+				// Errors end the churn; the measurement reports what it saw.
+				_ = tryPut(t.zone2, fmt.Sprintf("load-%d", i%loaded), fmt.Sprintf("load-svc-%d", i%loaded%1000), 61000+i%4000)
+			}
+		}
+	}()
+	measure(b, t, "loaded")
+	cancel()
+	<-churn
+}

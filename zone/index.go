@@ -1,0 +1,119 @@
+package zone
+
+import (
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/kds"
+)
+
+// localIndex keeps what the zone sends of its own Dataplanes, updated from
+// store events so that no change costs work proportional to the number of
+// Dataplanes: their wire form (encoded and hashed once per change) and the
+// instance counts that make the ZoneIngress.
+type localIndex struct {
+	mu     sync.RWMutex
+	wire   map[string]*v1alpha1.WireResource // by wire key
+	groups map[string]*ingressGroup          // by mesh + tag set
+	member map[string][]string               // wire key → groups it counts in
+}
+
+type ingressGroup struct {
+	mesh string
+	tags map[string]string
+	n    uint32
+}
+
+func newLocalIndex() *localIndex {
+	return &localIndex{wire: map[string]*v1alpha1.WireResource{}, groups: map[string]*ingressGroup{}, member: map[string][]string{}}
+}
+
+// reset replaces the index with dps.
+func (x *localIndex) reset(dps []*resource.Resource) error {
+	fresh := newLocalIndex()
+	for _, r := range dps {
+		if err := fresh.put(r); err != nil {
+			return err
+		}
+	}
+	x.mu.Lock()
+	x.wire, x.groups, x.member = fresh.wire, fresh.groups, fresh.member
+	x.mu.Unlock()
+	return nil
+}
+
+// apply updates the index with one store event.
+func (x *localIndex) apply(e store.Event) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e.Kind == store.Deleted {
+		x.remove(kds.WireKey(e.Resource.Meta.Mesh, e.Resource.Meta.Name))
+		return nil
+	}
+	return x.put(e.Resource)
+}
+
+// put indexes r (callers hold mu, or own x).
+func (x *localIndex) put(r *resource.Resource) error {
+	key := kds.WireKey(r.Meta.Mesh, r.Meta.Name)
+	x.remove(key)
+	if !isLocal(r) {
+		return nil
+	}
+	w, err := kds.ToWire(r, r.Meta.Name)
+	if err != nil {
+		return err
+	}
+	x.wire[key] = w
+	var ids []string
+	for _, in := range r.Spec.(*v1alpha1.Dataplane).GetNetworking().GetInbound() {
+		if h := in.GetHealth(); h != nil && !h.GetReady() {
+			continue
+		}
+		id := r.Meta.Mesh + "\x00" + tagKey(in.GetTags())
+		g := x.groups[id]
+		if g == nil {
+			g = &ingressGroup{mesh: r.Meta.Mesh, tags: maps.Clone(in.GetTags())}
+			x.groups[id] = g
+		}
+		g.n++
+		ids = append(ids, id)
+	}
+	x.member[key] = ids
+	return nil
+}
+
+func (x *localIndex) remove(key string) {
+	for _, id := range x.member[key] {
+		if g := x.groups[id]; g != nil {
+			if g.n--; g.n == 0 {
+				delete(x.groups, id)
+			}
+		}
+	}
+	delete(x.member, key)
+	delete(x.wire, key)
+}
+
+// desired is a copy of the wire form of every local Dataplane.
+func (x *localIndex) desired() map[string]*v1alpha1.WireResource {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return maps.Clone(x.wire)
+}
+
+// available is the ZoneIngress's availableServices, in a stable order.
+func (x *localIndex) available() []*v1alpha1.ZoneIngress_AvailableService {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make([]*v1alpha1.ZoneIngress_AvailableService, 0, len(x.groups))
+	for _, id := range slices.Sorted(maps.Keys(x.groups)) {
+		g := x.groups[id]
+		out = append(out, &v1alpha1.ZoneIngress_AvailableService{Mesh: g.mesh, Tags: g.tags, Instances: g.n})
+	}
+	return out
+}
