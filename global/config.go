@@ -38,6 +38,10 @@ type KDS struct {
 	// ZoneOfflineAfter marks a zone offline when it has not been heard
 	// from for this long.
 	ZoneOfflineAfter time.Duration `yaml:"zoneOfflineAfter" json:"zoneOfflineAfter"`
+	// WithdrawOfflineAfter withdraws the services of a zone that has been
+	// offline this long from every other zone; 0 keeps them (its data
+	// plane may still work while its control plane is cut off).
+	WithdrawOfflineAfter time.Duration `yaml:"withdrawOfflineAfter" json:"withdrawOfflineAfter"`
 }
 
 // Etcd says which etcd holds the global's state.
@@ -130,6 +134,9 @@ func (c Config) Validate() error {
 	}
 	if c.KDS.ZoneOfflineAfter < time.Second {
 		add(fmt.Errorf("kds.zoneOfflineAfter: %s is too short: use at least 1s (default 30s)", c.KDS.ZoneOfflineAfter))
+	}
+	if c.KDS.WithdrawOfflineAfter < 0 || (c.KDS.WithdrawOfflineAfter > 0 && c.KDS.WithdrawOfflineAfter < c.KDS.ZoneOfflineAfter) {
+		add(fmt.Errorf("kds.withdrawOfflineAfter: %s must be 0 (keep) or at least kds.zoneOfflineAfter (%s)", c.KDS.WithdrawOfflineAfter, c.KDS.ZoneOfflineAfter))
 	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)

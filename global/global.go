@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := apiserver.NewRegistry()
 	mux := http.NewServeMux()
 	instanceID := instanceName()
-	sync := newZoneSync(st, instanceID, reg, log.With("component", "kds"))
+	sync := newZoneSync(st, instanceID, cfg.KDS.WithdrawOfflineAfter, reg, log.With("component", "kds"))
 	kdsServer, kdsListener, caPEM, err := startKDS(cfg, sync, instanceID, log.With("component", "kds"))
 	if err != nil {
 		return err

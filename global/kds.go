@@ -21,8 +21,10 @@ import (
 type zoneSync struct {
 	store      store.Store
 	instanceID string
-	log        *slog.Logger
-	refused    *prometheus.CounterVec
+	// withdrawAfter hides zones offline for longer (0: never).
+	withdrawAfter time.Duration
+	log           *slog.Logger
+	refused       *prometheus.CounterVec
 
 	mu       sync.Mutex
 	sessions map[string]*liveSession
@@ -37,13 +39,13 @@ type liveSession struct {
 
 var _ kds.ZoneHandler = (*zoneSync)(nil)
 
-func newZoneSync(st store.Store, instanceID string, reg prometheus.Registerer, log *slog.Logger) *zoneSync {
+func newZoneSync(st store.Store, instanceID string, withdrawAfter time.Duration, reg prometheus.Registerer, log *slog.Logger) *zoneSync {
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "atoll_kds_refused_resources_total",
 		Help: "Resources from zones refused by the global, by zone and reason (invalid, spoof).",
 	}, []string{"zone", "reason"})
 	reg.MustRegister(refused)
-	return &zoneSync{store: st, instanceID: instanceID, log: log, refused: refused, sessions: map[string]*liveSession{}}
+	return &zoneSync{store: st, instanceID: instanceID, withdrawAfter: withdrawAfter, log: log, refused: refused, sessions: map[string]*liveSession{}}
 }
 
 // Connect creates the Zone on first contact and returns the zone's endpoint.
@@ -55,7 +57,7 @@ func (z *zoneSync) Connect(ctx context.Context, zone string, hello *v1alpha1.Hel
 	if err != nil && !store.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("registering zone: %w", err)
 	}
-	return &zoneEndpoint{zone: zone, store: z.store, refused: z.refused}, nil
+	return &zoneEndpoint{zone: zone, store: z.store, refused: z.refused, withdrawAfter: z.withdrawAfter}, nil
 }
 
 // Started records the session, replacing an older one of the same zone.
@@ -125,6 +127,10 @@ func (z *zoneSync) Run(ctx context.Context, insightEvery time.Duration) error {
 			z.mu.Unlock()
 			for zone, l := range live {
 				z.writeInsight(ctx, zone, l, false)
+			}
+			if z.withdrawAfter > 0 {
+				// Zones may have crossed the withdrawal age since the last push.
+				z.broadcast(resource.ZoneIngressType)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -19,6 +20,8 @@ type zoneEndpoint struct {
 	zone    string
 	store   store.Store
 	refused *prometheus.CounterVec
+	// withdrawAfter, when positive, hides zones offline for longer.
+	withdrawAfter time.Duration
 }
 
 var _ kds.Endpoint = (*zoneEndpoint)(nil)
@@ -77,6 +80,17 @@ func (e *zoneEndpoint) disabledZones(ctx context.Context) (map[string]bool, erro
 	for _, z := range zones {
 		if en := z.Spec.(*v1alpha1.Zone).Enabled; en != nil && !*en {
 			out[z.Meta.Name] = true
+		}
+	}
+	if e.withdrawAfter > 0 {
+		insights, err := e.store.List(ctx, resource.ZoneInsightType, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range insights {
+			if offlineFor(in.Spec.(*v1alpha1.ZoneInsight)) > e.withdrawAfter {
+				out[in.Meta.Name] = true
+			}
 		}
 	}
 	return out, nil
@@ -176,4 +190,14 @@ func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1
 		return nil, err
 	}
 	return refused, nil
+}
+
+// offlineFor is how long a zone has not been heard from, by its latest
+// session's last-seen time (0 when it never connected).
+func offlineFor(in *v1alpha1.ZoneInsight) time.Duration {
+	subs := in.GetSubscriptions()
+	if len(subs) == 0 || subs[0].GetLastSeen() == nil {
+		return 0
+	}
+	return time.Since(subs[0].GetLastSeen().AsTime())
 }

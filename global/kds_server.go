@@ -25,8 +25,10 @@ func startKDS(cfg Config, handler kds.ZoneHandler, instanceID string, log *slog.
 	srv := kds.NewServer(kds.ServerConfig{
 		Handler:    handler,
 		InstanceID: instanceID,
-		Session:    kds.SessionConfig{MaxMessageSize: cfg.KDS.MaxMessageSize, Debounce: cfg.KDS.Debounce},
-		Log:        log,
+		// Three heartbeats fit in the offline timeout.
+		ZoneHeartbeat: cfg.KDS.ZoneOfflineAfter / 3,
+		Session:       kds.SessionConfig{MaxMessageSize: cfg.KDS.MaxMessageSize, Debounce: cfg.KDS.Debounce},
+		Log:           log,
 	})
 	opts := srv.GRPCServerOptions()
 	var caPEM []byte

@@ -160,7 +160,11 @@ func (c *Client) session(ctx context.Context, client v1alpha1.KDSClient) error {
 	if err != nil {
 		return err
 	}
-	s := NewSession(stream, c.ep, c.cfg.Session)
+	cfg := c.cfg.Session
+	if hb := time.Duration(hello.GetHeartbeatMs()) * time.Millisecond; hb > 0 {
+		cfg.Heartbeat = max(hb, 100*time.Millisecond)
+	}
+	s := NewSession(stream, c.ep, cfg)
 	c.mu.Lock()
 	c.current, c.connected = s, time.Now()
 	c.mu.Unlock()

@@ -44,8 +44,10 @@ type ServerConfig struct {
 	Handler    ZoneHandler
 	Auth       Authenticator
 	InstanceID string
-	Session    SessionConfig
-	Log        *slog.Logger
+	// ZoneHeartbeat is how often zones must send heartbeats (0: their default).
+	ZoneHeartbeat time.Duration
+	Session       SessionConfig
+	Log           *slog.Logger
 }
 
 // Server is the global's KDS service.
@@ -97,7 +99,7 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 		return status.Errorf(codes.Unavailable, "zone %q: %v", zone, err)
 	}
 	if err := stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Hello{
-		Hello: &v1alpha1.Hello{InstanceId: s.cfg.InstanceID},
+		Hello: &v1alpha1.Hello{InstanceId: s.cfg.InstanceID, HeartbeatMs: s.cfg.ZoneHeartbeat.Milliseconds()},
 	}}); err != nil {
 		return err
 	}

@@ -65,10 +65,10 @@ var ErrProtocol = errors.New("kds protocol violation")
 // Session runs the delta sync of one stream until ctx ends or the stream
 // breaks.
 type Session struct {
-	cfg     SessionConfig
-	ep      Endpoint
-	stream  Stream
-	Stats   *Stats
+	cfg    SessionConfig
+	ep     Endpoint
+	stream Stream
+	Stats  *Stats
 	// changedMu guards changed; signal wakes Run when it is non-empty.
 	changedMu sync.Mutex
 	changed   map[resource.Type]bool
@@ -141,6 +141,7 @@ func (s *Session) takeChanged() []resource.Type {
 func (s *Session) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	in, recvErr := s.receiveAll(ctx)
 	for _, t := range s.cfg.Receive {
 		held, err := s.ep.Held(ctx, t)
 		if err != nil {
@@ -152,23 +153,6 @@ func (s *Session) Run(ctx context.Context) error {
 			return err
 		}
 	}
-
-	in := make(chan *v1alpha1.SyncMessage)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			msg, err := s.stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case in <- msg:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
@@ -265,6 +249,68 @@ func (s *Session) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// receiveAll reads the stream until it breaks or ctx ends, queueing what
+// it reads for in, then the error for recvErr. Reading never waits for
+// handling: were both ends blocked in Send, each waiting for the other to
+// read, the stream would deadlock once both directions' buffers filled.
+func (s *Session) receiveAll(ctx context.Context) (in <-chan *v1alpha1.SyncMessage, recvErr <-chan error) {
+	out, errc := make(chan *v1alpha1.SyncMessage), make(chan error, 1)
+	type item struct {
+		msg *v1alpha1.SyncMessage
+		err error
+	}
+	read := make(chan item)
+	go func() {
+		for {
+			msg, err := s.stream.Recv()
+			select {
+			case read <- item{msg, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		var queue []*v1alpha1.SyncMessage
+		var failed error
+		for {
+			if failed != nil && len(queue) == 0 {
+				errc <- failed
+				return
+			}
+			var next chan<- *v1alpha1.SyncMessage
+			if len(queue) > 0 {
+				next = out
+			}
+			reading := read
+			if failed != nil {
+				reading = nil
+			}
+			var first *v1alpha1.SyncMessage
+			if len(queue) > 0 {
+				first = queue[0]
+			}
+			select {
+			case it := <-reading:
+				if it.err != nil {
+					failed = it.err
+				} else {
+					queue = append(queue, it.msg)
+				}
+			case next <- first:
+				queue[0] = nil
+				queue = queue[1:]
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, errc
 }
 
 func (s *Session) handle(ctx context.Context, msg *v1alpha1.SyncMessage, dirty map[resource.Type]bool) error {

@@ -27,6 +27,7 @@ var globalSettings = []setting{
 	{"kds-max-message-size", "kds.maxMessageSize", "largest KDS message in bytes; larger changes are split"},
 	{"kds-debounce", "kds.debounce", "time to gather changes before pushing them to zones"},
 	{"zone-offline-after", "kds.zoneOfflineAfter", "a zone not heard from for this long is shown offline"},
+	{"withdraw-offline-after", "kds.withdrawOfflineAfter", "withdraw an offline zone's services from the others after this long (0: keep them)"},
 	{"log-level", "log.level", "log level: debug, info, warn, error"},
 	{"log-format", "log.format", "log format: text or json"},
 }

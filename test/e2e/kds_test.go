@@ -287,3 +287,35 @@ func TestGlobalServesItsKDSCA(t *testing.T) {
 		t.Error("a zone connected to a global it does not trust")
 	}
 }
+
+func TestOfflineZoneWithdrawnAfterTTL(t *testing.T) {
+	g := startGlobal(t, t.TempDir(), "--zone-offline-after", "1s", "--withdraw-offline-after", "2s")
+	z1 := startSyncedZone(t, "zone-1", t.TempDir(), g.kdsAddr, g.caFile())
+	z2dir := t.TempDir()
+	z2 := startSyncedZone(t, "zone-2", z2dir, g.kdsAddr, g.caFile())
+	applyFile(t, z2, "../sample/zone-2.yaml")
+	waitServices(t, z1, "backend:zone-2=3")
+
+	// Heartbeats keep an idle zone online past the offline timeout.
+	waitFor(t, syncWait, "zone-2 online 3s after connecting", func() error {
+		status, body := call(t, "GET", g.apiURL+"/zones/zone-2", "")
+		var v struct {
+			Online    bool   `json:"online"`
+			Connected string `json:"connectTime"`
+		}
+		json.Unmarshal([]byte(body), &v)
+		connected, _ := time.Parse(time.RFC3339Nano, v.Connected)
+		if status != 200 || !v.Online || time.Since(connected) < 3*time.Second {
+			return fmt.Errorf("%d %s", status, body)
+		}
+		return nil
+	})
+	if got, _ := serviceSummary(t, z1); got != "backend:zone-2=3" {
+		t.Fatalf("an online zone's services were withdrawn: %q", got)
+	}
+
+	z2.stop()
+	waitServices(t, z1, "")
+	z2 = startSyncedZone(t, "zone-2", z2dir, g.kdsAddr, g.caFile())
+	waitServices(t, z1, "backend:zone-2=3")
+}
