@@ -611,6 +611,32 @@ func TestEveryMessageStaysUnderTheCap(t *testing.T) {
 	}
 }
 
+func TestBothDirectionsAtOnceDoNotDeadlock(t *testing.T) {
+	// Each end pushes 3,000 resources in pushes of about 2 KiB (the cap
+	// less the session's 64 KiB envelope) over a stream that buffers one
+	// message each way: both ends are often blocked in Send, and sync
+	// completes only if each keeps reading meanwhile.
+	const n = 3000
+	zoneEp, globalEp := newEndpoint(), newEndpoint()
+	for i := range n {
+		zoneEp.want(resource.DataplaneType, dataplane(t, fmt.Sprintf("dp-%05d", i), 8080))
+		globalEp.want(resource.ZoneIngressType, zoneIngress(t, fmt.Sprintf("zone-%05d", i)))
+	}
+	z, g := pipe(1)
+	t.Cleanup(z.Close)
+	zoneCfg, globalCfg := zoneConfig(), globalConfig()
+	zoneCfg.MaxMessageSize, globalCfg.MaxMessageSize = 66<<10, 66<<10
+	start(t, z, zoneEp, zoneCfg)
+	start(t, g, globalEp, globalCfg)
+
+	eventually(t, func() error {
+		if err := sameResources(globalEp.holding(resource.DataplaneType), zoneEp.wanted(resource.DataplaneType)); err != nil {
+			return fmt.Errorf("the global's dataplanes: %w", err)
+		}
+		return sameResources(zoneEp.holding(resource.ZoneIngressType), globalEp.wanted(resource.ZoneIngressType))
+	})
+}
+
 // peerOf runs a zone session against the test, which plays the global: it
 // returns the test's end after reading the zone's subscriptions.
 func peerOf(t *testing.T, ep *fakeEndpoint, cfg kds.SessionConfig) (*running, *pipeEnd) {
