@@ -50,8 +50,8 @@ type process struct {
 	kdsAddr string
 	dataDir string
 	logs    *syncBuffer
-	done   chan struct{}
-	err    error
+	done    chan struct{}
+	err     error
 }
 
 type syncBuffer struct {
