@@ -1,11 +1,11 @@
 package global
 
 import (
-	"encoding/json"
 	"net/http"
 	"time"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
 )
@@ -79,29 +79,23 @@ func (a *zonesAPI) views(r *http.Request) ([]ZoneView, error) {
 func (a *zonesAPI) list(w http.ResponseWriter, r *http.Request) {
 	views, err := a.views(r)
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		apiserver.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"total": len(views), "items": views})
+	apiserver.WriteJSON(w, http.StatusOK, map[string]any{"total": len(views), "items": views})
 }
 
 func (a *zonesAPI) get(w http.ResponseWriter, r *http.Request) {
 	views, err := a.views(r)
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		apiserver.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
 	for _, v := range views {
 		if v.Name == r.PathValue("name") {
-			writeJSON(w, http.StatusOK, v)
+			apiserver.WriteJSON(w, http.StatusOK, v)
 			return
 		}
 	}
-	writeJSON(w, http.StatusNotFound, map[string]string{"error": "zone " + r.PathValue("name") + " is not known: it appears when it first connects"})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "zone " + r.PathValue("name") + " is not known: it appears when it first connects"})
 }

@@ -80,6 +80,10 @@ type Session struct {
 	// Subscribe, then from what was sent. Nil until the peer subscribed.
 	peerHas map[resource.Type]map[string]string
 	nonce   uint64
+	// out feeds the goroutine that sends, so Run returns when its context
+	// ends even while the transport blocks a Send; sendErr reports its end.
+	out     chan *v1alpha1.SyncMessage
+	sendErr <-chan error
 }
 
 // NewSession prepares a session on stream.
@@ -99,6 +103,7 @@ func NewSession(stream Stream, ep Endpoint, cfg SessionConfig) *Session {
 	s := &Session{
 		cfg: cfg, ep: ep, stream: stream, Stats: newStats(),
 		changed:  map[resource.Type]bool{},
+		out:      make(chan *v1alpha1.SyncMessage),
 		signal:   make(chan struct{}, 1),
 		sends:    map[resource.Type]bool{},
 		receives: map[resource.Type]bool{},
@@ -142,12 +147,13 @@ func (s *Session) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	in, recvErr := s.receiveAll(ctx)
+	s.sendErr = s.sendAll(ctx)
 	for _, t := range s.cfg.Receive {
 		held, err := s.ep.Held(ctx, t)
 		if err != nil {
 			return fmt.Errorf("reading held %s: %w", t, err)
 		}
-		if err := s.stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Subscribe{
+		if err := s.send(ctx, &v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Subscribe{
 			Subscribe: &v1alpha1.Subscribe{Type: string(t), InitialVersions: held},
 		}}); err != nil {
 			return err
@@ -196,6 +202,8 @@ func (s *Session) Run(ctx context.Context) error {
 			return ctx.Err()
 		case err := <-recvErr:
 			return err
+		case err := <-s.sendErr:
+			return err
 		case msg := <-in:
 			s.Stats.seen()
 			if sub := msg.GetSubscribe(); sub != nil {
@@ -242,12 +250,45 @@ func (s *Session) Run(ctx context.Context) error {
 			}
 			arm()
 		case <-heartbeat.C:
-			if err := s.stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Heartbeat{
+			if err := s.send(ctx, &v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Heartbeat{
 				Heartbeat: &v1alpha1.Heartbeat{Time: timestamppb.Now()},
 			}}); err != nil {
 				return err
 			}
 		}
+	}
+}
+
+// sendAll sends what send queues, in order, until ctx ends or a Send
+// fails. A Send the transport blocks outlives Run: the stream's end (the
+// RPC returning, the connection closing) releases it.
+func (s *Session) sendAll(ctx context.Context) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-s.out:
+				if err := s.stream.Send(m); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}
+	}()
+	return errc
+}
+
+// send queues m for sendAll.
+func (s *Session) send(ctx context.Context, m *v1alpha1.SyncMessage) error {
+	select {
+	case s.out <- m:
+		return nil
+	case err := <-s.sendErr:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -361,7 +402,7 @@ func (s *Session) receive(ctx context.Context, p *v1alpha1.Push) error {
 		}
 		s.Stats.received(t, len(p.GetResources())+len(p.GetRemoved()), len(refused))
 	}
-	return s.stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Ack{Ack: ack}})
+	return s.send(ctx, &v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Ack{Ack: ack}})
 }
 
 // flush pushes the difference between what this end has and what the peer
@@ -389,7 +430,7 @@ func (s *Session) flush(ctx context.Context, dirty map[resource.Type]bool) error
 				removed = append(removed, key)
 			}
 		}
-		if err := s.push(t, upserts, removed); err != nil {
+		if err := s.push(ctx, t, upserts, removed); err != nil {
 			return err
 		}
 		for _, r := range upserts {
@@ -404,7 +445,7 @@ func (s *Session) flush(ctx context.Context, dirty map[resource.Type]bool) error
 }
 
 // push sends changes in messages that each stay under MaxMessageSize.
-func (s *Session) push(t resource.Type, upserts []*v1alpha1.WireResource, removed []string) error {
+func (s *Session) push(ctx context.Context, t resource.Type, upserts []*v1alpha1.WireResource, removed []string) error {
 	limit := s.cfg.MaxMessageSize - envelope
 	for len(upserts) > 0 || len(removed) > 0 {
 		s.nonce++
@@ -444,7 +485,7 @@ func (s *Session) push(t resource.Type, upserts []*v1alpha1.WireResource, remove
 			continue
 		}
 		s.Stats.sent(t, p.GetNonce(), len(p.Resources)+len(p.Removed))
-		if err := s.stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Push{Push: p}}); err != nil {
+		if err := s.send(ctx, &v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Push{Push: p}}); err != nil {
 			return err
 		}
 	}

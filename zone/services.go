@@ -1,11 +1,11 @@
 package zone
 
 import (
-	"encoding/json"
 	"net/http"
 	"sort"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
 	"github.com/atoll-mesh/atoll/kds"
@@ -39,12 +39,12 @@ func (a *statusAPI) register(mux *http.ServeMux) {
 func (a *statusAPI) services(w http.ResponseWriter, r *http.Request) {
 	mesh := r.PathValue("mesh")
 	if _, err := a.store.Get(r.Context(), resource.Key{Type: resource.MeshType, Name: mesh}); err != nil {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "mesh " + mesh + " does not exist"})
+		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "mesh " + mesh + " does not exist"})
 		return
 	}
 	ingresses, err := a.store.List(r.Context(), resource.ZoneIngressType, "")
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		apiserver.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
 	byName := map[string]*ServiceView{}
@@ -74,13 +74,13 @@ func (a *statusAPI) services(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
 	if name := r.PathValue("name"); name != "" {
 		if v := byName[name]; v != nil {
-			writeJSON(w, http.StatusOK, v)
+			apiserver.WriteJSON(w, http.StatusOK, v)
 			return
 		}
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "service " + name + " is not reachable from zone " + a.zone + " in mesh " + mesh})
+		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "service " + name + " is not reachable from zone " + a.zone + " in mesh " + mesh})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"total": len(items), "items": items})
+	apiserver.WriteJSON(w, http.StatusOK, map[string]any{"total": len(items), "items": items})
 }
 
 // ZoneStatus is the zone's own view of its sync with the global.
@@ -108,11 +108,5 @@ func (a *statusAPI) status(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, st)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	apiserver.WriteJSON(w, http.StatusOK, st)
 }
