@@ -3,6 +3,7 @@ package zone
 import (
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/internal/apiserver"
@@ -99,7 +100,7 @@ func (a *statusAPI) status(w http.ResponseWriter, r *http.Request) {
 	if a.client != nil {
 		s := a.client.Status()
 		st.Connected, st.LastError = s.Connected, s.LastError
-		st.Since = s.Since.UTC().Format("2006-01-02T15:04:05Z")
+		st.Since = s.Since.UTC().Format(time.RFC3339Nano)
 		if s.Session != nil {
 			st.SyncLagMs = s.Session.SyncLag.Milliseconds()
 			st.Stats = map[string]kds.TypeStats{}
