@@ -76,9 +76,11 @@ check-generated: tools
 	    echo "generated code is stale: $$f (run make generate and commit)"; exit 1; fi; \
 	done; echo "generated code is up to date"
 
-## bench: run the benchmarks (results and how to read them: README)
+## bench: run the benchmarks (results and how to read them: README); about 10 minutes
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./...
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./internal/... ./kds/...
+	$(GO) test -run '^$$' -bench 'Propagation' -benchtime 200x ./test/perf
+	$(GO) test -run '^$$' -bench 'ZoneWith10k' -benchtime 3x ./test/perf
 
 ## fuzz: fuzz resource decoding for FUZZTIME (default 1m)
 FUZZTIME ?= 1m
