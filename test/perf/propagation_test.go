@@ -181,6 +181,8 @@ func BenchmarkPropagationLoaded(b *testing.B) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	churn := make(chan struct{})
+	var churned atomic.Int64
+	churnStart := time.Now()
 	go func() {
 		defer close(churn)
 		tick := time.NewTicker(10 * time.Millisecond) // 100 changes/s
@@ -192,11 +194,14 @@ func BenchmarkPropagationLoaded(b *testing.B) {
 			case <-tick.C:
 				// Move one loaded instance to another port: a real change.
 				// Errors end the churn; the measurement reports what it saw.
-				_ = tryPut(t.zone2, fmt.Sprintf("load-%d", i%loaded), fmt.Sprintf("load-svc-%d", i%loaded%1000), 61000+i%4000)
+				if tryPut(t.zone2, fmt.Sprintf("load-%d", i%loaded), fmt.Sprintf("load-svc-%d", i%loaded%1000), 61000+i%4000) == nil {
+					churned.Add(1)
+				}
 			}
 		}
 	}()
 	measure(b, t, "loaded")
 	cancel()
 	<-churn
+	b.ReportMetric(float64(churned.Load())/time.Since(churnStart).Seconds(), "churn-changes/s")
 }
