@@ -81,6 +81,7 @@ bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./internal/... ./kds/...
 	$(GO) test -run '^$$' -bench 'Propagation' -benchtime 200x ./test/perf
 	$(GO) test -run '^$$' -bench 'ZoneWith10k' -benchtime 3x ./test/perf
+	$(GO) test -run '^$$' -bench 'Global50k' -benchtime 100x ./test/perf
 
 ## fuzz: fuzz resource decoding for FUZZTIME (default 1m)
 FUZZTIME ?= 1m

@@ -205,3 +205,17 @@ func BenchmarkPropagationLoaded(b *testing.B) {
 	<-churn
 	b.ReportMetric(float64(churned.Load())/time.Since(churnStart).Seconds(), "churn-changes/s")
 }
+
+func get(url string) (int, []byte) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+func contains(body []byte, s string) bool { return bytes.Contains(body, []byte(s)) }
+
+func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
