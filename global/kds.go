@@ -150,10 +150,43 @@ func (z *zoneSync) watch(ctx context.Context, src, pushed resource.Type) {
 			continue
 		}
 		z.broadcast(pushed) // anything missed before the watch started
-		for range ch {
+		for e := range ch {
+			if e.Kind == store.Deleted && e.Resource.Meta.Type == resource.ZoneType {
+				z.drain(ctx, e.Resource.Meta.Name)
+			}
 			z.broadcast(pushed)
 		}
 	}
+}
+
+// drain removes everything of a zone that was deleted (a zone that is only
+// disconnected keeps its data) and ends its session; if the zone is still
+// running it reconnects and registers again.
+func (z *zoneSync) drain(ctx context.Context, zone string) {
+	var ops []store.Op
+	for _, t := range []resource.Type{resource.DataplaneType, resource.ZoneIngressType, resource.ZoneInsightType} {
+		items, err := z.store.List(ctx, t, "")
+		if err != nil {
+			z.log.Warn("draining a deleted zone failed", "zone", zone, "error", err)
+			return
+		}
+		for _, r := range items {
+			if r.Meta.Labels[resource.ZoneLabel] == zone {
+				ops = append(ops, store.Op{Delete: r.Key()})
+			}
+		}
+	}
+	if err := z.store.Apply(ctx, ops); err != nil {
+		z.log.Warn("draining a deleted zone failed", "zone", zone, "error", err)
+		return
+	}
+	z.mu.Lock()
+	live := z.sessions[zone]
+	z.mu.Unlock()
+	if live != nil {
+		live.cancel()
+	}
+	z.log.Info("zone deleted: its resources were removed", "zone", zone, "resources", len(ops))
 }
 
 // writeInsight records the session in the zone's ZoneInsight, keeping the

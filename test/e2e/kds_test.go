@@ -319,3 +319,24 @@ func TestOfflineZoneWithdrawnAfterTTL(t *testing.T) {
 	z2 = startSyncedZone(t, "zone-2", z2dir, g.kdsAddr, g.caFile())
 	waitServices(t, z1, "backend:zone-2=3")
 }
+
+func TestDeletedZoneIsDrained(t *testing.T) {
+	g := startGlobal(t, t.TempDir())
+	z1 := startSyncedZone(t, "zone-1", t.TempDir(), g.kdsAddr, g.caFile())
+	z2 := startSyncedZone(t, "zone-2", t.TempDir(), g.kdsAddr, g.caFile())
+	applyFile(t, z2, "../sample/zone-2.yaml")
+	waitServices(t, z1, "backend:zone-2=3")
+
+	// A disconnected zone keeps its data...
+	z2.stop()
+	waitList(t, g.apiURL+"/meshes/default/dataplanes", "backend-1.zone-2,backend-2.zone-2,backend-3.zone-2")
+	// ...a deleted one is drained from the global and from the other zones.
+	if status, body := call(t, "DELETE", g.apiURL+"/zones/zone-2", ""); status != 200 {
+		t.Fatalf("DELETE zone: %d %s", status, body)
+	}
+	waitList(t, g.apiURL+"/meshes/default/dataplanes", "")
+	waitServices(t, z1, "")
+	if status, body := call(t, "GET", g.apiURL+"/zones/zone-2", ""); status != http.StatusNotFound {
+		t.Errorf("zone-2 after delete: %d %s", status, body)
+	}
+}
