@@ -1,5 +1,11 @@
 // Package dns is the zone's embedded DNS server for .mesh names: it answers
 // <service>.mesh (and <name>.<namespace>.svc.<port>.mesh for Kubernetes
-// services) with the service's virtual IP, identical in every zone. It is
-// built with the DNS issue; until then the zone serves no DNS.
+// services) with the service's virtual IP.
+//
+// Records live in an immutable Table that is rebuilt on change and swapped
+// in atomically, so lookups take no lock:
+//
+//	srv := dns.NewServer(dns.Config{Addr: "127.0.0.1:5653", Domain: "mesh", TTL: 5 * time.Second}, logger, registry)
+//	srv.SetTable(dns.NewTable("mesh", map[string][]netip.Addr{"backend": {netip.MustParseAddr("240.0.0.1")}}))
+//	err := srv.Run(ctx) // UDP and TCP until ctx ends
 package dns

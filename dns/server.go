@@ -1,0 +1,280 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures the server.
+type Config struct {
+	// Addr is host:port for UDP and TCP; port 0 picks a free one.
+	Addr string
+	// Domain is the zone the server is authoritative for ("mesh").
+	Domain string
+	// TTL of answers, and of negative answers (SOA minimum).
+	TTL time.Duration
+	// Upstream, host:port, receives queries outside Domain; empty refuses them.
+	Upstream string
+	// UpstreamTimeout bounds a forwarded query.
+	UpstreamTimeout time.Duration
+}
+
+// Server answers DNS queries from the current Table.
+type Server struct {
+	cfg    Config
+	domain string
+	ttl    uint32
+	table  atomic.Pointer[Table]
+	log    *slog.Logger
+
+	queries *prometheus.CounterVec
+	latency prometheus.Histogram
+
+	udpAddr, tcpAddr atomic.Value // net.Addr once bound
+}
+
+// NewServer returns a server with an empty table; metrics go to reg.
+func NewServer(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server {
+	if cfg.UpstreamTimeout <= 0 {
+		cfg.UpstreamTimeout = 2 * time.Second
+	}
+	s := &Server{
+		cfg: cfg, domain: fqdn(cfg.Domain), ttl: uint32(cfg.TTL / time.Second), log: log,
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "atoll_dns_queries_total",
+			Help: "DNS queries answered, by response code.",
+		}, []string{"rcode"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "atoll_dns_query_duration_seconds",
+			Help:    "Time to answer a DNS query (forwarded ones included).",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(s.queries, s.latency)
+	}
+	s.table.Store(NewTable(cfg.Domain, nil))
+	return s
+}
+
+// SetTable swaps in a new table; lookups in flight finish on the old one.
+func (s *Server) SetTable(t *Table) { s.table.Store(t) }
+
+func (s *Server) soa() mdns.RR {
+	return &mdns.SOA{
+		Hdr:     mdns.RR_Header{Name: s.domain, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: s.ttl},
+		Ns:      "ns." + s.domain,
+		Mbox:    "hostmaster." + s.domain,
+		Serial:  1,
+		Refresh: 3600, Retry: 600, Expire: 86400,
+		Minttl: s.ttl,
+	}
+}
+
+// ServeDNS answers one query.
+func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
+	start := time.Now()
+	m := s.answer(w, r)
+	if m == nil {
+		return // forwarded and already written, or nothing to answer
+	}
+	s.reply(w, r, m)
+	s.queries.WithLabelValues(mdns.RcodeToString[m.Rcode]).Inc()
+	s.latency.Observe(time.Since(start).Seconds())
+}
+
+// answer builds the response, or returns nil when it handled the query.
+func (s *Server) answer(w mdns.ResponseWriter, r *mdns.Msg) *mdns.Msg {
+	m := new(mdns.Msg)
+	if r.Response {
+		return nil // never answer answers
+	}
+	if r.Opcode != mdns.OpcodeQuery {
+		return m.SetRcode(r, mdns.RcodeNotImplemented)
+	}
+	if len(r.Question) != 1 {
+		return m.SetRcode(r, mdns.RcodeFormatError)
+	}
+	q := r.Question[0]
+	name := strings.ToLower(q.Name)
+	inZone := name == s.domain || strings.HasSuffix(name, "."+s.domain)
+	if !inZone {
+		if s.cfg.Upstream != "" {
+			s.forward(w, r)
+			return nil
+		}
+		return m.SetRcode(r, mdns.RcodeRefused)
+	}
+	m.SetReply(r)
+	m.Authoritative = true
+	if q.Qclass != mdns.ClassINET && q.Qclass != mdns.ClassANY {
+		m.Ns = []mdns.RR{s.soa()}
+		return m
+	}
+	t := s.table.Load()
+	e := t.records[name]
+	switch {
+	case name == s.domain:
+		if q.Qtype == mdns.TypeSOA || q.Qtype == mdns.TypeANY {
+			m.Answer = []mdns.RR{s.soa()}
+		} else {
+			m.Ns = []mdns.RR{s.soa()}
+		}
+	case e != nil:
+		switch q.Qtype {
+		case mdns.TypeA:
+			m.Answer = s.rrs(q.Name, e.v4, nil)
+		case mdns.TypeAAAA:
+			m.Answer = s.rrs(q.Name, nil, e.v6)
+		case mdns.TypeANY:
+			// Minimal answer to ANY (RFC 8482): one address type.
+			if len(e.v4) > 0 {
+				m.Answer = s.rrs(q.Name, e.v4, nil)
+			} else {
+				m.Answer = s.rrs(q.Name, nil, e.v6)
+			}
+		}
+		if len(m.Answer) == 0 {
+			m.Ns = []mdns.RR{s.soa()} // NODATA
+		}
+	case t.parents[name]:
+		m.Ns = []mdns.RR{s.soa()} // an empty non-terminal: NODATA
+	default:
+		m.Rcode = mdns.RcodeNameError
+		m.Ns = []mdns.RR{s.soa()}
+	}
+	return m
+}
+
+// rrs answers with the query's own spelling of the name.
+func (s *Server) rrs(name string, v4, v6 []netip.Addr) []mdns.RR {
+	out := make([]mdns.RR, 0, len(v4)+len(v6))
+	for _, a := range v4 {
+		ip := a.As4()
+		out = append(out, &mdns.A{Hdr: mdns.RR_Header{Name: name, Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: s.ttl}, A: net.IP(ip[:])})
+	}
+	for _, a := range v6 {
+		ip := a.As16()
+		out = append(out, &mdns.AAAA{Hdr: mdns.RR_Header{Name: name, Rrtype: mdns.TypeAAAA, Class: mdns.ClassINET, Ttl: s.ttl}, AAAA: net.IP(ip[:])})
+	}
+	return out
+}
+
+// reply writes m, sized for the transport: over UDP at most 512 bytes, or
+// the client's EDNS0 buffer size, truncated with TC set when larger so the
+// client retries over TCP.
+func (s *Server) reply(w mdns.ResponseWriter, r *mdns.Msg, m *mdns.Msg) {
+	size := mdns.MinMsgSize
+	if opt := r.IsEdns0(); opt != nil {
+		size = max(int(opt.UDPSize()), mdns.MinMsgSize)
+		size = min(size, 4096)
+		m.SetEdns0(uint16(size), false)
+	}
+	if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
+		size = mdns.MaxMsgSize
+	}
+	m.Truncate(size)
+	if err := w.WriteMsg(m); err != nil {
+		s.log.Debug("writing a DNS answer failed", "error", err)
+	}
+}
+
+// forward relays a query outside the domain to the upstream.
+func (s *Server) forward(w mdns.ResponseWriter, r *mdns.Msg) {
+	start := time.Now()
+	c := &mdns.Client{Timeout: s.cfg.UpstreamTimeout}
+	if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
+		c.Net = "tcp"
+	}
+	resp, _, err := c.Exchange(r, s.cfg.Upstream)
+	if err != nil {
+		m := new(mdns.Msg).SetRcode(r, mdns.RcodeServerFailure)
+		s.reply(w, r, m)
+		s.queries.WithLabelValues("SERVFAIL").Inc()
+		return
+	}
+	resp.Id = r.Id
+	s.reply(w, r, resp)
+	s.queries.WithLabelValues(mdns.RcodeToString[resp.Rcode]).Inc()
+	s.latency.Observe(time.Since(start).Seconds())
+}
+
+// Run serves UDP (one SO_REUSEPORT socket per core) and TCP until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	pc, err := net.ListenPacket("udp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("dns address %s (udp): %w", s.cfg.Addr, err)
+	}
+	addr := pc.LocalAddr().String()
+	// Bind TCP on the same port UDP got.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("dns address %s (tcp): %w", addr, err)
+	}
+	s.udpAddr.Store(pc.LocalAddr())
+	s.tcpAddr.Store(ln.Addr())
+	// The first socket only found the port; the UDP sockets that serve
+	// share it with SO_REUSEPORT, one per core.
+	pc.Close()
+	servers := []*mdns.Server{{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+		IdleTimeout: func() time.Duration { return 10 * time.Second }}}
+	for range max(1, runtime.NumCPU()) {
+		servers = append(servers, &mdns.Server{Addr: addr, Net: "udp", ReusePort: true, Handler: s})
+	}
+	errc := make(chan error, len(servers))
+	started := make(chan struct{}, len(servers))
+	for _, srv := range servers {
+		srv.NotifyStartedFunc = func() { started <- struct{}{} }
+		go func() {
+			if srv.Listener != nil {
+				errc <- srv.ActivateAndServe()
+				return
+			}
+			errc <- srv.ListenAndServe()
+		}()
+	}
+	for range servers {
+		select {
+		case <-started:
+		case err := <-errc:
+			shutdown(servers)
+			return fmt.Errorf("dns server on %s: %w", addr, err)
+		}
+	}
+	s.log.Info("dns server listening", "addr", addr, "domain", s.domain, "udpSockets", len(servers)-1)
+	select {
+	case <-ctx.Done():
+		shutdown(servers)
+		return nil
+	case err := <-errc:
+		shutdown(servers)
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		return fmt.Errorf("dns server on %s: %w", addr, err)
+	}
+}
+
+// Addr is the bound address, once Run listens.
+func (s *Server) Addr() net.Addr {
+	a, _ := s.tcpAddr.Load().(net.Addr)
+	return a
+}
+
+func shutdown(servers []*mdns.Server) {
+	for _, srv := range servers {
+		srv.Shutdown()
+	}
+}
