@@ -100,6 +100,7 @@ func (z *zoneSync) Run(ctx context.Context, insightEvery time.Duration) error {
 	// Zone changes (enabled) change which ZoneIngresses each zone gets.
 	watched := map[resource.Type]resource.Type{
 		resource.MeshType:        resource.MeshType,
+		resource.VIPTableType:    resource.VIPTableType,
 		resource.ZoneIngressType: resource.ZoneIngressType,
 		resource.ZoneType:        resource.ZoneIngressType,
 	}

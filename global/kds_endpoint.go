@@ -33,17 +33,17 @@ func StoredName(name, zone string) string { return name + "." + zone }
 func (e *zoneEndpoint) Desired(ctx context.Context, t resource.Type) (map[string]*v1alpha1.WireResource, error) {
 	out := map[string]*v1alpha1.WireResource{}
 	switch t {
-	case resource.MeshType:
-		meshes, err := e.store.List(ctx, resource.MeshType, "")
+	case resource.MeshType, resource.VIPTableType:
+		items, err := e.store.List(ctx, t, "")
 		if err != nil {
 			return nil, err
 		}
-		for _, m := range meshes {
-			w, err := kds.ToWire(m, m.Meta.Name)
+		for _, r := range items {
+			w, err := kds.ToWire(r, r.Meta.Name)
 			if err != nil {
 				return nil, err
 			}
-			out[kds.WireKey("", m.Meta.Name)] = w
+			out[kds.WireKey(r.Meta.Mesh, r.Meta.Name)] = w
 		}
 	case resource.ZoneIngressType:
 		disabled, err := e.disabledZones(ctx)

@@ -459,6 +459,54 @@ func (x *KDSSubscription) GetSyncLagMs() int64 {
 	return 0
 }
 
+// VIPTable holds a mesh's virtual IPs: one per service, the same in every
+// zone. The global allocates them (compare-and-swap on this resource) and
+// sends the table to every zone.
+type VIPTable struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entries are sorted by service.
+	Entries       []*VIPTable_Entry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VIPTable) Reset() {
+	*x = VIPTable{}
+	mi := &file_v1alpha1_resources_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VIPTable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VIPTable) ProtoMessage() {}
+
+func (x *VIPTable) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_resources_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VIPTable.ProtoReflect.Descriptor instead.
+func (*VIPTable) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_resources_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *VIPTable) GetEntries() []*VIPTable_Entry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 type Dataplane_Networking struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// address is the IP or host name of the workload.
@@ -473,7 +521,7 @@ type Dataplane_Networking struct {
 
 func (x *Dataplane_Networking) Reset() {
 	*x = Dataplane_Networking{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[7]
+	mi := &file_v1alpha1_resources_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +533,7 @@ func (x *Dataplane_Networking) String() string {
 func (*Dataplane_Networking) ProtoMessage() {}
 
 func (x *Dataplane_Networking) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[7]
+	mi := &file_v1alpha1_resources_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +597,7 @@ type Dataplane_Networking_Inbound struct {
 
 func (x *Dataplane_Networking_Inbound) Reset() {
 	*x = Dataplane_Networking_Inbound{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[8]
+	mi := &file_v1alpha1_resources_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +609,7 @@ func (x *Dataplane_Networking_Inbound) String() string {
 func (*Dataplane_Networking_Inbound) ProtoMessage() {}
 
 func (x *Dataplane_Networking_Inbound) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[8]
+	mi := &file_v1alpha1_resources_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +672,7 @@ type Dataplane_Networking_Gateway struct {
 
 func (x *Dataplane_Networking_Gateway) Reset() {
 	*x = Dataplane_Networking_Gateway{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[9]
+	mi := &file_v1alpha1_resources_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +684,7 @@ func (x *Dataplane_Networking_Gateway) String() string {
 func (*Dataplane_Networking_Gateway) ProtoMessage() {}
 
 func (x *Dataplane_Networking_Gateway) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[9]
+	mi := &file_v1alpha1_resources_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +726,7 @@ type ZoneIngress_Networking struct {
 
 func (x *ZoneIngress_Networking) Reset() {
 	*x = ZoneIngress_Networking{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[12]
+	mi := &file_v1alpha1_resources_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +738,7 @@ func (x *ZoneIngress_Networking) String() string {
 func (*ZoneIngress_Networking) ProtoMessage() {}
 
 func (x *ZoneIngress_Networking) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[12]
+	mi := &file_v1alpha1_resources_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +794,7 @@ type ZoneIngress_AvailableService struct {
 
 func (x *ZoneIngress_AvailableService) Reset() {
 	*x = ZoneIngress_AvailableService{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[13]
+	mi := &file_v1alpha1_resources_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +806,7 @@ func (x *ZoneIngress_AvailableService) String() string {
 func (*ZoneIngress_AvailableService) ProtoMessage() {}
 
 func (x *ZoneIngress_AvailableService) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[13]
+	mi := &file_v1alpha1_resources_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +857,7 @@ type KDSSubscription_TypeStats struct {
 
 func (x *KDSSubscription_TypeStats) Reset() {
 	*x = KDSSubscription_TypeStats{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[15]
+	mi := &file_v1alpha1_resources_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +869,7 @@ func (x *KDSSubscription_TypeStats) String() string {
 func (*KDSSubscription_TypeStats) ProtoMessage() {}
 
 func (x *KDSSubscription_TypeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[15]
+	mi := &file_v1alpha1_resources_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,6 +918,68 @@ func (x *KDSSubscription_TypeStats) GetLastAckedVersion() string {
 		return x.LastAckedVersion
 	}
 	return ""
+}
+
+type VIPTable_Entry struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Vip     string                 `protobuf:"bytes,2,opt,name=vip,proto3" json:"vip,omitempty"`
+	// unused_since is set while no zone offers the service; the entry is
+	// released after a cool-down, and its VIP is not reused before then.
+	UnusedSince   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=unused_since,json=unusedSince,proto3" json:"unused_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VIPTable_Entry) Reset() {
+	*x = VIPTable_Entry{}
+	mi := &file_v1alpha1_resources_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VIPTable_Entry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VIPTable_Entry) ProtoMessage() {}
+
+func (x *VIPTable_Entry) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_resources_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VIPTable_Entry.ProtoReflect.Descriptor instead.
+func (*VIPTable_Entry) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_resources_proto_rawDescGZIP(), []int{7, 0}
+}
+
+func (x *VIPTable_Entry) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *VIPTable_Entry) GetVip() string {
+	if x != nil {
+		return x.Vip
+	}
+	return ""
+}
+
+func (x *VIPTable_Entry) GetUnusedSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UnusedSince
+	}
+	return nil
 }
 
 var File_v1alpha1_resources_proto protoreflect.FileDescriptor
@@ -951,7 +1061,13 @@ const file_v1alpha1_resources_proto_rawDesc = "" +
 	"\n" +
 	"StatsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12?\n" +
-	"\x05value\x18\x02 \x01(\v2).atoll.v1alpha1.KDSSubscription.TypeStatsR\x05value:\x028\x01B*Z(github.com/atoll-mesh/atoll/api/v1alpha1b\x06proto3"
+	"\x05value\x18\x02 \x01(\v2).atoll.v1alpha1.KDSSubscription.TypeStatsR\x05value:\x028\x01\"\xb8\x01\n" +
+	"\bVIPTable\x128\n" +
+	"\aentries\x18\x01 \x03(\v2\x1e.atoll.v1alpha1.VIPTable.EntryR\aentries\x1ar\n" +
+	"\x05Entry\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x10\n" +
+	"\x03vip\x18\x02 \x01(\tR\x03vip\x12=\n" +
+	"\funused_since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vunusedSinceB*Z(github.com/atoll-mesh/atoll/api/v1alpha1b\x06proto3"
 
 var (
 	file_v1alpha1_resources_proto_rawDescOnce sync.Once
@@ -966,7 +1082,7 @@ func file_v1alpha1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_v1alpha1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_v1alpha1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_v1alpha1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_v1alpha1_resources_proto_goTypes = []any{
 	(Dataplane_Networking_Gateway_Type)(0), // 0: atoll.v1alpha1.Dataplane.Networking.Gateway.Type
 	(*Mesh)(nil),                           // 1: atoll.v1alpha1.Mesh
@@ -976,40 +1092,44 @@ var file_v1alpha1_resources_proto_goTypes = []any{
 	(*Zone)(nil),                           // 5: atoll.v1alpha1.Zone
 	(*ZoneInsight)(nil),                    // 6: atoll.v1alpha1.ZoneInsight
 	(*KDSSubscription)(nil),                // 7: atoll.v1alpha1.KDSSubscription
-	(*Dataplane_Networking)(nil),           // 8: atoll.v1alpha1.Dataplane.Networking
-	(*Dataplane_Networking_Inbound)(nil),   // 9: atoll.v1alpha1.Dataplane.Networking.Inbound
-	(*Dataplane_Networking_Gateway)(nil),   // 10: atoll.v1alpha1.Dataplane.Networking.Gateway
-	nil,                                    // 11: atoll.v1alpha1.Dataplane.Networking.Inbound.TagsEntry
-	nil,                                    // 12: atoll.v1alpha1.Dataplane.Networking.Gateway.TagsEntry
-	(*ZoneIngress_Networking)(nil),         // 13: atoll.v1alpha1.ZoneIngress.Networking
-	(*ZoneIngress_AvailableService)(nil),   // 14: atoll.v1alpha1.ZoneIngress.AvailableService
-	nil,                                    // 15: atoll.v1alpha1.ZoneIngress.AvailableService.TagsEntry
-	(*KDSSubscription_TypeStats)(nil),      // 16: atoll.v1alpha1.KDSSubscription.TypeStats
-	nil,                                    // 17: atoll.v1alpha1.KDSSubscription.StatsEntry
-	(*timestamppb.Timestamp)(nil),          // 18: google.protobuf.Timestamp
+	(*VIPTable)(nil),                       // 8: atoll.v1alpha1.VIPTable
+	(*Dataplane_Networking)(nil),           // 9: atoll.v1alpha1.Dataplane.Networking
+	(*Dataplane_Networking_Inbound)(nil),   // 10: atoll.v1alpha1.Dataplane.Networking.Inbound
+	(*Dataplane_Networking_Gateway)(nil),   // 11: atoll.v1alpha1.Dataplane.Networking.Gateway
+	nil,                                    // 12: atoll.v1alpha1.Dataplane.Networking.Inbound.TagsEntry
+	nil,                                    // 13: atoll.v1alpha1.Dataplane.Networking.Gateway.TagsEntry
+	(*ZoneIngress_Networking)(nil),         // 14: atoll.v1alpha1.ZoneIngress.Networking
+	(*ZoneIngress_AvailableService)(nil),   // 15: atoll.v1alpha1.ZoneIngress.AvailableService
+	nil,                                    // 16: atoll.v1alpha1.ZoneIngress.AvailableService.TagsEntry
+	(*KDSSubscription_TypeStats)(nil),      // 17: atoll.v1alpha1.KDSSubscription.TypeStats
+	nil,                                    // 18: atoll.v1alpha1.KDSSubscription.StatsEntry
+	(*VIPTable_Entry)(nil),                 // 19: atoll.v1alpha1.VIPTable.Entry
+	(*timestamppb.Timestamp)(nil),          // 20: google.protobuf.Timestamp
 }
 var file_v1alpha1_resources_proto_depIdxs = []int32{
-	8,  // 0: atoll.v1alpha1.Dataplane.networking:type_name -> atoll.v1alpha1.Dataplane.Networking
-	13, // 1: atoll.v1alpha1.ZoneIngress.networking:type_name -> atoll.v1alpha1.ZoneIngress.Networking
-	14, // 2: atoll.v1alpha1.ZoneIngress.available_services:type_name -> atoll.v1alpha1.ZoneIngress.AvailableService
+	9,  // 0: atoll.v1alpha1.Dataplane.networking:type_name -> atoll.v1alpha1.Dataplane.Networking
+	14, // 1: atoll.v1alpha1.ZoneIngress.networking:type_name -> atoll.v1alpha1.ZoneIngress.Networking
+	15, // 2: atoll.v1alpha1.ZoneIngress.available_services:type_name -> atoll.v1alpha1.ZoneIngress.AvailableService
 	7,  // 3: atoll.v1alpha1.ZoneInsight.subscriptions:type_name -> atoll.v1alpha1.KDSSubscription
-	18, // 4: atoll.v1alpha1.KDSSubscription.connect_time:type_name -> google.protobuf.Timestamp
-	18, // 5: atoll.v1alpha1.KDSSubscription.disconnect_time:type_name -> google.protobuf.Timestamp
-	18, // 6: atoll.v1alpha1.KDSSubscription.last_seen:type_name -> google.protobuf.Timestamp
-	17, // 7: atoll.v1alpha1.KDSSubscription.stats:type_name -> atoll.v1alpha1.KDSSubscription.StatsEntry
-	9,  // 8: atoll.v1alpha1.Dataplane.Networking.inbound:type_name -> atoll.v1alpha1.Dataplane.Networking.Inbound
-	10, // 9: atoll.v1alpha1.Dataplane.Networking.gateway:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway
-	11, // 10: atoll.v1alpha1.Dataplane.Networking.Inbound.tags:type_name -> atoll.v1alpha1.Dataplane.Networking.Inbound.TagsEntry
-	2,  // 11: atoll.v1alpha1.Dataplane.Networking.Inbound.health:type_name -> atoll.v1alpha1.Health
-	0,  // 12: atoll.v1alpha1.Dataplane.Networking.Gateway.type:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway.Type
-	12, // 13: atoll.v1alpha1.Dataplane.Networking.Gateway.tags:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway.TagsEntry
-	15, // 14: atoll.v1alpha1.ZoneIngress.AvailableService.tags:type_name -> atoll.v1alpha1.ZoneIngress.AvailableService.TagsEntry
-	16, // 15: atoll.v1alpha1.KDSSubscription.StatsEntry.value:type_name -> atoll.v1alpha1.KDSSubscription.TypeStats
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	20, // 4: atoll.v1alpha1.KDSSubscription.connect_time:type_name -> google.protobuf.Timestamp
+	20, // 5: atoll.v1alpha1.KDSSubscription.disconnect_time:type_name -> google.protobuf.Timestamp
+	20, // 6: atoll.v1alpha1.KDSSubscription.last_seen:type_name -> google.protobuf.Timestamp
+	18, // 7: atoll.v1alpha1.KDSSubscription.stats:type_name -> atoll.v1alpha1.KDSSubscription.StatsEntry
+	19, // 8: atoll.v1alpha1.VIPTable.entries:type_name -> atoll.v1alpha1.VIPTable.Entry
+	10, // 9: atoll.v1alpha1.Dataplane.Networking.inbound:type_name -> atoll.v1alpha1.Dataplane.Networking.Inbound
+	11, // 10: atoll.v1alpha1.Dataplane.Networking.gateway:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway
+	12, // 11: atoll.v1alpha1.Dataplane.Networking.Inbound.tags:type_name -> atoll.v1alpha1.Dataplane.Networking.Inbound.TagsEntry
+	2,  // 12: atoll.v1alpha1.Dataplane.Networking.Inbound.health:type_name -> atoll.v1alpha1.Health
+	0,  // 13: atoll.v1alpha1.Dataplane.Networking.Gateway.type:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway.Type
+	13, // 14: atoll.v1alpha1.Dataplane.Networking.Gateway.tags:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway.TagsEntry
+	16, // 15: atoll.v1alpha1.ZoneIngress.AvailableService.tags:type_name -> atoll.v1alpha1.ZoneIngress.AvailableService.TagsEntry
+	17, // 16: atoll.v1alpha1.KDSSubscription.StatsEntry.value:type_name -> atoll.v1alpha1.KDSSubscription.TypeStats
+	20, // 17: atoll.v1alpha1.VIPTable.Entry.unused_since:type_name -> google.protobuf.Timestamp
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_v1alpha1_resources_proto_init() }
@@ -1024,7 +1144,7 @@ func file_v1alpha1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1alpha1_resources_proto_rawDesc), len(file_v1alpha1_resources_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

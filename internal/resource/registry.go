@@ -163,6 +163,13 @@ var Types = NewRegistry(
 		New: func() proto.Message { return &v1alpha1.Zone{} },
 	},
 	&Descriptor{
+		// One per mesh, allocated by the global, sent to every zone.
+		Type: VIPTableType, Singular: "viptable", Plural: "viptables",
+		Scope: ScopeMesh, Sync: SyncGlobalToZones, Writer: WrittenBySystem,
+		New:      func() proto.Message { return &v1alpha1.VIPTable{} },
+		validate: validateVIPTable,
+	},
+	&Descriptor{
 		// The global derives insights from its KDS sessions; they are not
 		// sent by zones as resources.
 		Type: ZoneInsightType, Singular: "zoneinsight", Plural: "zoneinsights",

@@ -17,7 +17,11 @@ const (
 	ZoneIngressType Type = "ZoneIngress"
 	ZoneType        Type = "Zone"
 	ZoneInsightType Type = "ZoneInsight"
+	VIPTableType    Type = "VIPTable"
 )
+
+// VIPTableName is the name of each mesh's one VIPTable.
+const VIPTableName = "vips"
 
 // Well-known labels and tags.
 const (

@@ -2,6 +2,7 @@ package resource
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
 )
@@ -113,5 +114,27 @@ func validateZoneIngress(r *Resource, v *violations) {
 			v.add(fmt.Sprintf("%s.tags[%q]", f, ServiceTag), "is required")
 		}
 		validateLabels(s.GetTags(), f+".tags", v)
+	}
+}
+
+func validateVIPTable(r *Resource, v *violations) {
+	if r.Meta.Name != VIPTableName {
+		v.add("name", "%q: a mesh's VIPTable is named %q", r.Meta.Name, VIPTableName)
+	}
+	seenVIP := map[string]int{}
+	for i, e := range r.Spec.(*v1alpha1.VIPTable).GetEntries() {
+		f := fmt.Sprintf("entries[%d]", i)
+		if e.GetService() == "" {
+			v.add(f+".service", "is required")
+		}
+		ip, err := netip.ParseAddr(e.GetVip())
+		if err != nil {
+			v.add(f+".vip", "%q is not an IP address", e.GetVip())
+			continue
+		}
+		if j, dup := seenVIP[ip.String()]; dup {
+			v.add(f+".vip", "%s is already the VIP of entries[%d]", ip, j)
+		}
+		seenVIP[ip.String()] = i
 	}
 }

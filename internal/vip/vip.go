@@ -1,0 +1,119 @@
+// Package vip allocates virtual IPs for services: deterministic proposals
+// (the same on every control plane), and the reconciliation of a mesh's
+// VIPTable with the services zones offer, with a cool-down before a VIP is
+// released and reused.
+package vip
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/big"
+	"net/netip"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+)
+
+// DefaultCIDR is where VIPs come from unless configured.
+const DefaultCIDR = "240.0.0.0/4"
+
+// ErrFull means the range has no free address.
+var ErrFull = errors.New("no free virtual IP left in the range: widen it")
+
+// Propose returns the VIP for (mesh, service): a hash of the pair into
+// cidr, then the next free address. Every control plane computes the same
+// proposal from the same taken set, so a zone that cannot reach the global
+// usually proposes exactly what the global will assign.
+func Propose(cidr netip.Prefix, mesh, service string, taken map[netip.Addr]bool) (netip.Addr, error) {
+	bits := cidr.Addr().BitLen() - cidr.Bits()
+	if bits < 2 {
+		return netip.Addr{}, fmt.Errorf("range %s is too small", cidr)
+	}
+	size := new(big.Int).Lsh(big.NewInt(1), uint(bits))
+	usable := new(big.Int).Sub(size, big.NewInt(2)) // no network or broadcast address
+	h := fnv.New64a()
+	h.Write([]byte(mesh + "/" + service))
+	offset := new(big.Int).Mod(new(big.Int).SetUint64(h.Sum64()), usable)
+	base := new(big.Int).SetBytes(cidr.Masked().Addr().AsSlice())
+	limit := usable.Uint64()
+	if !usable.IsUint64() || limit > 1<<24 {
+		limit = 1 << 24 // probing that far means the range is effectively full
+	}
+	for i := uint64(0); i < limit; i++ {
+		n := new(big.Int).Add(offset, new(big.Int).SetUint64(i))
+		n.Mod(n, usable)
+		n.Add(n, big.NewInt(1))
+		n.Add(n, base)
+		addr := fromInt(n, cidr.Addr().Is4())
+		if !taken[addr] {
+			return addr, nil
+		}
+	}
+	return netip.Addr{}, ErrFull
+}
+
+func fromInt(n *big.Int, v4 bool) netip.Addr {
+	if v4 {
+		var b [4]byte
+		n.FillBytes(b[:])
+		return netip.AddrFrom4(b)
+	}
+	var b [16]byte
+	n.FillBytes(b[:])
+	return netip.AddrFrom16(b)
+}
+
+// Reconcile returns the table for the services offered now: offered
+// services keep their VIP (or get a new one), services no longer offered
+// are marked unused and released after cooldown. changed reports whether
+// the table differs from cur.
+func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cidr netip.Prefix, now time.Time, cooldown time.Duration) (*v1alpha1.VIPTable, bool, error) {
+	next := &v1alpha1.VIPTable{}
+	taken := map[netip.Addr]bool{}
+	have := map[string]bool{}
+	changed := false
+	for _, e := range cur.GetEntries() {
+		addr, err := netip.ParseAddr(e.GetVip())
+		if err != nil {
+			changed = true
+			continue // a corrupt entry is dropped and reallocated
+		}
+		e := &v1alpha1.VIPTable_Entry{Service: e.GetService(), Vip: addr.String(), UnusedSince: e.GetUnusedSince()}
+		switch {
+		case offered[e.Service]:
+			if e.UnusedSince != nil {
+				e.UnusedSince, changed = nil, true
+			}
+		case e.UnusedSince == nil:
+			e.UnusedSince, changed = timestamppb.New(now), true
+		case now.Sub(e.UnusedSince.AsTime()) >= cooldown:
+			changed = true
+			continue // released
+		}
+		taken[addr] = true
+		have[e.Service] = true
+		next.Entries = append(next.Entries, e)
+	}
+	var missing []string
+	for s := range offered {
+		if !have[s] {
+			missing = append(missing, s)
+		}
+	}
+	sort.Strings(missing) // allocation order must not depend on map order
+	for _, s := range missing {
+		addr, err := Propose(cidr, mesh, s, taken)
+		if err != nil {
+			return nil, false, err
+		}
+		taken[addr] = true
+		next.Entries = append(next.Entries, &v1alpha1.VIPTable_Entry{Service: s, Vip: addr.String()})
+		changed = true
+	}
+	sort.Slice(next.Entries, func(i, j int) bool { return next.Entries[i].Service < next.Entries[j].Service })
+	return next, changed, nil
+}
