@@ -20,7 +20,17 @@ type Config struct {
 	DataDir string         `yaml:"dataDir" json:"dataDir"`
 	Etcd    Etcd           `yaml:"etcd" json:"etcd"`
 	KDS     KDS            `yaml:"kds" json:"kds"`
+	VIP     VIP            `yaml:"vip" json:"vip"`
 	Log     logging.Config `yaml:"log" json:"log"`
+}
+
+// VIP configures virtual IP allocation.
+type VIP struct {
+	// CIDR is the range VIPs come from; zones must use the same.
+	CIDR string `yaml:"cidr" json:"cidr"`
+	// Cooldown keeps a VIP whose service disappeared everywhere before it
+	// is released and may be reused.
+	Cooldown time.Duration `yaml:"cooldown" json:"cooldown"`
 }
 
 // KDS configures zone sync.
@@ -84,6 +94,7 @@ func Default() Config {
 			Debounce:         20 * time.Millisecond,
 			ZoneOfflineAfter: 30 * time.Second,
 		},
+		VIP: VIP{CIDR: "240.0.0.0/4", Cooldown: time.Hour},
 		Log: logging.Default(),
 	}
 }
@@ -137,6 +148,10 @@ func (c Config) Validate() error {
 	}
 	if c.KDS.WithdrawOfflineAfter < 0 || (c.KDS.WithdrawOfflineAfter > 0 && c.KDS.WithdrawOfflineAfter < c.KDS.ZoneOfflineAfter) {
 		add(fmt.Errorf("kds.withdrawOfflineAfter: %s must be 0 (keep) or at least kds.zoneOfflineAfter (%s)", c.KDS.WithdrawOfflineAfter, c.KDS.ZoneOfflineAfter))
+	}
+	add(config.CheckCIDR("vip.cidr", c.VIP.CIDR))
+	if c.VIP.Cooldown < 0 {
+		add(fmt.Errorf("vip.cooldown: %s must not be negative (default 1h)", c.VIP.Cooldown))
 	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -78,6 +79,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	(&zonesAPI{store: st, offlineAfter: cfg.KDS.ZoneOfflineAfter}).register(mux)
+	mux.HandleFunc("GET /meshes/{mesh}/vips", vipsHandler(st))
+	allocator := &vipAllocator{store: st, cidr: netip.MustParsePrefix(cfg.VIP.CIDR), cooldown: cfg.VIP.Cooldown, log: log.With("component", "vip")}
 	mux.HandleFunc("GET /kds-ca.pem", func(w http.ResponseWriter, r *http.Request) {
 		if caPEM == nil {
 			http.Error(w, "this global serves KDS with a configured certificate (or plaintext): get its CA from whoever issued it", http.StatusNotFound)
@@ -102,6 +105,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "kdsAddr", kdsListener.Addr().String(), "etcd", endpoints, "instance", instanceID)
 	g.Go(func() error { return api.Run(ctx) })
 	g.Go(func() error { return sync.Run(ctx, min(10*time.Second, cfg.KDS.ZoneOfflineAfter/3)) })
+	g.Go(func() error { return allocator.Run(ctx) })
 	g.Go(func() error {
 		errc := make(chan error, 1)
 		go func() { errc <- kdsServer.Serve(kdsListener) }()

@@ -4,7 +4,9 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"time"
 
 	"github.com/atoll-mesh/atoll/internal/config"
 	"github.com/atoll-mesh/atoll/internal/logging"
@@ -37,8 +39,22 @@ type Config struct {
 	// KDSInsecure allows a plaintext grpc:// global address.
 	KDSInsecure bool `yaml:"kdsInsecure" json:"kdsInsecure"`
 	// Ingress is where other zones reach this zone's services.
-	Ingress Ingress        `yaml:"ingress" json:"ingress"`
+	Ingress Ingress `yaml:"ingress" json:"ingress"`
+	DNS     DNS     `yaml:"dns" json:"dns"`
+	// VIPCIDR is the range of service VIPs, the global's vip.cidr; the zone
+	// uses it for its own proposals while the global is unreachable.
+	VIPCIDR string         `yaml:"vipCIDR" json:"vipCIDR"`
 	Log     logging.Config `yaml:"log" json:"log"`
+}
+
+// DNS configures the zone's DNS server.
+type DNS struct {
+	// Addr is the UDP and TCP listener; empty disables the server.
+	Addr   string        `yaml:"addr" json:"addr"`
+	Domain string        `yaml:"domain" json:"domain"`
+	TTL    time.Duration `yaml:"ttl" json:"ttl"`
+	// Upstream receives queries outside Domain; empty refuses them.
+	Upstream string `yaml:"upstream" json:"upstream"`
 }
 
 // Ingress is the address of the zone's ingress, as published in its
@@ -63,6 +79,8 @@ func Default() Config {
 		APIAddr: ":5681",
 		DataDir: "/var/lib/atoll/zone",
 		Ingress: Ingress{Address: "127.0.0.1", Port: 10001},
+		DNS:     DNS{Addr: ":5653", Domain: "mesh", TTL: 5 * time.Second},
+		VIPCIDR: "240.0.0.0/4",
 		Log:     logging.Default(),
 	}
 }
@@ -107,6 +125,21 @@ func (c Config) Validate() error {
 			add(fmt.Errorf("%s: %d is out of range: use 1-65535", field, p))
 		}
 	}
+	if c.DNS.Addr != "" {
+		add(config.CheckListenAddr("dns.addr", c.DNS.Addr))
+	}
+	if c.DNS.Domain == "" || strings.ContainsAny(c.DNS.Domain, " /") {
+		add(fmt.Errorf("dns.domain: %q is not a domain (default mesh)", c.DNS.Domain))
+	}
+	if c.DNS.TTL < time.Second || c.DNS.TTL > time.Hour {
+		add(fmt.Errorf("dns.ttl: %s is out of range: use 1s to 1h (default 5s)", c.DNS.TTL))
+	}
+	if c.DNS.Upstream != "" {
+		if _, _, err := net.SplitHostPort(c.DNS.Upstream); err != nil {
+			add(fmt.Errorf("dns.upstream: %q is not host:port (e.g. 10.96.0.10:53)", c.DNS.Upstream))
+		}
+	}
+	add(config.CheckCIDR("vipCIDR", c.VIPCIDR))
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)
 }

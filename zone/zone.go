@@ -8,11 +8,13 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/atoll-mesh/atoll/dns"
 	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
@@ -79,6 +81,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log: log.With("component", "api"),
 	}).Register(mux)
 	(&statusAPI{zone: cfg.Zone, store: st, client: client, global: cfg.GlobalAddress}).register(mux)
+	res := &resolver{store: st, cidr: netip.MustParsePrefix(cfg.VIPCIDR), domain: cfg.DNS.Domain}
+	if cfg.DNS.Addr != "" {
+		res.srv = dns.NewServer(dns.Config{Addr: cfg.DNS.Addr, Domain: cfg.DNS.Domain, TTL: cfg.DNS.TTL, Upstream: cfg.DNS.Upstream},
+			log.With("component", "dns"), reg)
+	}
+	if err := res.rebuild(ctx); err != nil {
+		return fmt.Errorf("building the DNS table: %w", err)
+	}
+	mux.HandleFunc("GET /meshes/{mesh}/vips", res.handler)
 	apiserver.RegisterOps(mux, reg, apiserver.Check{Name: "store", Check: func(ctx context.Context) error {
 		_, err := st.List(ctx, resource.MeshType, "")
 		return err
@@ -96,6 +107,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	if client != nil {
 		g.Go(func() error { return client.Run(ctx) })
+	}
+	g.Go(func() error { return res.Run(ctx) })
+	if res.srv != nil {
+		g.Go(func() error { return res.srv.Run(ctx) })
 	}
 	err = g.Wait()
 	log.Info("zone control plane stopped", "zone", cfg.Zone)

@@ -21,6 +21,11 @@ var zoneSettings = []setting{
 	{"ingress-port", "ingress.port", "port of this zone's ingress"},
 	{"ingress-advertised-address", "ingress.advertisedAddress", "address published to other zones, when it differs (NAT, load balancer)"},
 	{"ingress-advertised-port", "ingress.advertisedPort", "port published to other zones, when it differs"},
+	{"dns-addr", "dns.addr", "DNS server listen address (UDP and TCP); empty disables it"},
+	{"dns-domain", "dns.domain", "domain the DNS server answers for"},
+	{"dns-ttl", "dns.ttl", "TTL of DNS answers"},
+	{"dns-upstream", "dns.upstream", "host:port to forward queries outside the domain to; empty refuses them"},
+	{"vip-cidr", "vipCIDR", "range of service VIPs (the global's --vip-cidr)"},
 	{"log-level", "log.level", "log level: debug, info, warn, error"},
 	{"log-format", "log.format", "log format: text or json"},
 }

@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 )
@@ -39,4 +40,19 @@ func CheckURL(setting, raw string, schemes ...string) error {
 		}
 	}
 	return fmt.Errorf("%s: %q has scheme %q: use %v", setting, raw, u.Scheme, schemes)
+}
+
+// CheckCIDR checks an address range such as 240.0.0.0/4.
+func CheckCIDR(setting, cidr string) error {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not an address range such as 240.0.0.0/4", setting, cidr)
+	}
+	if p.Addr().BitLen()-p.Bits() < 8 {
+		return fmt.Errorf("%s: %s is too small for service VIPs: use at least a /24 (IPv4) or /120 (IPv6)", setting, cidr)
+	}
+	if p.Masked() != p {
+		return fmt.Errorf("%s: %s has host bits set: use %s", setting, cidr, p.Masked())
+	}
+	return nil
 }

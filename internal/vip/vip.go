@@ -117,3 +117,29 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 	sort.Slice(next.Entries, func(i, j int) bool { return next.Entries[i].Service < next.Entries[j].Service })
 	return next, changed, nil
 }
+
+// View is one service's VIP, as GET /meshes/{mesh}/vips returns it.
+type View struct {
+	Service string `json:"service"`
+	VIP     string `json:"vip"`
+	// Proposed: the zone serves its own deterministic proposal because the
+	// global has not confirmed a VIP yet.
+	Proposed bool `json:"proposed,omitempty"`
+	// UnusedSince: no zone offers the service; the VIP is kept until the
+	// cool-down ends.
+	UnusedSince *time.Time `json:"unusedSince,omitempty"`
+}
+
+// Views lists a VIPTable's entries.
+func Views(t *v1alpha1.VIPTable) []View {
+	out := make([]View, 0, len(t.GetEntries()))
+	for _, e := range t.GetEntries() {
+		v := View{Service: e.GetService(), VIP: e.GetVip()}
+		if e.GetUnusedSince() != nil {
+			at := e.GetUnusedSince().AsTime()
+			v.UnusedSince = &at
+		}
+		out = append(out, v)
+	}
+	return out
+}

@@ -165,7 +165,11 @@ func freePort(t *testing.T) string {
 }
 
 func startZone(t *testing.T, zone, dataDir string, args ...string) *process {
-	return startAtoll(t, append([]string{"zone", "--zone", zone, "--mode", "universal", "--data-dir", dataDir}, args...)...)
+	base := []string{"zone", "--zone", zone, "--mode", "universal", "--data-dir", dataDir}
+	if !strings.Contains(strings.Join(args, " "), "--dns-addr") {
+		base = append(base, "--dns-addr", "127.0.0.1:0")
+	}
+	return startAtoll(t, append(base, args...)...)
 }
 
 // stop sends SIGTERM (a graceful stop) and waits for the exit; a clean stop

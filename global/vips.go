@@ -1,0 +1,153 @@
+package global
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/apiserver"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/internal/throttle"
+	"github.com/atoll-mesh/atoll/internal/vip"
+)
+
+// vipAllocator keeps each mesh's VIPTable in step with the services that
+// zones offer. Every global replica runs it: writes are compare-and-swap on
+// the table's version and proposals are deterministic, so replicas agree.
+type vipAllocator struct {
+	store    store.Store
+	cidr     netip.Prefix
+	cooldown time.Duration
+	log      *slog.Logger
+}
+
+// Run reconciles on every ZoneIngress or Mesh change (coalesced), and
+// periodically so cooled-down VIPs are released.
+func (a *vipAllocator) Run(ctx context.Context) error {
+	events := make(chan struct{}, 1)
+	for _, t := range []resource.Type{resource.ZoneIngressType, resource.MeshType} {
+		go func() {
+			for ctx.Err() == nil {
+				ch, err := a.store.Watch(ctx, t)
+				if err != nil {
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Second):
+					}
+					continue
+				}
+				for range ch {
+					select {
+					case events <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	tick := time.NewTicker(min(time.Minute, max(a.cooldown/10, time.Second)))
+	defer tick.Stop()
+	th := throttle.New(50 * time.Millisecond)
+	retry := time.NewTimer(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-events:
+			if !th.Event() {
+				continue
+			}
+		case <-th.C():
+		case <-tick.C:
+		case <-retry.C:
+		}
+		th.Acted()
+		if err := a.reconcile(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("allocating VIPs failed; retrying", "error", err)
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+func (a *vipAllocator) reconcile(ctx context.Context) error {
+	meshes, err := a.store.List(ctx, resource.MeshType, "")
+	if err != nil {
+		return err
+	}
+	ingresses, err := a.store.List(ctx, resource.ZoneIngressType, "")
+	if err != nil {
+		return err
+	}
+	offered := map[string]map[string]bool{}
+	for _, zi := range ingresses {
+		for _, s := range zi.Spec.(*v1alpha1.ZoneIngress).GetAvailableServices() {
+			if offered[s.GetMesh()] == nil {
+				offered[s.GetMesh()] = map[string]bool{}
+			}
+			offered[s.GetMesh()][s.GetTags()[resource.ServiceTag]] = true
+		}
+	}
+	now := time.Now()
+	for _, m := range meshes {
+		key := resource.Key{Type: resource.VIPTableType, Mesh: m.Meta.Name, Name: resource.VIPTableName}
+		cur, err := a.store.Get(ctx, key)
+		if err != nil && !store.IsNotFound(err) {
+			return err
+		}
+		var table *v1alpha1.VIPTable
+		if cur != nil {
+			table = cur.Spec.(*v1alpha1.VIPTable)
+		}
+		next, changed, err := vip.Reconcile(table, m.Meta.Name, offered[m.Meta.Name], a.cidr, now, a.cooldown)
+		if err != nil {
+			return err
+		}
+		if !changed && cur != nil {
+			continue
+		}
+		r := &resource.Resource{
+			Meta: resource.Meta{Type: resource.VIPTableType, Mesh: m.Meta.Name, Name: resource.VIPTableName,
+				Labels: map[string]string{resource.OriginLabel: resource.OriginGlobal}},
+			Spec: next,
+		}
+		if cur == nil {
+			_, err = a.store.Create(ctx, r)
+		} else {
+			r.Meta.Version = cur.Meta.Version
+			_, err = a.store.Update(ctx, r)
+		}
+		if store.IsConflict(err) || store.IsAlreadyExists(err) {
+			return err // another replica wrote first: read again and retry
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func vipsHandler(st store.Reader) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		mesh := r.PathValue("mesh")
+		if _, err := st.Get(r.Context(), resource.Key{Type: resource.MeshType, Name: mesh}); err != nil {
+			apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "mesh " + mesh + " does not exist"})
+			return
+		}
+		cur, err := st.Get(r.Context(), resource.Key{Type: resource.VIPTableType, Mesh: mesh, Name: resource.VIPTableName})
+		var items []vip.View
+		switch {
+		case err == nil:
+			items = vip.Views(cur.Spec.(*v1alpha1.VIPTable))
+		case store.IsNotFound(err):
+			items = []vip.View{}
+		default:
+			apiserver.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		apiserver.WriteJSON(w, http.StatusOK, map[string]any{"total": len(items), "items": items})
+	}
+}

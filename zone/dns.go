@@ -1,0 +1,173 @@
+package zone
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/dns"
+	"github.com/atoll-mesh/atoll/internal/apiserver"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/internal/throttle"
+	"github.com/atoll-mesh/atoll/internal/vip"
+)
+
+// resolver keeps the DNS table and the VIP view in step with the VIPTables
+// the global sends and the services zones offer. A service the global has
+// not given a VIP yet (it is unreachable, or has not caught up) gets the
+// zone's deterministic proposal, which is what the global will usually
+// assign, so names resolve at once and usually keep their address.
+type resolver struct {
+	store  store.Store
+	cidr   netip.Prefix
+	domain string
+	srv    *dns.Server // nil when DNS is disabled
+	views  atomic.Pointer[map[string][]vip.View]
+}
+
+func (r *resolver) rebuild(ctx context.Context) error {
+	tables, err := r.store.List(ctx, resource.VIPTableType, "")
+	if err != nil {
+		return err
+	}
+	ingresses, err := r.store.List(ctx, resource.ZoneIngressType, "")
+	if err != nil {
+		return err
+	}
+	offered := map[string]map[string]bool{}
+	for _, zi := range ingresses {
+		for _, s := range zi.Spec.(*v1alpha1.ZoneIngress).GetAvailableServices() {
+			if offered[s.GetMesh()] == nil {
+				offered[s.GetMesh()] = map[string]bool{}
+			}
+			offered[s.GetMesh()][s.GetTags()[resource.ServiceTag]] = true
+		}
+	}
+	assigned := map[string]map[string]string{}
+	taken := map[string]map[netip.Addr]bool{}
+	for _, t := range tables {
+		mesh := t.Meta.Mesh
+		assigned[mesh], taken[mesh] = map[string]string{}, map[netip.Addr]bool{}
+		for _, e := range t.Spec.(*v1alpha1.VIPTable).GetEntries() {
+			assigned[mesh][e.GetService()] = e.GetVip()
+			if a, err := netip.ParseAddr(e.GetVip()); err == nil {
+				taken[mesh][a] = true
+			}
+		}
+	}
+	views := map[string][]vip.View{}
+	// The default mesh's names win when meshes share a service name.
+	meshes := make([]string, 0, len(offered))
+	for m := range offered {
+		meshes = append(meshes, m)
+	}
+	sort.Slice(meshes, func(i, j int) bool {
+		if (meshes[i] == resource.DefaultMesh) != (meshes[j] == resource.DefaultMesh) {
+			return meshes[i] == resource.DefaultMesh
+		}
+		return meshes[i] < meshes[j]
+	})
+	names := map[string][]netip.Addr{}
+	for _, mesh := range meshes {
+		services := make([]string, 0, len(offered[mesh]))
+		for s := range offered[mesh] {
+			services = append(services, s)
+		}
+		sort.Strings(services)
+		if taken[mesh] == nil {
+			taken[mesh] = map[netip.Addr]bool{}
+		}
+		for _, s := range services {
+			v := vip.View{Service: s, VIP: assigned[mesh][s]}
+			if v.VIP == "" {
+				a, err := vip.Propose(r.cidr, mesh, s, taken[mesh])
+				if err != nil {
+					continue
+				}
+				taken[mesh][a] = true
+				v.VIP, v.Proposed = a.String(), true
+			}
+			views[mesh] = append(views[mesh], v)
+			addr, err := netip.ParseAddr(v.VIP)
+			if err != nil {
+				continue
+			}
+			for _, n := range dns.ServiceNames(s) {
+				if _, dup := names[n]; !dup {
+					names[n] = []netip.Addr{addr}
+				}
+			}
+		}
+	}
+	if r.srv != nil {
+		r.srv.SetTable(dns.NewTable(r.domain, names))
+	}
+	r.views.Store(&views)
+	return nil
+}
+
+// Run rebuilds on every VIPTable or ZoneIngress change, coalesced.
+func (r *resolver) Run(ctx context.Context) error {
+	events := make(chan struct{}, 1)
+	for _, t := range []resource.Type{resource.VIPTableType, resource.ZoneIngressType} {
+		go func() {
+			for ctx.Err() == nil {
+				ch, err := r.store.Watch(ctx, t)
+				if err != nil {
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Second):
+					}
+					continue
+				}
+				select {
+				case events <- struct{}{}:
+				default:
+				}
+				for range ch {
+					select {
+					case events <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	th := throttle.New(20 * time.Millisecond)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-events:
+			if !th.Event() {
+				continue
+			}
+		case <-th.C():
+		case <-retry.C:
+		}
+		th.Acted()
+		if err := r.rebuild(ctx); err != nil && ctx.Err() == nil {
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+func (r *resolver) handler(w http.ResponseWriter, req *http.Request) {
+	mesh := req.PathValue("mesh")
+	if _, err := r.store.Get(req.Context(), resource.Key{Type: resource.MeshType, Name: mesh}); err != nil {
+		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "mesh " + mesh + " does not exist"})
+		return
+	}
+	items := []vip.View{}
+	if v := r.views.Load(); v != nil && (*v)[mesh] != nil {
+		items = (*v)[mesh]
+	}
+	apiserver.WriteJSON(w, http.StatusOK, map[string]any{"total": len(items), "items": items})
+}
