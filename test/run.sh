@@ -6,7 +6,7 @@
 # Ports and the state directory can be moved with environment variables:
 #   RUN_DIR (default .run)  GLOBAL_API_PORT (5681)  GLOBAL_KDS_PORT (5685)
 #   ETCD_CLIENT_PORT (15379)  ETCD_PEER_PORT (15380)
-#   ZONE1_API_PORT (5691)  ZONE2_API_PORT (5701)
+#   ZONE1_API_PORT (5691)  ZONE2_API_PORT (5701)  ZONE1_DNS_PORT (5653)  ZONE2_DNS_PORT (5663)
 # State is kept in RUN_DIR between runs; `make clean` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,8 @@ ETCD_CLIENT_PORT=${ETCD_CLIENT_PORT:-15379}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-15380}
 ZONE1_API_PORT=${ZONE1_API_PORT:-5691}
 ZONE2_API_PORT=${ZONE2_API_PORT:-5701}
+ZONE1_DNS_PORT=${ZONE1_DNS_PORT:-5653}
+ZONE2_DNS_PORT=${ZONE2_DNS_PORT:-5663}
 ATOLL=bin/atoll
 ATOLLCTL=bin/atollctl
 
@@ -93,11 +95,11 @@ wait_ready global "$GLOBAL"
 CA="$RUN_DIR/global/kds-tls/kds-ca.pem"
 echo "starting zone-1 and zone-2 (universal mode, synced with the global over TLS) ..."
 start zone-1 zone --zone zone-1 --mode universal --data-dir "$RUN_DIR/zone-1" \
-  --api-addr "127.0.0.1:$ZONE1_API_PORT" --ingress-port 10001 \
+  --api-addr "127.0.0.1:$ZONE1_API_PORT" --ingress-port 10001 --dns-addr "127.0.0.1:$ZONE1_DNS_PORT" \
   --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT" --global-ca-file "$CA"
 wait_ready zone-1 "$ZONE1"
 start zone-2 zone --zone zone-2 --mode universal --data-dir "$RUN_DIR/zone-2" \
-  --api-addr "127.0.0.1:$ZONE2_API_PORT" --ingress-port 10002 \
+  --api-addr "127.0.0.1:$ZONE2_API_PORT" --ingress-port 10002 --dns-addr "127.0.0.1:$ZONE2_DNS_PORT" \
   --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT" --global-ca-file "$CA"
 wait_ready zone-2 "$ZONE2"
 
@@ -107,7 +109,8 @@ echo "registering the sample topology (test/sample) ..."
 
 echo "waiting for zone-1 to learn that backend runs in zone-2 ..."
 for _ in $(seq 1 100); do
-  curl -fsS "$ZONE1/meshes/default/services" 2>/dev/null | grep -q '"zone-2":3' && break
+  curl -fsS "$ZONE1/meshes/default/services" 2>/dev/null | grep -q '"zone-2":3' &&
+    curl -fsS "$ZONE1/meshes/default/vips" 2>/dev/null | grep -q '"service":"backend","vip"' && break
   sleep 0.1
 done
 
@@ -115,8 +118,8 @@ cat <<INFO
 
 atoll is running:
   global   API $GLOBAL   (KDS 127.0.0.1:$GLOBAL_KDS_PORT, etcd 127.0.0.1:$ETCD_CLIENT_PORT)   log $RUN_DIR/global.log
-  zone-1   API $ZONE1   delegated gateway "kong"                    log $RUN_DIR/zone-1.log
-  zone-2   API $ZONE2   three instances of "backend"                log $RUN_DIR/zone-2.log
+  zone-1   API $ZONE1   DNS 127.0.0.1:$ZONE1_DNS_PORT   delegated gateway "kong"         log $RUN_DIR/zone-1.log
+  zone-2   API $ZONE2   DNS 127.0.0.1:$ZONE2_DNS_PORT   three instances of "backend"     log $RUN_DIR/zone-2.log
 
 zones, as the global sees them (atollctl get zones):
 $("$ATOLLCTL" --api-url "$GLOBAL" get zones)
@@ -124,10 +127,16 @@ $("$ATOLLCTL" --api-url "$GLOBAL" get zones)
 services zone-1 can reach (atollctl get services) — backend runs in zone-2:
 $("$ATOLLCTL" --api-url "$ZONE1" get services)
 
+backend's VIP, the same in every zone (GET /meshes/default/vips):
+$(curl -s "$GLOBAL/meshes/default/vips")
+
 Dataplanes synced to the global (named <name>.<zone>):
 $("$ATOLLCTL" --api-url "$GLOBAL" get dataplanes)
 
 Try, in another terminal:
+  dig @127.0.0.1 -p $ZONE1_DNS_PORT backend.mesh +short   # from zone-1, where backend has no instance
+  dig @127.0.0.1 -p $ZONE2_DNS_PORT backend.mesh +tcp +short
+  dig @127.0.0.1 -p $ZONE1_DNS_PORT nope.mesh           # NXDOMAIN
   bin/atollctl --api-url $ZONE2 delete dataplane backend-3
   bin/atollctl --api-url $ZONE1 get services            # backend: 2 instances in zone-2
   echo '{"type":"Zone","enabled":false}' | curl -s -XPUT --data-binary @- $GLOBAL/zones/zone-2

@@ -128,6 +128,39 @@ func viewPath(kind, name, mesh string) (string, func(io.Writer, []byte) error) {
 		return p, zonesTable
 	case "services", "service", "svc":
 		return "/meshes/" + url.PathEscape(mesh) + "/services", servicesTable
+	case "vips", "vip":
+		return "/meshes/" + url.PathEscape(mesh) + "/vips", vipsTable
 	}
 	return "", nil
+}
+
+func vipsTable(w io.Writer, data []byte) error {
+	var list struct {
+		Items []struct {
+			Service     string     `json:"service"`
+			VIP         string     `json:"vip"`
+			Proposed    bool       `json:"proposed"`
+			UnusedSince *time.Time `json:"unusedSince"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(data, &list); err != nil {
+		return fmt.Errorf("the API answered with something that is not a VIP list: %w", err)
+	}
+	if len(list.Items) == 0 {
+		_, err := fmt.Fprintln(w, "No VIPs found.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tVIP\tSTATUS")
+	for _, v := range list.Items {
+		status := "assigned"
+		switch {
+		case v.Proposed:
+			status = "proposed by this zone (global not reached yet)"
+		case v.UnusedSince != nil:
+			status = "unused since " + v.UnusedSince.Local().Format(time.DateTime) + " (kept during the cool-down)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Service, v.VIP, status)
+	}
+	return tw.Flush()
 }

@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// resolve asks a zone's DNS server over network for name's A record and
+// returns the address, or the rcode's name when there is none.
+func resolve(t *testing.T, dnsAddr, network, name string) string {
+	t.Helper()
+	m := new(mdns.Msg)
+	m.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
+	c := &mdns.Client{Net: network, Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(m, dnsAddr)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	if len(r.Answer) == 0 {
+		return mdns.RcodeToString[r.Rcode]
+	}
+	return r.Answer[0].(*mdns.A).A.String()
+}
+
+func waitResolve(t *testing.T, dnsAddr, name, want string) {
+	t.Helper()
+	waitFor(t, syncWait, name+" → "+want, func() error {
+		for _, network := range []string{"udp", "tcp"} {
+			if got := resolve(t, dnsAddr, network, name); got != want {
+				return fmt.Errorf("%s: got %s", network, got)
+			}
+		}
+		return nil
+	})
+}
+
+// vipOf returns a service's VIP in a control plane's GET /meshes/default/vips,
+// and whether it is only the zone's proposal.
+func vipOf(t *testing.T, apiURL, service string) (string, bool) {
+	status, body := call(t, "GET", apiURL+"/meshes/default/vips", "")
+	if status != 200 {
+		return "", false
+	}
+	var l struct {
+		Items []struct {
+			Service  string `json:"service"`
+			VIP      string `json:"vip"`
+			Proposed bool   `json:"proposed"`
+		} `json:"items"`
+	}
+	json.Unmarshal([]byte(body), &l)
+	for _, it := range l.Items {
+		if it.Service == service {
+			return it.VIP, it.Proposed
+		}
+	}
+	return "", false
+}
+
+func TestDNSAcrossZonesWithStableVIPs(t *testing.T) {
+	kdsAddr := freePort(t)
+	gdir := t.TempDir()
+	g := startGlobal(t, gdir, "--kds-addr", kdsAddr)
+	dns1, dns2 := freePort(t), freePort(t)
+	z1dir := t.TempDir()
+	z1 := startSyncedZone(t, "zone-1", z1dir, kdsAddr, g.caFile(), "--dns-addr", dns1)
+	z2 := startSyncedZone(t, "zone-2", t.TempDir(), kdsAddr, g.caFile(), "--dns-addr", dns2)
+	applyFile(t, z2, "../sample/zone-2.yaml")
+
+	// The global assigns the VIP; both zones answer with it.
+	var vip string
+	waitFor(t, syncWait, "the global's VIP for backend", func() error {
+		if vip, _ = vipOf(t, g.apiURL, "backend"); vip == "" {
+			return fmt.Errorf("no VIP yet")
+		}
+		return nil
+	})
+	if !strings.HasPrefix(vip, "24") {
+		t.Errorf("VIP %s is not from 240.0.0.0/4", vip)
+	}
+	waitResolve(t, dns1, "backend.mesh", vip)
+	waitResolve(t, dns2, "BACKEND.mesh", vip)
+	if got := resolve(t, dns1, "udp", "nope.mesh"); got != "NXDOMAIN" {
+		t.Errorf("nope.mesh: %s, want NXDOMAIN", got)
+	}
+	if got, proposed := vipOf(t, z1.apiURL, "backend"); got != vip || proposed {
+		t.Errorf("zone-1's view of backend: %s (proposed %v), want the global's %s", got, proposed, vip)
+	}
+	if out, errOut, err := atollctl(t, "", "--api-url", z1.apiURL, "get", "vips"); err != nil || !strings.Contains(out, "backend   "+vip) {
+		t.Errorf("atollctl get vips: %v %q %q", err, out, errOut)
+	}
+
+	// Stable across restarts of the global and of a zone.
+	g.stop()
+	g = startGlobal(t, gdir, "--kds-addr", kdsAddr)
+	z1.stop()
+	z1 = startSyncedZone(t, "zone-1", z1dir, kdsAddr, g.caFile(), "--dns-addr", dns1)
+	waitResolve(t, dns1, "backend.mesh", vip)
+	if got, _ := vipOf(t, g.apiURL, "backend"); got != vip {
+		t.Errorf("the global's VIP changed across restarts: %s, want %s", got, vip)
+	}
+
+	// With the global down, a new service still resolves (the zone's own
+	// proposal), and the global confirms the same VIP once back.
+	g.stop()
+	web := strings.NewReplacer("backend-1", "web-1", `"atoll.io/service":"backend"`, `"atoll.io/service":"web"`).Replace(backendJSON)
+	if status, body := call(t, "PUT", z1.apiURL+"/meshes/default/dataplanes/web-1", web); status != 201 {
+		t.Fatalf("%d %s", status, body)
+	}
+	var proposal string
+	waitFor(t, syncWait, "zone-1's proposal for web", func() error {
+		got, proposed := vipOf(t, z1.apiURL, "web")
+		if got == "" || !proposed {
+			return fmt.Errorf("web: %q proposed %v", got, proposed)
+		}
+		proposal = got
+		return nil
+	})
+	waitResolve(t, dns1, "web.mesh", proposal)
+	waitResolve(t, dns1, "backend.mesh", vip) // known services keep their VIP
+	g = startGlobal(t, gdir, "--kds-addr", kdsAddr)
+	waitFor(t, syncWait, "the global to confirm web's VIP", func() error {
+		got, proposed := vipOf(t, z1.apiURL, "web")
+		if proposed || got == "" {
+			return fmt.Errorf("web: %q proposed %v", got, proposed)
+		}
+		if got != proposal {
+			t.Errorf("the global assigned %s, not the zone's proposal %s", got, proposal)
+		}
+		return nil
+	})
+	waitResolve(t, dns2, "web.mesh", proposal)
+}
