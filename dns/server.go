@@ -35,10 +35,12 @@ type Server struct {
 	cfg    Config
 	domain string
 	ttl    uint32
-	table  atomic.Pointer[Table]
+	table  atomic.Pointer[answers]
+	soa    []mdns.RR
 	log    *slog.Logger
 
 	queries *prometheus.CounterVec
+	byRcode [mdns.RcodeBadCookie + 1]prometheus.Counter
 	latency prometheus.Histogram
 
 	udpAddr, tcpAddr atomic.Value // net.Addr once bound
@@ -64,14 +66,39 @@ func NewServer(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server 
 	if reg != nil {
 		reg.MustRegister(s.queries, s.latency)
 	}
-	s.table.Store(NewTable(cfg.Domain, nil))
+	for code := range s.byRcode {
+		s.byRcode[code] = s.queries.WithLabelValues(rcodeName(code))
+	}
+	s.soa = []mdns.RR{s.soaRR()}
+	s.SetTable(NewTable(cfg.Domain, nil))
 	return s
 }
 
-// SetTable swaps in a new table; lookups in flight finish on the old one.
-func (s *Server) SetTable(t *Table) { s.table.Store(t) }
+func rcodeName(code int) string {
+	if n, ok := mdns.RcodeToString[code]; ok {
+		return n
+	}
+	return fmt.Sprint(code)
+}
 
-func (s *Server) soa() mdns.RR {
+// answers is a Table with its records built once, shared by every query:
+// answering allocates no records.
+type answers struct {
+	*Table
+	a, aaaa map[string][]mdns.RR
+}
+
+// SetTable swaps in a new table; lookups in flight finish on the old one.
+func (s *Server) SetTable(t *Table) {
+	ans := &answers{Table: t, a: map[string][]mdns.RR{}, aaaa: map[string][]mdns.RR{}}
+	for name, e := range t.records {
+		ans.a[name] = s.rrs(name, e.v4, nil)
+		ans.aaaa[name] = s.rrs(name, nil, e.v6)
+	}
+	s.table.Store(ans)
+}
+
+func (s *Server) soaRR() mdns.RR {
 	return &mdns.SOA{
 		Hdr:     mdns.RR_Header{Name: s.domain, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: s.ttl},
 		Ns:      "ns." + s.domain,
@@ -90,8 +117,14 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 		return // forwarded and already written, or nothing to answer
 	}
 	s.reply(w, r, m)
-	s.queries.WithLabelValues(mdns.RcodeToString[m.Rcode]).Inc()
+	s.count(m.Rcode)
 	s.latency.Observe(time.Since(start).Seconds())
+}
+
+func (s *Server) count(rcode int) {
+	if rcode >= 0 && rcode < len(s.byRcode) {
+		s.byRcode[rcode].Inc()
+	}
 }
 
 // answer builds the response, or returns nil when it handled the query.
@@ -116,43 +149,45 @@ func (s *Server) answer(w mdns.ResponseWriter, r *mdns.Msg) *mdns.Msg {
 		}
 		return m.SetRcode(r, mdns.RcodeRefused)
 	}
-	m.SetReply(r)
+	// The reply shares the question (it is not modified) and prebuilt
+	// records, so it costs one allocation.
+	m.Id, m.Response, m.Opcode = r.Id, true, r.Opcode
+	m.RecursionDesired, m.CheckingDisabled = r.RecursionDesired, r.CheckingDisabled
+	m.Question = r.Question
 	m.Authoritative = true
 	if q.Qclass != mdns.ClassINET && q.Qclass != mdns.ClassANY {
-		m.Ns = []mdns.RR{s.soa()}
+		m.Ns = s.soa
 		return m
 	}
 	t := s.table.Load()
-	e := t.records[name]
+	_, known := t.records[name]
 	switch {
 	case name == s.domain:
 		if q.Qtype == mdns.TypeSOA || q.Qtype == mdns.TypeANY {
-			m.Answer = []mdns.RR{s.soa()}
+			m.Answer = s.soa
 		} else {
-			m.Ns = []mdns.RR{s.soa()}
+			m.Ns = s.soa
 		}
-	case e != nil:
+	case known:
 		switch q.Qtype {
 		case mdns.TypeA:
-			m.Answer = s.rrs(q.Name, e.v4, nil)
+			m.Answer = t.a[name]
 		case mdns.TypeAAAA:
-			m.Answer = s.rrs(q.Name, nil, e.v6)
+			m.Answer = t.aaaa[name]
 		case mdns.TypeANY:
 			// Minimal answer to ANY (RFC 8482): one address type.
-			if len(e.v4) > 0 {
-				m.Answer = s.rrs(q.Name, e.v4, nil)
-			} else {
-				m.Answer = s.rrs(q.Name, nil, e.v6)
+			if m.Answer = t.a[name]; len(m.Answer) == 0 {
+				m.Answer = t.aaaa[name]
 			}
 		}
 		if len(m.Answer) == 0 {
-			m.Ns = []mdns.RR{s.soa()} // NODATA
+			m.Ns = s.soa // NODATA
 		}
 	case t.parents[name]:
-		m.Ns = []mdns.RR{s.soa()} // an empty non-terminal: NODATA
+		m.Ns = s.soa // an empty non-terminal: NODATA
 	default:
 		m.Rcode = mdns.RcodeNameError
-		m.Ns = []mdns.RR{s.soa()}
+		m.Ns = s.soa
 	}
 	return m
 }
@@ -184,7 +219,11 @@ func (s *Server) reply(w mdns.ResponseWriter, r *mdns.Msg, m *mdns.Msg) {
 	if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
 		size = mdns.MaxMsgSize
 	}
-	m.Truncate(size)
+	// The uncompressed length is an upper bound computed without
+	// allocating; only answers that may not fit go through Truncate.
+	if m.Len() > size {
+		m.Truncate(size)
+	}
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("writing a DNS answer failed", "error", err)
 	}
@@ -201,12 +240,12 @@ func (s *Server) forward(w mdns.ResponseWriter, r *mdns.Msg) {
 	if err != nil {
 		m := new(mdns.Msg).SetRcode(r, mdns.RcodeServerFailure)
 		s.reply(w, r, m)
-		s.queries.WithLabelValues("SERVFAIL").Inc()
+		s.count(mdns.RcodeServerFailure)
 		return
 	}
 	resp.Id = r.Id
 	s.reply(w, r, resp)
-	s.queries.WithLabelValues(mdns.RcodeToString[resp.Rcode]).Inc()
+	s.count(resp.Rcode)
 	s.latency.Observe(time.Since(start).Seconds())
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,10 +143,15 @@ func TestAnswers(t *testing.T) {
 				if c.rcode != mdns.RcodeRefused && !r.Authoritative {
 					t.Error("AA not set for the server's own domain")
 				}
+				// Names compare case-insensitively (RFC 4343); the question
+				// is echoed exactly, as resolvers using 0x20 randomisation check.
 				for _, rr := range r.Answer {
-					if rr.Header().Ttl != 5 || rr.Header().Name != c.qname {
+					if rr.Header().Ttl != 5 || !strings.EqualFold(rr.Header().Name, c.qname) {
 						t.Errorf("record %v: want TTL 5 and the query's name", rr)
 					}
+				}
+				if len(r.Question) != 1 || r.Question[0].Name != c.qname {
+					t.Errorf("question not echoed exactly: %v", r.Question)
 				}
 			})
 		}
