@@ -136,3 +136,44 @@ func TestDNSAcrossZonesWithStableVIPs(t *testing.T) {
 	})
 	waitResolve(t, dns2, "web.mesh", proposal)
 }
+
+func TestVIPReleasedOnlyAfterCooldown(t *testing.T) {
+	g := startGlobal(t, t.TempDir(), "--vip-cooldown", "3s")
+	dnsAddr := freePort(t)
+	z := startSyncedZone(t, "zone-1", t.TempDir(), g.kdsAddr, g.caFile(), "--dns-addr", dnsAddr)
+	if status, body := call(t, "PUT", z.apiURL+"/meshes/default/dataplanes/backend-1", backendJSON); status != 201 {
+		t.Fatalf("%d %s", status, body)
+	}
+	var vip string
+	waitFor(t, syncWait, "backend's VIP", func() error {
+		if vip, _ = vipOf(t, g.apiURL, "backend"); vip == "" {
+			return fmt.Errorf("none yet")
+		}
+		return nil
+	})
+	waitResolve(t, dnsAddr, "backend.mesh", vip)
+
+	// Gone everywhere: the name stops resolving at once, the VIP is kept...
+	if status, body := call(t, "DELETE", z.apiURL+"/meshes/default/dataplanes/backend-1", ""); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	waitResolve(t, dnsAddr, "backend.mesh", "NXDOMAIN")
+	status, body := call(t, "GET", g.apiURL+"/meshes/default/vips", "")
+	if status != 200 || !strings.Contains(body, vip) || !strings.Contains(body, "unusedSince") {
+		t.Fatalf("during the cool-down the VIP must be kept and marked unused: %s", body)
+	}
+	// ...and a service coming back within the cool-down gets it again.
+	if status, body := call(t, "PUT", z.apiURL+"/meshes/default/dataplanes/backend-1", backendJSON); status != 201 {
+		t.Fatalf("%d %s", status, body)
+	}
+	waitResolve(t, dnsAddr, "backend.mesh", vip)
+
+	// Gone for longer than the cool-down: released.
+	call(t, "DELETE", z.apiURL+"/meshes/default/dataplanes/backend-1", "")
+	waitFor(t, syncWait, "the VIP to be released", func() error {
+		if got, _ := vipOf(t, g.apiURL, "backend"); got != "" {
+			return fmt.Errorf("still %s", got)
+		}
+		return nil
+	})
+}
