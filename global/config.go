@@ -28,6 +28,8 @@ type Config struct {
 type VIP struct {
 	// CIDR is the range VIPs come from; zones must use the same.
 	CIDR string `yaml:"cidr" json:"cidr"`
+	// CIDR6, when set, also gives every service an IPv6 VIP (AAAA).
+	CIDR6 string `yaml:"cidr6" json:"cidr6"`
 	// Cooldown keeps a VIP whose service disappeared everywhere before it
 	// is released and may be reused.
 	Cooldown time.Duration `yaml:"cooldown" json:"cooldown"`
@@ -150,6 +152,9 @@ func (c Config) Validate() error {
 		add(fmt.Errorf("kds.withdrawOfflineAfter: %s must be 0 (keep) or at least kds.zoneOfflineAfter (%s)", c.KDS.WithdrawOfflineAfter, c.KDS.ZoneOfflineAfter))
 	}
 	add(config.CheckCIDR("vip.cidr", c.VIP.CIDR))
+	if c.VIP.CIDR6 != "" {
+		add(config.CheckCIDR("vip.cidr6", c.VIP.CIDR6))
+	}
 	if c.VIP.Cooldown < 0 {
 		add(fmt.Errorf("vip.cooldown: %s must not be negative (default 1h)", c.VIP.Cooldown))
 	}

@@ -81,6 +81,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	(&zonesAPI{store: st, offlineAfter: cfg.KDS.ZoneOfflineAfter}).register(mux)
 	mux.HandleFunc("GET /meshes/{mesh}/vips", vipsHandler(st))
 	allocator := &vipAllocator{store: st, cidr: netip.MustParsePrefix(cfg.VIP.CIDR), cooldown: cfg.VIP.Cooldown, log: log.With("component", "vip")}
+	if cfg.VIP.CIDR6 != "" {
+		allocator.cidr6 = netip.MustParsePrefix(cfg.VIP.CIDR6)
+	}
 	mux.HandleFunc("GET /kds-ca.pem", func(w http.ResponseWriter, r *http.Request) {
 		if caPEM == nil {
 			http.Error(w, "this global serves KDS with a configured certificate (or plaintext): get its CA from whoever issued it", http.StatusNotFound)

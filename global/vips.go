@@ -21,6 +21,7 @@ import (
 type vipAllocator struct {
 	store    store.Store
 	cidr     netip.Prefix
+	cidr6    netip.Prefix // invalid (zero) when IPv6 VIPs are off
 	cooldown time.Duration
 	log      *slog.Logger
 }
@@ -102,7 +103,7 @@ func (a *vipAllocator) reconcile(ctx context.Context) error {
 		if cur != nil {
 			table = cur.Spec.(*v1alpha1.VIPTable)
 		}
-		next, changed, err := vip.Reconcile(table, m.Meta.Name, offered[m.Meta.Name], a.cidr, now, a.cooldown)
+		next, changed, err := vip.Reconcile(table, m.Meta.Name, offered[m.Meta.Name], a.cidr, a.cidr6, now, a.cooldown)
 		if err != nil {
 			return err
 		}

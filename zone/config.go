@@ -43,8 +43,10 @@ type Config struct {
 	DNS     DNS     `yaml:"dns" json:"dns"`
 	// VIPCIDR is the range of service VIPs, the global's vip.cidr; the zone
 	// uses it for its own proposals while the global is unreachable.
-	VIPCIDR string         `yaml:"vipCIDR" json:"vipCIDR"`
-	Log     logging.Config `yaml:"log" json:"log"`
+	VIPCIDR string `yaml:"vipCIDR" json:"vipCIDR"`
+	// VIPCIDR6 is the global's vip.cidr6 (empty: IPv4 VIPs only).
+	VIPCIDR6 string         `yaml:"vipCIDR6" json:"vipCIDR6"`
+	Log      logging.Config `yaml:"log" json:"log"`
 }
 
 // DNS configures the zone's DNS server.
@@ -140,6 +142,9 @@ func (c Config) Validate() error {
 		}
 	}
 	add(config.CheckCIDR("vipCIDR", c.VIPCIDR))
+	if c.VIPCIDR6 != "" {
+		add(config.CheckCIDR("vipCIDR6", c.VIPCIDR6))
+	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)
 }

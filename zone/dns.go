@@ -25,6 +25,7 @@ import (
 type resolver struct {
 	store  store.Store
 	cidr   netip.Prefix
+	cidr6  netip.Prefix // zero when IPv6 VIPs are off
 	domain string
 	srv    *dns.Server // nil when DNS is disabled
 	views  atomic.Pointer[map[string][]vip.View]
@@ -48,15 +49,17 @@ func (r *resolver) rebuild(ctx context.Context) error {
 			offered[s.GetMesh()][s.GetTags()[resource.ServiceTag]] = true
 		}
 	}
-	assigned := map[string]map[string]string{}
+	assigned := map[string]map[string]*v1alpha1.VIPTable_Entry{}
 	taken := map[string]map[netip.Addr]bool{}
 	for _, t := range tables {
 		mesh := t.Meta.Mesh
-		assigned[mesh], taken[mesh] = map[string]string{}, map[netip.Addr]bool{}
+		assigned[mesh], taken[mesh] = map[string]*v1alpha1.VIPTable_Entry{}, map[netip.Addr]bool{}
 		for _, e := range t.Spec.(*v1alpha1.VIPTable).GetEntries() {
-			assigned[mesh][e.GetService()] = e.GetVip()
-			if a, err := netip.ParseAddr(e.GetVip()); err == nil {
-				taken[mesh][a] = true
+			assigned[mesh][e.GetService()] = e
+			for _, s := range []string{e.GetVip(), e.GetVip6()} {
+				if a, err := netip.ParseAddr(s); err == nil {
+					taken[mesh][a] = true
+				}
 			}
 		}
 	}
@@ -83,7 +86,10 @@ func (r *resolver) rebuild(ctx context.Context) error {
 			taken[mesh] = map[netip.Addr]bool{}
 		}
 		for _, s := range services {
-			v := vip.View{Service: s, VIP: assigned[mesh][s]}
+			v := vip.View{Service: s}
+			if e := assigned[mesh][s]; e != nil {
+				v.VIP, v.VIP6 = e.GetVip(), e.GetVip6()
+			}
 			if v.VIP == "" {
 				a, err := vip.Propose(r.cidr, mesh, s, taken[mesh])
 				if err != nil {
@@ -92,14 +98,22 @@ func (r *resolver) rebuild(ctx context.Context) error {
 				taken[mesh][a] = true
 				v.VIP, v.Proposed = a.String(), true
 			}
+			if v.VIP6 == "" && r.cidr6.IsValid() {
+				if a, err := vip.Propose(r.cidr6, mesh, s, taken[mesh]); err == nil {
+					taken[mesh][a] = true
+					v.VIP6, v.Proposed = a.String(), true
+				}
+			}
 			views[mesh] = append(views[mesh], v)
-			addr, err := netip.ParseAddr(v.VIP)
-			if err != nil {
-				continue
+			var addrs []netip.Addr
+			for _, a := range []string{v.VIP, v.VIP6} {
+				if addr, err := netip.ParseAddr(a); err == nil {
+					addrs = append(addrs, addr)
+				}
 			}
 			for _, n := range dns.ServiceNames(s) {
 				if _, dup := names[n]; !dup {
-					names[n] = []netip.Addr{addr}
+					names[n] = addrs
 				}
 			}
 		}

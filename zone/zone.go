@@ -82,6 +82,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}).Register(mux)
 	(&statusAPI{zone: cfg.Zone, store: st, client: client, global: cfg.GlobalAddress}).register(mux)
 	res := &resolver{store: st, cidr: netip.MustParsePrefix(cfg.VIPCIDR), domain: cfg.DNS.Domain}
+	if cfg.VIPCIDR6 != "" {
+		res.cidr6 = netip.MustParsePrefix(cfg.VIPCIDR6)
+	}
 	if cfg.DNS.Addr != "" {
 		res.srv = dns.NewServer(dns.Config{Addr: cfg.DNS.Addr, Domain: cfg.DNS.Domain, TTL: cfg.DNS.TTL, Upstream: cfg.DNS.Upstream},
 			log.With("component", "dns"), reg)

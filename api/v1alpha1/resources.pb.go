@@ -926,7 +926,9 @@ type VIPTable_Entry struct {
 	Vip     string                 `protobuf:"bytes,2,opt,name=vip,proto3" json:"vip,omitempty"`
 	// unused_since is set while no zone offers the service; the entry is
 	// released after a cool-down, and its VIP is not reused before then.
-	UnusedSince   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=unused_since,json=unusedSince,proto3" json:"unused_since,omitempty"`
+	UnusedSince *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=unused_since,json=unusedSince,proto3" json:"unused_since,omitempty"`
+	// vip6 is the IPv6 VIP, when an IPv6 range is configured.
+	Vip6          string `protobuf:"bytes,4,opt,name=vip6,proto3" json:"vip6,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -980,6 +982,13 @@ func (x *VIPTable_Entry) GetUnusedSince() *timestamppb.Timestamp {
 		return x.UnusedSince
 	}
 	return nil
+}
+
+func (x *VIPTable_Entry) GetVip6() string {
+	if x != nil {
+		return x.Vip6
+	}
+	return ""
 }
 
 var File_v1alpha1_resources_proto protoreflect.FileDescriptor
@@ -1061,13 +1070,14 @@ const file_v1alpha1_resources_proto_rawDesc = "" +
 	"\n" +
 	"StatsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12?\n" +
-	"\x05value\x18\x02 \x01(\v2).atoll.v1alpha1.KDSSubscription.TypeStatsR\x05value:\x028\x01\"\xb8\x01\n" +
+	"\x05value\x18\x02 \x01(\v2).atoll.v1alpha1.KDSSubscription.TypeStatsR\x05value:\x028\x01\"\xcd\x01\n" +
 	"\bVIPTable\x128\n" +
-	"\aentries\x18\x01 \x03(\v2\x1e.atoll.v1alpha1.VIPTable.EntryR\aentries\x1ar\n" +
+	"\aentries\x18\x01 \x03(\v2\x1e.atoll.v1alpha1.VIPTable.EntryR\aentries\x1a\x86\x01\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x10\n" +
 	"\x03vip\x18\x02 \x01(\tR\x03vip\x12=\n" +
-	"\funused_since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vunusedSinceB*Z(github.com/atoll-mesh/atoll/api/v1alpha1b\x06proto3"
+	"\funused_since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vunusedSince\x12\x12\n" +
+	"\x04vip6\x18\x04 \x01(\tR\x04vip6B*Z(github.com/atoll-mesh/atoll/api/v1alpha1b\x06proto3"
 
 var (
 	file_v1alpha1_resources_proto_rawDescOnce sync.Once

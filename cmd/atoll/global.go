@@ -29,6 +29,7 @@ var globalSettings = []setting{
 	{"zone-offline-after", "kds.zoneOfflineAfter", "a zone not heard from for this long is shown offline"},
 	{"withdraw-offline-after", "kds.withdrawOfflineAfter", "withdraw an offline zone's services from the others after this long (0: keep them)"},
 	{"vip-cidr", "vip.cidr", "range of service VIPs (zones must use the same)"},
+	{"vip-cidr6", "vip.cidr6", "IPv6 range of service VIPs (AAAA); empty: IPv4 only"},
 	{"vip-cooldown", "vip.cooldown", "how long a VIP whose service disappeared is kept before it may be reused"},
 	{"log-level", "log.level", "log level: debug, info, warn, error"},
 	{"log-format", "log.format", "log format: text or json"},

@@ -26,6 +26,7 @@ var zoneSettings = []setting{
 	{"dns-ttl", "dns.ttl", "TTL of DNS answers"},
 	{"dns-upstream", "dns.upstream", "host:port to forward queries outside the domain to; empty refuses them"},
 	{"vip-cidr", "vipCIDR", "range of service VIPs (the global's --vip-cidr)"},
+	{"vip-cidr6", "vipCIDR6", "IPv6 range of service VIPs (the global's --vip-cidr6); empty: IPv4 only"},
 	{"log-level", "log.level", "log level: debug, info, warn, error"},
 	{"log-format", "log.format", "log format: text or json"},
 }

@@ -136,5 +136,10 @@ func validateVIPTable(r *Resource, v *violations) {
 			v.add(f+".vip", "%s is already the VIP of entries[%d]", ip, j)
 		}
 		seenVIP[ip.String()] = i
+		if e.GetVip6() != "" {
+			if ip6, err := netip.ParseAddr(e.GetVip6()); err != nil || !ip6.Is6() {
+				v.add(f+".vip6", "%q is not an IPv6 address", e.GetVip6())
+			}
+		}
 	}
 }

@@ -71,7 +71,9 @@ func fromInt(n *big.Int, v4 bool) netip.Addr {
 // services keep their VIP (or get a new one), services no longer offered
 // are marked unused and released after cooldown. changed reports whether
 // the table differs from cur.
-func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cidr netip.Prefix, now time.Time, cooldown time.Duration) (*v1alpha1.VIPTable, bool, error) {
+//
+// cidr6, when valid, also gives every service an IPv6 VIP.
+func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cidr, cidr6 netip.Prefix, now time.Time, cooldown time.Duration) (*v1alpha1.VIPTable, bool, error) {
 	next := &v1alpha1.VIPTable{}
 	taken := map[netip.Addr]bool{}
 	have := map[string]bool{}
@@ -82,7 +84,10 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 			changed = true
 			continue // a corrupt entry is dropped and reallocated
 		}
-		e := &v1alpha1.VIPTable_Entry{Service: e.GetService(), Vip: addr.String(), UnusedSince: e.GetUnusedSince()}
+		if a6, err := netip.ParseAddr(e.GetVip6()); err == nil {
+			taken[a6] = true
+		}
+		e := &v1alpha1.VIPTable_Entry{Service: e.GetService(), Vip: addr.String(), Vip6: e.GetVip6(), UnusedSince: e.GetUnusedSince()}
 		switch {
 		case offered[e.Service]:
 			if e.UnusedSince != nil {
@@ -114,6 +119,19 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 		next.Entries = append(next.Entries, &v1alpha1.VIPTable_Entry{Service: s, Vip: addr.String()})
 		changed = true
 	}
+	if cidr6.IsValid() {
+		for _, e := range next.Entries {
+			if e.GetVip6() != "" {
+				continue
+			}
+			a6, err := Propose(cidr6, mesh, e.GetService(), taken)
+			if err != nil {
+				return nil, false, err
+			}
+			taken[a6] = true
+			e.Vip6, changed = a6.String(), true
+		}
+	}
 	sort.Slice(next.Entries, func(i, j int) bool { return next.Entries[i].Service < next.Entries[j].Service })
 	return next, changed, nil
 }
@@ -122,6 +140,7 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 type View struct {
 	Service string `json:"service"`
 	VIP     string `json:"vip"`
+	VIP6    string `json:"vip6,omitempty"`
 	// Proposed: the zone serves its own deterministic proposal because the
 	// global has not confirmed a VIP yet.
 	Proposed bool `json:"proposed,omitempty"`
@@ -134,7 +153,7 @@ type View struct {
 func Views(t *v1alpha1.VIPTable) []View {
 	out := make([]View, 0, len(t.GetEntries()))
 	for _, e := range t.GetEntries() {
-		v := View{Service: e.GetService(), VIP: e.GetVip()}
+		v := View{Service: e.GetService(), VIP: e.GetVip(), VIP6: e.GetVip6()}
 		if e.GetUnusedSince() != nil {
 			at := e.GetUnusedSince().AsTime()
 			v.UnusedSince = &at

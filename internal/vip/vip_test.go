@@ -50,7 +50,7 @@ func TestASmallRangeFillsUpWithAClearError(t *testing.T) {
 func TestReconcileKeepsReleasesAfterCooldownAndNeverReusesEarly(t *testing.T) {
 	now := time.Now()
 	cool := time.Hour
-	t1, changed, err := Reconcile(nil, "default", map[string]bool{"backend": true, "web": true}, cidr, now, cool)
+	t1, changed, err := Reconcile(nil, "default", map[string]bool{"backend": true, "web": true}, cidr, netip.Prefix{}, now, cool)
 	if err != nil || !changed || len(t1.Entries) != 2 {
 		t.Fatalf("first allocation: %v %v %v", t1, changed, err)
 	}
@@ -64,22 +64,38 @@ func TestReconcileKeepsReleasesAfterCooldownAndNeverReusesEarly(t *testing.T) {
 	}
 	backend := vipOf(t1, "backend")
 
-	same, changed, _ := Reconcile(t1, "default", map[string]bool{"backend": true, "web": true}, cidr, now.Add(time.Minute), cool)
+	same, changed, _ := Reconcile(t1, "default", map[string]bool{"backend": true, "web": true}, cidr, netip.Prefix{}, now.Add(time.Minute), cool)
 	if changed || vipOf(same, "backend") != backend {
 		t.Fatalf("an unchanged reconcile changed the table")
 	}
-	gone, changed, _ := Reconcile(t1, "default", map[string]bool{"web": true}, cidr, now.Add(time.Minute), cool)
+	gone, changed, _ := Reconcile(t1, "default", map[string]bool{"web": true}, cidr, netip.Prefix{}, now.Add(time.Minute), cool)
 	if !changed || vipOf(gone, "backend") != backend {
 		t.Fatalf("backend must keep its VIP while cooling down: %v", gone)
 	}
 	// Within the cool-down, a new service never gets backend's VIP, even if
 	// it hashes onto it.
-	back, _, _ := Reconcile(gone, "default", map[string]bool{"web": true, "backend": true}, cidr, now.Add(30*time.Minute), cool)
+	back, _, _ := Reconcile(gone, "default", map[string]bool{"web": true, "backend": true}, cidr, netip.Prefix{}, now.Add(30*time.Minute), cool)
 	if vipOf(back, "backend") != backend {
 		t.Fatalf("backend came back within the cool-down with another VIP: %s, want %s", vipOf(back, "backend"), backend)
 	}
-	released, changed, _ := Reconcile(gone, "default", map[string]bool{"web": true}, cidr, now.Add(2*time.Hour), cool)
+	released, changed, _ := Reconcile(gone, "default", map[string]bool{"web": true}, cidr, netip.Prefix{}, now.Add(2*time.Hour), cool)
 	if !changed || vipOf(released, "backend") != "" {
 		t.Fatalf("backend not released after the cool-down: %v", released)
+	}
+}
+
+func TestIPv6VIPsWhenARangeIsGiven(t *testing.T) {
+	v6 := netip.MustParsePrefix("fd00:a7::/64")
+	tab, _, err := Reconcile(nil, "default", map[string]bool{"backend": true}, cidr, v6, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a6, err := netip.ParseAddr(tab.GetEntries()[0].GetVip6())
+	if err != nil || !v6.Contains(a6) {
+		t.Fatalf("IPv6 VIP %q not in %s", tab.GetEntries()[0].GetVip6(), v6)
+	}
+	again, changed, _ := Reconcile(tab, "default", map[string]bool{"backend": true}, cidr, v6, time.Now(), time.Hour)
+	if changed || again.GetEntries()[0].GetVip6() != a6.String() {
+		t.Fatalf("IPv6 VIP not stable: %v", again)
 	}
 }

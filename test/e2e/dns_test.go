@@ -88,9 +88,12 @@ func TestDNSAcrossZonesWithStableVIPs(t *testing.T) {
 	if got := resolve(t, dns1, "udp", "nope.mesh"); got != "NXDOMAIN" {
 		t.Errorf("nope.mesh: %s, want NXDOMAIN", got)
 	}
-	if got, proposed := vipOf(t, z1.apiURL, "backend"); got != vip || proposed {
-		t.Errorf("zone-1's view of backend: %s (proposed %v), want the global's %s", got, proposed, vip)
-	}
+	waitFor(t, syncWait, "zone-1 to hold the global's VIP for backend", func() error {
+		if got, proposed := vipOf(t, z1.apiURL, "backend"); got != vip || proposed {
+			return fmt.Errorf("zone-1's view of backend: %s (proposed %v), want the global's %s", got, proposed, vip)
+		}
+		return nil
+	})
 	if out, errOut, err := atollctl(t, "", "--api-url", z1.apiURL, "get", "vips"); err != nil || !strings.Contains(out, "backend   "+vip) {
 		t.Errorf("atollctl get vips: %v %q %q", err, out, errOut)
 	}
@@ -158,10 +161,13 @@ func TestVIPReleasedOnlyAfterCooldown(t *testing.T) {
 		t.Fatalf("%d %s", status, body)
 	}
 	waitResolve(t, dnsAddr, "backend.mesh", "NXDOMAIN")
-	status, body := call(t, "GET", g.apiURL+"/meshes/default/vips", "")
-	if status != 200 || !strings.Contains(body, vip) || !strings.Contains(body, "unusedSince") {
-		t.Fatalf("during the cool-down the VIP must be kept and marked unused: %s", body)
-	}
+	waitFor(t, syncWait, "the VIP kept and marked unused", func() error {
+		status, body := call(t, "GET", g.apiURL+"/meshes/default/vips", "")
+		if status != 200 || !strings.Contains(body, vip) || !strings.Contains(body, "unusedSince") {
+			return fmt.Errorf("%d %s", status, body)
+		}
+		return nil
+	})
 	// ...and a service coming back within the cool-down gets it again.
 	if status, body := call(t, "PUT", z.apiURL+"/meshes/default/dataplanes/backend-1", backendJSON); status != 201 {
 		t.Fatalf("%d %s", status, body)
@@ -176,4 +182,40 @@ func TestVIPReleasedOnlyAfterCooldown(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestIPv6VIPsAnswerAAAA(t *testing.T) {
+	const v6 = "fd00:a7::/64"
+	g := startGlobal(t, t.TempDir(), "--vip-cidr6", v6)
+	dns1 := freePort(t)
+	z1 := startSyncedZone(t, "zone-1", t.TempDir(), g.kdsAddr, g.caFile(), "--dns-addr", dns1, "--vip-cidr6", v6)
+	z2 := startSyncedZone(t, "zone-2", t.TempDir(), g.kdsAddr, g.caFile(), "--vip-cidr6", v6)
+	applyFile(t, z2, "../sample/zone-2.yaml")
+	var want string
+	waitFor(t, syncWait, "backend's IPv6 VIP on the global", func() error {
+		status, body := call(t, "GET", g.apiURL+"/meshes/default/vips", "")
+		var l struct {
+			Items []struct {
+				VIP6 string `json:"vip6"`
+			} `json:"items"`
+		}
+		if status != 200 || json.Unmarshal([]byte(body), &l) != nil || len(l.Items) != 1 || !strings.HasPrefix(l.Items[0].VIP6, "fd00:a7::") {
+			return fmt.Errorf("%d %s", status, body)
+		}
+		want = l.Items[0].VIP6
+		return nil
+	})
+	waitFor(t, syncWait, "AAAA from zone-1", func() error {
+		m := new(mdns.Msg)
+		m.SetQuestion("backend.mesh.", mdns.TypeAAAA)
+		r, _, err := (&mdns.Client{Timeout: 2 * time.Second}).Exchange(m, dns1)
+		if err != nil {
+			return err
+		}
+		if len(r.Answer) != 1 || r.Answer[0].(*mdns.AAAA).AAAA.String() != want {
+			return fmt.Errorf("got %v, want %s", r.Answer, want)
+		}
+		return nil
+	})
+	_ = z1
 }
