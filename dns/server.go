@@ -10,10 +10,12 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 // Config configures the server.
@@ -251,25 +253,20 @@ func (s *Server) forward(w mdns.ResponseWriter, r *mdns.Msg) {
 
 // Run serves UDP (one SO_REUSEPORT socket per core) and TCP until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
-	pc, err := net.ListenPacket("udp", s.cfg.Addr)
+	pc, ln, err := listenBoth(s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("dns address %s (udp): %w", s.cfg.Addr, err)
+		return err
 	}
 	addr := pc.LocalAddr().String()
-	// Bind TCP on the same port UDP got.
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("dns address %s (tcp): %w", addr, err)
-	}
 	s.udpAddr.Store(pc.LocalAddr())
 	s.tcpAddr.Store(ln.Addr())
-	// The first socket only found the port; the UDP sockets that serve
-	// share it with SO_REUSEPORT, one per core.
-	pc.Close()
-	servers := []*mdns.Server{{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
-		IdleTimeout: func() time.Duration { return 10 * time.Second }}}
-	for range max(1, runtime.NumCPU()) {
+	servers := []*mdns.Server{
+		{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+			IdleTimeout: func() time.Duration { return 10 * time.Second }},
+		{PacketConn: pc, Handler: s},
+	}
+	// More UDP sockets on the same port, up to one per core.
+	for range max(0, runtime.NumCPU()-1) {
 		servers = append(servers, &mdns.Server{Addr: addr, Net: "udp", ReusePort: true, Handler: s})
 	}
 	errc := make(chan error, len(servers))
@@ -277,7 +274,7 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, srv := range servers {
 		srv.NotifyStartedFunc = func() { started <- struct{}{} }
 		go func() {
-			if srv.Listener != nil {
+			if srv.Listener != nil || srv.PacketConn != nil {
 				errc <- srv.ActivateAndServe()
 				return
 			}
@@ -303,6 +300,39 @@ func (s *Server) Run(ctx context.Context) error {
 			return nil
 		}
 		return fmt.Errorf("dns server on %s: %w", addr, err)
+	}
+}
+
+// reusePort binds UDP sockets that further sockets may share (SO_REUSEPORT),
+// so the kernel spreads queries over one socket per core.
+var reusePort = net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}}
+
+// listenBoth binds UDP and TCP on one port. With port 0 the free UDP port
+// may be taken for TCP by another process; then it tries another port.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		pc, err := reusePort.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns address %s (udp): %w", addr, err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || attempt == 10 {
+			return nil, nil, fmt.Errorf("dns address %s (tcp): %w", pc.LocalAddr(), err)
+		}
 	}
 }
 

@@ -30,26 +30,7 @@ type vipAllocator struct {
 // periodically so cooled-down VIPs are released.
 func (a *vipAllocator) Run(ctx context.Context) error {
 	events := make(chan struct{}, 1)
-	for _, t := range []resource.Type{resource.ZoneIngressType, resource.MeshType} {
-		go func() {
-			for ctx.Err() == nil {
-				ch, err := a.store.Watch(ctx, t)
-				if err != nil {
-					select {
-					case <-ctx.Done():
-					case <-time.After(time.Second):
-					}
-					continue
-				}
-				for range ch {
-					select {
-					case events <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}()
-	}
+	store.Notify(ctx, a.store, events, resource.ZoneIngressType, resource.MeshType)
 	tick := time.NewTicker(min(time.Minute, max(a.cooldown/10, time.Second)))
 	defer tick.Stop()
 	th := throttle.New(50 * time.Millisecond)
@@ -83,15 +64,7 @@ func (a *vipAllocator) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	offered := map[string]map[string]bool{}
-	for _, zi := range ingresses {
-		for _, s := range zi.Spec.(*v1alpha1.ZoneIngress).GetAvailableServices() {
-			if offered[s.GetMesh()] == nil {
-				offered[s.GetMesh()] = map[string]bool{}
-			}
-			offered[s.GetMesh()][s.GetTags()[resource.ServiceTag]] = true
-		}
-	}
+	offered := vip.Offered(ingresses)
 	now := time.Now()
 	for _, m := range meshes {
 		key := resource.Key{Type: resource.VIPTableType, Mesh: m.Meta.Name, Name: resource.VIPTableName}

@@ -40,15 +40,7 @@ func (r *resolver) rebuild(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	offered := map[string]map[string]bool{}
-	for _, zi := range ingresses {
-		for _, s := range zi.Spec.(*v1alpha1.ZoneIngress).GetAvailableServices() {
-			if offered[s.GetMesh()] == nil {
-				offered[s.GetMesh()] = map[string]bool{}
-			}
-			offered[s.GetMesh()][s.GetTags()[resource.ServiceTag]] = true
-		}
-	}
+	offered := vip.Offered(ingresses)
 	assigned := map[string]map[string]*v1alpha1.VIPTable_Entry{}
 	taken := map[string]map[netip.Addr]bool{}
 	for _, t := range tables {
@@ -128,30 +120,7 @@ func (r *resolver) rebuild(ctx context.Context) error {
 // Run rebuilds on every VIPTable or ZoneIngress change, coalesced.
 func (r *resolver) Run(ctx context.Context) error {
 	events := make(chan struct{}, 1)
-	for _, t := range []resource.Type{resource.VIPTableType, resource.ZoneIngressType} {
-		go func() {
-			for ctx.Err() == nil {
-				ch, err := r.store.Watch(ctx, t)
-				if err != nil {
-					select {
-					case <-ctx.Done():
-					case <-time.After(time.Second):
-					}
-					continue
-				}
-				select {
-				case events <- struct{}{}:
-				default:
-				}
-				for range ch {
-					select {
-					case events <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}()
-	}
+	store.Notify(ctx, r.store, events, resource.VIPTableType, resource.ZoneIngressType)
 	th := throttle.New(20 * time.Millisecond)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()

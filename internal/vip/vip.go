@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/resource"
 )
 
 // DefaultCIDR is where VIPs come from unless configured.
@@ -161,4 +162,18 @@ func Views(t *v1alpha1.VIPTable) []View {
 		out = append(out, v)
 	}
 	return out
+}
+
+// Offered returns, per mesh, the services that ZoneIngresses offer.
+func Offered(ingresses []*resource.Resource) map[string]map[string]bool {
+	offered := map[string]map[string]bool{}
+	for _, zi := range ingresses {
+		for _, s := range zi.Spec.(*v1alpha1.ZoneIngress).GetAvailableServices() {
+			if offered[s.GetMesh()] == nil {
+				offered[s.GetMesh()] = map[string]bool{}
+			}
+			offered[s.GetMesh()][s.GetTags()[resource.ServiceTag]] = true
+		}
+	}
+	return offered
 }

@@ -119,6 +119,11 @@ func startAtoll(t *testing.T, args ...string) *process {
 		t.Fatalf("atoll %v did not start within 60s:\n%s", args, p.logs)
 	}
 	waitFor(t, 30*time.Second, "readyz", func() error {
+		select {
+		case <-p.done:
+			t.Fatalf("atoll %v exited after starting: %v\n%s", args, p.err, p.logs)
+		default:
+		}
 		resp, err := http.Get(p.apiURL + "/readyz")
 		if err != nil {
 			return err
