@@ -73,6 +73,7 @@ func start(tb testing.TB) *topology {
 		z.DataDir = filepath.Join(dir, z.Zone)
 		z.GlobalAddress = "grpcs://" + g.KDSAddr
 		z.GlobalCAFile = filepath.Join(g.DataDir, "kds-tls", "kds-ca.pem")
+		z.DNS.Addr = "127.0.0.1:0"
 		wg.Add(1)
 		go func() { defer wg.Done(); zone.Run(ctx, z, quiet) }()
 		*url = "http://" + z.APIAddr
@@ -153,31 +154,8 @@ func BenchmarkPropagationIdle(b *testing.B) {
 func BenchmarkPropagationLoaded(b *testing.B) {
 	t := start(b)
 	const loaded = 10000
-	var wg sync.WaitGroup
-	next := atomic.Int64{}
-	errs := make(chan error, 16)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= loaded {
-					return
-				}
-				if err := tryPut(t.zone2, fmt.Sprintf("load-%d", i), fmt.Sprintf("load-svc-%d", i%1000), int(1+i%60000)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	visible(b, t.zone1, "load-svc-999")
+	load(b, t.zone2, loaded)
+	visible(b, t.zone1, "svc-999")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	churn := make(chan struct{})
@@ -194,7 +172,7 @@ func BenchmarkPropagationLoaded(b *testing.B) {
 			case <-tick.C:
 				// Move one loaded instance to another port: a real change.
 				// Errors end the churn; the measurement reports what it saw.
-				if tryPut(t.zone2, fmt.Sprintf("load-%d", i%loaded), fmt.Sprintf("load-svc-%d", i%loaded%1000), 61000+i%4000) == nil {
+				if tryPut(t.zone2, fmt.Sprintf("load-%d", i%loaded), fmt.Sprintf("svc-%d", i%loaded%1000), 61000+i%4000) == nil {
 					churned.Add(1)
 				}
 			}
