@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
 )
 
@@ -53,7 +52,39 @@ func (v *violations) add(field, format string, args ...any) {
 	*v = append(*v, Violation{Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
-var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+// token reports whether s is non-empty, starts and ends with a character
+// edge accepts and has only characters middle accepts in between. Hand
+// written rather than regular expressions: Validate runs on every resource
+// a peer sends, for every tag.
+func token(s string, edge, middle func(byte) bool) bool {
+	if s == "" || !edge(s[0]) || !edge(s[len(s)-1]) {
+		return false
+	}
+	for i := 1; i < len(s)-1; i++ {
+		if !middle(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+func alnum(c byte) bool      { return lowerAlnum(c) || 'A' <= c && c <= 'Z' }
+
+// DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?
+func isDNSLabel(s string) bool {
+	return token(s, lowerAlnum, func(c byte) bool { return lowerAlnum(c) || c == '-' })
+}
+
+// Label key name: [A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?
+func isLabelKeyName(s string) bool {
+	return token(s, alnum, func(c byte) bool { return alnum(c) || c == '-' || c == '_' || c == '.' })
+}
+
+// Label value: [A-Za-z0-9]([-A-Za-z0-9_./:]*[A-Za-z0-9])?
+func isLabelValue(s string) bool {
+	return token(s, alnum, func(c byte) bool { return alnum(c) || c == '-' || c == '_' || c == '.' || c == '/' || c == ':' })
+}
 
 // CheckName returns why name is not a DNS-1123 label, or "" when it is.
 func CheckName(name string) string {
@@ -62,7 +93,7 @@ func CheckName(name string) string {
 		return "is required"
 	case len(name) > 63:
 		return fmt.Sprintf("%q is %d characters long: use at most 63", name, len(name))
-	case !dns1123Label.MatchString(name):
+	case !isDNSLabel(name):
 		return fmt.Sprintf("%q is invalid: use lowercase letters, digits and '-', starting and ending with a letter or digit", name)
 	}
 	return ""
@@ -97,7 +128,7 @@ func (reg *Registry) Validate(r *Resource) error {
 			v.add("mesh", "must be empty: %s does not belong to a mesh", d.Type)
 		}
 	}
-	validateLabels(r.Meta.Labels, "labels", &v)
+	validateLabels(r.Meta.Labels, func() string { return "labels" }, &v)
 	switch {
 	case r.Spec == nil:
 		v.add("spec", "is missing")
@@ -112,39 +143,34 @@ func (reg *Registry) Validate(r *Resource) error {
 	return nil
 }
 
-var (
-	labelKeyName = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
-	labelValue   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_./:]*[A-Za-z0-9])?$`)
-)
-
 // validateLabels checks label or tag keys ("prefix/name") and values.
-func validateLabels(m map[string]string, field string, v *violations) {
+func validateLabels(m map[string]string, field func() string, v *violations) {
 	for k, val := range m {
-		f := fmt.Sprintf("%s[%q]", field, k)
+		f := func() string { return fmt.Sprintf("%s[%q]", field(), k) }
 		name := k
 		if i := strings.LastIndexByte(k, '/'); i >= 0 {
 			prefix := k[:i]
 			name = k[i+1:]
 			if prefix == "" || len(prefix) > 253 || !isDNSSubdomain(prefix) {
-				v.add(f, "key prefix %q is invalid: use a DNS subdomain such as example.com", prefix)
+				v.add(f(), "key prefix %q is invalid: use a DNS subdomain such as example.com", prefix)
 				continue
 			}
 		}
-		if name == "" || len(name) > 63 || !labelKeyName.MatchString(name) {
-			v.add(f, "key %q is invalid: use at most 63 letters, digits, '-', '_' and '.', with an optional DNS prefix and '/'", k)
+		if name == "" || len(name) > 63 || !isLabelKeyName(name) {
+			v.add(f(), "key %q is invalid: use at most 63 letters, digits, '-', '_' and '.', with an optional DNS prefix and '/'", k)
 			continue
 		}
 		if val == "" {
-			v.add(f, "value is empty")
-		} else if len(val) > 253 || !labelValue.MatchString(val) {
-			v.add(f, "value %q is invalid: use letters, digits, '-', '_', '.', '/' and ':', starting and ending with a letter or digit", val)
+			v.add(f(), "value is empty")
+		} else if len(val) > 253 || !isLabelValue(val) {
+			v.add(f(), "value %q is invalid: use letters, digits, '-', '_', '.', '/' and ':', starting and ending with a letter or digit", val)
 		}
 	}
 }
 
 func isDNSSubdomain(s string) bool {
-	for _, part := range strings.Split(s, ".") {
-		if !dns1123Label.MatchString(part) || len(part) > 63 {
+	for part := range strings.SplitSeq(s, ".") {
+		if len(part) > 63 || !isDNSLabel(part) {
 			return false
 		}
 	}

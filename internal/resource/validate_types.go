@@ -28,7 +28,7 @@ func validateDataplane(r *Resource, v *violations) {
 		if gw.GetType() != v1alpha1.Dataplane_Networking_Gateway_DELEGATED {
 			v.add("networking.gateway.type", "%q is not supported: use DELEGATED", gw.GetType().String())
 		}
-		validateTags(gw.GetTags(), "networking.gateway.tags", v)
+		validateTags(gw.GetTags(), func() string { return "networking.gateway.tags" }, v)
 		if len(n.GetInbound()) > 0 {
 			v.add("networking.inbound", "a DELEGATED gateway may have no inbounds (traffic into the gateway bypasses its sidecar): remove them")
 		}
@@ -43,27 +43,28 @@ func validateDataplane(r *Resource, v *violations) {
 	}
 	seen := map[endpoint]int{}
 	for i, in := range n.GetInbound() {
-		f := fmt.Sprintf("networking.inbound[%d]", i)
+		// Field paths are formatted only for a violation.
+		f := func() string { return fmt.Sprintf("networking.inbound[%d]", i) }
 		if msg := checkPort(in.GetPort()); msg != "" {
-			v.add(f+".port", "%s", msg)
+			v.add(f()+".port", "%s", msg)
 		}
 		if sp := in.GetServicePort(); sp != 0 {
 			if msg := checkPort(sp); msg != "" {
-				v.add(f+".servicePort", "%s", msg)
+				v.add(f()+".servicePort", "%s", msg)
 			}
 		}
 		if a := in.GetAddress(); a != "" {
 			if msg := checkAddress(a); msg != "" {
-				v.add(f+".address", "%s", msg)
+				v.add(f()+".address", "%s", msg)
 			}
 		}
-		validateTags(in.GetTags(), f+".tags", v)
+		validateTags(in.GetTags(), func() string { return f() + ".tags" }, v)
 		ep := endpoint{addr: in.GetAddress(), port: in.GetPort()}
 		if ep.addr == "" {
 			ep.addr = n.GetAddress()
 		}
 		if j, dup := seen[ep]; dup {
-			v.add(f+".port", "%d is already used by networking.inbound[%d] on the same address", in.GetPort(), j)
+			v.add(f()+".port", "%d is already used by networking.inbound[%d] on the same address", in.GetPort(), j)
 		}
 		seen[ep] = i
 	}
@@ -71,12 +72,12 @@ func validateDataplane(r *Resource, v *violations) {
 
 // validateTags checks tags of an inbound or gateway: atoll.io/service is
 // required, atoll.io/protocol must be known.
-func validateTags(tags map[string]string, field string, v *violations) {
+func validateTags(tags map[string]string, field func() string, v *violations) {
 	if tags[ServiceTag] == "" {
-		v.add(fmt.Sprintf("%s[%q]", field, ServiceTag), "is required: name the service, e.g. %s: backend", ServiceTag)
+		v.add(fmt.Sprintf("%s[%q]", field(), ServiceTag), "is required: name the service, e.g. %s: backend", ServiceTag)
 	}
 	if p, ok := tags[ProtocolTag]; ok && !protocols[p] {
-		v.add(fmt.Sprintf("%s[%q]", field, ProtocolTag), "%q is not supported: use tcp, http, http2 or grpc", p)
+		v.add(fmt.Sprintf("%s[%q]", field(), ProtocolTag), "%q is not supported: use tcp, http, http2 or grpc", p)
 	}
 	validateLabels(tags, field, v)
 }
@@ -106,14 +107,15 @@ func validateZoneIngress(r *Resource, v *violations) {
 		}
 	}
 	for i, s := range zi.GetAvailableServices() {
-		f := fmt.Sprintf("availableServices[%d]", i)
+		// Field paths are formatted only for a violation.
+		f := func() string { return fmt.Sprintf("availableServices[%d]", i) }
 		if msg := CheckName(s.GetMesh()); msg != "" {
-			v.add(f+".mesh", "%s", msg)
+			v.add(f()+".mesh", "%s", msg)
 		}
 		if s.GetTags()[ServiceTag] == "" {
-			v.add(fmt.Sprintf("%s.tags[%q]", f, ServiceTag), "is required")
+			v.add(fmt.Sprintf("%s.tags[%q]", f(), ServiceTag), "is required")
 		}
-		validateLabels(s.GetTags(), f+".tags", v)
+		validateLabels(s.GetTags(), func() string { return f() + ".tags" }, v)
 	}
 }
 
@@ -123,22 +125,23 @@ func validateVIPTable(r *Resource, v *violations) {
 	}
 	seenVIP := map[string]int{}
 	for i, e := range r.Spec.(*v1alpha1.VIPTable).GetEntries() {
-		f := fmt.Sprintf("entries[%d]", i)
+		// Field paths are formatted only for a violation.
+		f := func() string { return fmt.Sprintf("entries[%d]", i) }
 		if e.GetService() == "" {
-			v.add(f+".service", "is required")
+			v.add(f()+".service", "is required")
 		}
 		ip, err := netip.ParseAddr(e.GetVip())
 		if err != nil {
-			v.add(f+".vip", "%q is not an IP address", e.GetVip())
+			v.add(f()+".vip", "%q is not an IP address", e.GetVip())
 			continue
 		}
 		if j, dup := seenVIP[ip.String()]; dup {
-			v.add(f+".vip", "%s is already the VIP of entries[%d]", ip, j)
+			v.add(f()+".vip", "%s is already the VIP of entries[%d]", ip, j)
 		}
 		seenVIP[ip.String()] = i
 		if e.GetVip6() != "" {
 			if ip6, err := netip.ParseAddr(e.GetVip6()); err != nil || !ip6.Is6() {
-				v.add(f+".vip6", "%q is not an IPv6 address", e.GetVip6())
+				v.add(f()+".vip6", "%q is not an IPv6 address", e.GetVip6())
 			}
 		}
 	}
