@@ -62,34 +62,47 @@ func Marshal(r *resource.Resource) ([]byte, error) {
 
 // Unmarshal decodes a stored resource and gives it version.
 func Unmarshal(data []byte, version string) (*resource.Resource, error) {
+	sr, meta, err := unmarshalMeta(data, version)
+	if err != nil {
+		return nil, err
+	}
+	d, _ := resource.Types.Get(meta.Type)
+	spec := d.New()
+	if err := proto.Unmarshal(sr.GetSpec(), spec); err != nil {
+		return nil, fmt.Errorf("decoding stored %s %q: %w", d.Type, meta.Name, err)
+	}
+	return &resource.Resource{Meta: meta, Spec: spec}, nil
+}
+
+// UnmarshalMeta decodes only the meta of a stored resource: enough to check
+// a version or keep a creation time without decoding a large spec.
+func UnmarshalMeta(data []byte, version string) (resource.Meta, error) {
+	_, meta, err := unmarshalMeta(data, version)
+	return meta, err
+}
+
+func unmarshalMeta(data []byte, version string) (*v1alpha1.StoredResource, resource.Meta, error) {
 	var sr v1alpha1.StoredResource
 	if err := proto.Unmarshal(data, &sr); err != nil {
-		return nil, fmt.Errorf("decoding stored resource: %w", err)
+		return nil, resource.Meta{}, fmt.Errorf("decoding stored resource: %w", err)
 	}
 	m := sr.GetMeta()
 	d, err := resource.Types.Get(resource.Type(m.GetType()))
 	if err != nil {
-		return nil, fmt.Errorf("decoding stored resource %q: %w", m.GetName(), err)
+		return nil, resource.Meta{}, fmt.Errorf("decoding stored resource %q: %w", m.GetName(), err)
 	}
-	spec := d.New()
-	if err := proto.Unmarshal(sr.GetSpec(), spec); err != nil {
-		return nil, fmt.Errorf("decoding stored %s %q: %w", d.Type, m.GetName(), err)
-	}
-	r := &resource.Resource{
-		Meta: resource.Meta{
-			Type:    d.Type,
-			Mesh:    m.GetMesh(),
-			Name:    m.GetName(),
-			Labels:  m.GetLabels(),
-			Version: version,
-		},
-		Spec: spec,
+	meta := resource.Meta{
+		Type:    d.Type,
+		Mesh:    m.GetMesh(),
+		Name:    m.GetName(),
+		Labels:  m.GetLabels(),
+		Version: version,
 	}
 	if m.GetCreationTime() != nil {
-		r.Meta.CreationTime = m.GetCreationTime().AsTime()
+		meta.CreationTime = m.GetCreationTime().AsTime()
 	}
 	if m.GetModificationTime() != nil {
-		r.Meta.ModificationTime = m.GetModificationTime().AsTime()
+		meta.ModificationTime = m.GetModificationTime().AsTime()
 	}
-	return r, nil
+	return &sr, meta, nil
 }

@@ -174,14 +174,19 @@ func (s *Store) Update(ctx context.Context, r *resource.Resource) (*resource.Res
 		if v == nil {
 			return store.NotFound(key)
 		}
-		old, err := decodeValue(v)
+		if len(v) < 8 {
+			return fmt.Errorf("%s: stored value is truncated", key)
+		}
+		// Only the old meta matters (version, creation time): its spec
+		// may be large and is not decoded.
+		old, err := store.UnmarshalMeta(v[8:], strconv.FormatUint(binary.BigEndian.Uint64(v), 10))
 		if err != nil {
 			return err
 		}
-		if old.Meta.Version != r.Meta.Version {
+		if old.Version != r.Meta.Version {
 			return store.Conflict(key)
 		}
-		out = store.ForUpdate(r, old, s.now())
+		out = store.ForUpdate(r, &resource.Resource{Meta: old}, s.now())
 		return put(b, out, events)
 	})
 	if err != nil {

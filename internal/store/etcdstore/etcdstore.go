@@ -125,14 +125,23 @@ func (s *Store) Update(ctx context.Context, r *resource.Resource) (*resource.Res
 		}
 		return nil, err
 	}
-	old, err := s.Get(ctx, key)
+	// Only the old meta matters (version, creation time): a large spec is
+	// not decoded.
+	cur, err := s.client.Get(ctx, s.key(key))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s from etcd: %w", key, err)
+	}
+	if len(cur.Kvs) == 0 {
+		return nil, store.NotFound(key)
+	}
+	old, err := store.UnmarshalMeta(cur.Kvs[0].Value, version(cur.Kvs[0].ModRevision))
 	if err != nil {
 		return nil, err
 	}
-	if old.Meta.Version != r.Meta.Version {
+	if old.Version != r.Meta.Version {
 		return nil, store.Conflict(key)
 	}
-	c := store.ForUpdate(r, old, s.now())
+	c := store.ForUpdate(r, &resource.Resource{Meta: old}, s.now())
 	val, err := store.Marshal(c)
 	if err != nil {
 		return nil, err
