@@ -73,16 +73,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := apiserver.NewRegistry()
 	mux := http.NewServeMux()
 	instanceID := instanceName()
-	sync := newZoneSync(st, instanceID, cfg.KDS.WithdrawOfflineAfter, reg, log.With("component", "kds"))
+	// Meshes, zones and what zones offer are few, large and read on every
+	// push: sessions and the VIP allocator read them from memory.
+	cache := store.NewCache(st, resource.MeshType, resource.ZoneType, resource.ZoneInsightType,
+		resource.ZoneIngressType, resource.VIPTableType)
+	sync := newZoneSync(st, cache, instanceID, cfg.KDS.WithdrawOfflineAfter, reg, log.With("component", "kds"))
 	kdsServer, kdsListener, caPEM, err := startKDS(cfg, sync, instanceID, log.With("component", "kds"))
 	if err != nil {
 		return err
 	}
 	(&zonesAPI{store: st, offlineAfter: cfg.KDS.ZoneOfflineAfter}).register(mux)
 	mux.HandleFunc("GET /meshes/{mesh}/vips", vipsHandler(st))
-	allocator := &vipAllocator{store: st, cidr: netip.MustParsePrefix(cfg.VIP.CIDR), cooldown: cfg.VIP.Cooldown, log: log.With("component", "vip")}
+	allocator := newVIPAllocator(st, cache, netip.MustParsePrefix(cfg.VIP.CIDR), cfg.VIP.Cooldown, log.With("component", "vip"))
 	if cfg.VIP.CIDR6 != "" {
 		allocator.cidr6 = netip.MustParsePrefix(cfg.VIP.CIDR6)
+	}
+	if err := cache.Start(ctx); err != nil {
+		return err
 	}
 	mux.HandleFunc("GET /kds-ca.pem", func(w http.ResponseWriter, r *http.Request) {
 		if caPEM == nil {

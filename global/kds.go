@@ -20,6 +20,8 @@ import (
 // the store, keeps ZoneInsights, and pushes changes to every session.
 type zoneSync struct {
 	store      store.Store
+	cache      *store.Cache
+	wire       *kds.WireMemo
 	instanceID string
 	// withdrawAfter hides zones offline for longer (0: never).
 	withdrawAfter time.Duration
@@ -39,13 +41,29 @@ type liveSession struct {
 
 var _ kds.ZoneHandler = (*zoneSync)(nil)
 
-func newZoneSync(st store.Store, instanceID string, withdrawAfter time.Duration, reg prometheus.Registerer, log *slog.Logger) *zoneSync {
+func newZoneSync(st store.Store, cache *store.Cache, instanceID string, withdrawAfter time.Duration, reg prometheus.Registerer, log *slog.Logger) *zoneSync {
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "atoll_kds_refused_resources_total",
 		Help: "Resources from zones refused by the global, by zone and reason (invalid, spoof).",
 	}, []string{"zone", "reason"})
 	reg.MustRegister(refused)
-	return &zoneSync{store: st, instanceID: instanceID, withdrawAfter: withdrawAfter, log: log, refused: refused, sessions: map[string]*liveSession{}}
+	z := &zoneSync{store: st, cache: cache, wire: &kds.WireMemo{}, instanceID: instanceID, withdrawAfter: withdrawAfter,
+		log: log, refused: refused, sessions: map[string]*liveSession{}}
+	// Sessions read what they push from the cache, so they are told of a
+	// change once the cache holds it. Zone changes (enabled) change which
+	// ZoneIngresses each zone gets.
+	pushes := map[resource.Type]resource.Type{
+		resource.MeshType:        resource.MeshType,
+		resource.VIPTableType:    resource.VIPTableType,
+		resource.ZoneIngressType: resource.ZoneIngressType,
+		resource.ZoneType:        resource.ZoneIngressType,
+	}
+	cache.Subscribe(func(t resource.Type) {
+		if pushed, ok := pushes[t]; ok {
+			z.broadcast(pushed)
+		}
+	})
+	return z
 }
 
 // Connect creates the Zone on first contact and returns the zone's endpoint.
@@ -57,7 +75,7 @@ func (z *zoneSync) Connect(ctx context.Context, zone string, hello *v1alpha1.Hel
 	if err != nil && !store.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("registering zone: %w", err)
 	}
-	return &zoneEndpoint{zone: zone, store: z.store, refused: z.refused, withdrawAfter: z.withdrawAfter}, nil
+	return &zoneEndpoint{zone: zone, store: z.store, cache: z.cache, wire: z.wire, refused: z.refused, withdrawAfter: z.withdrawAfter}, nil
 }
 
 // Started records the session, replacing an older one of the same zone.
@@ -95,23 +113,14 @@ func (z *zoneSync) broadcast(t resource.Type) {
 	}
 }
 
-// Run watches what the global sends and refreshes insights until ctx ends.
+// Run drains deleted zones and refreshes insights until ctx ends.
 func (z *zoneSync) Run(ctx context.Context, insightEvery time.Duration) error {
-	// Zone changes (enabled) change which ZoneIngresses each zone gets.
-	watched := map[resource.Type]resource.Type{
-		resource.MeshType:        resource.MeshType,
-		resource.VIPTableType:    resource.VIPTableType,
-		resource.ZoneIngressType: resource.ZoneIngressType,
-		resource.ZoneType:        resource.ZoneIngressType,
-	}
 	var wg sync.WaitGroup
-	for src, pushed := range watched {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			z.watch(ctx, src, pushed)
-		}()
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		z.watchDeletes(ctx)
+	}()
 	tick := time.NewTicker(insightEvery)
 	defer tick.Stop()
 	for {
@@ -137,25 +146,23 @@ func (z *zoneSync) Run(ctx context.Context, insightEvery time.Duration) error {
 	}
 }
 
-// watch forwards store changes of src as pushes of pushed, re-watching
-// (and pushing everything) when a watch ends early.
-func (z *zoneSync) watch(ctx context.Context, src, pushed resource.Type) {
+// watchDeletes drains each zone deleted from the store, re-watching when a
+// watch ends early.
+func (z *zoneSync) watchDeletes(ctx context.Context) {
 	for ctx.Err() == nil {
-		ch, err := z.store.Watch(ctx, src)
+		ch, err := z.store.Watch(ctx, resource.ZoneType)
 		if err != nil {
-			z.log.Warn("watch failed; retrying", "type", src, "error", err)
+			z.log.Warn("watch failed; retrying", "type", resource.ZoneType, "error", err)
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):
 			}
 			continue
 		}
-		z.broadcast(pushed) // anything missed before the watch started
 		for e := range ch {
-			if e.Kind == store.Deleted && e.Resource.Meta.Type == resource.ZoneType {
+			if e.Kind == store.Deleted {
 				z.drain(ctx, e.Resource.Meta.Name)
 			}
-			z.broadcast(pushed)
 		}
 	}
 }

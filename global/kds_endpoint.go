@@ -19,6 +19,8 @@ import (
 type zoneEndpoint struct {
 	zone    string
 	store   store.Store
+	cache   *store.Cache // meshes, zones, insights, ZoneIngresses, VIP tables
+	wire    *kds.WireMemo
 	refused *prometheus.CounterVec
 	// withdrawAfter, when positive, hides zones offline for longer.
 	withdrawAfter time.Duration
@@ -34,32 +36,21 @@ func (e *zoneEndpoint) Desired(ctx context.Context, t resource.Type) (map[string
 	out := map[string]*v1alpha1.WireResource{}
 	switch t {
 	case resource.MeshType, resource.VIPTableType:
-		items, err := e.store.List(ctx, t, "")
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range items {
-			w, err := kds.ToWire(r, r.Meta.Name)
+		for _, r := range e.cache.List(t, "") {
+			w, err := e.wire.ToWire(r, r.Meta.Name)
 			if err != nil {
 				return nil, err
 			}
 			out[kds.WireKey(r.Meta.Mesh, r.Meta.Name)] = w
 		}
 	case resource.ZoneIngressType:
-		disabled, err := e.disabledZones(ctx)
-		if err != nil {
-			return nil, err
-		}
-		ingresses, err := e.store.List(ctx, resource.ZoneIngressType, "")
-		if err != nil {
-			return nil, err
-		}
-		for _, zi := range ingresses {
+		disabled := e.disabledZones()
+		for _, zi := range e.cache.List(resource.ZoneIngressType, "") {
 			owner := zi.Meta.Labels[resource.ZoneLabel]
 			if owner == e.zone || owner == "" || disabled[owner] {
 				continue
 			}
-			w, err := kds.ToWire(zi, owner)
+			w, err := e.wire.ToWire(zi, owner)
 			if err != nil {
 				return nil, err
 			}
@@ -68,32 +59,28 @@ func (e *zoneEndpoint) Desired(ctx context.Context, t resource.Type) (map[string
 	default:
 		return nil, fmt.Errorf("the global does not send %s", t)
 	}
+	e.wire.Forget(t, func(k resource.Key) bool {
+		_, err := e.cache.Get(k)
+		return err == nil
+	})
 	return out, nil
 }
 
-func (e *zoneEndpoint) disabledZones(ctx context.Context) (map[string]bool, error) {
-	zones, err := e.store.List(ctx, resource.ZoneType, "")
-	if err != nil {
-		return nil, err
-	}
+func (e *zoneEndpoint) disabledZones() map[string]bool {
 	out := map[string]bool{}
-	for _, z := range zones {
+	for _, z := range e.cache.List(resource.ZoneType, "") {
 		if en := z.Spec.(*v1alpha1.Zone).Enabled; en != nil && !*en {
 			out[z.Meta.Name] = true
 		}
 	}
 	if e.withdrawAfter > 0 {
-		insights, err := e.store.List(ctx, resource.ZoneInsightType, "")
-		if err != nil {
-			return nil, err
-		}
-		for _, in := range insights {
+		for _, in := range e.cache.List(resource.ZoneInsightType, "") {
 			if offlineFor(in.Spec.(*v1alpha1.ZoneInsight)) > e.withdrawAfter {
 				out[in.Meta.Name] = true
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (e *zoneEndpoint) Held(ctx context.Context, t resource.Type) (map[string]string, error) {
@@ -129,12 +116,8 @@ func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1
 		e.refused.WithLabelValues(e.zone, reason).Inc()
 	}
 	meshes := map[string]bool{}
-	if list, err := e.store.List(ctx, resource.MeshType, ""); err == nil {
-		for _, m := range list {
-			meshes[m.Meta.Name] = true
-		}
-	} else {
-		return nil, err
+	for _, m := range e.cache.List(resource.MeshType, "") {
+		meshes[m.Meta.Name] = true
 	}
 	var ops []store.Op
 	for _, w := range upserts {

@@ -20,17 +20,31 @@ import (
 // the table's version and proposals are deterministic, so replicas agree.
 type vipAllocator struct {
 	store    store.Store
+	cache    *store.Cache // meshes and ZoneIngresses
+	events   chan struct{}
 	cidr     netip.Prefix
 	cidr6    netip.Prefix // invalid (zero) when IPv6 VIPs are off
 	cooldown time.Duration
 	log      *slog.Logger
 }
 
+func newVIPAllocator(st store.Store, cache *store.Cache, cidr netip.Prefix, cooldown time.Duration, log *slog.Logger) *vipAllocator {
+	a := &vipAllocator{store: st, cache: cache, events: make(chan struct{}, 1), cidr: cidr, cooldown: cooldown, log: log}
+	cache.Subscribe(func(t resource.Type) {
+		if t == resource.ZoneIngressType || t == resource.MeshType {
+			select {
+			case a.events <- struct{}{}:
+			default:
+			}
+		}
+	})
+	return a
+}
+
 // Run reconciles on every ZoneIngress or Mesh change (coalesced), and
 // periodically so cooled-down VIPs are released.
 func (a *vipAllocator) Run(ctx context.Context) error {
-	events := make(chan struct{}, 1)
-	store.Notify(ctx, a.store, events, resource.ZoneIngressType, resource.MeshType)
+	events := a.events
 	tick := time.NewTicker(min(time.Minute, max(a.cooldown/10, time.Second)))
 	defer tick.Stop()
 	th := throttle.New(50 * time.Millisecond)
@@ -56,17 +70,11 @@ func (a *vipAllocator) Run(ctx context.Context) error {
 }
 
 func (a *vipAllocator) reconcile(ctx context.Context) error {
-	meshes, err := a.store.List(ctx, resource.MeshType, "")
-	if err != nil {
-		return err
-	}
-	ingresses, err := a.store.List(ctx, resource.ZoneIngressType, "")
-	if err != nil {
-		return err
-	}
-	offered := vip.Offered(ingresses)
+	meshes := a.cache.List(resource.MeshType, "")
+	offered := vip.Offered(a.cache.List(resource.ZoneIngressType, ""))
 	now := time.Now()
 	for _, m := range meshes {
+		// The table itself is read from etcd: its version guards the write.
 		key := resource.Key{Type: resource.VIPTableType, Mesh: m.Meta.Name, Name: resource.VIPTableName}
 		cur, err := a.store.Get(ctx, key)
 		if err != nil && !store.IsNotFound(err) {

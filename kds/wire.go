@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -95,4 +96,58 @@ func VersionOf(r *resource.Resource) (string, error) {
 		return "", err
 	}
 	return w.Version, nil
+}
+
+// WireMemo remembers the wire form of stored resources by key, wire name
+// and store version, so that sessions sending the same large resources
+// (every zone's ZoneIngress to every other zone) encode and hash each
+// version once. Safe for concurrent use; the wire forms it returns are
+// shared and must not be modified.
+type WireMemo struct {
+	mu sync.Mutex
+	m  map[memoKey]memoEntry
+}
+
+type memoKey struct {
+	key  resource.Key
+	name string
+}
+
+type memoEntry struct {
+	version string
+	w       *v1alpha1.WireResource
+}
+
+// ToWire is ToWire, remembered. r must carry its store version.
+func (m *WireMemo) ToWire(r *resource.Resource, name string) (*v1alpha1.WireResource, error) {
+	k := memoKey{r.Key(), name}
+	m.mu.Lock()
+	e, ok := m.m[k]
+	m.mu.Unlock()
+	if ok && e.version == r.Meta.Version && r.Meta.Version != "" {
+		return e.w, nil
+	}
+	w, err := ToWire(r, name)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if m.m == nil {
+		m.m = map[memoKey]memoEntry{}
+	}
+	m.m[k] = memoEntry{version: r.Meta.Version, w: w}
+	m.mu.Unlock()
+	return w, nil
+}
+
+// Forget drops what is remembered of type t for keys live does not hold
+// (resources deleted since), so the memo stays as small as the store.
+func (m *WireMemo) Forget(t resource.Type, live func(resource.Key) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.m {
+		if k.key.Type == t && !live(k.key) {
+			delete(m.m, k)
+		}
+	}
 }

@@ -23,7 +23,9 @@ import (
 // zone's deterministic proposal, which is what the global will usually
 // assign, so names resolve at once and usually keep their address.
 type resolver struct {
-	store  store.Store
+	cache  *store.Cache // VIP tables, ZoneIngresses, meshes
+	events chan struct{}
+	built  [2]uint64 // the cache generations the table was built from
 	cidr   netip.Prefix
 	cidr6  netip.Prefix // zero when IPv6 VIPs are off
 	domain string
@@ -31,16 +33,29 @@ type resolver struct {
 	views  atomic.Pointer[map[string][]vip.View]
 }
 
-func (r *resolver) rebuild(ctx context.Context) error {
-	tables, err := r.store.List(ctx, resource.VIPTableType, "")
-	if err != nil {
-		return err
+func newResolver(cache *store.Cache, cidr netip.Prefix, domain string) *resolver {
+	r := &resolver{cache: cache, events: make(chan struct{}, 1), cidr: cidr, domain: domain}
+	cache.Subscribe(func(t resource.Type) {
+		if t == resource.VIPTableType || t == resource.ZoneIngressType {
+			select {
+			case r.events <- struct{}{}:
+			default:
+			}
+		}
+	})
+	return r
+}
+
+// rebuild makes the DNS table and the VIP view from the cache, unless
+// neither VIP tables nor ZoneIngresses changed since the last build.
+func (r *resolver) rebuild() {
+	gens := [2]uint64{r.cache.Generation(resource.VIPTableType), r.cache.Generation(resource.ZoneIngressType)}
+	if gens == r.built && r.views.Load() != nil {
+		return
 	}
-	ingresses, err := r.store.List(ctx, resource.ZoneIngressType, "")
-	if err != nil {
-		return err
-	}
-	offered := vip.Offered(ingresses)
+	r.built = gens
+	tables := r.cache.List(resource.VIPTableType, "")
+	offered := vip.Offered(r.cache.List(resource.ZoneIngressType, ""))
 	assigned := map[string]map[string]*v1alpha1.VIPTable_Entry{}
 	taken := map[string]map[netip.Addr]bool{}
 	for _, t := range tables {
@@ -114,37 +129,29 @@ func (r *resolver) rebuild(ctx context.Context) error {
 		r.srv.SetTable(dns.NewTable(r.domain, names))
 	}
 	r.views.Store(&views)
-	return nil
 }
 
 // Run rebuilds on every VIPTable or ZoneIngress change, coalesced.
 func (r *resolver) Run(ctx context.Context) error {
-	events := make(chan struct{}, 1)
-	store.Notify(ctx, r.store, events, resource.VIPTableType, resource.ZoneIngressType)
 	th := throttle.New(20 * time.Millisecond)
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-events:
+		case <-r.events:
 			if !th.Event() {
 				continue
 			}
 		case <-th.C():
-		case <-retry.C:
 		}
 		th.Acted()
-		if err := r.rebuild(ctx); err != nil && ctx.Err() == nil {
-			retry.Reset(time.Second)
-		}
+		r.rebuild()
 	}
 }
 
 func (r *resolver) handler(w http.ResponseWriter, req *http.Request) {
 	mesh := req.PathValue("mesh")
-	if _, err := r.store.Get(req.Context(), resource.Key{Type: resource.MeshType, Name: mesh}); err != nil {
+	if _, err := r.cache.Get(resource.Key{Type: resource.MeshType, Name: mesh}); err != nil {
 		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "mesh " + mesh + " does not exist"})
 		return
 	}

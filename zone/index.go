@@ -46,15 +46,20 @@ func (x *localIndex) reset(dps []*resource.Resource) error {
 	return nil
 }
 
-// apply updates the index with one store event.
-func (x *localIndex) apply(e store.Event) error {
+// apply updates the index with one store event. It reports whether the
+// instance counts changed, that is whether the ZoneIngress must be
+// recomputed: most changes (an address, a port, a label) leave them alone.
+func (x *localIndex) apply(e store.Event) (countsChanged bool, err error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	key := kds.WireKey(e.Resource.Meta.Mesh, e.Resource.Meta.Name)
+	before := x.member[key]
 	if e.Kind == store.Deleted {
-		x.remove(kds.WireKey(e.Resource.Meta.Mesh, e.Resource.Meta.Name))
-		return nil
+		x.remove(key)
+	} else {
+		err = x.put(e.Resource)
 	}
-	return x.put(e.Resource)
+	return !slices.Equal(before, x.member[key]), err
 }
 
 // put indexes r (callers hold mu, or own x).

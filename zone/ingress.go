@@ -49,25 +49,52 @@ func tagKey(tags map[string]string) string {
 	return b.String()
 }
 
-// updateIngress stores the zone's own ZoneIngress from the index when it
-// changed. It reports whether it wrote.
-func updateIngress(ctx context.Context, st store.Store, zone string, cfg Ingress, idx *localIndex) (bool, error) {
-	spec := ingressSpec(zone, cfg, idx.available())
-	key := resource.Key{Type: resource.ZoneIngressType, Name: zone}
-	cur, err := st.Get(ctx, key)
-	if err == nil && proto.Equal(cur.Spec, spec) {
-		return false, nil
+// ingressWriter stores the zone's own ZoneIngress when it changes. It
+// remembers what it wrote last, so a recompute reads nothing back; only
+// the zone writes its ZoneIngress, and when something else did anyway the
+// write conflicts and is retried from a fresh read. One goroutine at a time.
+type ingressWriter struct {
+	store store.Store
+	zone  string
+	cfg   Ingress
+	last  *resource.Resource // nil: read it from the store first
+}
+
+// update stores the ZoneIngress computed from the index when it differs
+// from the stored one. It reports whether it wrote.
+func (w *ingressWriter) update(ctx context.Context, idx *localIndex) (bool, error) {
+	spec := ingressSpec(w.zone, w.cfg, idx.available())
+	for attempt := 0; ; attempt++ {
+		if w.last == nil {
+			cur, err := w.store.Get(ctx, resource.Key{Type: resource.ZoneIngressType, Name: w.zone})
+			if err != nil && !store.IsNotFound(err) {
+				return false, err
+			}
+			w.last = cur
+		}
+		if w.last != nil && proto.Equal(w.last.Spec, spec) {
+			return false, nil
+		}
+		r := &resource.Resource{
+			Meta: resource.Meta{Type: resource.ZoneIngressType, Name: w.zone,
+				Labels: map[string]string{resource.ZoneLabel: w.zone, resource.OriginLabel: resource.OriginZone}},
+			Spec: spec,
+		}
+		var out *resource.Resource
+		var err error
+		if w.last == nil {
+			out, err = w.store.Create(ctx, r)
+		} else {
+			r.Meta.Version = w.last.Meta.Version
+			out, err = w.store.Update(ctx, r)
+		}
+		if err == nil {
+			w.last = out
+			return true, nil
+		}
+		w.last = nil
+		if attempt > 0 || !(store.IsConflict(err) || store.IsNotFound(err) || store.IsAlreadyExists(err)) {
+			return false, err
+		}
 	}
-	r := &resource.Resource{
-		Meta: resource.Meta{Type: resource.ZoneIngressType, Name: zone,
-			Labels: map[string]string{resource.ZoneLabel: zone, resource.OriginLabel: resource.OriginZone}},
-		Spec: spec,
-	}
-	if store.IsNotFound(err) {
-		_, err = st.Create(ctx, r)
-	} else if err == nil {
-		r.Meta.Version = cur.Meta.Version
-		_, err = st.Update(ctx, r)
-	}
-	return err == nil, err
 }

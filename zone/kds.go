@@ -17,6 +17,8 @@ import (
 type globalEndpoint struct {
 	zone  string
 	store store.Store
+	cache *store.Cache // holds the zone's own ZoneIngress
+	wire  *kds.WireMemo
 	local *localIndex
 }
 
@@ -27,28 +29,23 @@ func isLocal(r *resource.Resource) bool {
 }
 
 func (e *globalEndpoint) Desired(ctx context.Context, t resource.Type) (map[string]*v1alpha1.WireResource, error) {
-	if t == resource.DataplaneType {
+	switch t {
+	case resource.DataplaneType:
 		return e.local.desired(), nil
-	}
-	items, err := e.store.List(ctx, t, "")
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]*v1alpha1.WireResource{}
-	for _, r := range items {
-		if !isLocal(r) {
-			continue
+	case resource.ZoneIngressType:
+		out := map[string]*v1alpha1.WireResource{}
+		own, err := e.cache.Get(resource.Key{Type: t, Name: e.zone})
+		if store.IsNotFound(err) || (err == nil && !isLocal(own)) {
+			return out, nil
 		}
-		if t == resource.ZoneIngressType && r.Meta.Name != e.zone {
-			continue
-		}
-		w, err := kds.ToWire(r, r.Meta.Name)
+		w, err := e.wire.ToWire(own, own.Meta.Name)
 		if err != nil {
 			return nil, err
 		}
-		out[kds.WireKey(r.Meta.Mesh, r.Meta.Name)] = w
+		out[kds.WireKey("", own.Meta.Name)] = w
+		return out, nil
 	}
-	return out, nil
+	return nil, fmt.Errorf("a zone does not send %s", t)
 }
 
 func (e *globalEndpoint) Held(ctx context.Context, t resource.Type) (map[string]string, error) {

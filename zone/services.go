@@ -24,8 +24,8 @@ type ServiceView struct {
 
 type statusAPI struct {
 	zone   string
-	store  store.Reader
-	client *kds.Client // nil when the zone runs on its own
+	cache  *store.Cache // meshes and ZoneIngresses
+	client *kds.Client  // nil when the zone runs on its own
 	global string
 }
 
@@ -39,17 +39,12 @@ func (a *statusAPI) register(mux *http.ServeMux) {
 // ZoneIngress and those of the other zones.
 func (a *statusAPI) services(w http.ResponseWriter, r *http.Request) {
 	mesh := r.PathValue("mesh")
-	if _, err := a.store.Get(r.Context(), resource.Key{Type: resource.MeshType, Name: mesh}); err != nil {
+	if _, err := a.cache.Get(resource.Key{Type: resource.MeshType, Name: mesh}); err != nil {
 		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "mesh " + mesh + " does not exist"})
 		return
 	}
-	ingresses, err := a.store.List(r.Context(), resource.ZoneIngressType, "")
-	if err != nil {
-		apiserver.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-		return
-	}
 	byName := map[string]*ServiceView{}
-	for _, zi := range ingresses {
+	for _, zi := range a.cache.List(resource.ZoneIngressType, "") {
 		spec := zi.Spec.(*v1alpha1.ZoneIngress)
 		for _, s := range spec.GetAvailableServices() {
 			if s.GetMesh() != mesh {

@@ -23,15 +23,10 @@ type changeNotifier interface {
 // watchLocal keeps the zone's ZoneIngress in step with its Dataplanes and
 // tells notify (the KDS client, or nothing) what changed. A change after a
 // quiet interval is handled at once; bursts are gathered for up to debounce.
-func watchLocal(ctx context.Context, st store.Store, cfg Config, idx *localIndex, notify changeNotifier, debounce time.Duration, log *slog.Logger) error {
+func watchLocal(ctx context.Context, st store.Store, ingress *ingressWriter, idx *localIndex, notify changeNotifier, debounce time.Duration, log *slog.Logger) error {
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(ctx)
 		dps, err := st.Watch(wctx, resource.DataplaneType)
-		if err != nil {
-			cancel()
-			return err
-		}
-		zis, err := st.Watch(wctx, resource.ZoneIngressType)
 		if err != nil {
 			cancel()
 			return err
@@ -46,7 +41,7 @@ func watchLocal(ctx context.Context, st store.Store, cfg Config, idx *localIndex
 			cancel()
 			return err
 		}
-		if _, err := updateIngress(ctx, st, cfg.Zone, cfg.Ingress, idx); err != nil {
+		if _, err := ingress.update(ctx, idx); err != nil {
 			cancel()
 			return fmt.Errorf("computing the zone ingress: %w", err)
 		}
@@ -56,7 +51,7 @@ func watchLocal(ctx context.Context, st store.Store, cfg Config, idx *localIndex
 		throttled := throttle.New(debounce)
 		recompute := func() {
 			throttled.Acted()
-			if _, err := updateIngress(ctx, st, cfg.Zone, cfg.Ingress, idx); err != nil && ctx.Err() == nil {
+			if _, err := ingress.update(ctx, idx); err != nil && ctx.Err() == nil {
 				log.Warn("updating the zone ingress failed; it is retried on the next change", "error", err)
 			}
 		}
@@ -69,19 +64,14 @@ func watchLocal(ctx context.Context, st store.Store, cfg Config, idx *localIndex
 					open = false
 					break
 				}
-				if err := idx.apply(e); err != nil {
+				counts, err := idx.apply(e)
+				if err != nil {
 					log.Warn("indexing a Dataplane failed", "name", e.Resource.Meta.Name, "error", err)
 				}
 				notify.Changed(resource.DataplaneType)
-				if throttled.Event() {
+				if counts && throttled.Event() {
 					recompute()
 				}
-			case _, ok := <-zis:
-				if !ok {
-					open = false
-					break
-				}
-				notify.Changed(resource.ZoneIngressType)
 			case <-throttled.C():
 				recompute()
 			}

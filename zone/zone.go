@@ -50,9 +50,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := idx.reset(all); err != nil {
 		return err
 	}
-	if _, err := updateIngress(ctx, st, cfg.Zone, cfg.Ingress, idx); err != nil {
+	ingress := &ingressWriter{store: st, zone: cfg.Zone, cfg: cfg.Ingress}
+	if _, err := ingress.update(ctx, idx); err != nil {
 		return fmt.Errorf("computing the zone ingress: %w", err)
 	}
+	// What other zones offer and the VIP tables are few, large and read on
+	// every DNS rebuild, service view and push: read them from memory.
+	cache := store.NewCache(st, resource.MeshType, resource.ZoneIngressType, resource.VIPTableType)
 	var client *kds.Client
 	var notify changeNotifier = noNotify{}
 	if cfg.GlobalAddress == "" {
@@ -65,9 +69,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		client = kds.NewClient(kds.ClientConfig{
 			Address: addr, TLS: tc, Zone: cfg.Zone, InstanceID: instanceName(cfg.Zone), Version: version.Version,
 			Log: log.With("component", "kds"),
-		}, &globalEndpoint{zone: cfg.Zone, store: st, local: idx})
+		}, &globalEndpoint{zone: cfg.Zone, store: st, cache: cache, wire: &kds.WireMemo{}, local: idx})
 		notify = client
 	}
+	// The session reads the zone's own ZoneIngress from the cache: tell it
+	// of a change once the cache holds it.
+	cache.Subscribe(func(t resource.Type) {
+		if t == resource.ZoneIngressType {
+			notify.Changed(t)
+		}
+	})
 
 	reg := apiserver.NewRegistry()
 	mux := http.NewServeMux()
@@ -80,8 +91,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		},
 		Log: log.With("component", "api"),
 	}).Register(mux)
-	(&statusAPI{zone: cfg.Zone, store: st, client: client, global: cfg.GlobalAddress}).register(mux)
-	res := &resolver{store: st, cidr: netip.MustParsePrefix(cfg.VIPCIDR), domain: cfg.DNS.Domain}
+	(&statusAPI{zone: cfg.Zone, cache: cache, client: client, global: cfg.GlobalAddress}).register(mux)
+	res := newResolver(cache, netip.MustParsePrefix(cfg.VIPCIDR), cfg.DNS.Domain)
 	if cfg.VIPCIDR6 != "" {
 		res.cidr6 = netip.MustParsePrefix(cfg.VIPCIDR6)
 	}
@@ -89,9 +100,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		res.srv = dns.NewServer(dns.Config{Addr: cfg.DNS.Addr, Domain: cfg.DNS.Domain, TTL: cfg.DNS.TTL, Upstream: cfg.DNS.Upstream},
 			log.With("component", "dns"), reg)
 	}
-	if err := res.rebuild(ctx); err != nil {
-		return fmt.Errorf("building the DNS table: %w", err)
+	if err := cache.Start(ctx); err != nil {
+		return err
 	}
+	res.rebuild()
 	mux.HandleFunc("GET /meshes/{mesh}/vips", res.handler)
 	apiserver.RegisterOps(mux, reg, apiserver.Check{Name: "store", Check: func(ctx context.Context) error {
 		_, err := st.List(ctx, resource.MeshType, "")
@@ -106,7 +118,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return api.Run(ctx) })
 	g.Go(func() error {
-		return watchLocal(ctx, st, cfg, idx, notify, kds.DefaultDebounce, log.With("component", "zone"))
+		return watchLocal(ctx, st, ingress, idx, notify, kds.DefaultDebounce, log.With("component", "zone"))
 	})
 	if client != nil {
 		g.Go(func() error { return client.Run(ctx) })

@@ -1,0 +1,66 @@
+package zone
+
+import (
+	"testing"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+)
+
+func localDP(name string, port uint32, ready bool, services ...string) *resource.Resource {
+	dp := &v1alpha1.Dataplane{Networking: &v1alpha1.Dataplane_Networking{Address: "10.0.0.1"}}
+	for _, s := range services {
+		dp.Networking.Inbound = append(dp.Networking.Inbound, &v1alpha1.Dataplane_Networking_Inbound{
+			Port: port, Tags: map[string]string{resource.ServiceTag: s},
+			Health: &v1alpha1.Health{Ready: ready},
+		})
+	}
+	return &resource.Resource{
+		Meta: resource.Meta{Type: resource.DataplaneType, Mesh: "default", Name: name,
+			Labels: map[string]string{resource.OriginLabel: resource.OriginZone}},
+		Spec: dp,
+	}
+}
+
+// The index says when a change moves instance counts, so the ZoneIngress is
+// recomputed for those changes only.
+func TestIndexReportsOnlyChangesThatMoveCounts(t *testing.T) {
+	x := newLocalIndex()
+	steps := []struct {
+		what string
+		e    store.Event
+		want bool
+		n    map[string]uint32 // service → instances afterwards
+	}{
+		{"new instance", store.Event{Kind: store.Put, Resource: localDP("a", 80, true, "web")}, true, map[string]uint32{"web": 1}},
+		{"second instance", store.Event{Kind: store.Put, Resource: localDP("b", 80, true, "web")}, true, map[string]uint32{"web": 2}},
+		{"port moved", store.Event{Kind: store.Put, Resource: localDP("a", 81, true, "web")}, false, map[string]uint32{"web": 2}},
+		{"turned unhealthy", store.Event{Kind: store.Put, Resource: localDP("a", 81, false, "web")}, true, map[string]uint32{"web": 1}},
+		{"unhealthy port moved", store.Event{Kind: store.Put, Resource: localDP("a", 82, false, "web")}, false, map[string]uint32{"web": 1}},
+		{"service renamed", store.Event{Kind: store.Put, Resource: localDP("b", 80, true, "api")}, true, map[string]uint32{"api": 1}},
+		{"deleted", store.Event{Kind: store.Deleted, Resource: localDP("b", 80, true, "api")}, true, map[string]uint32{}},
+		{"deleted twice", store.Event{Kind: store.Deleted, Resource: localDP("b", 80, true, "api")}, false, map[string]uint32{}},
+	}
+	for _, s := range steps {
+		got, err := x.apply(s.e)
+		if err != nil {
+			t.Fatalf("%s: %v", s.what, err)
+		}
+		if got != s.want {
+			t.Errorf("%s: counts changed = %v, want %v", s.what, got, s.want)
+		}
+		have := map[string]uint32{}
+		for _, a := range x.available() {
+			have[a.GetTags()[resource.ServiceTag]] = a.GetInstances()
+		}
+		if len(have) != len(s.n) {
+			t.Errorf("%s: available %v, want %v", s.what, have, s.n)
+		}
+		for svc, n := range s.n {
+			if have[svc] != n {
+				t.Errorf("%s: %s has %d instances, want %d", s.what, svc, have[svc], n)
+			}
+		}
+	}
+}
