@@ -23,7 +23,12 @@ LDFLAGS := -X $(MODULE)/internal/version.Version=$(VERSION) -X $(MODULE)/interna
 TEST_FLAGS ?= -count=1 -timeout 20m
 BENCH ?= .
 
-.PHONY: all build run test unit vet check-generated generate tools bench fuzz clean
+# CoreDNS for the DNS comparison benchmark, built from its Go module at the
+# version test/dnsbench/coredns/go.mod pins; dnsperf comes from Debian.
+COREDNS_VERSION := $(shell sed -n 's/^require github.com\/coredns\/coredns //p' test/dnsbench/coredns/go.mod)
+COREDNS := $(TOOLS)/coredns-$(COREDNS_VERSION)
+
+.PHONY: all build run test unit vet check-generated generate tools bench bench-dns dnsperf fuzz clean
 all: build
 
 ## build: compile bin/atoll and bin/atollctl
@@ -76,17 +81,35 @@ check-generated: tools
 	    echo "generated code is stale: $$f (run make generate and commit)"; exit 1; fi; \
 	done; echo "generated code is up to date"
 
-## bench: run the benchmarks (results and how to read them: README); about 10 minutes
-bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./internal/... ./kds/...
+## bench: run the benchmarks (results and how to read them: README); about 12 minutes
+bench: bench-dns
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./internal/... ./kds/... ./dns/...
 	$(GO) test -run '^$$' -bench 'Propagation' -benchtime 200x ./test/perf
 	$(GO) test -run '^$$' -bench 'ZoneWith10k' -benchtime 3x ./test/perf
 	$(GO) test -run '^$$' -bench 'Global50k' -benchtime 100x ./test/perf
 
-## fuzz: fuzz resource decoding for FUZZTIME (default 1m)
+## bench-dns: atoll's DNS vs CoreDNS, both loaded by dnsperf (about 2 minutes)
+bench-dns: $(COREDNS) dnsperf
+	$(GO) run ./test/dnsbench -coredns $(COREDNS)
+
+$(COREDNS): test/dnsbench/coredns/go.mod test/dnsbench/coredns/go.sum test/dnsbench/coredns/main.go
+	mkdir -p $(TOOLS)
+	cd test/dnsbench/coredns && $(GO) build -o $@ .
+
+dnsperf:
+	@command -v dnsperf >/dev/null || { \
+	  echo "installing dnsperf (Debian)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dnsperf >/dev/null; }
+
+## fuzz: run every fuzz target for FUZZTIME each (default 1m)
 FUZZTIME ?= 1m
 fuzz:
 	$(GO) test ./internal/resource -run '^$$' -fuzz FuzzDecodeValidate -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/apiserver -run '^$$' -fuzz FuzzPut -fuzztime $(FUZZTIME)
+	$(GO) test ./kds -run '^$$' -fuzz FuzzSessionRecv -fuzztime $(FUZZTIME)
+	$(GO) test ./dns -run '^$$' -fuzz FuzzServeDNS -fuzztime $(FUZZTIME)
+	$(GO) test ./dns -run '^$$' -fuzz FuzzFastPath -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN) .run

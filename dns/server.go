@@ -39,7 +39,9 @@ type Server struct {
 	ttl    uint32
 	table  atomic.Pointer[answers]
 	soa    []mdns.RR
-	log    *slog.Logger
+	// soaWire is the SOA packed as the fast path's authority section.
+	soaWire []byte
+	log     *slog.Logger
 
 	queries *prometheus.CounterVec
 	byRcode [mdns.RcodeBadCookie + 1]prometheus.Counter
@@ -72,6 +74,7 @@ func NewServer(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server 
 		s.byRcode[code] = s.queries.WithLabelValues(rcodeName(code))
 	}
 	s.soa = []mdns.RR{s.soaRR()}
+	s.soaWire = s.packedSOA()
 	s.SetTable(NewTable(cfg.Domain, nil))
 	return s
 }
@@ -88,6 +91,7 @@ func rcodeName(code int) string {
 type answers struct {
 	*Table
 	a, aaaa map[string][]mdns.RR
+	packed  packed // for the fast path
 }
 
 // SetTable swaps in a new table; lookups in flight finish on the old one.
@@ -97,6 +101,7 @@ func (s *Server) SetTable(t *Table) {
 		ans.a[name] = s.rrs(name, e.v4, nil)
 		ans.aaaa[name] = s.rrs(name, nil, e.v6)
 	}
+	ans.packed = s.pack(t)
 	s.table.Store(ans)
 }
 
@@ -268,6 +273,12 @@ func (s *Server) Run(ctx context.Context) error {
 	// More UDP sockets on the same port, up to one per core.
 	for range max(0, runtime.NumCPU()-1) {
 		servers = append(servers, &mdns.Server{Addr: addr, Net: "udp", ReusePort: true, Handler: s})
+	}
+	// Each UDP socket answers ordinary queries in its read loop.
+	for _, srv := range servers[1:] {
+		srv.DecorateReader = func(r mdns.Reader) mdns.Reader {
+			return &fastReader{Reader: r, s: s, buf: make([]byte, 65535), out: make([]byte, 0, 4608)}
+		}
 	}
 	errc := make(chan error, len(servers))
 	started := make(chan struct{}, len(servers))
