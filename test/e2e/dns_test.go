@@ -3,11 +3,14 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/atoll-mesh/atoll/internal/vip"
 )
 
 // resolve asks a zone's DNS server over network for name's A record and
@@ -218,4 +221,85 @@ func TestIPv6VIPsAnswerAAAA(t *testing.T) {
 		return nil
 	})
 	_ = z1
+}
+
+// Two zones cut off from the global each propose the same VIP for a
+// different new service; once back, the global gives them distinct VIPs
+// and both zones switch to its assignment.
+func TestConflictingProposalsSettledByTheGlobal(t *testing.T) {
+	const cidr = "240.0.0.0/24" // the smallest range: colliding proposals are easy to find
+	prefix := netip.MustParsePrefix(cidr)
+	seen := map[netip.Addr]string{}
+	var a, b string
+	for i := 0; a == ""; i++ {
+		name := fmt.Sprintf("svc-%d", i)
+		p, err := vip.Propose(prefix, "default", name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other, ok := seen[p]; ok {
+			a, b = other, name
+		}
+		seen[p] = name
+	}
+	gdir, kdsAddr := t.TempDir(), freePort(t)
+	g := startGlobal(t, gdir, "--kds-addr", kdsAddr, "--vip-cidr", cidr)
+	dns1, dns2 := freePort(t), freePort(t)
+	z1 := startSyncedZone(t, "zone-1", t.TempDir(), kdsAddr, g.caFile(), "--dns-addr", dns1, "--vip-cidr", cidr)
+	z2 := startSyncedZone(t, "zone-2", t.TempDir(), kdsAddr, g.caFile(), "--dns-addr", dns2, "--vip-cidr", cidr)
+	g.stop()
+
+	put := func(z *process, service string) {
+		body := strings.NewReplacer("backend-1", service+"-1", `"atoll.io/service":"backend"`, `"atoll.io/service":"`+service+`"`).Replace(backendJSON)
+		if status, resp := call(t, "PUT", z.apiURL+"/meshes/default/dataplanes/"+service+"-1", body); status != 201 {
+			t.Fatalf("%d %s", status, resp)
+		}
+	}
+	put(z1, a)
+	put(z2, b)
+	var pa, pb string
+	waitFor(t, syncWait, "both zones' proposals", func() error {
+		var propA, propB bool
+		pa, propA = vipOf(t, z1.apiURL, a)
+		pb, propB = vipOf(t, z2.apiURL, b)
+		if pa == "" || pb == "" || !propA || !propB {
+			return fmt.Errorf("zone-1 %s: %q (proposed %v); zone-2 %s: %q (proposed %v)", a, pa, propA, b, pb, propB)
+		}
+		return nil
+	})
+	if pa != pb {
+		t.Fatalf("the zones were meant to propose the same VIP: %s for %s, %s for %s", pa, a, pb, b)
+	}
+	waitResolve(t, dns1, a+".mesh", pa)
+	waitResolve(t, dns2, b+".mesh", pb)
+
+	g = startGlobal(t, gdir, "--kds-addr", kdsAddr, "--vip-cidr", cidr)
+	var va, vb string
+	waitFor(t, syncWait, "the global's VIPs for both", func() error {
+		va, _ = vipOf(t, g.apiURL, a)
+		vb, _ = vipOf(t, g.apiURL, b)
+		if va == "" || vb == "" {
+			return fmt.Errorf("%s: %q, %s: %q", a, va, b, vb)
+		}
+		return nil
+	})
+	if va == vb {
+		t.Fatalf("the global gave %s and %s the same VIP %s", a, b, va)
+	}
+	if va != pa && vb != pb {
+		t.Errorf("neither proposal (%s) was kept: %s got %s, %s got %s", pa, a, va, b, vb)
+	}
+	for _, z := range []struct {
+		name, api, dns string
+	}{{"zone-1", z1.apiURL, dns1}, {"zone-2", z2.apiURL, dns2}} {
+		for service, want := range map[string]string{a: va, b: vb} {
+			waitFor(t, syncWait, z.name+" to hold the global's VIP for "+service, func() error {
+				if got, proposed := vipOf(t, z.api, service); got != want || proposed {
+					return fmt.Errorf("%s (proposed %v), want %s", got, proposed, want)
+				}
+				return nil
+			})
+			waitResolve(t, z.dns, service+".mesh", want)
+		}
+	}
 }
