@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -160,13 +161,35 @@ func startSyncedZone(t *testing.T, zone, dataDir, kdsAddr, caFile string, args .
 
 // freePort returns a loopback address that was free a moment ago, for a
 // process that must come back on the same address after a restart.
+// handedOut holds the ports freePort gave, so no two tests get the same.
+var handedOut sync.Map
+
+// freePort returns a loopback address whose port is free for TCP and UDP,
+// for a server that must keep its address across restarts. Ports come from
+// below the kernel's ephemeral range (32768–60999 by default): a port the
+// kernel picks for a ":0" listener or an outgoing connection never takes it
+// between this check and the server's bind.
 func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		if _, dup := handedOut.LoadOrStore(port, true); dup {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 20000-31999")
+	return ""
 }
 
 func startZone(t *testing.T, zone, dataDir string, args ...string) *process {
