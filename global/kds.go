@@ -22,6 +22,7 @@ type zoneSync struct {
 	store      store.Store
 	cache      *store.Cache
 	wire       *kds.WireMemo
+	endpoints  *endpointIndex
 	instanceID string
 	// withdrawAfter hides zones offline for longer (0: never).
 	withdrawAfter time.Duration
@@ -49,17 +50,19 @@ func newZoneSync(st store.Store, cache *store.Cache, instanceID string, withdraw
 	reg.MustRegister(refused)
 	z := &zoneSync{store: st, cache: cache, wire: &kds.WireMemo{}, instanceID: instanceID, withdrawAfter: withdrawAfter,
 		log: log, refused: refused, sessions: map[string]*liveSession{}}
+	z.endpoints = newEndpointIndex(func() { z.broadcast(resource.ServiceEndpointsType) })
 	// Sessions read what they push from the cache, so they are told of a
 	// change once the cache holds it. Zone changes (enabled) change which
-	// ZoneIngresses each zone gets.
-	pushes := map[resource.Type]resource.Type{
-		resource.MeshType:        resource.MeshType,
-		resource.VIPTableType:    resource.VIPTableType,
-		resource.ZoneIngressType: resource.ZoneIngressType,
-		resource.ZoneType:        resource.ZoneIngressType,
+	// zones' services each zone gets; a mesh's cross-zone mode whether its
+	// ServiceEndpoints are sent.
+	pushes := map[resource.Type][]resource.Type{
+		resource.MeshType:        {resource.MeshType, resource.ServiceEndpointsType},
+		resource.VIPTableType:    {resource.VIPTableType},
+		resource.ZoneIngressType: {resource.ZoneIngressType},
+		resource.ZoneType:        {resource.ZoneIngressType, resource.ServiceEndpointsType},
 	}
 	cache.Subscribe(func(t resource.Type) {
-		if pushed, ok := pushes[t]; ok {
+		for _, pushed := range pushes[t] {
 			z.broadcast(pushed)
 		}
 	})
@@ -75,7 +78,8 @@ func (z *zoneSync) Connect(ctx context.Context, zone string, hello *v1alpha1.Hel
 	if err != nil && !store.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("registering zone: %w", err)
 	}
-	return &zoneEndpoint{zone: zone, store: z.store, cache: z.cache, wire: z.wire, refused: z.refused, withdrawAfter: z.withdrawAfter}, nil
+	return &zoneEndpoint{zone: zone, store: z.store, cache: z.cache, wire: z.wire, endpoints: z.endpoints,
+		refused: z.refused, withdrawAfter: z.withdrawAfter}, nil
 }
 
 // Started records the session, replacing an older one of the same zone.
@@ -141,6 +145,7 @@ func (z *zoneSync) Run(ctx context.Context, insightEvery time.Duration) error {
 			if z.withdrawAfter > 0 {
 				// Zones may have crossed the withdrawal age since the last push.
 				z.broadcast(resource.ZoneIngressType)
+				z.broadcast(resource.ServiceEndpointsType)
 			}
 		}
 	}

@@ -17,11 +17,13 @@ import (
 // zoneEndpoint is the global's data for one zone's session. The zone's
 // identity comes from the session, never from what it sends.
 type zoneEndpoint struct {
-	zone    string
-	store   store.Store
-	cache   *store.Cache // meshes, zones, insights, ZoneIngresses, VIP tables
-	wire    *kds.WireMemo
-	refused *prometheus.CounterVec
+	zone  string
+	store store.Store
+	cache *store.Cache // meshes, zones, insights, ZoneIngresses, VIP tables
+	wire  *kds.WireMemo
+	// endpoints holds every zone's instances, for Direct cross-zone meshes.
+	endpoints *endpointIndex
+	refused   *prometheus.CounterVec
 	// withdrawAfter, when positive, hides zones offline for longer.
 	withdrawAfter time.Duration
 }
@@ -56,6 +58,14 @@ func (e *zoneEndpoint) Desired(ctx context.Context, t resource.Type) (map[string
 			}
 			out[kds.WireKey("", owner)] = w
 		}
+	case resource.ServiceEndpointsType:
+		direct := map[string]bool{}
+		for _, m := range e.cache.List(resource.MeshType, "") {
+			if m.Spec.(*v1alpha1.Mesh).GetCrossZone().GetMode() == v1alpha1.Mesh_CrossZone_Direct {
+				direct[m.Meta.Name] = true
+			}
+		}
+		return e.endpoints.desired(e.zone, direct, e.disabledZones())
 	default:
 		return nil, fmt.Errorf("the global does not send %s", t)
 	}

@@ -15,8 +15,8 @@ func TestDirectionsComeFromTheRegistry(t *testing.T) {
 		want string
 	}{
 		{"zone sends", kds.SentBy(resource.Types, kds.ZoneSide), "[Dataplane ZoneIngress]"},
-		{"global sends", kds.SentBy(resource.Types, kds.GlobalSide), "[Mesh VIPTable ZoneIngress]"},
-		{"zone receives", kds.ReceivedBy(resource.Types, kds.ZoneSide), "[Mesh VIPTable ZoneIngress]"},
+		{"global sends", kds.SentBy(resource.Types, kds.GlobalSide), "[Mesh ServiceEndpoints VIPTable ZoneIngress]"},
+		{"zone receives", kds.ReceivedBy(resource.Types, kds.ZoneSide), "[Mesh ServiceEndpoints VIPTable ZoneIngress]"},
 		{"global receives", kds.ReceivedBy(resource.Types, kds.GlobalSide), "[Dataplane ZoneIngress]"},
 	}
 	for _, c := range cases {

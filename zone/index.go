@@ -3,6 +3,7 @@ package zone
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
@@ -25,6 +26,7 @@ type localIndex struct {
 type ingressGroup struct {
 	mesh string
 	tags map[string]string
+	port uint32
 	n    uint32
 }
 
@@ -79,10 +81,10 @@ func (x *localIndex) put(r *resource.Resource) error {
 		if h := in.GetHealth(); h != nil && !h.GetReady() {
 			continue
 		}
-		id := r.Meta.Mesh + "\x00" + tagKey(in.GetTags())
+		id := r.Meta.Mesh + "\x00" + tagKey(in.GetTags()) + "\x00" + strconv.FormatUint(uint64(in.GetPort()), 10)
 		g := x.groups[id]
 		if g == nil {
-			g = &ingressGroup{mesh: r.Meta.Mesh, tags: maps.Clone(in.GetTags())}
+			g = &ingressGroup{mesh: r.Meta.Mesh, tags: maps.Clone(in.GetTags()), port: in.GetPort()}
 			x.groups[id] = g
 		}
 		g.n++
@@ -111,14 +113,15 @@ func (x *localIndex) desired() map[string]*v1alpha1.WireResource {
 	return maps.Clone(x.wire)
 }
 
-// available is the ZoneIngress's availableServices, in a stable order.
+// available is the ZoneIngress's availableServices, one per (mesh, tag
+// set, port), in a stable order.
 func (x *localIndex) available() []*v1alpha1.ZoneIngress_AvailableService {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	out := make([]*v1alpha1.ZoneIngress_AvailableService, 0, len(x.groups))
 	for _, id := range slices.Sorted(maps.Keys(x.groups)) {
 		g := x.groups[id]
-		out = append(out, &v1alpha1.ZoneIngress_AvailableService{Mesh: g.mesh, Tags: g.tags, Instances: g.n})
+		out = append(out, &v1alpha1.ZoneIngress_AvailableService{Mesh: g.mesh, Tags: g.tags, Port: g.port, Instances: g.n})
 	}
 	return out
 }

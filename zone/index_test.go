@@ -23,6 +23,11 @@ func localDP(name string, port uint32, ready bool, services ...string) *resource
 	}
 }
 
+func withAddress(r *resource.Resource, addr string) *resource.Resource {
+	r.Spec.(*v1alpha1.Dataplane).Networking.Address = addr
+	return r
+}
+
 // The index says when a change moves instance counts, so the ZoneIngress is
 // recomputed for those changes only.
 func TestIndexReportsOnlyChangesThatMoveCounts(t *testing.T) {
@@ -35,7 +40,8 @@ func TestIndexReportsOnlyChangesThatMoveCounts(t *testing.T) {
 	}{
 		{"new instance", store.Event{Kind: store.Put, Resource: localDP("a", 80, true, "web")}, true, map[string]uint32{"web": 1}},
 		{"second instance", store.Event{Kind: store.Put, Resource: localDP("b", 80, true, "web")}, true, map[string]uint32{"web": 2}},
-		{"port moved", store.Event{Kind: store.Put, Resource: localDP("a", 81, true, "web")}, false, map[string]uint32{"web": 2}},
+		{"address moved", store.Event{Kind: store.Put, Resource: withAddress(localDP("a", 80, true, "web"), "10.0.0.9")}, false, map[string]uint32{"web": 2}},
+		{"port moved", store.Event{Kind: store.Put, Resource: localDP("a", 81, true, "web")}, true, map[string]uint32{"web": 2}},
 		{"turned unhealthy", store.Event{Kind: store.Put, Resource: localDP("a", 81, false, "web")}, true, map[string]uint32{"web": 1}},
 		{"unhealthy port moved", store.Event{Kind: store.Put, Resource: localDP("a", 82, false, "web")}, false, map[string]uint32{"web": 1}},
 		{"service renamed", store.Event{Kind: store.Put, Resource: localDP("b", 80, true, "api")}, true, map[string]uint32{"api": 1}},
@@ -52,7 +58,7 @@ func TestIndexReportsOnlyChangesThatMoveCounts(t *testing.T) {
 		}
 		have := map[string]uint32{}
 		for _, a := range x.available() {
-			have[a.GetTags()[resource.ServiceTag]] = a.GetInstances()
+			have[a.GetTags()[resource.ServiceTag]] += a.GetInstances()
 		}
 		if len(have) != len(s.n) {
 			t.Errorf("%s: available %v, want %v", s.what, have, s.n)

@@ -89,6 +89,13 @@ func (e *globalEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*
 				continue
 			}
 			r.Meta.Labels[resource.ZoneLabel] = r.Meta.Name
+		case resource.ServiceEndpointsType:
+			se := r.Spec.(*v1alpha1.ServiceEndpoints)
+			if se.GetZone() == e.zone {
+				refused[key] = fmt.Sprintf("ServiceEndpoints of zone %q: a zone knows its own instances", se.GetZone())
+				continue
+			}
+			r.Meta.Labels[resource.ZoneLabel] = se.GetZone()
 		}
 		r.Meta.Labels[resource.OriginLabel] = resource.OriginGlobal
 		ops = append(ops, store.Op{Put: r})

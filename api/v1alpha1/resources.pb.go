@@ -26,6 +26,56 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Mesh_CrossZone_Mode int32
+
+const (
+	// Ingress (the default): through the remote zone's ingress, at its
+	// advertised address, weighted by the instances behind it.
+	Mesh_CrossZone_Ingress Mesh_CrossZone_Mode = 0
+	// Direct: straight to the remote instances' own addresses, for flat
+	// networks where every zone reaches every other zone's workloads.
+	Mesh_CrossZone_Direct Mesh_CrossZone_Mode = 1
+)
+
+// Enum value maps for Mesh_CrossZone_Mode.
+var (
+	Mesh_CrossZone_Mode_name = map[int32]string{
+		0: "Ingress",
+		1: "Direct",
+	}
+	Mesh_CrossZone_Mode_value = map[string]int32{
+		"Ingress": 0,
+		"Direct":  1,
+	}
+)
+
+func (x Mesh_CrossZone_Mode) Enum() *Mesh_CrossZone_Mode {
+	p := new(Mesh_CrossZone_Mode)
+	*p = x
+	return p
+}
+
+func (x Mesh_CrossZone_Mode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Mesh_CrossZone_Mode) Descriptor() protoreflect.EnumDescriptor {
+	return file_v1alpha1_resources_proto_enumTypes[0].Descriptor()
+}
+
+func (Mesh_CrossZone_Mode) Type() protoreflect.EnumType {
+	return &file_v1alpha1_resources_proto_enumTypes[0]
+}
+
+func (x Mesh_CrossZone_Mode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Mesh_CrossZone_Mode.Descriptor instead.
+func (Mesh_CrossZone_Mode) EnumDescriptor() ([]byte, []int) {
+	return file_v1alpha1_resources_proto_rawDescGZIP(), []int{0, 0, 0}
+}
+
 type Dataplane_Networking_Gateway_Type int32
 
 const (
@@ -58,11 +108,11 @@ func (x Dataplane_Networking_Gateway_Type) String() string {
 }
 
 func (Dataplane_Networking_Gateway_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_v1alpha1_resources_proto_enumTypes[0].Descriptor()
+	return file_v1alpha1_resources_proto_enumTypes[1].Descriptor()
 }
 
 func (Dataplane_Networking_Gateway_Type) Type() protoreflect.EnumType {
-	return &file_v1alpha1_resources_proto_enumTypes[0]
+	return &file_v1alpha1_resources_proto_enumTypes[1]
 }
 
 func (x Dataplane_Networking_Gateway_Type) Number() protoreflect.EnumNumber {
@@ -77,6 +127,7 @@ func (Dataplane_Networking_Gateway_Type) EnumDescriptor() ([]byte, []int) {
 // Mesh is a logical service mesh. Every Dataplane belongs to exactly one.
 type Mesh struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	CrossZone     *Mesh_CrossZone        `protobuf:"bytes,1,opt,name=cross_zone,json=crossZone,proto3" json:"cross_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -109,6 +160,13 @@ func (x *Mesh) ProtoReflect() protoreflect.Message {
 // Deprecated: Use Mesh.ProtoReflect.Descriptor instead.
 func (*Mesh) Descriptor() ([]byte, []int) {
 	return file_v1alpha1_resources_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Mesh) GetCrossZone() *Mesh_CrossZone {
+	if x != nil {
+		return x.CrossZone
+	}
+	return nil
 }
 
 // Health is the readiness of one inbound, as reported by the zone's source.
@@ -507,6 +565,116 @@ func (x *VIPTable) GetEntries() []*VIPTable_Entry {
 	return nil
 }
 
+// ServiceEndpoints is one zone's healthy instances of one service of a
+// mesh whose cross-zone mode is Direct. The global derives it from that
+// zone's Dataplanes and sends it to the other zones; nobody writes it.
+type ServiceEndpoints struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Zone    string                 `protobuf:"bytes,1,opt,name=zone,proto3" json:"zone,omitempty"`
+	Service string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// endpoints are sorted by address, then port.
+	Endpoints     []*ServiceEndpoints_Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpoints) Reset() {
+	*x = ServiceEndpoints{}
+	mi := &file_v1alpha1_resources_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpoints) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpoints) ProtoMessage() {}
+
+func (x *ServiceEndpoints) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_resources_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpoints.ProtoReflect.Descriptor instead.
+func (*ServiceEndpoints) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_resources_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ServiceEndpoints) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *ServiceEndpoints) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServiceEndpoints) GetEndpoints() []*ServiceEndpoints_Endpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+// CrossZone says how traffic for a service reaches instances in other
+// zones.
+type Mesh_CrossZone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mode          Mesh_CrossZone_Mode    `protobuf:"varint,1,opt,name=mode,proto3,enum=atoll.v1alpha1.Mesh_CrossZone_Mode" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mesh_CrossZone) Reset() {
+	*x = Mesh_CrossZone{}
+	mi := &file_v1alpha1_resources_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mesh_CrossZone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mesh_CrossZone) ProtoMessage() {}
+
+func (x *Mesh_CrossZone) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_resources_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mesh_CrossZone.ProtoReflect.Descriptor instead.
+func (*Mesh_CrossZone) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_resources_proto_rawDescGZIP(), []int{0, 0}
+}
+
+func (x *Mesh_CrossZone) GetMode() Mesh_CrossZone_Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return Mesh_CrossZone_Ingress
+}
+
 type Dataplane_Networking struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// address is the IP or host name of the workload.
@@ -521,7 +689,7 @@ type Dataplane_Networking struct {
 
 func (x *Dataplane_Networking) Reset() {
 	*x = Dataplane_Networking{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[8]
+	mi := &file_v1alpha1_resources_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +701,7 @@ func (x *Dataplane_Networking) String() string {
 func (*Dataplane_Networking) ProtoMessage() {}
 
 func (x *Dataplane_Networking) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[8]
+	mi := &file_v1alpha1_resources_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +765,7 @@ type Dataplane_Networking_Inbound struct {
 
 func (x *Dataplane_Networking_Inbound) Reset() {
 	*x = Dataplane_Networking_Inbound{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[9]
+	mi := &file_v1alpha1_resources_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +777,7 @@ func (x *Dataplane_Networking_Inbound) String() string {
 func (*Dataplane_Networking_Inbound) ProtoMessage() {}
 
 func (x *Dataplane_Networking_Inbound) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[9]
+	mi := &file_v1alpha1_resources_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +840,7 @@ type Dataplane_Networking_Gateway struct {
 
 func (x *Dataplane_Networking_Gateway) Reset() {
 	*x = Dataplane_Networking_Gateway{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[10]
+	mi := &file_v1alpha1_resources_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +852,7 @@ func (x *Dataplane_Networking_Gateway) String() string {
 func (*Dataplane_Networking_Gateway) ProtoMessage() {}
 
 func (x *Dataplane_Networking_Gateway) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[10]
+	mi := &file_v1alpha1_resources_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +894,7 @@ type ZoneIngress_Networking struct {
 
 func (x *ZoneIngress_Networking) Reset() {
 	*x = ZoneIngress_Networking{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[13]
+	mi := &file_v1alpha1_resources_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +906,7 @@ func (x *ZoneIngress_Networking) String() string {
 func (*ZoneIngress_Networking) ProtoMessage() {}
 
 func (x *ZoneIngress_Networking) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[13]
+	mi := &file_v1alpha1_resources_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,19 +950,23 @@ func (x *ZoneIngress_Networking) GetAdvertisedPort() uint32 {
 	return 0
 }
 
-// AvailableService is one (mesh, tag set) with its healthy instance count.
+// AvailableService is one (mesh, tag set, port) with its healthy
+// instance count.
 type ZoneIngress_AvailableService struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Mesh          string                 `protobuf:"bytes,1,opt,name=mesh,proto3" json:"mesh,omitempty"`
-	Tags          map[string]string      `protobuf:"bytes,2,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Instances     uint32                 `protobuf:"varint,3,opt,name=instances,proto3" json:"instances,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Mesh      string                 `protobuf:"bytes,1,opt,name=mesh,proto3" json:"mesh,omitempty"`
+	Tags      map[string]string      `protobuf:"bytes,2,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Instances uint32                 `protobuf:"varint,3,opt,name=instances,proto3" json:"instances,omitempty"`
+	// port is the inbound port of these instances: the port the service is
+	// reached at through the mesh.
+	Port          uint32 `protobuf:"varint,4,opt,name=port,proto3" json:"port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ZoneIngress_AvailableService) Reset() {
 	*x = ZoneIngress_AvailableService{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[14]
+	mi := &file_v1alpha1_resources_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +978,7 @@ func (x *ZoneIngress_AvailableService) String() string {
 func (*ZoneIngress_AvailableService) ProtoMessage() {}
 
 func (x *ZoneIngress_AvailableService) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[14]
+	mi := &file_v1alpha1_resources_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,6 +1015,13 @@ func (x *ZoneIngress_AvailableService) GetInstances() uint32 {
 	return 0
 }
 
+func (x *ZoneIngress_AvailableService) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
 // TypeStats counts resources of one type exchanged in the session.
 type KDSSubscription_TypeStats struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -857,7 +1036,7 @@ type KDSSubscription_TypeStats struct {
 
 func (x *KDSSubscription_TypeStats) Reset() {
 	*x = KDSSubscription_TypeStats{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[16]
+	mi := &file_v1alpha1_resources_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +1048,7 @@ func (x *KDSSubscription_TypeStats) String() string {
 func (*KDSSubscription_TypeStats) ProtoMessage() {}
 
 func (x *KDSSubscription_TypeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[16]
+	mi := &file_v1alpha1_resources_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1114,7 @@ type VIPTable_Entry struct {
 
 func (x *VIPTable_Entry) Reset() {
 	*x = VIPTable_Entry{}
-	mi := &file_v1alpha1_resources_proto_msgTypes[18]
+	mi := &file_v1alpha1_resources_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1126,7 @@ func (x *VIPTable_Entry) String() string {
 func (*VIPTable_Entry) ProtoMessage() {}
 
 func (x *VIPTable_Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_v1alpha1_resources_proto_msgTypes[18]
+	mi := &file_v1alpha1_resources_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,12 +1170,82 @@ func (x *VIPTable_Entry) GetVip6() string {
 	return ""
 }
 
+type ServiceEndpoints_Endpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// address is the instance's advertised address, or its address.
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// port is the inbound port.
+	Port          uint32            `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Tags          map[string]string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpoints_Endpoint) Reset() {
+	*x = ServiceEndpoints_Endpoint{}
+	mi := &file_v1alpha1_resources_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpoints_Endpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpoints_Endpoint) ProtoMessage() {}
+
+func (x *ServiceEndpoints_Endpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_resources_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpoints_Endpoint.ProtoReflect.Descriptor instead.
+func (*ServiceEndpoints_Endpoint) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_resources_proto_rawDescGZIP(), []int{8, 0}
+}
+
+func (x *ServiceEndpoints_Endpoint) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ServiceEndpoints_Endpoint) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *ServiceEndpoints_Endpoint) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
 var File_v1alpha1_resources_proto protoreflect.FileDescriptor
 
 const file_v1alpha1_resources_proto_rawDesc = "" +
 	"\n" +
-	"\x18v1alpha1/resources.proto\x12\x0eatoll.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x06\n" +
-	"\x04Mesh\"\x1e\n" +
+	"\x18v1alpha1/resources.proto\x12\x0eatoll.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x01\n" +
+	"\x04Mesh\x12=\n" +
+	"\n" +
+	"cross_zone\x18\x01 \x01(\v2\x1e.atoll.v1alpha1.Mesh.CrossZoneR\tcrossZone\x1ae\n" +
+	"\tCrossZone\x127\n" +
+	"\x04mode\x18\x01 \x01(\x0e2#.atoll.v1alpha1.Mesh.CrossZone.ModeR\x04mode\"\x1f\n" +
+	"\x04Mode\x12\v\n" +
+	"\aIngress\x10\x00\x12\n" +
+	"\n" +
+	"\x06Direct\x10\x01\"\x1e\n" +
 	"\x06Health\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\"\xd0\x06\n" +
 	"\tDataplane\x12D\n" +
@@ -1026,7 +1275,7 @@ const file_v1alpha1_resources_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"+\n" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\r\n" +
-	"\tDELEGATED\x10\x01\"\xa7\x04\n" +
+	"\tDELEGATED\x10\x01\"\xbb\x04\n" +
 	"\vZoneIngress\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12F\n" +
 	"\n" +
@@ -1038,11 +1287,12 @@ const file_v1alpha1_resources_proto_rawDesc = "" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12-\n" +
 	"\x12advertised_address\x18\x03 \x01(\tR\x11advertisedAddress\x12'\n" +
-	"\x0fadvertised_port\x18\x04 \x01(\rR\x0eadvertisedPort\x1a\xc9\x01\n" +
+	"\x0fadvertised_port\x18\x04 \x01(\rR\x0eadvertisedPort\x1a\xdd\x01\n" +
 	"\x10AvailableService\x12\x12\n" +
 	"\x04mesh\x18\x01 \x01(\tR\x04mesh\x12J\n" +
 	"\x04tags\x18\x02 \x03(\v26.atoll.v1alpha1.ZoneIngress.AvailableService.TagsEntryR\x04tags\x12\x1c\n" +
-	"\tinstances\x18\x03 \x01(\rR\tinstances\x1a7\n" +
+	"\tinstances\x18\x03 \x01(\rR\tinstances\x12\x12\n" +
+	"\x04port\x18\x04 \x01(\rR\x04port\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
@@ -1077,7 +1327,18 @@ const file_v1alpha1_resources_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x10\n" +
 	"\x03vip\x18\x02 \x01(\tR\x03vip\x12=\n" +
 	"\funused_since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vunusedSince\x12\x12\n" +
-	"\x04vip6\x18\x04 \x01(\tR\x04vip6B*Z(github.com/atoll-mesh/atoll/api/v1alpha1b\x06proto3"
+	"\x04vip6\x18\x04 \x01(\tR\x04vip6\"\xc6\x02\n" +
+	"\x10ServiceEndpoints\x12\x12\n" +
+	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12G\n" +
+	"\tendpoints\x18\x03 \x03(\v2).atoll.v1alpha1.ServiceEndpoints.EndpointR\tendpoints\x1a\xba\x01\n" +
+	"\bEndpoint\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12G\n" +
+	"\x04tags\x18\x03 \x03(\v23.atoll.v1alpha1.ServiceEndpoints.Endpoint.TagsEntryR\x04tags\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B*Z(github.com/atoll-mesh/atoll/api/v1alpha1b\x06proto3"
 
 var (
 	file_v1alpha1_resources_proto_rawDescOnce sync.Once
@@ -1091,55 +1352,64 @@ func file_v1alpha1_resources_proto_rawDescGZIP() []byte {
 	return file_v1alpha1_resources_proto_rawDescData
 }
 
-var file_v1alpha1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_v1alpha1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_v1alpha1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_v1alpha1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_v1alpha1_resources_proto_goTypes = []any{
-	(Dataplane_Networking_Gateway_Type)(0), // 0: atoll.v1alpha1.Dataplane.Networking.Gateway.Type
-	(*Mesh)(nil),                           // 1: atoll.v1alpha1.Mesh
-	(*Health)(nil),                         // 2: atoll.v1alpha1.Health
-	(*Dataplane)(nil),                      // 3: atoll.v1alpha1.Dataplane
-	(*ZoneIngress)(nil),                    // 4: atoll.v1alpha1.ZoneIngress
-	(*Zone)(nil),                           // 5: atoll.v1alpha1.Zone
-	(*ZoneInsight)(nil),                    // 6: atoll.v1alpha1.ZoneInsight
-	(*KDSSubscription)(nil),                // 7: atoll.v1alpha1.KDSSubscription
-	(*VIPTable)(nil),                       // 8: atoll.v1alpha1.VIPTable
-	(*Dataplane_Networking)(nil),           // 9: atoll.v1alpha1.Dataplane.Networking
-	(*Dataplane_Networking_Inbound)(nil),   // 10: atoll.v1alpha1.Dataplane.Networking.Inbound
-	(*Dataplane_Networking_Gateway)(nil),   // 11: atoll.v1alpha1.Dataplane.Networking.Gateway
-	nil,                                    // 12: atoll.v1alpha1.Dataplane.Networking.Inbound.TagsEntry
-	nil,                                    // 13: atoll.v1alpha1.Dataplane.Networking.Gateway.TagsEntry
-	(*ZoneIngress_Networking)(nil),         // 14: atoll.v1alpha1.ZoneIngress.Networking
-	(*ZoneIngress_AvailableService)(nil),   // 15: atoll.v1alpha1.ZoneIngress.AvailableService
-	nil,                                    // 16: atoll.v1alpha1.ZoneIngress.AvailableService.TagsEntry
-	(*KDSSubscription_TypeStats)(nil),      // 17: atoll.v1alpha1.KDSSubscription.TypeStats
-	nil,                                    // 18: atoll.v1alpha1.KDSSubscription.StatsEntry
-	(*VIPTable_Entry)(nil),                 // 19: atoll.v1alpha1.VIPTable.Entry
-	(*timestamppb.Timestamp)(nil),          // 20: google.protobuf.Timestamp
+	(Mesh_CrossZone_Mode)(0),               // 0: atoll.v1alpha1.Mesh.CrossZone.Mode
+	(Dataplane_Networking_Gateway_Type)(0), // 1: atoll.v1alpha1.Dataplane.Networking.Gateway.Type
+	(*Mesh)(nil),                           // 2: atoll.v1alpha1.Mesh
+	(*Health)(nil),                         // 3: atoll.v1alpha1.Health
+	(*Dataplane)(nil),                      // 4: atoll.v1alpha1.Dataplane
+	(*ZoneIngress)(nil),                    // 5: atoll.v1alpha1.ZoneIngress
+	(*Zone)(nil),                           // 6: atoll.v1alpha1.Zone
+	(*ZoneInsight)(nil),                    // 7: atoll.v1alpha1.ZoneInsight
+	(*KDSSubscription)(nil),                // 8: atoll.v1alpha1.KDSSubscription
+	(*VIPTable)(nil),                       // 9: atoll.v1alpha1.VIPTable
+	(*ServiceEndpoints)(nil),               // 10: atoll.v1alpha1.ServiceEndpoints
+	(*Mesh_CrossZone)(nil),                 // 11: atoll.v1alpha1.Mesh.CrossZone
+	(*Dataplane_Networking)(nil),           // 12: atoll.v1alpha1.Dataplane.Networking
+	(*Dataplane_Networking_Inbound)(nil),   // 13: atoll.v1alpha1.Dataplane.Networking.Inbound
+	(*Dataplane_Networking_Gateway)(nil),   // 14: atoll.v1alpha1.Dataplane.Networking.Gateway
+	nil,                                    // 15: atoll.v1alpha1.Dataplane.Networking.Inbound.TagsEntry
+	nil,                                    // 16: atoll.v1alpha1.Dataplane.Networking.Gateway.TagsEntry
+	(*ZoneIngress_Networking)(nil),         // 17: atoll.v1alpha1.ZoneIngress.Networking
+	(*ZoneIngress_AvailableService)(nil),   // 18: atoll.v1alpha1.ZoneIngress.AvailableService
+	nil,                                    // 19: atoll.v1alpha1.ZoneIngress.AvailableService.TagsEntry
+	(*KDSSubscription_TypeStats)(nil),      // 20: atoll.v1alpha1.KDSSubscription.TypeStats
+	nil,                                    // 21: atoll.v1alpha1.KDSSubscription.StatsEntry
+	(*VIPTable_Entry)(nil),                 // 22: atoll.v1alpha1.VIPTable.Entry
+	(*ServiceEndpoints_Endpoint)(nil),      // 23: atoll.v1alpha1.ServiceEndpoints.Endpoint
+	nil,                                    // 24: atoll.v1alpha1.ServiceEndpoints.Endpoint.TagsEntry
+	(*timestamppb.Timestamp)(nil),          // 25: google.protobuf.Timestamp
 }
 var file_v1alpha1_resources_proto_depIdxs = []int32{
-	9,  // 0: atoll.v1alpha1.Dataplane.networking:type_name -> atoll.v1alpha1.Dataplane.Networking
-	14, // 1: atoll.v1alpha1.ZoneIngress.networking:type_name -> atoll.v1alpha1.ZoneIngress.Networking
-	15, // 2: atoll.v1alpha1.ZoneIngress.available_services:type_name -> atoll.v1alpha1.ZoneIngress.AvailableService
-	7,  // 3: atoll.v1alpha1.ZoneInsight.subscriptions:type_name -> atoll.v1alpha1.KDSSubscription
-	20, // 4: atoll.v1alpha1.KDSSubscription.connect_time:type_name -> google.protobuf.Timestamp
-	20, // 5: atoll.v1alpha1.KDSSubscription.disconnect_time:type_name -> google.protobuf.Timestamp
-	20, // 6: atoll.v1alpha1.KDSSubscription.last_seen:type_name -> google.protobuf.Timestamp
-	18, // 7: atoll.v1alpha1.KDSSubscription.stats:type_name -> atoll.v1alpha1.KDSSubscription.StatsEntry
-	19, // 8: atoll.v1alpha1.VIPTable.entries:type_name -> atoll.v1alpha1.VIPTable.Entry
-	10, // 9: atoll.v1alpha1.Dataplane.Networking.inbound:type_name -> atoll.v1alpha1.Dataplane.Networking.Inbound
-	11, // 10: atoll.v1alpha1.Dataplane.Networking.gateway:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway
-	12, // 11: atoll.v1alpha1.Dataplane.Networking.Inbound.tags:type_name -> atoll.v1alpha1.Dataplane.Networking.Inbound.TagsEntry
-	2,  // 12: atoll.v1alpha1.Dataplane.Networking.Inbound.health:type_name -> atoll.v1alpha1.Health
-	0,  // 13: atoll.v1alpha1.Dataplane.Networking.Gateway.type:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway.Type
-	13, // 14: atoll.v1alpha1.Dataplane.Networking.Gateway.tags:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway.TagsEntry
-	16, // 15: atoll.v1alpha1.ZoneIngress.AvailableService.tags:type_name -> atoll.v1alpha1.ZoneIngress.AvailableService.TagsEntry
-	17, // 16: atoll.v1alpha1.KDSSubscription.StatsEntry.value:type_name -> atoll.v1alpha1.KDSSubscription.TypeStats
-	20, // 17: atoll.v1alpha1.VIPTable.Entry.unused_since:type_name -> google.protobuf.Timestamp
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	11, // 0: atoll.v1alpha1.Mesh.cross_zone:type_name -> atoll.v1alpha1.Mesh.CrossZone
+	12, // 1: atoll.v1alpha1.Dataplane.networking:type_name -> atoll.v1alpha1.Dataplane.Networking
+	17, // 2: atoll.v1alpha1.ZoneIngress.networking:type_name -> atoll.v1alpha1.ZoneIngress.Networking
+	18, // 3: atoll.v1alpha1.ZoneIngress.available_services:type_name -> atoll.v1alpha1.ZoneIngress.AvailableService
+	8,  // 4: atoll.v1alpha1.ZoneInsight.subscriptions:type_name -> atoll.v1alpha1.KDSSubscription
+	25, // 5: atoll.v1alpha1.KDSSubscription.connect_time:type_name -> google.protobuf.Timestamp
+	25, // 6: atoll.v1alpha1.KDSSubscription.disconnect_time:type_name -> google.protobuf.Timestamp
+	25, // 7: atoll.v1alpha1.KDSSubscription.last_seen:type_name -> google.protobuf.Timestamp
+	21, // 8: atoll.v1alpha1.KDSSubscription.stats:type_name -> atoll.v1alpha1.KDSSubscription.StatsEntry
+	22, // 9: atoll.v1alpha1.VIPTable.entries:type_name -> atoll.v1alpha1.VIPTable.Entry
+	23, // 10: atoll.v1alpha1.ServiceEndpoints.endpoints:type_name -> atoll.v1alpha1.ServiceEndpoints.Endpoint
+	0,  // 11: atoll.v1alpha1.Mesh.CrossZone.mode:type_name -> atoll.v1alpha1.Mesh.CrossZone.Mode
+	13, // 12: atoll.v1alpha1.Dataplane.Networking.inbound:type_name -> atoll.v1alpha1.Dataplane.Networking.Inbound
+	14, // 13: atoll.v1alpha1.Dataplane.Networking.gateway:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway
+	15, // 14: atoll.v1alpha1.Dataplane.Networking.Inbound.tags:type_name -> atoll.v1alpha1.Dataplane.Networking.Inbound.TagsEntry
+	3,  // 15: atoll.v1alpha1.Dataplane.Networking.Inbound.health:type_name -> atoll.v1alpha1.Health
+	1,  // 16: atoll.v1alpha1.Dataplane.Networking.Gateway.type:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway.Type
+	16, // 17: atoll.v1alpha1.Dataplane.Networking.Gateway.tags:type_name -> atoll.v1alpha1.Dataplane.Networking.Gateway.TagsEntry
+	19, // 18: atoll.v1alpha1.ZoneIngress.AvailableService.tags:type_name -> atoll.v1alpha1.ZoneIngress.AvailableService.TagsEntry
+	20, // 19: atoll.v1alpha1.KDSSubscription.StatsEntry.value:type_name -> atoll.v1alpha1.KDSSubscription.TypeStats
+	25, // 20: atoll.v1alpha1.VIPTable.Entry.unused_since:type_name -> google.protobuf.Timestamp
+	24, // 21: atoll.v1alpha1.ServiceEndpoints.Endpoint.tags:type_name -> atoll.v1alpha1.ServiceEndpoints.Endpoint.TagsEntry
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_v1alpha1_resources_proto_init() }
@@ -1153,8 +1423,8 @@ func file_v1alpha1_resources_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1alpha1_resources_proto_rawDesc), len(file_v1alpha1_resources_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   19,
+			NumEnums:      2,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -170,6 +170,14 @@ var Types = NewRegistry(
 		validate: validateVIPTable,
 	},
 	&Descriptor{
+		// Derived by the global from a zone's Dataplanes (never stored
+		// there) and sent to the other zones, for Direct cross-zone meshes.
+		Type: ServiceEndpointsType, Singular: "serviceendpoints", Plural: "serviceendpoints",
+		Scope: ScopeMesh, Sync: SyncGlobalToZones, Writer: WrittenBySystem,
+		New:      func() proto.Message { return &v1alpha1.ServiceEndpoints{} },
+		validate: validateServiceEndpoints,
+	},
+	&Descriptor{
 		// The global derives insights from its KDS sessions; they are not
 		// sent by zones as resources.
 		Type: ZoneInsightType, Singular: "zoneinsight", Plural: "zoneinsights",

@@ -18,6 +18,9 @@ const (
 	ZoneType        Type = "Zone"
 	ZoneInsightType Type = "ZoneInsight"
 	VIPTableType    Type = "VIPTable"
+	// ServiceEndpointsType: one zone's instances of one service, relayed
+	// by the global for meshes whose cross-zone mode is Direct.
+	ServiceEndpointsType Type = "ServiceEndpoints"
 )
 
 // VIPTableName is the name of each mesh's one VIPTable.

@@ -107,6 +107,11 @@ func validateZoneIngress(r *Resource, v *violations) {
 		}
 	}
 	for i, s := range zi.GetAvailableServices() {
+		if p := s.GetPort(); p != 0 {
+			if msg := checkPort(p); msg != "" {
+				v.add(fmt.Sprintf("availableServices[%d].port", i), "%s", msg)
+			}
+		}
 		// Field paths are formatted only for a violation.
 		f := func() string { return fmt.Sprintf("availableServices[%d]", i) }
 		if msg := CheckName(s.GetMesh()); msg != "" {
@@ -116,6 +121,26 @@ func validateZoneIngress(r *Resource, v *violations) {
 			v.add(fmt.Sprintf("%s.tags[%q]", f(), ServiceTag), "is required")
 		}
 		validateLabels(s.GetTags(), func() string { return f() + ".tags" }, v)
+	}
+}
+
+func validateServiceEndpoints(r *Resource, v *violations) {
+	se := r.Spec.(*v1alpha1.ServiceEndpoints)
+	if msg := CheckName(se.GetZone()); msg != "" {
+		v.add("zone", "%s", msg)
+	}
+	if se.GetService() == "" || len(se.GetService()) > 253 || !isLabelValue(se.GetService()) {
+		v.add("service", "%q is not a service name", se.GetService())
+	}
+	for i, e := range se.GetEndpoints() {
+		f := func() string { return fmt.Sprintf("endpoints[%d]", i) }
+		if msg := checkAddress(e.GetAddress()); msg != "" {
+			v.add(f()+".address", "%s", msg)
+		}
+		if msg := checkPort(e.GetPort()); msg != "" {
+			v.add(f()+".port", "%s", msg)
+		}
+		validateLabels(e.GetTags(), func() string { return f() + ".tags" }, v)
 	}
 }
 

@@ -74,49 +74,20 @@ func (c *Cache) notify(t resource.Type) {
 // Start loads every type and keeps them current until ctx ends. It
 // returns once the cache holds what the store held, or the first error.
 func (c *Cache) Start(ctx context.Context) error {
-	watches := make([]<-chan Event, len(c.types))
-	for i, t := range c.types {
-		ch, err := c.load(ctx, t)
-		if err != nil {
-			return err
+	for _, t := range c.types {
+		reset := func(list []*resource.Resource) {
+			fresh := make(map[resource.Key]*resource.Resource, len(list))
+			for _, r := range list {
+				fresh[r.Key()] = r
+			}
+			c.mu.Lock()
+			c.items[t] = fresh
+			c.sorted[t] = nil
+			c.gen[t]++
+			c.mu.Unlock()
+			c.notify(t)
 		}
-		watches[i] = ch
-	}
-	for i, t := range c.types {
-		go c.follow(ctx, t, watches[i])
-	}
-	return nil
-}
-
-// load watches t, then lists it into the cache: events after the list only
-// repeat or advance it.
-func (c *Cache) load(ctx context.Context, t resource.Type) (<-chan Event, error) {
-	ch, err := c.src.Watch(ctx, t)
-	if err != nil {
-		return nil, fmt.Errorf("caching %s: %w", t, err)
-	}
-	list, err := c.src.List(ctx, t, "")
-	if err != nil {
-		return nil, fmt.Errorf("caching %s: %w", t, err)
-	}
-	fresh := make(map[resource.Key]*resource.Resource, len(list))
-	for _, r := range list {
-		fresh[r.Key()] = r
-	}
-	c.mu.Lock()
-	c.items[t] = fresh
-	c.sorted[t] = nil
-	c.gen[t]++
-	c.mu.Unlock()
-	c.notify(t)
-	return ch, nil
-}
-
-// follow applies events of t until ctx ends, reloading when the watch
-// ends early (the backend dropped a slow watcher, or failed).
-func (c *Cache) follow(ctx context.Context, t resource.Type, ch <-chan Event) {
-	for {
-		for e := range ch {
+		apply := func(e Event) {
 			key := e.Resource.Key()
 			c.mu.Lock()
 			if e.Kind == Deleted {
@@ -129,21 +100,61 @@ func (c *Cache) follow(ctx context.Context, t resource.Type, ch <-chan Event) {
 			c.mu.Unlock()
 			c.notify(t)
 		}
-		for {
-			if ctx.Err() != nil {
-				return
-			}
-			var err error
-			if ch, err = c.load(ctx, t); err == nil {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
+		if err := Follow(ctx, c.src, t, reset, apply); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// Follow keeps a consumer of type t in step with src until ctx ends: reset
+// gets the whole list, then apply every change, in order, from one
+// goroutine. When the watch ends early (the backend dropped a slow
+// watcher, or failed) it lists again and calls reset. It returns after the
+// first reset, or with the first error.
+func Follow(ctx context.Context, src interface {
+	Reader
+	Watcher
+}, t resource.Type, reset func([]*resource.Resource), apply func(Event)) error {
+	// Watch, then list: events after the list only repeat or advance it.
+	load := func() (<-chan Event, error) {
+		ch, err := src.Watch(ctx, t)
+		if err != nil {
+			return nil, fmt.Errorf("following %s: %w", t, err)
+		}
+		list, err := src.List(ctx, t, "")
+		if err != nil {
+			return nil, fmt.Errorf("following %s: %w", t, err)
+		}
+		reset(list)
+		return ch, nil
+	}
+	ch, err := load()
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			for e := range ch {
+				apply(e)
+			}
+			for {
+				if ctx.Err() != nil {
+					return
+				}
+				var err error
+				if ch, err = load(); err == nil {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}()
+	return nil
 }
 
 // Get returns the cached resource at key, or an error satisfying

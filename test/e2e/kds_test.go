@@ -206,6 +206,13 @@ func TestReconnectReconcilesAndResendsNothingUnchanged(t *testing.T) {
 	g = startGlobal(t, gdir, "--kds-addr", kdsAddr)
 	waitList(t, g.apiURL+"/meshes/default/dataplanes", "backend-2.zone-2,backend-3.zone-2,backend-4.zone-2")
 	waitServices(t, z1, "backend:zone-2=3")
+	// The counts were 3 before too: wait for backend-4's port.
+	waitFor(t, syncWait, "zone-1 to learn backend-4's port", func() error {
+		if status, body := call(t, "GET", z1.apiURL+"/zoneingresses/zone-2", ""); status != 200 || !strings.Contains(body, "9004") {
+			return fmt.Errorf("%d %s", status, body)
+		}
+		return nil
+	})
 	waitFor(t, syncWait, "zone-2 reconnected", func() error {
 		if !statusOf(t, z2).Connected {
 			return fmt.Errorf("not connected")

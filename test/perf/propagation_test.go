@@ -84,15 +84,17 @@ func start(tb testing.TB) *topology {
 
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-func put(tb testing.TB, zoneURL, name, service string, port int) {
-	if err := tryPut(zoneURL, name, service, port); err != nil {
+func put(tb testing.TB, zoneURL, name, service string, addr, port int) {
+	if err := tryPut(zoneURL, name, service, addr, port); err != nil {
 		tb.Fatal(err)
 	}
 }
 
-func tryPut(zoneURL, name, service string, port int) error {
-	body := fmt.Sprintf(`{"type":"Dataplane","networking":{"address":"10.1.%d.%d","inbound":[{"port":%d,"tags":{"atoll.io/service":%q}}]}}`,
-		port/250%250, port%250+1, port, service)
+// tryPut registers Dataplane name with one inbound of service on port, at
+// the addr-th address of 10.0.0.0/8.
+func tryPut(zoneURL, name, service string, addr, port int) error {
+	body := fmt.Sprintf(`{"type":"Dataplane","networking":{"address":"10.%d.%d.%d","inbound":[{"port":%d,"tags":{"atoll.io/service":%q}}]}}`,
+		addr>>16&255, addr>>8&255, addr&255, port, service)
 	req, _ := http.NewRequest("PUT", zoneURL+"/meshes/default/dataplanes/"+name, bytes.NewReader([]byte(body)))
 	resp, err := client.Do(req)
 	if err != nil {
@@ -131,7 +133,7 @@ func measure(b *testing.B, t *topology, prefix string) {
 	for b.Loop() {
 		name := fmt.Sprintf("%s-%d", prefix, i)
 		start := time.Now()
-		put(b, t.zone2, name, name, 20000+i%40000)
+		put(b, t.zone2, name, name, 1<<20+i, 8080)
 		visible(b, t.zone1, name)
 		lat = append(lat, time.Since(start))
 		i++
@@ -170,9 +172,11 @@ func BenchmarkPropagationLoaded(b *testing.B) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				// Move one loaded instance to another port: a real change.
+				// Move one loaded instance to another address: a real
+				// change, which leaves the instance counts alone.
 				// Errors end the churn; the measurement reports what it saw.
-				if tryPut(t.zone2, fmt.Sprintf("load-%d", i%loaded), fmt.Sprintf("svc-%d", i%loaded%1000), 61000+i%4000) == nil {
+				n := i % loaded
+				if tryPut(t.zone2, fmt.Sprintf("load-%d", n), fmt.Sprintf("svc-%d", n%1000), 2<<20+i, 10000+n%1000) == nil {
 					churned.Add(1)
 				}
 			}

@@ -108,7 +108,8 @@ func load(tb testing.TB, zoneURL string, n int) {
 				if i >= int64(n) {
 					return
 				}
-				if err := tryPut(zoneURL, fmt.Sprintf("load-%d", i), fmt.Sprintf("svc-%d", i%1000), int(1+i%60000)); err != nil {
+				// The 10 instances of a service share its port, as they do.
+				if err := tryPut(zoneURL, fmt.Sprintf("load-%d", i), fmt.Sprintf("svc-%d", i%1000), int(i), int(10000+i%1000)); err != nil {
 					errs <- err
 					return
 				}
