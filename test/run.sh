@@ -7,6 +7,7 @@
 #   RUN_DIR (default .run)  GLOBAL_API_PORT (5681)  GLOBAL_KDS_PORT (5685)
 #   ETCD_CLIENT_PORT (15379)  ETCD_PEER_PORT (15380)
 #   ZONE1_API_PORT (5691)  ZONE2_API_PORT (5701)  ZONE1_DNS_PORT (5653)  ZONE2_DNS_PORT (5663)
+#   ZONE1_XDS_PORT (5678)  ZONE2_XDS_PORT (5688)
 # State is kept in RUN_DIR between runs; `make clean` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ ZONE1_API_PORT=${ZONE1_API_PORT:-5691}
 ZONE2_API_PORT=${ZONE2_API_PORT:-5701}
 ZONE1_DNS_PORT=${ZONE1_DNS_PORT:-5653}
 ZONE2_DNS_PORT=${ZONE2_DNS_PORT:-5663}
+ZONE1_XDS_PORT=${ZONE1_XDS_PORT:-5678}
+ZONE2_XDS_PORT=${ZONE2_XDS_PORT:-5688}
 ATOLL=bin/atoll
 ATOLLCTL=bin/atollctl
 
@@ -95,11 +98,11 @@ wait_ready global "$GLOBAL"
 CA="$RUN_DIR/global/kds-tls/kds-ca.pem"
 echo "starting zone-1 and zone-2 (universal mode, synced with the global over TLS) ..."
 start zone-1 zone --zone zone-1 --mode universal --data-dir "$RUN_DIR/zone-1" \
-  --api-addr "127.0.0.1:$ZONE1_API_PORT" --ingress-port 10001 --dns-addr "127.0.0.1:$ZONE1_DNS_PORT" \
+  --api-addr "127.0.0.1:$ZONE1_API_PORT" --ingress-port 10001 --dns-addr "127.0.0.1:$ZONE1_DNS_PORT" --xds-addr "127.0.0.1:$ZONE1_XDS_PORT" \
   --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT" --global-ca-file "$CA"
 wait_ready zone-1 "$ZONE1"
 start zone-2 zone --zone zone-2 --mode universal --data-dir "$RUN_DIR/zone-2" \
-  --api-addr "127.0.0.1:$ZONE2_API_PORT" --ingress-port 10002 --dns-addr "127.0.0.1:$ZONE2_DNS_PORT" \
+  --api-addr "127.0.0.1:$ZONE2_API_PORT" --ingress-port 10002 --dns-addr "127.0.0.1:$ZONE2_DNS_PORT" --xds-addr "127.0.0.1:$ZONE2_XDS_PORT" \
   --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT" --global-ca-file "$CA"
 wait_ready zone-2 "$ZONE2"
 
@@ -118,8 +121,8 @@ cat <<INFO
 
 atoll is running:
   global   API $GLOBAL   (KDS 127.0.0.1:$GLOBAL_KDS_PORT, etcd 127.0.0.1:$ETCD_CLIENT_PORT)   log $RUN_DIR/global.log
-  zone-1   API $ZONE1   DNS 127.0.0.1:$ZONE1_DNS_PORT   delegated gateway "kong"         log $RUN_DIR/zone-1.log
-  zone-2   API $ZONE2   DNS 127.0.0.1:$ZONE2_DNS_PORT   three instances of "backend"     log $RUN_DIR/zone-2.log
+  zone-1   API $ZONE1   DNS 127.0.0.1:$ZONE1_DNS_PORT   xDS 127.0.0.1:$ZONE1_XDS_PORT   delegated gateway "kong"         log $RUN_DIR/zone-1.log
+  zone-2   API $ZONE2   DNS 127.0.0.1:$ZONE2_DNS_PORT   xDS 127.0.0.1:$ZONE2_XDS_PORT   three instances of "backend"     log $RUN_DIR/zone-2.log
 
 zones, as the global sees them (atollctl get zones):
 $("$ATOLLCTL" --api-url "$GLOBAL" get zones)

@@ -41,12 +41,20 @@ type Config struct {
 	// Ingress is where other zones reach this zone's services.
 	Ingress Ingress `yaml:"ingress" json:"ingress"`
 	DNS     DNS     `yaml:"dns" json:"dns"`
+	XDS     XDS     `yaml:"xds" json:"xds"`
 	// VIPCIDR is the range of service VIPs, the global's vip.cidr; the zone
 	// uses it for its own proposals while the global is unreachable.
 	VIPCIDR string `yaml:"vipCIDR" json:"vipCIDR"`
 	// VIPCIDR6 is the global's vip.cidr6 (empty: IPv4 VIPs only).
 	VIPCIDR6 string         `yaml:"vipCIDR6" json:"vipCIDR6"`
 	Log      logging.Config `yaml:"log" json:"log"`
+}
+
+// XDS configures the zone's xDS server, which Envoy sidecars and proxyless
+// gRPC clients connect to.
+type XDS struct {
+	// Addr is the gRPC listener; empty disables the server.
+	Addr string `yaml:"addr" json:"addr"`
 }
 
 // DNS configures the zone's DNS server.
@@ -82,6 +90,7 @@ func Default() Config {
 		DataDir: "/var/lib/atoll/zone",
 		Ingress: Ingress{Address: "127.0.0.1", Port: 10001},
 		DNS:     DNS{Addr: ":5653", Domain: "mesh", TTL: 5 * time.Second},
+		XDS:     XDS{Addr: ":5678"},
 		VIPCIDR: "240.0.0.0/4",
 		Log:     logging.Default(),
 	}
@@ -126,6 +135,9 @@ func (c Config) Validate() error {
 		if p < 0 || p > 65535 || (p == 0 && field == "ingress.port") {
 			add(fmt.Errorf("%s: %d is out of range: use 1-65535", field, p))
 		}
+	}
+	if c.XDS.Addr != "" {
+		add(config.CheckListenAddr("xds.addr", c.XDS.Addr))
 	}
 	if c.DNS.Addr != "" {
 		add(config.CheckListenAddr("dns.addr", c.DNS.Addr))

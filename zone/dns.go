@@ -31,6 +31,21 @@ type resolver struct {
 	domain string
 	srv    *dns.Server // nil when DNS is disabled
 	views  atomic.Pointer[map[string][]vip.View]
+	// onChange, when set, is told after each rebuild.
+	onChange func()
+}
+
+// VIPs is a mesh's service VIPs (IPv4), assigned or proposed.
+func (r *resolver) VIPs(mesh string) map[string]netip.Addr {
+	out := map[string]netip.Addr{}
+	if v := r.views.Load(); v != nil {
+		for _, view := range (*v)[mesh] {
+			if a, err := netip.ParseAddr(view.VIP); err == nil {
+				out[view.Service] = a
+			}
+		}
+	}
+	return out
 }
 
 func newResolver(cache *store.Cache, cidr netip.Prefix, domain string) *resolver {
@@ -129,6 +144,9 @@ func (r *resolver) rebuild() {
 		r.srv.SetTable(dns.NewTable(r.domain, names))
 	}
 	r.views.Store(&views)
+	if r.onChange != nil {
+		r.onChange()
+	}
 }
 
 // Run rebuilds on every VIPTable or ZoneIngress change, coalesced.

@@ -21,6 +21,7 @@ import (
 	"github.com/atoll-mesh/atoll/internal/store/boltstore"
 	"github.com/atoll-mesh/atoll/internal/version"
 	"github.com/atoll-mesh/atoll/kds"
+	"github.com/atoll-mesh/atoll/zone/xds"
 )
 
 // Run starts the zone control plane and blocks until ctx ends or a part
@@ -56,7 +57,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// What other zones offer and the VIP tables are few, large and read on
 	// every DNS rebuild, service view and push: read them from memory.
-	cache := store.NewCache(st, resource.MeshType, resource.ZoneIngressType, resource.VIPTableType)
+	cache := store.NewCache(st, resource.MeshType, resource.ZoneIngressType, resource.VIPTableType,
+		resource.DataplaneType, resource.ServiceEndpointsType)
 	var client *kds.Client
 	var notify changeNotifier = noNotify{}
 	if cfg.GlobalAddress == "" {
@@ -100,6 +102,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		res.srv = dns.NewServer(dns.Config{Addr: cfg.DNS.Addr, Domain: cfg.DNS.Domain, TTL: cfg.DNS.TTL, Upstream: cfg.DNS.Upstream},
 			log.With("component", "dns"), reg)
 	}
+	var xdsServer *xds.Server
+	if cfg.XDS.Addr != "" {
+		xdsServer = xds.NewServer(xds.Config{
+			Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, VIPs: res.VIPs,
+			Debounce: kds.DefaultDebounce, Log: log.With("component", "xds"), Registry: reg,
+		})
+		res.onChange = xdsServer.Changed
+		mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/xds", xdsServer.Handler)
+	}
 	if err := cache.Start(ctx); err != nil {
 		return err
 	}
@@ -124,6 +135,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		g.Go(func() error { return client.Run(ctx) })
 	}
 	g.Go(func() error { return res.Run(ctx) })
+	if xdsServer != nil {
+		g.Go(func() error { return xdsServer.Run(ctx) })
+	}
 	if res.srv != nil {
 		g.Go(func() error { return res.srv.Run(ctx) })
 	}

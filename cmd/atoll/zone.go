@@ -22,6 +22,7 @@ var zoneSettings = []setting{
 	{"ingress-advertised-address", "ingress.advertisedAddress", "address published to other zones, when it differs (NAT, load balancer)"},
 	{"ingress-advertised-port", "ingress.advertisedPort", "port published to other zones, when it differs"},
 	{"dns-addr", "dns.addr", "DNS server listen address (UDP and TCP); empty disables it"},
+	{"xds-addr", "xds.addr", "xDS server listen address (gRPC) for Envoy sidecars and proxyless gRPC clients; empty disables it"},
 	{"dns-domain", "dns.domain", "domain the DNS server answers for"},
 	{"dns-ttl", "dns.ttl", "TTL of DNS answers"},
 	{"dns-upstream", "dns.upstream", "host:port to forward queries outside the domain to; empty refuses them"},

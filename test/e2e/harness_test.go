@@ -194,8 +194,10 @@ func freePort(t *testing.T) string {
 
 func startZone(t *testing.T, zone, dataDir string, args ...string) *process {
 	base := []string{"zone", "--zone", zone, "--mode", "universal", "--data-dir", dataDir}
-	if !strings.Contains(strings.Join(args, " "), "--dns-addr") {
-		base = append(base, "--dns-addr", "127.0.0.1:0")
+	for _, flag := range []string{"--dns-addr", "--xds-addr"} {
+		if !strings.Contains(strings.Join(args, " "), flag) {
+			base = append(base, flag, "127.0.0.1:0")
+		}
 	}
 	return startAtoll(t, append(base, args...)...)
 }

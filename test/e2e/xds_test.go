@@ -1,0 +1,254 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/xds"
+)
+
+// backendServer is a real gRPC server that answers with its name.
+type backendServer struct {
+	testgrpc.UnimplementedTestServiceServer
+	name string
+	srv  *grpc.Server
+	addr string
+}
+
+func (b *backendServer) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	return &testgrpc.SimpleResponse{Hostname: b.name}, nil
+}
+
+// startBackend serves on host:port (port "0": a free one).
+func startBackend(t *testing.T, name, host, port string) *backendServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		t.Fatalf("backend %s: %v", name, err)
+	}
+	b := &backendServer{name: name, srv: grpc.NewServer(), addr: ln.Addr().String()}
+	testgrpc.RegisterTestServiceServer(b.srv, b)
+	go b.srv.Serve(ln)
+	t.Cleanup(b.srv.Stop)
+	return b
+}
+
+// startBackends starts one backend per loopback host, all on the same
+// port: instances of one service share its port. The port is picked free
+// on the first host, and the set retried if another host has it taken.
+func startBackends(t *testing.T, names, hosts []string) ([]*backendServer, string) {
+	t.Helper()
+	for attempt := 0; attempt < 20; attempt++ {
+		first := startBackend(t, names[0], hosts[0], "0")
+		_, port, _ := net.SplitHostPort(first.addr)
+		out := []*backendServer{first}
+		for i := 1; i < len(names); i++ {
+			ln, err := net.Listen("tcp", net.JoinHostPort(hosts[i], port))
+			if err != nil {
+				break
+			}
+			ln.Close()
+			out = append(out, startBackend(t, names[i], hosts[i], port))
+		}
+		if len(out) == len(names) {
+			return out, port
+		}
+		for _, b := range out {
+			b.srv.Stop()
+		}
+	}
+	t.Fatal("no port free on every loopback host")
+	return nil, ""
+}
+
+func dataplaneJSON(name, addr, port string) string {
+	return fmt.Sprintf(`{"type":"Dataplane","mesh":"default","name":%q,"networking":{"address":%q,"inbound":[{"port":%s,"tags":{"atoll.io/service":"backend","atoll.io/protocol":"grpc"}}]}}`, name, addr, port)
+}
+
+// xdsClient is grpc-go's own xDS client with node.id nodeID, connected to
+// target through the zone's xDS server at xdsAddr.
+func xdsClient(t *testing.T, xdsAddr, nodeID, target string) testgrpc.TestServiceClient {
+	t.Helper()
+	bootstrap := fmt.Sprintf(`{"xds_servers":[{"server_uri":%q,"channel_creds":[{"type":"insecure"}],"server_features":["xds_v3"]}],"node":{"id":%q}}`, xdsAddr, nodeID)
+	resolver, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(resolver))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return testgrpc.NewTestServiceClient(conn)
+}
+
+// reached makes n calls and returns who answered them (and "error: ..."
+// for failed ones).
+func reached(c testgrpc.TestServiceClient, n int) map[string]int {
+	out := map[string]int{}
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+		cancel()
+		if err != nil {
+			out["error: "+status.Code(err).String()]++
+			continue
+		}
+		out[resp.GetHostname()]++
+	}
+	return out
+}
+
+// waitReached waits until 30 calls in a row are answered by exactly the
+// backends in want (each at least once).
+func waitReached(t *testing.T, c testgrpc.TestServiceClient, what string, want ...string) {
+	t.Helper()
+	waitFor(t, syncWait, what, func() error {
+		got := reached(c, 30)
+		if len(got) != len(want) {
+			return fmt.Errorf("answered by %v, want %v", got, want)
+		}
+		for _, w := range want {
+			if got[w] == 0 {
+				return fmt.Errorf("answered by %v, want %v", got, want)
+			}
+		}
+		return nil
+	})
+}
+
+// The issue's contract: with crossZone Direct, grpc-go's xDS client as the
+// gateway kong in zone-1 calls xds:///backend.mesh:PORT and reaches the
+// backends registered in zone-2; it follows instances coming and going,
+// prefers local instances, fails over, and loses zone-2 when it is
+// disabled; the zone restarting does not break it.
+func TestProxylessGatewayReachesOtherZones(t *testing.T) {
+	g := startGlobal(t, t.TempDir())
+	if status, body := call(t, "PUT", g.apiURL+"/meshes/default", `{"type":"Mesh","crossZone":{"mode":"Direct"}}`); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	xdsAddr := freePort(t)
+	z1dir := t.TempDir()
+	z1 := startSyncedZone(t, "zone-1", z1dir, g.kdsAddr, g.caFile(), "--xds-addr", xdsAddr)
+	z2 := startSyncedZone(t, "zone-2", t.TempDir(), g.kdsAddr, g.caFile())
+	if status, body := call(t, "PUT", z1.apiURL+"/meshes/default/dataplanes/kong", kongJSON); status != 201 {
+		t.Fatalf("%d %s", status, body)
+	}
+	backends, port := startBackends(t, []string{"b1", "b2", "b3", "local-1"}, []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"})
+	register := func(z *process, b *backendServer) {
+		t.Helper()
+		host, _, _ := net.SplitHostPort(b.addr)
+		if status, body := call(t, "PUT", z.apiURL+"/meshes/default/dataplanes/"+b.name, dataplaneJSON(b.name, host, port)); status != 201 {
+			t.Fatalf("%d %s", status, body)
+		}
+	}
+	remove := func(z *process, name string) {
+		t.Helper()
+		if status, body := call(t, "DELETE", z.apiURL+"/meshes/default/dataplanes/"+name, ""); status != 200 {
+			t.Fatalf("%d %s", status, body)
+		}
+	}
+	register(z2, backends[0])
+	register(z2, backends[1])
+
+	client := xdsClient(t, xdsAddr, "default.kong", "xds:///backend.mesh:"+port)
+	waitReached(t, client, "zone-2's backends", "b1", "b2")
+
+	status, body := call(t, "GET", z1.apiURL+"/meshes/default/dataplanes/kong/xds", "")
+	if status != 200 || !strings.Contains(body, `"proxyless-grpc"`) || !strings.Contains(body, `"ClusterLoadAssignment"`) {
+		t.Errorf("GET .../kong/xds: %d %s", status, body)
+	}
+
+	register(z2, backends[2])
+	waitReached(t, client, "a new instance", "b1", "b2", "b3")
+	remove(z2, "b1")
+	waitReached(t, client, "a removed instance gone", "b2", "b3")
+
+	// A local instance takes everything; when it goes, zone-2 again.
+	register(z1, backends[3])
+	waitReached(t, client, "the local instance preferred", "local-1")
+	remove(z1, "local-1")
+	waitReached(t, client, "failover to zone-2", "b2", "b3")
+
+	// zone-2 disabled: no remote endpoints, so no backend at all.
+	if status, body := call(t, "PUT", g.apiURL+"/zones/zone-2", `{"type":"Zone","enabled":false}`); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	waitReached(t, client, "zone-2 withdrawn", "error: "+codes.Unavailable.String())
+	if status, body := call(t, "PUT", g.apiURL+"/zones/zone-2", `{"type":"Zone","enabled":true}`); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	waitReached(t, client, "zone-2 back", "b2", "b3")
+
+	// The zone restarts under a connected client, which reconnects and
+	// follows changes made after.
+	z1.stop()
+	z1 = startSyncedZone(t, "zone-1", z1dir, g.kdsAddr, g.caFile(), "--xds-addr", xdsAddr)
+	register(z2, backends[0])
+	waitReached(t, client, "a change after the zone restarted", "b1", "b2", "b3")
+}
+
+// An unknown node.id is refused with a status that says why, for both
+// state-of-the-world and incremental ADS.
+func TestXDSRefusesUnknownNodes(t *testing.T) {
+	xdsAddr := freePort(t)
+	startZone(t, "zone-1", t.TempDir(), "--xds-addr", xdsAddr)
+	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	for _, c := range []struct {
+		node string
+		code codes.Code
+		says string
+	}{
+		{"default.nope", codes.NotFound, `no Dataplane "nope" in mesh "default"`},
+		{"nodots", codes.InvalidArgument, "use <mesh>.<dataplane name>"},
+	} {
+		var mu sync.Mutex
+		errs := map[string]error{}
+		check := func(mode string, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			errs[mode] = err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sotw, err := ads.StreamAggregatedResources(ctx)
+		if err == nil {
+			err = sotw.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: c.node}, TypeUrl: resourcev3.ListenerType})
+		}
+		if err == nil {
+			_, err = sotw.Recv()
+		}
+		check("sotw", err)
+		delta, err := ads.DeltaAggregatedResources(ctx)
+		if err == nil {
+			err = delta.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: c.node}, TypeUrl: resourcev3.ListenerType})
+		}
+		if err == nil {
+			_, err = delta.Recv()
+		}
+		check("delta", err)
+		cancel()
+		for mode, err := range errs {
+			if status.Code(err) != c.code || !strings.Contains(status.Convert(err).Message(), c.says) {
+				t.Errorf("%s, node %q: %v; want %s saying %q", mode, c.node, err, c.code, c.says)
+			}
+		}
+	}
+}

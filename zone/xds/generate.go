@@ -1,0 +1,396 @@
+// Package xds serves Envoy and proxyless gRPC configuration from a zone:
+// for each connected proxy, listeners for the services it can reach,
+// clusters, and endpoints with this zone's instances first and the other
+// zones' after (through their ingress, or directly for Direct meshes).
+package xds
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/dns"
+	"github.com/atoll-mesh/atoll/internal/resource"
+)
+
+// Input is what the zone knows of one mesh.
+type Input struct {
+	Zone   string
+	Domain string // the DNS domain, "mesh"
+	// MeshName and Mesh are the mesh the proxy belongs to.
+	MeshName string
+	Mesh     *v1alpha1.Mesh
+	// Dataplanes are this zone's Dataplanes of the mesh.
+	Dataplanes []*resource.Resource
+	// Ingresses are the other zones' ZoneIngresses.
+	Ingresses []*resource.Resource
+	// Endpoints are the other zones' ServiceEndpoints of the mesh (Direct).
+	Endpoints []*resource.Resource
+	// VIPs maps each service to its IPv4 VIP.
+	VIPs map[string]netip.Addr
+}
+
+// Kind is the consumer of a configuration.
+type Kind int
+
+const (
+	// Envoy is a sidecar: listeners bound to addresses.
+	Envoy Kind = iota
+	// Proxyless is a gRPC client: one API listener per service name and port.
+	Proxyless
+)
+
+// Proxy is the proxy a configuration is for.
+type Proxy struct {
+	Kind      Kind
+	Dataplane *resource.Resource
+}
+
+// Names of the generated resources.
+const (
+	// PassthroughCluster takes what no outbound listener matches.
+	PassthroughCluster = "outbound:passthrough"
+	// OutboundPort is the virtual listener that traffic redirected from the
+	// workload arrives at.
+	OutboundPort = 15001
+)
+
+// ClusterName is the cluster of a service's port.
+func ClusterName(service string, port uint32) string {
+	return service + ":" + strconv.FormatUint(uint64(port), 10)
+}
+
+// endpointGroup is the instances of one service port in one zone.
+type endpointGroup struct {
+	zone      string
+	endpoints []weighted
+}
+
+type weighted struct {
+	addr   string
+	port   uint32
+	weight uint32
+}
+
+// servicePort is one port of one service with where it runs.
+type servicePort struct {
+	service string
+	port    uint32
+	local   []weighted
+	remote  []endpointGroup
+}
+
+// model gathers every service port the proxy can reach.
+func model(in Input) []*servicePort {
+	ports := map[string]*servicePort{}
+	get := func(service string, port uint32) *servicePort {
+		k := ClusterName(service, port)
+		sp := ports[k]
+		if sp == nil {
+			sp = &servicePort{service: service, port: port}
+			ports[k] = sp
+		}
+		return sp
+	}
+	for _, r := range in.Dataplanes {
+		n := r.Spec.(*v1alpha1.Dataplane).GetNetworking()
+		for _, ib := range n.GetInbound() {
+			if h := ib.GetHealth(); h != nil && !h.GetReady() {
+				continue
+			}
+			sp := get(ib.GetTags()[resource.ServiceTag], ib.GetPort())
+			sp.local = append(sp.local, weighted{addr: cmp.Or(ib.GetAddress(), n.GetAddress()), port: ib.GetPort(), weight: 1})
+		}
+	}
+	remote := map[string]map[string][]weighted{} // cluster → zone → endpoints
+	add := func(service string, port uint32, zone string, w weighted) {
+		k := ClusterName(service, port)
+		get(service, port)
+		if remote[k] == nil {
+			remote[k] = map[string][]weighted{}
+		}
+		remote[k][zone] = append(remote[k][zone], w)
+	}
+	if in.Mesh.GetCrossZone().GetMode() == v1alpha1.Mesh_CrossZone_Direct {
+		for _, r := range in.Endpoints {
+			se := r.Spec.(*v1alpha1.ServiceEndpoints)
+			if se.GetZone() == in.Zone {
+				continue
+			}
+			for _, e := range se.GetEndpoints() {
+				add(se.GetService(), e.GetPort(), se.GetZone(), weighted{addr: e.GetAddress(), port: e.GetPort(), weight: 1})
+			}
+		}
+	} else {
+		for _, r := range in.Ingresses {
+			zi := r.Spec.(*v1alpha1.ZoneIngress)
+			net := zi.GetNetworking()
+			if zi.GetZone() == in.Zone || net.GetAdvertisedAddress() == "" || net.GetAdvertisedPort() == 0 {
+				continue // an ingress without an address cannot be reached
+			}
+			for _, s := range zi.GetAvailableServices() {
+				if s.GetMesh() != in.MeshName || s.GetPort() == 0 || s.GetInstances() == 0 {
+					continue
+				}
+				add(s.GetTags()[resource.ServiceTag], s.GetPort(), zi.GetZone(),
+					weighted{addr: net.GetAdvertisedAddress(), port: net.GetAdvertisedPort(), weight: s.GetInstances()})
+			}
+		}
+	}
+	out := make([]*servicePort, 0, len(ports))
+	for _, k := range slices.Sorted(maps.Keys(ports)) {
+		sp := ports[k]
+		for _, zone := range slices.Sorted(maps.Keys(remote[k])) {
+			sp.remote = append(sp.remote, endpointGroup{zone: zone, endpoints: remote[k][zone]})
+		}
+		sortWeighted(sp.local)
+		for _, g := range sp.remote {
+			sortWeighted(g.endpoints)
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+func sortWeighted(ws []weighted) {
+	slices.SortFunc(ws, func(a, b weighted) int {
+		return cmp.Or(cmp.Compare(a.addr, b.addr), cmp.Compare(a.port, b.port))
+	})
+}
+
+// Resources is a generated configuration, by xDS type URL.
+type Resources map[resourcev3.Type][]types.Resource
+
+// Generate builds the configuration of proxy from in.
+func Generate(in Input, proxy Proxy) (Resources, error) {
+	out := Resources{resourcev3.ListenerType: nil, resourcev3.ClusterType: nil, resourcev3.EndpointType: nil}
+	add := func(t resourcev3.Type, r types.Resource) { out[t] = append(out[t], r) }
+	for _, sp := range model(in) {
+		name := ClusterName(sp.service, sp.port)
+		add(resourcev3.ClusterType, edsCluster(name))
+		add(resourcev3.EndpointType, loadAssignment(name, in.Zone, sp))
+		switch proxy.Kind {
+		case Proxyless:
+			for _, n := range dns.ServiceNames(sp.service) {
+				l, err := apiListener(n+"."+in.Domain+":"+strconv.FormatUint(uint64(sp.port), 10), name)
+				if err != nil {
+					return nil, err
+				}
+				add(resourcev3.ListenerType, l)
+			}
+		case Envoy:
+			if vip, ok := in.VIPs[sp.service]; ok {
+				l, err := outboundListener(vip, sp.port, name)
+				if err != nil {
+					return nil, err
+				}
+				add(resourcev3.ListenerType, l)
+			}
+		}
+	}
+	if proxy.Kind == Envoy {
+		dp := proxy.Dataplane.Spec.(*v1alpha1.Dataplane).GetNetworking()
+		if dp.GetGateway() == nil {
+			for _, ib := range dp.GetInbound() {
+				l, c, err := inbound(cmp.Or(ib.GetAddress(), dp.GetAddress()), ib.GetPort(), cmp.Or(ib.GetServicePort(), ib.GetPort()))
+				if err != nil {
+					return nil, err
+				}
+				add(resourcev3.ListenerType, l)
+				add(resourcev3.ClusterType, c)
+			}
+		}
+		l, err := virtualOutbound()
+		if err != nil {
+			return nil, err
+		}
+		add(resourcev3.ListenerType, l)
+		add(resourcev3.ClusterType, &clusterv3.Cluster{
+			Name:                 PassthroughCluster,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+			ConnectTimeout:       durationpb.New(5 * time.Second),
+		})
+	}
+	return out, nil
+}
+
+func edsCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{
+			EdsConfig: &corev3.ConfigSource{
+				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+				ResourceApiVersion:    corev3.ApiVersion_V3,
+			},
+		},
+		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
+		ConnectTimeout: durationpb.New(5 * time.Second),
+	}
+}
+
+// loadAssignment puts this zone's instances at priority 0 and the other
+// zones' at the next priority (priorities must start at 0 and be
+// contiguous, so remote zones take 0 when there is no local instance).
+func loadAssignment(name, zone string, sp *servicePort) *endpointv3.ClusterLoadAssignment {
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	remotePriority := uint32(0)
+	if len(sp.local) > 0 {
+		cla.Endpoints = append(cla.Endpoints, locality(zone, 0, sp.local))
+		remotePriority = 1
+	}
+	for _, g := range sp.remote {
+		cla.Endpoints = append(cla.Endpoints, locality(g.zone, remotePriority, g.endpoints))
+	}
+	return cla
+}
+
+func locality(zone string, priority uint32, ws []weighted) *endpointv3.LocalityLbEndpoints {
+	l := &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{Zone: zone}, Priority: priority}
+	total := uint32(0)
+	for _, w := range ws {
+		total += w.weight
+		l.LbEndpoints = append(l.LbEndpoints, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: socketAddress(w.addr, w.port),
+			}},
+			LoadBalancingWeight: wrapperspb.UInt32(w.weight),
+		})
+	}
+	l.LoadBalancingWeight = wrapperspb.UInt32(total)
+	return l
+}
+
+func socketAddress(addr string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: addr, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+func typed(m proto.Message) (*anypb.Any, error) {
+	a, err := anypb.New(m)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %T: %w", m, err)
+	}
+	return a, nil
+}
+
+// apiListener is what a gRPC client resolving xds:///name asks for.
+func apiListener(name, cluster string) (*listenerv3.Listener, error) {
+	router, err := typed(&routerv3.Router{})
+	if err != nil {
+		return nil, err
+	}
+	hcm, err := typed(&hcmv3.HttpConnectionManager{
+		StatPrefix: name,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: name,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    name,
+				Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: ""}},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}},
+				}},
+			}},
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Listener{Name: name, ApiListener: &listenerv3.ApiListener{ApiListener: hcm}}, nil
+}
+
+func tcpProxy(statPrefix, cluster string) (*listenerv3.Filter, error) {
+	tp, err := typed(&tcpproxyv3.TcpProxy{StatPrefix: statPrefix, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster}})
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tp}}, nil
+}
+
+// outboundListener takes connections to a service's VIP and port, handed
+// over by the virtual outbound listener (it binds nothing itself).
+func outboundListener(vip netip.Addr, port uint32, cluster string) (*listenerv3.Listener, error) {
+	name := "outbound:" + netip.AddrPortFrom(vip, uint16(port)).String()
+	f, err := tcpProxy(name, cluster)
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Listener{
+		Name:         name,
+		Address:      socketAddress(vip.String(), port),
+		BindToPort:   wrapperspb.Bool(false),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{f}}},
+	}, nil
+}
+
+// virtualOutbound receives the workload's redirected connections and hands
+// each to the listener of its original destination, or passes it through.
+func virtualOutbound() (*listenerv3.Listener, error) {
+	f, err := tcpProxy("outbound:passthrough", PassthroughCluster)
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Listener{
+		Name:           "outbound",
+		Address:        socketAddress("0.0.0.0", OutboundPort),
+		UseOriginalDst: wrapperspb.Bool(true),
+		FilterChains:   []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{f}}},
+	}, nil
+}
+
+// inbound forwards what reaches one inbound to the workload on localhost.
+func inbound(addr string, port, servicePort uint32) (*listenerv3.Listener, *clusterv3.Cluster, error) {
+	name := "inbound:" + hostPort(addr, port)
+	cluster := "localhost:" + strconv.FormatUint(uint64(servicePort), 10)
+	f, err := tcpProxy(name, cluster)
+	if err != nil {
+		return nil, nil, err
+	}
+	l := &listenerv3.Listener{
+		Name:         name,
+		Address:      socketAddress(addr, port),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{f}}},
+	}
+	c := &clusterv3.Cluster{
+		Name:                 cluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(5 * time.Second),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: cluster, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: socketAddress("127.0.0.1", servicePort),
+			}}}},
+		}}},
+	}
+	return l, c, nil
+}
+
+func hostPort(addr string, port uint32) string {
+	if a, err := netip.ParseAddr(addr); err == nil {
+		return netip.AddrPortFrom(a, uint16(port)).String()
+	}
+	return addr + ":" + strconv.FormatUint(uint64(port), 10)
+}
