@@ -225,28 +225,42 @@ func Generate(in Input, proxy Proxy) (Resources, error) {
 			return nil, err
 		}
 		add(resourcev3.ListenerType, l)
-		add(resourcev3.ClusterType, &clusterv3.Cluster{
-			Name:                 PassthroughCluster,
-			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
-			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
-			ConnectTimeout:       durationpb.New(5 * time.Second),
-		})
+		add(resourcev3.ClusterType, passthroughCluster())
 	}
 	return out, nil
 }
 
+// The xDS types served.
+const (
+	typeLDS = resourcev3.ListenerType
+	typeCDS = resourcev3.ClusterType
+	typeEDS = resourcev3.EndpointType
+)
+
+func passthroughCluster() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 PassthroughCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+		ConnectTimeout:       durationpb.New(5 * time.Second),
+	}
+}
+
+// Parts every EDS cluster shares. Generated resources are never modified
+// once built, so they may share sub-messages.
+var (
+	edsType    = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+	edsConfig  = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3}}
+	connectIn5 = durationpb.New(5 * time.Second)
+)
+
 func edsCluster(name string) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
 		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{
-			EdsConfig: &corev3.ConfigSource{
-				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
-				ResourceApiVersion:    corev3.ApiVersion_V3,
-			},
-		},
-		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
-		ConnectTimeout: durationpb.New(5 * time.Second),
+		ClusterDiscoveryType: edsType,
+		EdsClusterConfig:     edsConfig,
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		ConnectTimeout:       connectIn5,
 	}
 }
 
@@ -268,15 +282,32 @@ func loadAssignment(name, zone string, sp *servicePort) *endpointv3.ClusterLoadA
 
 func locality(zone string, priority uint32, ws []weighted) *endpointv3.LocalityLbEndpoints {
 	l := &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{Zone: zone}, Priority: priority}
+	// One allocation per message type for the whole locality, not per
+	// endpoint: a gateway may see thousands of them.
+	var (
+		lbs   = make([]endpointv3.LbEndpoint, len(ws))
+		hosts = make([]endpointv3.LbEndpoint_Endpoint, len(ws))
+		eps   = make([]endpointv3.Endpoint, len(ws))
+		addrs = make([]corev3.Address, len(ws))
+		socks = make([]corev3.Address_SocketAddress, len(ws))
+		sas   = make([]corev3.SocketAddress, len(ws))
+		ports = make([]corev3.SocketAddress_PortValue, len(ws))
+	)
+	l.LbEndpoints = make([]*endpointv3.LbEndpoint, len(ws))
 	total := uint32(0)
-	for _, w := range ws {
+	for i, w := range ws {
 		total += w.weight
-		l.LbEndpoints = append(l.LbEndpoints, &endpointv3.LbEndpoint{
-			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-				Address: socketAddress(w.addr, w.port),
-			}},
-			LoadBalancingWeight: wrapperspb.UInt32(w.weight),
-		})
+		ports[i].PortValue = w.port
+		sas[i].Address, sas[i].PortSpecifier = w.addr, &ports[i]
+		socks[i].SocketAddress = &sas[i]
+		addrs[i].Address = &socks[i]
+		eps[i].Address = &addrs[i]
+		hosts[i].Endpoint = &eps[i]
+		lbs[i].HostIdentifier = &hosts[i]
+		if w.weight != 1 { // unset means 1
+			lbs[i].LoadBalancingWeight = wrapperspb.UInt32(w.weight)
+		}
+		l.LbEndpoints[i] = &lbs[i]
 	}
 	l.LoadBalancingWeight = wrapperspb.UInt32(total)
 	return l
@@ -365,7 +396,7 @@ func virtualOutbound() (*listenerv3.Listener, error) {
 // inbound forwards what reaches one inbound to the workload on localhost.
 func inbound(addr string, port, servicePort uint32) (*listenerv3.Listener, *clusterv3.Cluster, error) {
 	name := "inbound:" + hostPort(addr, port)
-	cluster := "localhost:" + strconv.FormatUint(uint64(servicePort), 10)
+	cluster := localCluster(servicePort)
 	f, err := tcpProxy(name, cluster)
 	if err != nil {
 		return nil, nil, err

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -285,3 +287,42 @@ func render(t *testing.T, res Resources) []byte {
 	}
 	return append(b, '\n')
 }
+
+// bigInput: a gateway in zone-1 seeing 1,000 services × 10 endpoints in
+// zone-2 (Direct), each with a VIP.
+func bigInput() Input {
+	in := fixture(v1alpha1.Mesh_CrossZone_Direct, false)
+	in.Endpoints, in.VIPs = nil, map[string]netip.Addr{}
+	for s := range 1000 {
+		svc := fmt.Sprintf("svc-%d", s)
+		se := &v1alpha1.ServiceEndpoints{Zone: "zone-2", Service: svc}
+		for e := range 10 {
+			se.Endpoints = append(se.Endpoints, &v1alpha1.ServiceEndpoints_Endpoint{Address: fmt.Sprintf("10.2.%d.%d", s/250, e+1), Port: 8080})
+		}
+		in.Endpoints = append(in.Endpoints, &resource.Resource{
+			Meta: resource.Meta{Type: resource.ServiceEndpointsType, Mesh: "default", Name: fmt.Sprintf("se-%d", s)}, Spec: se})
+		in.VIPs[svc] = netip.AddrFrom4([4]byte{240, 0, byte(s >> 8), byte(s)})
+	}
+	return in
+}
+
+// BenchmarkGenerate: the whole configuration of one gateway seeing 1,000
+// services × 10 endpoints, for Envoy and for proxyless gRPC.
+func BenchmarkGenerate(b *testing.B) {
+	in := bigInput()
+	for _, c := range []struct {
+		name string
+		kind Kind
+	}{{"envoy", Envoy}, {"proxyless", Proxyless}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Generate(in, Proxy{Kind: c.kind, Dataplane: in.Dataplanes[0]}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }

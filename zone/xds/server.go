@@ -15,6 +15,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,17 +52,17 @@ type Config struct {
 // zone's proxies: Envoy sidecars and proxyless gRPC clients. A proxy's
 // node.id is "<mesh>.<dataplane name>"; an unknown one is refused.
 type Server struct {
-	cfg       Config
-	snapshots cachev3.SnapshotCache
-	// versions are "<start>.<n>": unique across restarts of the zone.
+	cfg Config
+	// versions start with the server's start time: unique across
+	// restarts of the zone.
 	versionPrefix string
-	version       atomic.Uint64
 	changes       chan struct{}
 	bound         atomic.Value // net.Addr
 
 	mu      sync.Mutex
-	nodes   map[string]*node // by node id
-	streams map[int64]string // stream → node id
+	meshes  map[string]*meshConfig // meshes with connected proxies
+	nodes   map[string]*node       // by node id
+	streams map[int64]string       // stream → node id
 
 	connected prometheus.Gauge
 	nacks     *prometheus.CounterVec
@@ -69,10 +70,16 @@ type Server struct {
 }
 
 type node struct {
-	id        string
-	mesh      string
-	name      string
-	kind      Kind
+	id      string
+	mesh    string
+	name    string
+	kind    Kind
+	gateway bool
+	// lds holds a sidecar's listeners: the mesh's outbounds and its own
+	// inbounds (gateways and gRPC clients share their mesh's listeners).
+	lds       *cachev3.LinearCache
+	inbounds  map[string]types.Resource
+	dpVersion string
 	streams   int
 	sent      map[string]string // type URL → version
 	acked     map[string]string
@@ -87,9 +94,9 @@ func NewServer(cfg Config) *Server {
 	}
 	s := &Server{
 		cfg:           cfg,
-		snapshots:     cachev3.NewSnapshotCache(true, cachev3.IDHash{}, quietLogger{cfg.Log}),
-		versionPrefix: fmt.Sprintf("%x", time.Now().UnixNano()),
+		versionPrefix: fmt.Sprintf("%x-", time.Now().UnixNano()),
 		changes:       make(chan struct{}, 1),
+		meshes:        map[string]*meshConfig{},
 		nodes:         map[string]*node{},
 		streams:       map[int64]string{},
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -140,7 +147,7 @@ func (s *Server) Run(ctx context.Context) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(srv, serverv3.NewServer(ctx, s.snapshots, s.callbacks()))
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(srv, serverv3.NewServer(ctx, router{s}, s.callbacks()))
 	s.cfg.Log.Info("xds server listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -172,50 +179,82 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) rebuildAll(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for name, m := range s.meshes {
+		if err := s.updateMesh(m); err != nil {
+			s.cfg.Log.Warn("updating a mesh's proxy configuration failed; proxies keep the previous one", "mesh", name, "error", err)
+		}
+	}
 	for _, n := range s.nodes {
-		if err := s.build(ctx, n); err != nil {
-			s.cfg.Log.Warn("building a proxy's configuration failed; it keeps the previous one", "node", n.id, "error", err)
+		if err := s.updateSidecar(n); err != nil {
+			s.cfg.Log.Warn("updating a sidecar's listeners failed; it keeps the previous ones", "node", n.id, "error", err)
 		}
 	}
 }
 
-// build generates n's configuration and hands it to the snapshot cache.
-// Callers hold mu.
-func (s *Server) build(ctx context.Context, n *node) error {
+// updateMesh brings a mesh's configuration up to date. Callers hold mu.
+func (s *Server) updateMesh(m *meshConfig) error {
 	start := time.Now()
+	mesh, err := s.cfg.Cache.Get(resource.Key{Type: resource.MeshType, Name: m.name})
+	if err != nil {
+		return fmt.Errorf("mesh %s is gone: %w", m.name, err)
+	}
+	in := Input{
+		Zone: s.cfg.Zone, Domain: s.cfg.Domain, MeshName: m.name, Mesh: mesh.Spec.(*v1alpha1.Mesh),
+		Dataplanes: s.cfg.Cache.List(resource.DataplaneType, m.name),
+		Ingresses:  s.cfg.Cache.List(resource.ZoneIngressType, ""),
+		Endpoints:  s.cfg.Cache.List(resource.ServiceEndpointsType, m.name),
+	}
+	if s.cfg.VIPs != nil {
+		in.VIPs = s.cfg.VIPs(m.name)
+	}
+	m.update(in)
+	s.builds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// updateSidecar keeps a sidecar's listeners: its mesh's outbounds (the
+// same objects, so unchanged ones are not re-sent) and its inbounds.
+// Gateways and gRPC clients have none of their own. Callers hold mu.
+func (s *Server) updateSidecar(n *node) error {
+	if n.lds == nil {
+		return nil
+	}
 	dp, err := s.cfg.Cache.Get(resource.Key{Type: resource.DataplaneType, Mesh: n.mesh, Name: n.name})
 	if err != nil {
 		return fmt.Errorf("its Dataplane is gone: %w", err)
 	}
-	mesh, err := s.cfg.Cache.Get(resource.Key{Type: resource.MeshType, Name: n.mesh})
-	if err != nil {
-		return fmt.Errorf("its mesh is gone: %w", err)
+	if dp.Meta.Version != n.dpVersion || n.inbounds == nil {
+		res, err := Generate(Input{}, Proxy{Kind: Envoy, Dataplane: dp})
+		if err != nil {
+			return err
+		}
+		n.inbounds = map[string]types.Resource{}
+		for _, l := range res[typeLDS] {
+			if name := cachev3.GetResourceName(l); strings.HasPrefix(name, "inbound:") {
+				n.inbounds[name] = l
+			}
+		}
+		n.dpVersion = dp.Meta.Version
 	}
-	in := Input{
-		Zone: s.cfg.Zone, Domain: s.cfg.Domain, MeshName: n.mesh, Mesh: mesh.Spec.(*v1alpha1.Mesh),
-		Dataplanes: s.cfg.Cache.List(resource.DataplaneType, n.mesh),
-		Ingresses:  s.cfg.Cache.List(resource.ZoneIngressType, ""),
-		Endpoints:  s.cfg.Cache.List(resource.ServiceEndpointsType, n.mesh),
+	want := s.meshes[n.mesh].gateway.GetResources()
+	for name, l := range n.inbounds {
+		want[name] = l
 	}
-	if s.cfg.VIPs != nil {
-		in.VIPs = s.cfg.VIPs(n.mesh)
+	have := n.lds.GetResources()
+	upd, del := map[string]types.Resource{}, []string(nil)
+	for name, l := range want {
+		if have[name] != l {
+			upd[name] = l
+		}
 	}
-	res, err := Generate(in, Proxy{Kind: n.kind, Dataplane: dp})
-	if err != nil {
-		return err
+	for name := range have {
+		if _, ok := want[name]; !ok {
+			del = append(del, name)
+		}
 	}
-	version := fmt.Sprintf("%s.%d", s.versionPrefix, s.version.Add(1))
-	snap, err := cachev3.NewSnapshot(version, res)
-	if err != nil {
-		return err
+	if len(upd)+len(del) > 0 {
+		return n.lds.UpdateResources(upd, del)
 	}
-	if err := snap.Consistent(); err != nil {
-		return fmt.Errorf("inconsistent configuration: %w", err)
-	}
-	if err := s.snapshots.SetSnapshot(ctx, n.id, snap); err != nil {
-		return err
-	}
-	s.builds.Observe(time.Since(start).Seconds())
 	return nil
 }
 
@@ -236,10 +275,27 @@ func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*n
 		if strings.HasPrefix(strings.ToLower(cn.GetUserAgentName()), "grpc") {
 			kind = Proxyless
 		}
+		dp, _ := s.cfg.Cache.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name})
 		n = &node{id: id, mesh: mesh, name: name, kind: kind, connected: time.Now(),
-			sent: map[string]string{}, acked: map[string]string{}, nacked: map[string]string{}}
-		if err := s.build(ctx, n); err != nil {
-			return nil, status.Errorf(codes.Unavailable, "node.id %q: building its configuration failed: %v", id, err)
+			gateway: dp.Spec.(*v1alpha1.Dataplane).GetNetworking().GetGateway() != nil,
+			sent:    map[string]string{}, acked: map[string]string{}, nacked: map[string]string{}}
+		if s.meshes[mesh] == nil {
+			m := newMeshConfig(s.cfg.Zone, s.cfg.Domain, mesh, s.versionPrefix, quietLogger{s.cfg.Log})
+			if err := s.updateMesh(m); err != nil {
+				return nil, status.Errorf(codes.Unavailable, "node.id %q: building its configuration failed: %v", id, err)
+			}
+			s.meshes[mesh] = m
+		}
+		var vips map[string]netip.Addr
+		if s.cfg.VIPs != nil {
+			vips = s.cfg.VIPs(mesh)
+		}
+		s.meshes[mesh].serve(kind, vips)
+		if kind == Envoy && !n.gateway {
+			n.lds = cachev3.NewLinearCache(typeLDS, cachev3.WithVersionPrefix(s.versionPrefix), cachev3.WithLogger(quietLogger{s.cfg.Log}))
+			if err := s.updateSidecar(n); err != nil {
+				return nil, status.Errorf(codes.Unavailable, "node.id %q: building its configuration failed: %v", id, err)
+			}
 		}
 		s.nodes[id] = n
 		s.connected.Inc()
@@ -301,8 +357,13 @@ func (s *Server) closed(streamID int64) {
 	if n := s.nodes[id]; n != nil {
 		if n.streams--; n.streams <= 0 {
 			delete(s.nodes, id)
-			s.snapshots.ClearSnapshot(id)
 			s.connected.Dec()
+			for _, other := range s.nodes {
+				if other.mesh == n.mesh {
+					return
+				}
+			}
+			delete(s.meshes, n.mesh) // rebuilt when a proxy of the mesh connects
 		}
 	}
 }
@@ -338,6 +399,56 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		},
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
 	}
+}
+
+// router sends each watch to the cache that holds the proxy's resources:
+// its mesh's endpoints and clusters; its mesh's gRPC or gateway listeners,
+// or a sidecar's own.
+type router struct{ s *Server }
+
+func (r router) cache(node *corev3.Node, typeURL string) (cachev3.Cache, error) {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	n := r.s.nodes[node.GetId()]
+	if n == nil {
+		return nil, status.Errorf(codes.NotFound, "node.id %q is not connected", node.GetId())
+	}
+	m := r.s.meshes[n.mesh]
+	switch {
+	case m == nil:
+		return nil, status.Errorf(codes.Unavailable, "mesh %q has no configuration", n.mesh)
+	case typeURL == typeEDS:
+		return m.eds, nil
+	case typeURL == typeCDS:
+		return m.cds, nil
+	case typeURL == typeLDS && n.kind == Proxyless:
+		return m.proxyless, nil
+	case typeURL == typeLDS && n.lds != nil:
+		return n.lds, nil
+	case typeURL == typeLDS:
+		return m.gateway, nil
+	}
+	return nil, status.Errorf(codes.InvalidArgument, "%s is not served: this server sends listeners, clusters and endpoints", typeURL)
+}
+
+func (r router) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	c, err := r.cache(req.GetNode(), req.GetTypeUrl())
+	if err != nil {
+		return nil, err
+	}
+	return c.CreateWatch(req, sub, ch)
+}
+
+func (r router) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	c, err := r.cache(req.GetNode(), req.GetTypeUrl())
+	if err != nil {
+		return nil, err
+	}
+	return c.CreateDeltaWatch(req, sub, ch)
+}
+
+func (r router) Fetch(context.Context, *cachev3.Request) (cachev3.Response, error) {
+	return nil, status.Error(codes.Unimplemented, "fetch is not served: use ADS")
 }
 
 // ProxyStatus is a connected proxy as GET .../dataplanes/{name}/xds shows it.

@@ -1,0 +1,380 @@
+package xds
+
+import (
+	"cmp"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/log"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/dns"
+	"github.com/atoll-mesh/atoll/internal/resource"
+)
+
+// meshConfig is one mesh's configuration, kept up to date incrementally
+// and served from go-control-plane linear caches shared by every proxy of
+// the mesh: each resource is marshalled once per version whatever the
+// number of proxies, and a change re-sends only what it changed (for
+// endpoints, only the affected ClusterLoadAssignments).
+//
+// Each input resource (a local Dataplane, another zone's ZoneIngress or
+// ServiceEndpoints) is remembered with its store version and what it
+// contributes; an update recomputes only the inputs whose version moved and
+// the clusters they touch.
+type meshConfig struct {
+	zone, domain, name string
+	direct             bool
+
+	eds, cds  *cachev3.LinearCache
+	proxyless *cachev3.LinearCache // API listeners for gRPC clients
+	gateway   *cachev3.LinearCache // Envoy outbound listeners
+
+	inputs    map[resource.Key]*input
+	byCluster map[string]map[resource.Key]bool
+	clusters  map[string]clusterID // the EDS clusters that exist
+	vips      map[string]netip.Addr
+	listeners map[string]string // gateway listener → cluster, for VIP changes
+	local     map[uint32]bool   // servicePorts with a localhost cluster
+	// Listeners of a kind are built once a proxy of that kind connects.
+	withProxyless, withGateway bool
+	clustersMoved              bool // since listeners were last updated
+}
+
+// serve makes sure the mesh has listeners for proxies of kind (Envoy
+// gateways and sidecars share the outbound ones).
+func (m *meshConfig) serve(kind Kind, vips map[string]netip.Addr) {
+	switch kind {
+	case Proxyless:
+		if m.withProxyless {
+			return
+		}
+		m.withProxyless = true
+	default:
+		if m.withGateway {
+			return
+		}
+		m.withGateway = true
+	}
+	m.updateListeners(vips)
+}
+
+type clusterID struct {
+	service string
+	port    uint32
+}
+
+type input struct {
+	version  string
+	contribs []contribution
+}
+
+// contribution is what one input adds to one cluster.
+type contribution struct {
+	cluster string
+	id      clusterID
+	zone    string
+	local   bool
+	eps     []weighted
+}
+
+func newMeshConfig(zone, domain, name, versionPrefix string, logger log.Logger) *meshConfig {
+	opts := func() []cachev3.LinearCacheOption {
+		return []cachev3.LinearCacheOption{cachev3.WithVersionPrefix(versionPrefix), cachev3.WithLogger(logger)}
+	}
+	m := &meshConfig{
+		zone: zone, domain: domain, name: name,
+		eds:       cachev3.NewLinearCache(typeEDS, opts()...),
+		cds:       cachev3.NewLinearCache(typeCDS, opts()...),
+		proxyless: cachev3.NewLinearCache(typeLDS, opts()...),
+		gateway:   cachev3.NewLinearCache(typeLDS, opts()...),
+		inputs:    map[resource.Key]*input{}, byCluster: map[string]map[resource.Key]bool{},
+		clusters: map[string]clusterID{}, vips: map[string]netip.Addr{}, listeners: map[string]string{},
+		local: map[uint32]bool{},
+	}
+	l, _ := virtualOutbound()
+	m.gateway.UpdateResource(l.GetName(), l)
+	m.cds.UpdateResource(PassthroughCluster, passthroughCluster())
+	return m
+}
+
+// contributions of one input resource.
+func (m *meshConfig) contributions(r *resource.Resource) []contribution {
+	var out []contribution
+	add := func(service string, port uint32, zone string, local bool, w weighted) {
+		for i := range out {
+			if out[i].id.service == service && out[i].id.port == port && out[i].zone == zone {
+				out[i].eps = append(out[i].eps, w)
+				return
+			}
+		}
+		out = append(out, contribution{cluster: ClusterName(service, port), id: clusterID{service, port}, zone: zone, local: local, eps: []weighted{w}})
+	}
+	switch spec := r.Spec.(type) {
+	case *v1alpha1.Dataplane:
+		n := spec.GetNetworking()
+		for _, ib := range n.GetInbound() {
+			if h := ib.GetHealth(); h != nil && !h.GetReady() {
+				continue
+			}
+			add(ib.GetTags()[resource.ServiceTag], ib.GetPort(), m.zone, true, weighted{addr: cmp.Or(ib.GetAddress(), n.GetAddress()), port: ib.GetPort(), weight: 1})
+		}
+	case *v1alpha1.ServiceEndpoints:
+		if spec.GetZone() == m.zone {
+			return nil
+		}
+		// Usually one port: one contribution holding every endpoint.
+		eps := spec.GetEndpoints()
+		for i := 0; i < len(eps); {
+			j := i
+			for j < len(eps) && eps[j].GetPort() == eps[i].GetPort() {
+				j++
+			}
+			ws := make([]weighted, 0, j-i)
+			for _, e := range eps[i:j] {
+				ws = append(ws, weighted{addr: e.GetAddress(), port: e.GetPort(), weight: 1})
+			}
+			out = append(out, contribution{cluster: ClusterName(spec.GetService(), eps[i].GetPort()),
+				id: clusterID{spec.GetService(), eps[i].GetPort()}, zone: spec.GetZone(), eps: ws})
+			i = j
+		}
+		out = mergeContributions(out)
+	case *v1alpha1.ZoneIngress:
+		net := spec.GetNetworking()
+		if spec.GetZone() == m.zone || net.GetAdvertisedAddress() == "" || net.GetAdvertisedPort() == 0 {
+			return nil
+		}
+		for _, s := range spec.GetAvailableServices() {
+			if s.GetMesh() != m.name || s.GetPort() == 0 || s.GetInstances() == 0 {
+				continue
+			}
+			add(s.GetTags()[resource.ServiceTag], s.GetPort(), spec.GetZone(), false,
+				weighted{addr: net.GetAdvertisedAddress(), port: net.GetAdvertisedPort(), weight: s.GetInstances()})
+		}
+	}
+	return out
+}
+
+// mergeContributions joins contributions to the same cluster (endpoints
+// listed with their ports interleaved).
+func mergeContributions(cs []contribution) []contribution {
+	if len(cs) < 2 {
+		return cs
+	}
+	byName := map[string]int{}
+	out := cs[:0]
+	for _, c := range cs {
+		if i, ok := byName[c.cluster]; ok {
+			out[i].eps = append(out[i].eps, c.eps...)
+			continue
+		}
+		byName[c.cluster] = len(out)
+		out = append(out, c)
+	}
+	return out
+}
+
+// update brings the configuration in line with in (in.Dataplanes, and the
+// remote inputs of the mesh's cross-zone mode) and pushes what changed to
+// the caches.
+func (m *meshConfig) update(in Input) {
+	// Switching the cross-zone mode switches the kind of remote input: the
+	// other kind is no longer seen below, and dropped.
+	direct := in.Mesh.GetCrossZone().GetMode() == v1alpha1.Mesh_CrossZone_Direct
+	m.direct = direct
+	remote := in.Ingresses
+	if direct {
+		remote = in.Endpoints
+	}
+	dirty := map[string]bool{}
+	seen := make(map[resource.Key]bool, len(in.Dataplanes)+len(remote))
+	consider := func(r *resource.Resource) {
+		k := r.Key()
+		seen[k] = true
+		old := m.inputs[k]
+		if old != nil && old.version == r.Meta.Version && r.Meta.Version != "" {
+			return
+		}
+		if old != nil {
+			m.drop(k, old, dirty)
+		}
+		inp := &input{version: r.Meta.Version, contribs: m.contributions(r)}
+		m.inputs[k] = inp
+		for _, c := range inp.contribs {
+			if m.byCluster[c.cluster] == nil {
+				m.byCluster[c.cluster] = map[resource.Key]bool{}
+			}
+			m.byCluster[c.cluster][k] = true
+			dirty[c.cluster] = true
+		}
+	}
+	for _, r := range in.Dataplanes {
+		consider(r)
+	}
+	for _, r := range remote {
+		consider(r)
+	}
+	for k, old := range m.inputs {
+		if !seen[k] {
+			m.drop(k, old, dirty)
+			delete(m.inputs, k)
+		}
+	}
+
+	// Endpoints of the clusters that changed; clusters that appeared or went.
+	updEDS, updCDS := map[string]types.Resource{}, map[string]types.Resource{}
+	var delEDS, delCDS []string
+	for name := range dirty {
+		if len(m.byCluster[name]) == 0 {
+			delete(m.byCluster, name)
+			if _, ok := m.clusters[name]; ok {
+				delete(m.clusters, name)
+				delEDS, delCDS = append(delEDS, name), append(delCDS, name)
+				m.clustersMoved = true
+			}
+			continue
+		}
+		sp := m.servicePort(name)
+		updEDS[name] = loadAssignment(name, m.zone, sp)
+		if _, ok := m.clusters[name]; !ok {
+			m.clusters[name] = clusterID{sp.service, sp.port}
+			updCDS[name] = edsCluster(name)
+			m.clustersMoved = true
+		}
+	}
+	// localhost clusters for sidecars' inbounds.
+	wantLocal := map[uint32]bool{}
+	for _, r := range in.Dataplanes {
+		n := r.Spec.(*v1alpha1.Dataplane).GetNetworking()
+		if n.GetGateway() != nil {
+			continue
+		}
+		for _, ib := range n.GetInbound() {
+			wantLocal[cmp.Or(ib.GetServicePort(), ib.GetPort())] = true
+		}
+	}
+	for p := range wantLocal {
+		if !m.local[p] {
+			_, c, _ := inbound("127.0.0.1", p, p)
+			updCDS[c.GetName()] = c
+		}
+	}
+	for p := range m.local {
+		if !wantLocal[p] {
+			delCDS = append(delCDS, localCluster(p))
+		}
+	}
+	m.local = wantLocal
+	if len(updEDS)+len(delEDS) > 0 {
+		m.eds.UpdateResources(updEDS, delEDS)
+	}
+	if len(updCDS)+len(delCDS) > 0 {
+		m.cds.UpdateResources(updCDS, delCDS)
+	}
+	if m.clustersMoved || !maps.Equal(in.VIPs, m.vips) {
+		m.updateListeners(in.VIPs)
+	}
+}
+
+func (m *meshConfig) drop(k resource.Key, old *input, dirty map[string]bool) {
+	for _, c := range old.contribs {
+		delete(m.byCluster[c.cluster], k)
+		dirty[c.cluster] = true
+	}
+}
+
+// servicePort gathers a cluster's endpoints from its inputs, in a stable
+// order: local first, then by zone.
+func (m *meshConfig) servicePort(name string) *servicePort {
+	var sp *servicePort
+	remote := map[string][]weighted{}
+	for _, k := range slices.SortedFunc(maps.Keys(m.byCluster[name]), compareKeys) {
+		for _, c := range m.inputs[k].contribs {
+			if c.cluster != name {
+				continue
+			}
+			if sp == nil {
+				sp = &servicePort{service: c.id.service, port: c.id.port}
+			}
+			if c.local {
+				sp.local = append(sp.local, c.eps...)
+			} else {
+				remote[c.zone] = append(remote[c.zone], c.eps...)
+			}
+		}
+	}
+	sortWeighted(sp.local)
+	for _, zone := range slices.Sorted(maps.Keys(remote)) {
+		sortWeighted(remote[zone])
+		sp.remote = append(sp.remote, endpointGroup{zone: zone, endpoints: remote[zone]})
+	}
+	return sp
+}
+
+func compareKeys(a, b resource.Key) int {
+	return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Mesh, b.Mesh), cmp.Compare(a.Name, b.Name))
+}
+
+// updateListeners adds and removes the proxyless and gateway listeners of
+// clusters that appeared or went, and moves gateway listeners whose
+// service's VIP changed.
+func (m *meshConfig) updateListeners(vips map[string]netip.Addr) {
+	m.clustersMoved = false
+	m.vips = maps.Clone(vips)
+	wantProxyless := map[string]string{} // listener → cluster
+	wantGateway := map[string]string{}
+	gatewayVIP := map[string]netip.Addr{}
+	for name, id := range m.clusters {
+		port := strconv.FormatUint(uint64(id.port), 10)
+		if m.withProxyless {
+			for _, n := range dns.ServiceNames(id.service) {
+				wantProxyless[n+"."+m.domain+":"+port] = name
+			}
+		}
+		if vip, ok := vips[id.service]; ok && m.withGateway {
+			l := "outbound:" + netip.AddrPortFrom(vip, uint16(id.port)).String()
+			wantGateway[l], gatewayVIP[l] = name, vip
+		}
+	}
+	have := m.proxyless.GetResources()
+	upd, del := map[string]types.Resource{}, []string(nil)
+	for l, c := range wantProxyless {
+		if _, ok := have[l]; !ok {
+			if r, err := apiListener(l, c); err == nil {
+				upd[l] = r
+			}
+		}
+	}
+	for l := range have {
+		if _, ok := wantProxyless[l]; !ok {
+			del = append(del, l)
+		}
+	}
+	if len(upd)+len(del) > 0 {
+		m.proxyless.UpdateResources(upd, del)
+	}
+	upd, del = map[string]types.Resource{}, nil
+	for l, c := range wantGateway {
+		if m.listeners[l] != c {
+			id := m.clusters[c]
+			if r, err := outboundListener(gatewayVIP[l], id.port, c); err == nil {
+				upd[l] = r
+			}
+		}
+	}
+	for l := range m.listeners {
+		if _, ok := wantGateway[l]; !ok {
+			del = append(del, l)
+		}
+	}
+	if len(upd)+len(del) > 0 {
+		m.gateway.UpdateResources(upd, del)
+	}
+	m.listeners = wantGateway
+}
+
+func localCluster(port uint32) string { return "localhost:" + strconv.FormatUint(uint64(port), 10) }
