@@ -509,7 +509,13 @@ func clone(m map[string]string) map[string]string {
 // warnings and errors at their own.
 type quietLogger struct{ log *slog.Logger }
 
-func (l quietLogger) Debugf(f string, a ...any) { l.log.Debug(fmt.Sprintf(f, a...)) }
-func (l quietLogger) Infof(f string, a ...any)  { l.log.Debug(fmt.Sprintf(f, a...)) }
+// Debugf formats only when debug logging is on: go-control-plane logs
+// whole subscriptions at debug level on every watch.
+func (l quietLogger) Debugf(f string, a ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(fmt.Sprintf(f, a...))
+	}
+}
+func (l quietLogger) Infof(f string, a ...any) { l.Debugf(f, a...) }
 func (l quietLogger) Warnf(f string, a ...any)  { l.log.Warn(fmt.Sprintf(f, a...)) }
 func (l quietLogger) Errorf(f string, a ...any) { l.log.Error(fmt.Sprintf(f, a...)) }
