@@ -516,6 +516,6 @@ func (l quietLogger) Debugf(f string, a ...any) {
 		l.log.Debug(fmt.Sprintf(f, a...))
 	}
 }
-func (l quietLogger) Infof(f string, a ...any) { l.Debugf(f, a...) }
+func (l quietLogger) Infof(f string, a ...any)  { l.Debugf(f, a...) }
 func (l quietLogger) Warnf(f string, a ...any)  { l.log.Warn(fmt.Sprintf(f, a...)) }
 func (l quietLogger) Errorf(f string, a ...any) { l.log.Error(fmt.Sprintf(f, a...)) }
