@@ -46,9 +46,13 @@ func (e *apiError) String() string {
 func (c *client) do(ctx context.Context, method, path string, body []byte) ([]byte, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	path, query, _ := strings.Cut(path, "?")
 	u, err := url.JoinPath(c.baseURL, path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("--api-url %q: %w", c.baseURL, err)
+	}
+	if query != "" {
+		u += "?" + query
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {

@@ -2,7 +2,6 @@ package xds
 
 import (
 	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -16,7 +15,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/internal/resource"
@@ -262,30 +260,14 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// render is the configuration as stable, indented JSON, by type then name.
+// render is Render, failing the test on error.
 func render(t *testing.T, res Resources) []byte {
 	t.Helper()
-	out := map[string]map[string]json.RawMessage{}
-	for typ, rs := range res {
-		short := typ[len(resourcev3.APITypePrefix):]
-		out[short] = map[string]json.RawMessage{}
-		for _, r := range rs {
-			b, err := protojson.Marshal(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var compact bytes.Buffer
-			if err := json.Compact(&compact, b); err != nil {
-				t.Fatal(err)
-			}
-			out[short][cachev3.GetResourceName(r)] = compact.Bytes()
-		}
-	}
-	b, err := json.MarshalIndent(out, "", "  ")
+	b, err := Render(res)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(b, '\n')
+	return b
 }
 
 // bigInput: a gateway in zone-1 seeing 1,000 services × 10 endpoints in
