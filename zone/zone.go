@@ -16,6 +16,7 @@ import (
 
 	"github.com/atoll-mesh/atoll/dns"
 	"github.com/atoll-mesh/atoll/internal/apiserver"
+	"github.com/atoll-mesh/atoll/internal/certs"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
 	"github.com/atoll-mesh/atoll/internal/store/boltstore"
@@ -104,8 +105,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	var xdsServer *xds.Server
 	if cfg.XDS.Addr != "" {
+		ingress, err := ingressTLS(cfg)
+		if err != nil {
+			return err
+		}
 		xdsServer = xds.NewServer(xds.Config{
 			Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, VIPs: res.VIPs,
+			Ingress:  ingress,
 			Debounce: kds.DefaultDebounce, Log: log.With("component", "xds"), Registry: reg,
 		})
 		res.onChange = xdsServer.Changed
@@ -145,6 +151,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	err = g.Wait()
 	log.Info("zone control plane stopped", "zone", cfg.Zone)
 	return err
+}
+
+// ingressTLS is where the zone's ingress listens and the certificate it
+// presents to other zones' proxies: generated once into the data dir.
+func ingressTLS(cfg Config) (xds.IngressConfig, error) {
+	hosts := []string{cfg.Ingress.Address}
+	if cfg.Ingress.AdvertisedAddress != "" {
+		hosts = append(hosts, cfg.Ingress.AdvertisedAddress)
+	}
+	files, err := certs.EnsureSelfSigned(filepath.Join(cfg.DataDir, "ingress-tls"), hosts)
+	if err != nil {
+		return xds.IngressConfig{}, fmt.Errorf("dataDir: creating the ingress certificate: %w", err)
+	}
+	out := xds.IngressConfig{Address: cfg.Ingress.Address, Port: uint32(cfg.Ingress.Port)}
+	if out.CertPEM, err = os.ReadFile(files.Cert); err == nil {
+		out.KeyPEM, err = os.ReadFile(files.Key)
+	}
+	if err != nil {
+		return xds.IngressConfig{}, fmt.Errorf("dataDir: reading the ingress certificate: %w", err)
+	}
+	return out, nil
 }
 
 func instanceName(zone string) string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
@@ -231,7 +232,8 @@ func TestXDSRefusesUnknownNodes(t *testing.T) {
 		says string
 	}{
 		{"default.nope", codes.NotFound, `no Dataplane "nope" in mesh "default"`},
-		{"nodots", codes.InvalidArgument, "use <mesh>.<dataplane name>"},
+		{"default.", codes.InvalidArgument, "use <mesh>.<dataplane name>"},
+		{"zone-9", codes.NotFound, `its ingress connects as node.id "zone-1"`},
 	} {
 		var mu sync.Mutex
 		errs := map[string]error{}
@@ -263,5 +265,54 @@ func TestXDSRefusesUnknownNodes(t *testing.T) {
 				t.Errorf("%s, node %q: %v; want %s saying %q", mode, c.node, err, c.code, c.says)
 			}
 		}
+	}
+}
+
+// The zone's ingress proxy (node.id = the zone's name) gets a listener
+// that routes TLS from other zones by SNI to this zone's instances.
+func TestIngressProxyRoutesBySNI(t *testing.T) {
+	xdsAddr := freePort(t)
+	z := startZone(t, "zone-1", t.TempDir(), "--xds-addr", xdsAddr, "--ingress-address", "127.0.0.1", "--ingress-port", "10011")
+	if status, body := call(t, "PUT", z.apiURL+"/meshes/default/dataplanes/backend-1", dataplaneJSON("backend-1", "127.0.0.2", "9001")); status != 201 {
+		t.Fatalf("%d %s", status, body)
+	}
+	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "zone-1", UserAgentName: "envoy"}, TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetResources()) != 1 {
+		t.Fatalf("the ingress got %d listeners, want 1", len(resp.GetResources()))
+	}
+	var l listenerv3.Listener
+	if err := resp.GetResources()[0].UnmarshalTo(&l); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.ValidateAll(); err != nil {
+		t.Fatal(err)
+	}
+	sa := l.GetAddress().GetSocketAddress()
+	if sa.GetAddress() != "127.0.0.1" || sa.GetPortValue() != 10011 || len(l.GetFilterChains()) != 1 {
+		t.Fatalf("ingress listener %s:%d with %d filter chains", sa.GetAddress(), sa.GetPortValue(), len(l.GetFilterChains()))
+	}
+	fc := l.GetFilterChains()[0]
+	if sni := fc.GetFilterChainMatch().GetServerNames(); len(sni) != 1 || sni[0] != "backend.9001.default" {
+		t.Errorf("filter chain for SNI %v, want backend.9001.default", sni)
+	}
+	if fc.GetTransportSocket().GetName() != "envoy.transport_sockets.tls" {
+		t.Errorf("the ingress does not terminate TLS: %v", fc.GetTransportSocket())
 	}
 }

@@ -19,13 +19,16 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
@@ -58,6 +61,8 @@ const (
 	Envoy Kind = iota
 	// Proxyless is a gRPC client: one API listener per service name and port.
 	Proxyless
+	// IngressProxy is the zone's ingress (an Envoy): see GenerateIngress.
+	IngressProxy
 )
 
 // Proxy is the proxy a configuration is for.
@@ -90,6 +95,9 @@ type weighted struct {
 	addr   string
 	port   uint32
 	weight uint32
+	// ingress marks another zone's ingress: traffic to it is TLS with the
+	// service's SNI (Envoy only).
+	ingress bool
 }
 
 // servicePort is one port of one service with where it runs.
@@ -153,7 +161,7 @@ func model(in Input) []*servicePort {
 					continue
 				}
 				add(s.GetTags()[resource.ServiceTag], s.GetPort(), zi.GetZone(),
-					weighted{addr: net.GetAdvertisedAddress(), port: net.GetAdvertisedPort(), weight: s.GetInstances()})
+					weighted{addr: net.GetAdvertisedAddress(), port: net.GetAdvertisedPort(), weight: s.GetInstances(), ingress: true})
 			}
 		}
 	}
@@ -185,9 +193,18 @@ type Resources map[resourcev3.Type][]types.Resource
 func Generate(in Input, proxy Proxy) (Resources, error) {
 	out := Resources{resourcev3.ListenerType: nil, resourcev3.ClusterType: nil, resourcev3.EndpointType: nil}
 	add := func(t resourcev3.Type, r types.Resource) { out[t] = append(out[t], r) }
+	ingressMode := in.Mesh.GetCrossZone().GetMode() == v1alpha1.Mesh_CrossZone_Ingress
 	for _, sp := range model(in) {
 		name := ClusterName(sp.service, sp.port)
-		add(resourcev3.ClusterType, edsCluster(name))
+		if proxy.Kind == Envoy && ingressMode {
+			c, err := edsClusterSNI(name, SNI(in.MeshName, sp.service, sp.port))
+			if err != nil {
+				return nil, err
+			}
+			add(resourcev3.ClusterType, c)
+		} else {
+			add(resourcev3.ClusterType, edsCluster(name))
+		}
 		add(resourcev3.EndpointType, loadAssignment(name, in.Zone, sp))
 		switch proxy.Kind {
 		case Proxyless:
@@ -254,6 +271,34 @@ var (
 	connectIn5 = durationpb.New(5 * time.Second)
 )
 
+// SNI names a service port of a mesh in TLS to another zone's ingress,
+// which routes by it.
+func SNI(mesh, service string, port uint32) string {
+	return service + "." + strconv.FormatUint(uint64(port), 10) + "." + mesh
+}
+
+// ingressMatch marks the endpoints that are other zones' ingresses: a
+// cluster's transport socket match applies TLS with SNI to them only.
+var ingressMatch = &structpb.Struct{Fields: map[string]*structpb.Value{"atoll.io/ingress": structpb.NewBoolValue(true)}}
+
+// edsClusterSNI is an EDS cluster that speaks TLS with sni to endpoints
+// that are other zones' ingresses (grpc-go refuses transport socket
+// matches: proxyless clients get edsCluster).
+func edsClusterSNI(name, sni string) (*clusterv3.Cluster, error) {
+	tls, err := typed(&tlsv3.UpstreamTlsContext{Sni: sni})
+	if err != nil {
+		return nil, err
+	}
+	c := edsCluster(name)
+	c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{
+		Name:  "ingress",
+		Match: ingressMatch,
+		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tls}},
+	}}
+	return c, nil
+}
+
 func edsCluster(name string) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
 		Name:                 name,
@@ -307,11 +352,16 @@ func locality(zone string, priority uint32, ws []weighted) *endpointv3.LocalityL
 		if w.weight != 1 { // unset means 1
 			lbs[i].LoadBalancingWeight = wrapperspb.UInt32(w.weight)
 		}
+		if w.ingress {
+			lbs[i].Metadata = ingressMetadata
+		}
 		l.LbEndpoints[i] = &lbs[i]
 	}
 	l.LoadBalancingWeight = wrapperspb.UInt32(total)
 	return l
 }
+
+var ingressMetadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"envoy.transport_socket_match": ingressMatch}}
 
 func socketAddress(addr string, port uint32) *corev3.Address {
 	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
@@ -424,4 +474,93 @@ func hostPort(addr string, port uint32) string {
 		return netip.AddrPortFrom(a, uint16(port)).String()
 	}
 	return addr + ":" + strconv.FormatUint(uint64(port), 10)
+}
+
+// IngressInput is what a zone's ingress proxy is configured from.
+type IngressInput struct {
+	Zone string
+	// Address and Port are where the ingress listens.
+	Address string
+	Port    uint32
+	// Dataplanes are this zone's Dataplanes, of every mesh.
+	Dataplanes []*resource.Resource
+	// CertPEM and KeyPEM are the certificate the ingress presents to
+	// other zones' proxies (they connect with TLS to send SNI).
+	CertPEM, KeyPEM []byte
+}
+
+// IngressCluster is the ingress's cluster of a mesh's service port.
+func IngressCluster(mesh, service string, port uint32) string {
+	return mesh + "/" + ClusterName(service, port)
+}
+
+// IngressListener is the name of the ingress's listener.
+const IngressListener = "ingress"
+
+// GenerateIngress configures a zone's ingress: one listener that reads the
+// SNI of each connection from another zone (TLS inspector), terminates the
+// TLS, and forwards the connection to this zone's healthy instances of the
+// service port the SNI names.
+func GenerateIngress(in IngressInput) (Resources, error) {
+	out := Resources{typeLDS: nil, typeCDS: nil, typeEDS: nil}
+	type key struct {
+		mesh, service string
+		port          uint32
+	}
+	groups := map[key][]weighted{}
+	for _, r := range in.Dataplanes {
+		n := r.Spec.(*v1alpha1.Dataplane).GetNetworking()
+		for _, ib := range n.GetInbound() {
+			if h := ib.GetHealth(); h != nil && !h.GetReady() {
+				continue
+			}
+			k := key{r.Meta.Mesh, ib.GetTags()[resource.ServiceTag], ib.GetPort()}
+			groups[k] = append(groups[k], weighted{addr: cmp.Or(ib.GetAddress(), n.GetAddress()), port: ib.GetPort(), weight: 1})
+		}
+	}
+	if len(groups) == 0 {
+		return out, nil // nothing to offer: no listener
+	}
+	keys := slices.SortedFunc(maps.Keys(groups), func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.mesh, b.mesh), cmp.Compare(a.service, b.service), cmp.Compare(a.port, b.port))
+	})
+	inspector, err := typed(&tlsinspectorv3.TlsInspector{})
+	if err != nil {
+		return nil, err
+	}
+	tls, err := typed(&tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificates: []*tlsv3.TlsCertificate{{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: in.CertPEM}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: in.KeyPEM}},
+		}},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	l := &listenerv3.Listener{
+		Name:    IngressListener,
+		Address: socketAddress(in.Address, in.Port),
+		ListenerFilters: []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.tls_inspector",
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: inspector}}},
+	}
+	for _, k := range keys {
+		name := IngressCluster(k.mesh, k.service, k.port)
+		f, err := tcpProxy(name, name)
+		if err != nil {
+			return nil, err
+		}
+		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{SNI(k.mesh, k.service, k.port)}},
+			TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
+				ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tls}},
+			Filters: []*listenerv3.Filter{f},
+		})
+		ws := groups[k]
+		sortWeighted(ws)
+		out[typeCDS] = append(out[typeCDS], edsCluster(name))
+		out[typeEDS] = append(out[typeEDS], &endpointv3.ClusterLoadAssignment{ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{locality(in.Zone, 0, ws)}})
+	}
+	out[typeLDS] = []types.Resource{l}
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -308,3 +309,89 @@ func BenchmarkGenerate(b *testing.B) {
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func ingressFixture() IngressInput {
+	in := fixture(v1alpha1.Mesh_CrossZone_Ingress, true)
+	other := dp("db-1", "10.1.0.7", false, inb("db", 5432, 0, true))
+	other.Meta.Mesh = "other"
+	return IngressInput{Zone: "zone-1", Address: "10.1.255.1", Port: 10001,
+		Dataplanes: append(in.Dataplanes, other),
+		CertPEM:    []byte("-----BEGIN CERTIFICATE-----\nfixture\n-----END CERTIFICATE-----\n"),
+		KeyPEM:     []byte("-----BEGIN EC PRIVATE KEY-----\nfixture\n-----END EC PRIVATE KEY-----\n")}
+}
+
+func validate(t *testing.T, res Resources) {
+	t.Helper()
+	for typ, rs := range res {
+		for _, r := range rs {
+			if err := r.(interface{ ValidateAll() error }).ValidateAll(); err != nil {
+				t.Fatalf("%s %s: %v", typ, cachev3.GetResourceName(r), err)
+			}
+		}
+	}
+	snap, err := cachev3.NewSnapshot("1", res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Consistent(); err != nil {
+		t.Fatalf("inconsistent: %v", err)
+	}
+}
+
+// The ingress routes each service port of each mesh by SNI to this zone's
+// healthy instances, the SNI other zones' Envoys send.
+func TestIngressRoutesBySNIToLocalInstances(t *testing.T) {
+	res, err := GenerateIngress(ingressFixture())
+	if err != nil {
+		t.Fatal(err)
+	}
+	validate(t, res)
+	l := res[typeLDS][0].(*listenerv3.Listener)
+	chains := map[string]string{}
+	for _, fc := range l.GetFilterChains() {
+		chains[fc.GetFilterChainMatch().GetServerNames()[0]] = fc.GetFilters()[0].GetName()
+	}
+	want := []string{SNI("default", "backend_default_svc_9001", 9001), SNI("default", "web", 8080), SNI("other", "db", 5432)}
+	if len(chains) != len(want) {
+		t.Fatalf("filter chains for %v, want %v", chains, want)
+	}
+	for _, sni := range want {
+		if chains[sni] == "" {
+			t.Errorf("no filter chain for SNI %s (have %v)", sni, chains)
+		}
+	}
+	cla := byName(res, typeEDS)["default/backend_default_svc_9001:9001"].(*endpointv3.ClusterLoadAssignment)
+	if got := groups(cla); len(got) != 1 || len(got[0].eps) != 1 || got[0].eps[0] != "10.1.0.3:9001" {
+		t.Errorf("backend behind the ingress: %+v, want only the healthy local instance", got)
+	}
+	// The client side names the same SNI.
+	gw := generate(t, fixture(v1alpha1.Mesh_CrossZone_Ingress, false), Envoy, "kong")
+	c := byName(gw, typeCDS)["backend_default_svc_9001:9001"]
+	if !strings.Contains(fmt.Sprint(c), SNI("default", "backend_default_svc_9001", 9001)) {
+		t.Errorf("the gateway's cluster does not send the ingress's SNI: %v", c)
+	}
+	if none, err := GenerateIngress(IngressInput{Zone: "zone-1", Address: "10.1.255.1", Port: 10001}); err != nil || len(none[typeLDS]) != 0 {
+		t.Errorf("an ingress with nothing to offer: %v %v", none, err)
+	}
+}
+
+func TestIngressGolden(t *testing.T) {
+	res, err := GenerateIngress(ingressFixture())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := render(t, res)
+	path := filepath.Join("testdata", "ingress.golden.json")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the generated configuration (run with -update after checking the change):\n%s", path, got)
+	}
+}

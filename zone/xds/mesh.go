@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -30,9 +31,12 @@ type meshConfig struct {
 	zone, domain, name string
 	direct             bool
 
-	eds, cds  *cachev3.LinearCache
-	proxyless *cachev3.LinearCache // API listeners for gRPC clients
-	gateway   *cachev3.LinearCache // Envoy outbound listeners
+	eds *cachev3.LinearCache
+	// Envoy's clusters speak TLS with SNI to other zones' ingresses;
+	// grpc-go refuses that, and gets clusters without.
+	cdsEnvoy, cdsProxyless *cachev3.LinearCache
+	proxyless              *cachev3.LinearCache // API listeners for gRPC clients
+	gateway                *cachev3.LinearCache // Envoy outbound listeners
 
 	inputs    map[resource.Key]*input
 	byCluster map[string]map[resource.Key]bool
@@ -88,17 +92,18 @@ func newMeshConfig(zone, domain, name, versionPrefix string, logger log.Logger) 
 	}
 	m := &meshConfig{
 		zone: zone, domain: domain, name: name,
-		eds:       cachev3.NewLinearCache(typeEDS, opts()...),
-		cds:       cachev3.NewLinearCache(typeCDS, opts()...),
-		proxyless: cachev3.NewLinearCache(typeLDS, opts()...),
-		gateway:   cachev3.NewLinearCache(typeLDS, opts()...),
-		inputs:    map[resource.Key]*input{}, byCluster: map[string]map[resource.Key]bool{},
+		eds:          cachev3.NewLinearCache(typeEDS, opts()...),
+		cdsEnvoy:     cachev3.NewLinearCache(typeCDS, opts()...),
+		cdsProxyless: cachev3.NewLinearCache(typeCDS, opts()...),
+		proxyless:    cachev3.NewLinearCache(typeLDS, opts()...),
+		gateway:      cachev3.NewLinearCache(typeLDS, opts()...),
+		inputs:       map[resource.Key]*input{}, byCluster: map[string]map[resource.Key]bool{},
 		clusters: map[string]clusterID{}, vips: map[string]netip.Addr{}, listeners: map[string]string{},
 		local: map[uint32]bool{},
 	}
 	l, _ := virtualOutbound()
 	m.gateway.UpdateResource(l.GetName(), l)
-	m.cds.UpdateResource(PassthroughCluster, passthroughCluster())
+	m.cdsEnvoy.UpdateResource(PassthroughCluster, passthroughCluster())
 	return m
 }
 
@@ -153,7 +158,7 @@ func (m *meshConfig) contributions(r *resource.Resource) []contribution {
 				continue
 			}
 			add(s.GetTags()[resource.ServiceTag], s.GetPort(), spec.GetZone(), false,
-				weighted{addr: net.GetAdvertisedAddress(), port: net.GetAdvertisedPort(), weight: s.GetInstances()})
+				weighted{addr: net.GetAdvertisedAddress(), port: net.GetAdvertisedPort(), weight: s.GetInstances(), ingress: true})
 		}
 	}
 	return out
@@ -185,6 +190,7 @@ func (m *meshConfig) update(in Input) {
 	// Switching the cross-zone mode switches the kind of remote input: the
 	// other kind is no longer seen below, and dropped.
 	direct := in.Mesh.GetCrossZone().GetMode() == v1alpha1.Mesh_CrossZone_Direct
+	modeChanged := direct != m.direct
 	m.direct = direct
 	remote := in.Ingresses
 	if direct {
@@ -226,8 +232,13 @@ func (m *meshConfig) update(in Input) {
 	}
 
 	// Endpoints of the clusters that changed; clusters that appeared or went.
-	updEDS, updCDS := map[string]types.Resource{}, map[string]types.Resource{}
+	updEDS, updCDS, updEnvoy := map[string]types.Resource{}, map[string]types.Resource{}, map[string]types.Resource{}
 	var delEDS, delCDS []string
+	if modeChanged { // Envoy's clusters speak TLS to ingresses in Ingress mode only
+		for name, id := range m.clusters {
+			updEnvoy[name] = m.envoyCluster(name, id)
+		}
+	}
 	for name := range dirty {
 		if len(m.byCluster[name]) == 0 {
 			delete(m.byCluster, name)
@@ -241,8 +252,10 @@ func (m *meshConfig) update(in Input) {
 		sp := m.servicePort(name)
 		updEDS[name] = loadAssignment(name, m.zone, sp)
 		if _, ok := m.clusters[name]; !ok {
-			m.clusters[name] = clusterID{sp.service, sp.port}
+			id := clusterID{sp.service, sp.port}
+			m.clusters[name] = id
 			updCDS[name] = edsCluster(name)
+			updEnvoy[name] = m.envoyCluster(name, id)
 			m.clustersMoved = true
 		}
 	}
@@ -260,7 +273,7 @@ func (m *meshConfig) update(in Input) {
 	for p := range wantLocal {
 		if !m.local[p] {
 			_, c, _ := inbound("127.0.0.1", p, p)
-			updCDS[c.GetName()] = c
+			updEnvoy[c.GetName()] = c
 		}
 	}
 	for p := range m.local {
@@ -273,7 +286,16 @@ func (m *meshConfig) update(in Input) {
 		m.eds.UpdateResources(updEDS, delEDS)
 	}
 	if len(updCDS)+len(delCDS) > 0 {
-		m.cds.UpdateResources(updCDS, delCDS)
+		var del []string
+		for _, name := range delCDS {
+			if !strings.HasPrefix(name, "localhost:") {
+				del = append(del, name)
+			}
+		}
+		m.cdsProxyless.UpdateResources(updCDS, del)
+	}
+	if len(updEnvoy)+len(delCDS) > 0 {
+		m.cdsEnvoy.UpdateResources(updEnvoy, delCDS)
 	}
 	if m.clustersMoved || !maps.Equal(in.VIPs, m.vips) {
 		m.updateListeners(in.VIPs)
@@ -313,6 +335,19 @@ func (m *meshConfig) servicePort(name string) *servicePort {
 		sp.remote = append(sp.remote, endpointGroup{zone: zone, endpoints: remote[zone]})
 	}
 	return sp
+}
+
+// envoyCluster is a cluster as Envoy gets it: in Ingress mode with TLS and
+// the service's SNI towards other zones' ingresses.
+func (m *meshConfig) envoyCluster(name string, id clusterID) types.Resource {
+	if m.direct {
+		return edsCluster(name)
+	}
+	c, err := edsClusterSNI(name, SNI(m.name, id.service, id.port))
+	if err != nil {
+		return edsCluster(name)
+	}
+	return c
 }
 
 func compareKeys(a, b resource.Key) int {

@@ -58,9 +58,10 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 		none := func(string) bool { return false }
 		gw := generate(t, in, Envoy, "kong")
 		sameResources(t, step+": endpoints", m.eds.GetResources(), gw[resourcev3.EndpointType], none)
-		sameResources(t, step+": clusters", m.cds.GetResources(), gw[resourcev3.ClusterType], localhost)
+		sameResources(t, step+": Envoy clusters", m.cdsEnvoy.GetResources(), gw[resourcev3.ClusterType], localhost)
 		sameResources(t, step+": gateway listeners", m.gateway.GetResources(), gw[resourcev3.ListenerType], none)
 		pl := generate(t, in, Proxyless, "kong")
+		sameResources(t, step+": gRPC clusters", m.cdsProxyless.GetResources(), pl[resourcev3.ClusterType], none)
 		sameResources(t, step+": gRPC listeners", m.proxyless.GetResources(), pl[resourcev3.ListenerType], none)
 	}
 	in := fixture(v1alpha1.Mesh_CrossZone_Ingress, true)

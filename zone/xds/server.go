@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/internal/apiserver"
@@ -45,10 +46,20 @@ type Config struct {
 	Cache *store.Cache
 	// VIPs returns a mesh's service VIPs.
 	VIPs func(mesh string) map[string]netip.Addr
+	// Ingress is where the zone's ingress listens and the certificate it
+	// presents; its proxy connects with node.id = the zone's name.
+	Ingress IngressConfig
 	// Debounce gathers changes for at most this long before rebuilding.
 	Debounce time.Duration
 	Log      *slog.Logger
 	Registry prometheus.Registerer
+}
+
+// IngressConfig configures the zone ingress's proxy.
+type IngressConfig struct {
+	Address         string
+	Port            uint32
+	CertPEM, KeyPEM []byte
 }
 
 // Server serves xDS (ADS, state of the world and incremental) to the
@@ -64,6 +75,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	meshes  map[string]*meshConfig // meshes with connected proxies
+	ingress *ingressCaches         // while the zone's ingress is connected
 	nodes   map[string]*node       // by node id
 	streams map[int64]string       // stream → node id
 
@@ -187,6 +199,11 @@ func (s *Server) rebuildAll(ctx context.Context) {
 			s.cfg.Log.Warn("updating a mesh's proxy configuration failed; proxies keep the previous one", "mesh", name, "error", err)
 		}
 	}
+	if s.ingress != nil {
+		if err := s.updateIngress(); err != nil {
+			s.cfg.Log.Warn("updating the ingress's configuration failed; it keeps the previous one", "error", err)
+		}
+	}
 	for _, n := range s.nodes {
 		if err := s.updateSidecar(n); err != nil {
 			s.cfg.Log.Warn("updating a sidecar's listeners failed; it keeps the previous ones", "node", n.id, "error", err)
@@ -265,9 +282,12 @@ func (s *Server) updateSidecar(n *node) error {
 // configuration when it is the node's first stream. Callers hold mu.
 func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*node, error) {
 	id := cn.GetId()
+	if id != "" && !strings.Contains(id, ".") {
+		return s.admitIngress(ctx, streamID, id)
+	}
 	mesh, name, ok := strings.Cut(id, ".")
 	if !ok || mesh == "" || name == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "node.id %q: use <mesh>.<dataplane name>, e.g. default.kong", id)
+		return nil, status.Errorf(codes.InvalidArgument, "node.id %q: use <mesh>.<dataplane name>, e.g. default.kong (or the zone's name for its ingress)", id)
 	}
 	if _, err := s.cfg.Cache.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name}); err != nil {
 		return nil, status.Errorf(codes.NotFound, "node.id %q: zone %s has no Dataplane %q in mesh %q: register the Dataplane with this zone first", id, s.cfg.Zone, name, mesh)
@@ -300,6 +320,33 @@ func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*n
 				return nil, status.Errorf(codes.Unavailable, "node.id %q: building its configuration failed: %v", id, err)
 			}
 		}
+		s.nodes[id] = n
+		s.connected.Inc()
+	}
+	n.streams++
+	s.streams[streamID] = id
+	return n, nil
+}
+
+// admitIngress admits the zone's ingress proxy, whose node.id is the
+// zone's name. Callers hold mu.
+func (s *Server) admitIngress(ctx context.Context, streamID int64, id string) (*node, error) {
+	if id != s.cfg.Zone {
+		return nil, status.Errorf(codes.NotFound, "node.id %q: this is zone %q; its ingress connects as node.id %q, Dataplanes as <mesh>.<dataplane name>", id, s.cfg.Zone, s.cfg.Zone)
+	}
+	n := s.nodes[id]
+	if n == nil {
+		opts := func() []cachev3.LinearCacheOption {
+			return []cachev3.LinearCacheOption{cachev3.WithVersionPrefix(s.versionPrefix), cachev3.WithLogger(quietLogger{s.cfg.Log})}
+		}
+		s.ingress = &ingressCaches{lds: cachev3.NewLinearCache(typeLDS, opts()...),
+			cds: cachev3.NewLinearCache(typeCDS, opts()...), eds: cachev3.NewLinearCache(typeEDS, opts()...)}
+		if err := s.updateIngress(); err != nil {
+			s.ingress = nil
+			return nil, status.Errorf(codes.Unavailable, "node.id %q: building the ingress configuration failed: %v", id, err)
+		}
+		n = &node{id: id, kind: IngressProxy, connected: time.Now(),
+			sent: map[string]string{}, acked: map[string]string{}, nacked: map[string]string{}}
 		s.nodes[id] = n
 		s.connected.Inc()
 	}
@@ -361,6 +408,10 @@ func (s *Server) closed(streamID int64) {
 		if n.streams--; n.streams <= 0 {
 			delete(s.nodes, id)
 			s.connected.Dec()
+			if n.kind == IngressProxy {
+				s.ingress = nil
+				return
+			}
 			for _, other := range s.nodes {
 				if other.mesh == n.mesh {
 					return
@@ -404,6 +455,47 @@ func (s *Server) callbacks() serverv3.Callbacks {
 	}
 }
 
+// ingressCaches hold the zone ingress's configuration.
+type ingressCaches struct {
+	lds, cds, eds *cachev3.LinearCache
+}
+
+// updateIngress regenerates the ingress's configuration and sends what
+// changed. Callers hold mu.
+func (s *Server) updateIngress() error {
+	res, err := GenerateIngress(IngressInput{
+		Zone: s.cfg.Zone, Address: s.cfg.Ingress.Address, Port: s.cfg.Ingress.Port,
+		Dataplanes: s.cfg.Cache.List(resource.DataplaneType, ""),
+		CertPEM:    s.cfg.Ingress.CertPEM, KeyPEM: s.cfg.Ingress.KeyPEM,
+	})
+	if err != nil {
+		return err
+	}
+	for typ, c := range map[string]*cachev3.LinearCache{typeLDS: s.ingress.lds, typeCDS: s.ingress.cds, typeEDS: s.ingress.eds} {
+		have := c.GetResources()
+		upd, del := map[string]types.Resource{}, []string(nil)
+		want := map[string]bool{}
+		for _, r := range res[typ] {
+			name := cachev3.GetResourceName(r)
+			want[name] = true
+			if !proto.Equal(have[name], r) {
+				upd[name] = r
+			}
+		}
+		for name := range have {
+			if !want[name] {
+				del = append(del, name)
+			}
+		}
+		if len(upd)+len(del) > 0 {
+			if err := c.UpdateResources(upd, del); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // router sends each watch to the cache that holds the proxy's resources:
 // its mesh's endpoints and clusters; its mesh's gRPC or gateway listeners,
 // or a sidecar's own.
@@ -416,14 +508,29 @@ func (r router) cache(node *corev3.Node, typeURL string) (cachev3.Cache, error) 
 	if n == nil {
 		return nil, status.Errorf(codes.NotFound, "node.id %q is not connected", node.GetId())
 	}
+	if n.kind == IngressProxy {
+		switch {
+		case r.s.ingress == nil:
+			return nil, status.Errorf(codes.Unavailable, "the ingress has no configuration")
+		case typeURL == typeLDS:
+			return r.s.ingress.lds, nil
+		case typeURL == typeCDS:
+			return r.s.ingress.cds, nil
+		case typeURL == typeEDS:
+			return r.s.ingress.eds, nil
+		}
+		return nil, status.Errorf(codes.InvalidArgument, "%s is not served: this server sends listeners, clusters and endpoints", typeURL)
+	}
 	m := r.s.meshes[n.mesh]
 	switch {
 	case m == nil:
 		return nil, status.Errorf(codes.Unavailable, "mesh %q has no configuration", n.mesh)
 	case typeURL == typeEDS:
 		return m.eds, nil
+	case typeURL == typeCDS && n.kind == Proxyless:
+		return m.cdsProxyless, nil
 	case typeURL == typeCDS:
-		return m.cds, nil
+		return m.cdsEnvoy, nil
 	case typeURL == typeLDS && n.kind == Proxyless:
 		return m.proxyless, nil
 	case typeURL == typeLDS && n.lds != nil:
@@ -474,8 +581,11 @@ func (s *Server) Handler(w http.ResponseWriter, r *http.Request) {
 	var st ProxyStatus
 	if n != nil {
 		kind := "envoy"
-		if n.kind == Proxyless {
+		switch n.kind {
+		case Proxyless:
 			kind = "proxyless-grpc"
+		case IngressProxy:
+			kind = "ingress"
 		}
 		st = ProxyStatus{Node: id, Kind: kind, Streams: n.streams, Connected: n.connected.UTC(),
 			Sent: clone(n.sent), Acked: clone(n.acked), Nacked: clone(n.nacked)}
