@@ -254,8 +254,13 @@ func (m *meshConfig) update(in Input) {
 		if _, ok := m.clusters[name]; !ok {
 			id := clusterID{sp.service, sp.port}
 			m.clusters[name] = id
-			updCDS[name] = edsCluster(name)
-			updEnvoy[name] = m.envoyCluster(name, id)
+			c := edsCluster(name)
+			updCDS[name] = c
+			if m.direct {
+				updEnvoy[name] = c // the same: no TLS to ingresses
+			} else {
+				updEnvoy[name] = m.envoyCluster(name, id)
+			}
 			m.clustersMoved = true
 		}
 	}
