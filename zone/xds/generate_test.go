@@ -90,22 +90,7 @@ func generate(t *testing.T, in Input, kind Kind, proxy string) Resources {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every resource passes Envoy's own validation, and the set is
-	// consistent (every EDS cluster has its endpoints).
-	for typ, rs := range res {
-		for _, r := range rs {
-			if err := r.(interface{ ValidateAll() error }).ValidateAll(); err != nil {
-				t.Fatalf("%s %s: %v", typ, cachev3.GetResourceName(r), err)
-			}
-		}
-	}
-	snap, err := cachev3.NewSnapshot("1", res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := snap.Consistent(); err != nil {
-		t.Fatalf("inconsistent: %v", err)
-	}
+	validate(t, res)
 	return res
 }
 
@@ -320,6 +305,8 @@ func ingressFixture() IngressInput {
 		KeyPEM:     []byte("-----BEGIN EC PRIVATE KEY-----\nfixture\n-----END EC PRIVATE KEY-----\n")}
 }
 
+// validate: every resource passes Envoy's own validation, and the set is
+// consistent (every EDS cluster has its endpoints).
 func validate(t *testing.T, res Resources) {
 	t.Helper()
 	for typ, rs := range res {
