@@ -91,9 +91,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cache.Start(ctx); err != nil {
 		return err
 	}
-	if err := store.Follow(ctx, st, resource.DataplaneType, sync.endpoints.reset, sync.endpoints.apply); err != nil {
-		return err
-	}
 	mux.HandleFunc("GET /kds-ca.pem", func(w http.ResponseWriter, r *http.Request) {
 		if caPEM == nil {
 			http.Error(w, "this global serves KDS with a configured certificate (or plaintext): get its CA from whoever issued it", http.StatusNotFound)

@@ -23,6 +23,7 @@ type zoneSync struct {
 	cache      *store.Cache
 	wire       *kds.WireMemo
 	endpoints  *endpointIndex
+	meshes     chan struct{} // a Mesh changed: Direct mode may have too
 	instanceID string
 	// withdrawAfter hides zones offline for longer (0: never).
 	withdrawAfter time.Duration
@@ -61,12 +62,63 @@ func newZoneSync(st store.Store, cache *store.Cache, instanceID string, withdraw
 		resource.ZoneIngressType: {resource.ZoneIngressType},
 		resource.ZoneType:        {resource.ZoneIngressType, resource.ServiceEndpointsType},
 	}
+	z.meshes = make(chan struct{}, 1)
 	cache.Subscribe(func(t resource.Type) {
 		for _, pushed := range pushes[t] {
 			z.broadcast(pushed)
 		}
+		if t == resource.MeshType {
+			select {
+			case z.meshes <- struct{}{}:
+			default:
+			}
+		}
 	})
 	return z
+}
+
+// followEndpoints keeps the endpoint index in step with the Dataplanes in
+// etcd while some mesh's cross-zone mode is Direct, and empties it when
+// none is: installations that do not use Direct do not pay for it.
+func (z *zoneSync) followEndpoints(ctx context.Context) {
+	var stop context.CancelFunc
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	for {
+		direct := false
+		for _, m := range z.cache.List(resource.MeshType, "") {
+			if m.Spec.(*v1alpha1.Mesh).GetCrossZone().GetMode() == v1alpha1.Mesh_CrossZone_Direct {
+				direct = true
+			}
+		}
+		switch {
+		case direct && stop == nil:
+			fctx, cancel := context.WithCancel(ctx)
+			if err := store.Follow(fctx, z.store, resource.DataplaneType, z.endpoints.reset, z.endpoints.apply); err != nil {
+				cancel()
+				z.log.Warn("following Dataplanes for Direct meshes failed; retrying", "error", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+			stop = cancel
+		case !direct && stop != nil:
+			stop()
+			stop = nil
+			z.endpoints.reset(nil)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-z.meshes:
+		}
+	}
 }
 
 // Connect creates the Zone on first contact and returns the zone's endpoint.
@@ -120,10 +172,14 @@ func (z *zoneSync) broadcast(t resource.Type) {
 // Run drains deleted zones and refreshes insights until ctx ends.
 func (z *zoneSync) Run(ctx context.Context, insightEvery time.Duration) error {
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		z.watchDeletes(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		z.followEndpoints(ctx)
 	}()
 	tick := time.NewTicker(insightEvery)
 	defer tick.Stop()
