@@ -213,6 +213,18 @@ func TestProxylessGatewayReachesOtherZones(t *testing.T) {
 	z1 = startSyncedZone(t, "zone-1", z1dir, g.kdsAddr, g.caFile(), "--xds-addr", xdsAddr)
 	register(z2, backends[0])
 	waitReached(t, client, "a change after the zone restarted", "b1", "b2", "b3")
+
+	// Back to Ingress mode: the global stops relaying zone-2's instances
+	// and zone-1 drops them.
+	if status, body := call(t, "PUT", g.apiURL+"/meshes/default", `{"type":"Mesh"}`); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	waitFor(t, syncWait, "zone-1 to drop zone-2's ServiceEndpoints", func() error {
+		if status, body := call(t, "GET", z1.apiURL+"/meshes/default/serviceendpoints", ""); status != 200 || !strings.Contains(body, `"total":0`) {
+			return fmt.Errorf("%d %s", status, body)
+		}
+		return nil
+	})
 }
 
 // An unknown node.id is refused with a status that says why, for both
