@@ -2,6 +2,7 @@ package xds
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -375,17 +376,10 @@ func (s *Server) request(ctx context.Context, streamID int64, cn *corev3.Node, t
 		s.nacks.WithLabelValues(short).Inc()
 		s.cfg.Log.Warn("a proxy refused its configuration", "node", n.id, "type", short, "version", version, "error", errDetail.Message())
 	case nonce != "":
-		n.acked[short] = cmpOr(version, n.sent[short])
+		n.acked[short] = cmp.Or(version, n.sent[short])
 		delete(n.nacked, short)
 	}
 	return nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func (s *Server) responded(streamID int64, typeURL, version string) {
