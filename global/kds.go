@@ -62,18 +62,13 @@ func newZoneSync(st store.Store, cache *store.Cache, instanceID string, withdraw
 		resource.ZoneIngressType: {resource.ZoneIngressType},
 		resource.ZoneType:        {resource.ZoneIngressType, resource.ServiceEndpointsType},
 	}
-	z.meshes = make(chan struct{}, 1)
 	cache.Subscribe(func(t resource.Type) {
 		for _, pushed := range pushes[t] {
 			z.broadcast(pushed)
 		}
-		if t == resource.MeshType {
-			select {
-			case z.meshes <- struct{}{}:
-			default:
-			}
-		}
 	})
+	z.meshes = make(chan struct{}, 1)
+	cache.Signal(z.meshes, resource.MeshType)
 	return z
 }
 

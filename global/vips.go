@@ -30,14 +30,7 @@ type vipAllocator struct {
 
 func newVIPAllocator(st store.Store, cache *store.Cache, cidr netip.Prefix, cooldown time.Duration, log *slog.Logger) *vipAllocator {
 	a := &vipAllocator{store: st, cache: cache, events: make(chan struct{}, 1), cidr: cidr, cooldown: cooldown, log: log}
-	cache.Subscribe(func(t resource.Type) {
-		if t == resource.ZoneIngressType || t == resource.MeshType {
-			select {
-			case a.events <- struct{}{}:
-			default:
-			}
-		}
-	})
+	cache.Signal(a.events, resource.ZoneIngressType, resource.MeshType)
 	return a
 }
 

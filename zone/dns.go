@@ -50,14 +50,7 @@ func (r *resolver) VIPs(mesh string) map[string]netip.Addr {
 
 func newResolver(cache *store.Cache, cidr netip.Prefix, domain string) *resolver {
 	r := &resolver{cache: cache, events: make(chan struct{}, 1), cidr: cidr, domain: domain}
-	cache.Subscribe(func(t resource.Type) {
-		if t == resource.VIPTableType || t == resource.ZoneIngressType {
-			select {
-			case r.events <- struct{}{}:
-			default:
-			}
-		}
-	})
+	cache.Signal(r.events, resource.VIPTableType, resource.ZoneIngressType)
 	return r
 }
 

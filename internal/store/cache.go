@@ -62,6 +62,20 @@ func (c *Cache) Subscribe(fn func(resource.Type)) {
 	c.subMu.Unlock()
 }
 
+// Signal sends on ch, without blocking, after every change of one of
+// types: a pending signal covers later changes. For owners that gather
+// changes and act on them from their own goroutine.
+func (c *Cache) Signal(ch chan<- struct{}, types ...resource.Type) {
+	c.Subscribe(func(t resource.Type) {
+		if slices.Contains(types, t) {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	})
+}
+
 func (c *Cache) notify(t resource.Type) {
 	c.subMu.Lock()
 	subs := slices.Clone(c.subs)

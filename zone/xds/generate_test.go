@@ -228,20 +228,7 @@ func TestGolden(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
-			got := render(t, generate(t, c.in, c.kind, c.proxy))
-			path := filepath.Join("testdata", c.file+".golden.json")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the generated configuration (run with -update after checking the change):\n%s", path, got)
-			}
+			golden(t, c.file, render(t, generate(t, c.in, c.kind, c.proxy)))
 		})
 	}
 }
@@ -367,8 +354,13 @@ func TestIngressGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := render(t, res)
-	path := filepath.Join("testdata", "ingress.golden.json")
+	golden(t, "ingress", render(t, res))
+}
+
+// golden compares got with testdata/<file>.golden.json (-update writes it).
+func golden(t *testing.T, file string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", file+".golden.json")
 	if *update {
 		if err := os.WriteFile(path, got, 0o644); err != nil {
 			t.Fatal(err)

@@ -55,8 +55,10 @@ func pushTopology(tb testing.TB, proxies int) (*Server, store.Store, *resource.R
 		tb.Fatal(err)
 	}
 	go s.Run(ctx)
-	for s.Addr() == nil {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); s.Addr() == nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatal("the xDS server did not listen within 10s")
+		}
 	}
 	return s, st, changed
 }

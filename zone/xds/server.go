@@ -1,16 +1,12 @@
 package xds
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,11 +22,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
-	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
 	"github.com/atoll-mesh/atoll/internal/throttle"
@@ -54,13 +47,6 @@ type Config struct {
 	Debounce time.Duration
 	Log      *slog.Logger
 	Registry prometheus.Registerer
-}
-
-// IngressConfig configures the zone ingress's proxy.
-type IngressConfig struct {
-	Address         string
-	Port            uint32
-	CertPEM, KeyPEM []byte
 }
 
 // Server serves xDS (ADS, state of the world and incremental) to the
@@ -129,12 +115,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(s.connected, s.nacks, s.builds)
 	}
-	cfg.Cache.Subscribe(func(t resource.Type) {
-		switch t {
-		case resource.MeshType, resource.DataplaneType, resource.ZoneIngressType, resource.ServiceEndpointsType:
-			s.Changed()
-		}
-	})
+	cfg.Cache.Signal(s.changes, resource.MeshType, resource.DataplaneType, resource.ZoneIngressType, resource.ServiceEndpointsType)
 	return s
 }
 
@@ -329,33 +310,6 @@ func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*n
 	return n, nil
 }
 
-// admitIngress admits the zone's ingress proxy, whose node.id is the
-// zone's name. Callers hold mu.
-func (s *Server) admitIngress(ctx context.Context, streamID int64, id string) (*node, error) {
-	if id != s.cfg.Zone {
-		return nil, status.Errorf(codes.NotFound, "node.id %q: this is zone %q; its ingress connects as node.id %q, Dataplanes as <mesh>.<dataplane name>", id, s.cfg.Zone, s.cfg.Zone)
-	}
-	n := s.nodes[id]
-	if n == nil {
-		opts := func() []cachev3.LinearCacheOption {
-			return []cachev3.LinearCacheOption{cachev3.WithVersionPrefix(s.versionPrefix), cachev3.WithLogger(quietLogger{s.cfg.Log})}
-		}
-		s.ingress = &ingressCaches{lds: cachev3.NewLinearCache(typeLDS, opts()...),
-			cds: cachev3.NewLinearCache(typeCDS, opts()...), eds: cachev3.NewLinearCache(typeEDS, opts()...)}
-		if err := s.updateIngress(); err != nil {
-			s.ingress = nil
-			return nil, status.Errorf(codes.Unavailable, "node.id %q: building the ingress configuration failed: %v", id, err)
-		}
-		n = &node{id: id, kind: IngressProxy, connected: time.Now(),
-			sent: map[string]string{}, acked: map[string]string{}, nacked: map[string]string{}}
-		s.nodes[id] = n
-		s.connected.Inc()
-	}
-	n.streams++
-	s.streams[streamID] = id
-	return n, nil
-}
-
 func (s *Server) request(ctx context.Context, streamID int64, cn *corev3.Node, typeURL, version string, nonce string, errDetail *status.Status) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -447,249 +401,6 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		},
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
 	}
-}
-
-// ingressCaches hold the zone ingress's configuration.
-type ingressCaches struct {
-	lds, cds, eds *cachev3.LinearCache
-}
-
-// updateIngress regenerates the ingress's configuration and sends what
-// changed. Callers hold mu.
-func (s *Server) updateIngress() error {
-	res, err := GenerateIngress(IngressInput{
-		Zone: s.cfg.Zone, Address: s.cfg.Ingress.Address, Port: s.cfg.Ingress.Port,
-		Dataplanes: s.cfg.Cache.List(resource.DataplaneType, ""),
-		CertPEM:    s.cfg.Ingress.CertPEM, KeyPEM: s.cfg.Ingress.KeyPEM,
-	})
-	if err != nil {
-		return err
-	}
-	for typ, c := range map[string]*cachev3.LinearCache{typeLDS: s.ingress.lds, typeCDS: s.ingress.cds, typeEDS: s.ingress.eds} {
-		have := c.GetResources()
-		upd, del := map[string]types.Resource{}, []string(nil)
-		want := map[string]bool{}
-		for _, r := range res[typ] {
-			name := cachev3.GetResourceName(r)
-			want[name] = true
-			if !proto.Equal(have[name], r) {
-				upd[name] = r
-			}
-		}
-		for name := range have {
-			if !want[name] {
-				del = append(del, name)
-			}
-		}
-		if len(upd)+len(del) > 0 {
-			if err := c.UpdateResources(upd, del); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// router sends each watch to the cache that holds the proxy's resources:
-// its mesh's endpoints and clusters; its mesh's gRPC or gateway listeners,
-// or a sidecar's own.
-type router struct{ s *Server }
-
-func (r router) cache(node *corev3.Node, typeURL string) (cachev3.Cache, error) {
-	r.s.mu.Lock()
-	defer r.s.mu.Unlock()
-	n := r.s.nodes[node.GetId()]
-	if n == nil {
-		return nil, status.Errorf(codes.NotFound, "node.id %q is not connected", node.GetId())
-	}
-	if n.kind == IngressProxy {
-		switch {
-		case r.s.ingress == nil:
-			return nil, status.Errorf(codes.Unavailable, "the ingress has no configuration")
-		case typeURL == typeLDS:
-			return r.s.ingress.lds, nil
-		case typeURL == typeCDS:
-			return r.s.ingress.cds, nil
-		case typeURL == typeEDS:
-			return r.s.ingress.eds, nil
-		}
-		return nil, status.Errorf(codes.InvalidArgument, "%s is not served: this server sends listeners, clusters and endpoints", typeURL)
-	}
-	m := r.s.meshes[n.mesh]
-	switch {
-	case m == nil:
-		return nil, status.Errorf(codes.Unavailable, "mesh %q has no configuration", n.mesh)
-	case typeURL == typeEDS:
-		return m.eds, nil
-	case typeURL == typeCDS && n.kind == Proxyless:
-		return m.cdsProxyless, nil
-	case typeURL == typeCDS:
-		return m.cdsEnvoy, nil
-	case typeURL == typeLDS && n.kind == Proxyless:
-		return m.proxyless, nil
-	case typeURL == typeLDS && n.lds != nil:
-		return n.lds, nil
-	case typeURL == typeLDS:
-		return m.gateway, nil
-	}
-	return nil, status.Errorf(codes.InvalidArgument, "%s is not served: this server sends listeners, clusters and endpoints", typeURL)
-}
-
-func (r router) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
-	c, err := r.cache(req.GetNode(), req.GetTypeUrl())
-	if err != nil {
-		return nil, err
-	}
-	return c.CreateWatch(req, sub, ch)
-}
-
-func (r router) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
-	c, err := r.cache(req.GetNode(), req.GetTypeUrl())
-	if err != nil {
-		return nil, err
-	}
-	return c.CreateDeltaWatch(req, sub, ch)
-}
-
-func (r router) Fetch(context.Context, *cachev3.Request) (cachev3.Response, error) {
-	return nil, status.Error(codes.Unimplemented, "fetch is not served: use ADS")
-}
-
-// ProxyStatus is a connected proxy as GET .../dataplanes/{name}/xds shows it.
-type ProxyStatus struct {
-	Node      string            `json:"node"`
-	Kind      string            `json:"kind"`
-	Streams   int               `json:"streams"`
-	Connected time.Time         `json:"connected"`
-	Sent      map[string]string `json:"sent"`
-	Acked     map[string]string `json:"acked"`
-	Nacked    map[string]string `json:"nacked,omitempty"`
-}
-
-// Handler serves GET /meshes/{mesh}/dataplanes/{name}/xds: the proxy's
-// connection and the versions it was sent and ACKed.
-func (s *Server) Handler(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("mesh") + "." + r.PathValue("name")
-	s.mu.Lock()
-	n := s.nodes[id]
-	var st ProxyStatus
-	if n != nil {
-		kind := "envoy"
-		switch n.kind {
-		case Proxyless:
-			kind = "proxyless-grpc"
-		case IngressProxy:
-			kind = "ingress"
-		}
-		st = ProxyStatus{Node: id, Kind: kind, Streams: n.streams, Connected: n.connected.UTC(),
-			Sent: clone(n.sent), Acked: clone(n.acked), Nacked: clone(n.nacked)}
-	}
-	s.mu.Unlock()
-	if n == nil {
-		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no proxy with node.id " + id + " is connected to this zone"})
-		return
-	}
-	apiserver.WriteJSON(w, http.StatusOK, st)
-}
-
-// ConfigHandler serves GET /meshes/{mesh}/dataplanes/{name}/xds/config:
-// the configuration the Dataplane's proxy gets, as JSON by xDS type and
-// resource name, built from the zone's current state (the same as what is
-// served; a test holds the two equal). ?kind=envoy|proxyless chooses the
-// kind; by default that of the connected proxy, else envoy.
-func (s *Server) ConfigHandler(w http.ResponseWriter, r *http.Request) {
-	mesh, name := r.PathValue("mesh"), r.PathValue("name")
-	dp, err := s.cfg.Cache.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name})
-	if err != nil {
-		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("zone %s has no Dataplane %q in mesh %q", s.cfg.Zone, name, mesh)})
-		return
-	}
-	m, err := s.cfg.Cache.Get(resource.Key{Type: resource.MeshType, Name: mesh})
-	if err != nil {
-		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "mesh " + mesh + " does not exist"})
-		return
-	}
-	kind := Envoy
-	s.mu.Lock()
-	if n := s.nodes[mesh+"."+name]; n != nil {
-		kind = n.kind
-	}
-	s.mu.Unlock()
-	switch r.URL.Query().Get("kind") {
-	case "":
-	case "envoy":
-		kind = Envoy
-	case "proxyless":
-		kind = Proxyless
-	default:
-		apiserver.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "kind: use envoy or proxyless"})
-		return
-	}
-	in := Input{
-		Zone: s.cfg.Zone, Domain: s.cfg.Domain, MeshName: mesh, Mesh: m.Spec.(*v1alpha1.Mesh),
-		Dataplanes: s.cfg.Cache.List(resource.DataplaneType, mesh),
-		Ingresses:  s.cfg.Cache.List(resource.ZoneIngressType, ""),
-		Endpoints:  s.cfg.Cache.List(resource.ServiceEndpointsType, mesh),
-	}
-	if s.cfg.VIPs != nil {
-		in.VIPs = s.cfg.VIPs(mesh)
-	}
-	res, err := Generate(in, Proxy{Kind: kind, Dataplane: dp})
-	if err == nil {
-		var body []byte
-		if body, err = Render(res); err == nil {
-			w.Header().Set("Content-Type", "application/json")
-			w.Write(body)
-			return
-		}
-	}
-	apiserver.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-}
-
-// Render is a configuration as indented JSON: xDS type (short name) →
-// resource name → resource, keys sorted.
-func Render(res Resources) ([]byte, error) {
-	out := map[string]map[string]json.RawMessage{}
-	for typ, rs := range res {
-		short := typ[strings.LastIndexByte(typ, '/')+1:]
-		out[short] = map[string]json.RawMessage{}
-		for _, r := range rs {
-			b, err := protojson.Marshal(r)
-			if err != nil {
-				return nil, err
-			}
-			var compact bytes.Buffer
-			if err := json.Compact(&compact, b); err != nil {
-				return nil, err
-			}
-			out[short][cachev3.GetResourceName(r)] = compact.Bytes()
-		}
-	}
-	b, err := json.MarshalIndent(out, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '\n'), nil
-}
-
-// Connected lists the node ids of connected proxies, sorted.
-func (s *Server) Connected() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.nodes))
-	for id := range s.nodes {
-		out = append(out, id)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func clone(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // quietLogger sends go-control-plane's logging to slog at debug level,

@@ -1,0 +1,155 @@
+package xds
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/apiserver"
+	"github.com/atoll-mesh/atoll/internal/resource"
+)
+
+// ProxyStatus is a connected proxy as GET .../dataplanes/{name}/xds shows it.
+type ProxyStatus struct {
+	Node      string            `json:"node"`
+	Kind      string            `json:"kind"`
+	Streams   int               `json:"streams"`
+	Connected time.Time         `json:"connected"`
+	Sent      map[string]string `json:"sent"`
+	Acked     map[string]string `json:"acked"`
+	Nacked    map[string]string `json:"nacked,omitempty"`
+}
+
+// Handler serves GET /meshes/{mesh}/dataplanes/{name}/xds: the proxy's
+// connection and the versions it was sent and ACKed.
+func (s *Server) Handler(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("mesh") + "." + r.PathValue("name")
+	s.mu.Lock()
+	n := s.nodes[id]
+	var st ProxyStatus
+	if n != nil {
+		kind := "envoy"
+		switch n.kind {
+		case Proxyless:
+			kind = "proxyless-grpc"
+		case IngressProxy:
+			kind = "ingress"
+		}
+		st = ProxyStatus{Node: id, Kind: kind, Streams: n.streams, Connected: n.connected.UTC(),
+			Sent: clone(n.sent), Acked: clone(n.acked), Nacked: clone(n.nacked)}
+	}
+	s.mu.Unlock()
+	if n == nil {
+		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no proxy with node.id " + id + " is connected to this zone"})
+		return
+	}
+	apiserver.WriteJSON(w, http.StatusOK, st)
+}
+
+// ConfigHandler serves GET /meshes/{mesh}/dataplanes/{name}/xds/config:
+// the configuration the Dataplane's proxy gets, as JSON by xDS type and
+// resource name, built from the zone's current state (the same as what is
+// served; a test holds the two equal). ?kind=envoy|proxyless chooses the
+// kind; by default that of the connected proxy, else envoy.
+func (s *Server) ConfigHandler(w http.ResponseWriter, r *http.Request) {
+	mesh, name := r.PathValue("mesh"), r.PathValue("name")
+	dp, err := s.cfg.Cache.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name})
+	if err != nil {
+		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("zone %s has no Dataplane %q in mesh %q", s.cfg.Zone, name, mesh)})
+		return
+	}
+	m, err := s.cfg.Cache.Get(resource.Key{Type: resource.MeshType, Name: mesh})
+	if err != nil {
+		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "mesh " + mesh + " does not exist"})
+		return
+	}
+	kind := Envoy
+	s.mu.Lock()
+	if n := s.nodes[mesh+"."+name]; n != nil {
+		kind = n.kind
+	}
+	s.mu.Unlock()
+	switch r.URL.Query().Get("kind") {
+	case "":
+	case "envoy":
+		kind = Envoy
+	case "proxyless":
+		kind = Proxyless
+	default:
+		apiserver.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "kind: use envoy or proxyless"})
+		return
+	}
+	in := Input{
+		Zone: s.cfg.Zone, Domain: s.cfg.Domain, MeshName: mesh, Mesh: m.Spec.(*v1alpha1.Mesh),
+		Dataplanes: s.cfg.Cache.List(resource.DataplaneType, mesh),
+		Ingresses:  s.cfg.Cache.List(resource.ZoneIngressType, ""),
+		Endpoints:  s.cfg.Cache.List(resource.ServiceEndpointsType, mesh),
+	}
+	if s.cfg.VIPs != nil {
+		in.VIPs = s.cfg.VIPs(mesh)
+	}
+	res, err := Generate(in, Proxy{Kind: kind, Dataplane: dp})
+	if err == nil {
+		var body []byte
+		if body, err = Render(res); err == nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(body)
+			return
+		}
+	}
+	apiserver.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+}
+
+// Render is a configuration as indented JSON: xDS type (short name) →
+// resource name → resource, keys sorted.
+func Render(res Resources) ([]byte, error) {
+	out := map[string]map[string]json.RawMessage{}
+	for typ, rs := range res {
+		short := typ[strings.LastIndexByte(typ, '/')+1:]
+		out[short] = map[string]json.RawMessage{}
+		for _, r := range rs {
+			b, err := protojson.Marshal(r)
+			if err != nil {
+				return nil, err
+			}
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, b); err != nil {
+				return nil, err
+			}
+			out[short][cachev3.GetResourceName(r)] = compact.Bytes()
+		}
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Connected lists the node ids of connected proxies, sorted.
+func (s *Server) Connected() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.nodes))
+	for id := range s.nodes {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func clone(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
