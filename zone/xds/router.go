@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // router sends each watch to the cache that holds the proxy's resources:
@@ -59,6 +60,16 @@ func (r router) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch c
 	c, err := r.cache(req.GetNode(), req.GetTypeUrl())
 	if err != nil {
 		return nil, err
+	}
+	if req.GetErrorDetail() != nil && req.GetVersionInfo() == "" {
+		// A NACK of the first configuration names no accepted version, which
+		// the cache takes for a proxy that has nothing and answers at once
+		// with the same configuration: a loop. Tell it the proxy has what
+		// it refused, so only the next change is sent.
+		if sent := r.s.sentVersion(req.GetNode().GetId(), req.GetTypeUrl()); sent != "" {
+			req = proto.Clone(req).(*cachev3.Request)
+			req.VersionInfo = sent
+		}
 	}
 	return c.CreateWatch(req, sub, ch)
 }

@@ -344,6 +344,16 @@ func (s *Server) responded(streamID int64, typeURL, version string) {
 	}
 }
 
+// sentVersion is the version of typeURL last sent to a node.
+func (s *Server) sentVersion(nodeID, typeURL string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.nodes[nodeID]; n != nil {
+		return n.sent[typeURL[strings.LastIndexByte(typeURL, '.')+1:]]
+	}
+	return ""
+}
+
 func (s *Server) closed(streamID int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,0 +1,105 @@
+package xds
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/resource"
+)
+
+// A refused configuration is counted and not sent again; the next change
+// is. Versions carry the server's start, so a restarted zone never repeats
+// one.
+func TestNACKIsCountedAndNotResent(t *testing.T) {
+	s, st, changed := pushTopology(t, 1)
+	conn, err := grpc.NewClient(s.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev3.Node{Id: "default.gw-0", UserAgentName: "envoy"}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: typeCDS}); err != nil {
+		t.Fatal(err)
+	}
+	responses := make(chan *discoveryv3.DiscoveryResponse, 8)
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				close(responses)
+				return
+			}
+			responses <- r
+		}
+	}()
+	next := func(what string, within time.Duration) *discoveryv3.DiscoveryResponse {
+		t.Helper()
+		select {
+		case r, ok := <-responses:
+			if !ok {
+				t.Fatalf("%s: the stream ended", what)
+			}
+			return r
+		case <-time.After(within):
+			return nil
+		}
+	}
+	first := next("the clusters", 10*time.Second)
+	if first == nil {
+		t.Fatal("no clusters")
+	}
+	if !strings.HasPrefix(first.GetVersionInfo(), s.versionPrefix) {
+		t.Errorf("version %q does not start with the server's start %q", first.GetVersionInfo(), s.versionPrefix)
+	}
+	// Refuse it.
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: typeCDS, ResponseNonce: first.GetNonce(),
+		ErrorDetail: &statuspb.Status{Code: 3, Message: "cluster svc-1:8080: refused for the test"}}); err != nil {
+		t.Fatal(err)
+	}
+	if again := next("after the NACK", time.Second); again != nil {
+		t.Fatalf("the refused configuration was sent again: version %s", again.GetVersionInfo())
+	}
+	if n := testutil.ToFloat64(s.nacks.WithLabelValues("Cluster")); n != 1 {
+		t.Errorf("atoll_xds_nacks_total{type=Cluster} = %v, want 1", n)
+	}
+	s.mu.Lock()
+	nacked := s.nodes["default.gw-0"].nacked["Cluster"]
+	s.mu.Unlock()
+	if !strings.Contains(nacked, "refused for the test") {
+		t.Errorf("the proxy's status does not show its NACK: %q", nacked)
+	}
+
+	// A new service: a new configuration, with a new version.
+	se := changed.Spec.(*v1alpha1.ServiceEndpoints)
+	fresh := &resource.Resource{Meta: resource.Meta{Type: resource.ServiceEndpointsType, Mesh: "default", Name: "se-new"},
+		Spec: &v1alpha1.ServiceEndpoints{Zone: "zone-2", Service: "svc-new", Endpoints: se.Endpoints[:1]}}
+	if _, err := st.Create(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	r := next("after a change", 10*time.Second)
+	if r == nil || r.GetVersionInfo() == first.GetVersionInfo() {
+		t.Fatalf("after a change: %v", r)
+	}
+
+	// Another server (a restarted zone) starts its versions elsewhere.
+	other, _, _ := pushTopology(t, 1)
+	if other.versionPrefix == s.versionPrefix {
+		t.Errorf("two servers share the version prefix %q", s.versionPrefix)
+	}
+}
