@@ -82,6 +82,7 @@ type node struct {
 	lds       *cachev3.LinearCache
 	inbounds  map[string]types.Resource
 	dpVersion string
+	failing   string // the last update error, logged once
 	streams   int
 	sent      map[string]string // type URL → version
 	acked     map[string]string
@@ -187,8 +188,15 @@ func (s *Server) rebuildAll(ctx context.Context) {
 		}
 	}
 	for _, n := range s.nodes {
-		if err := s.updateSidecar(n); err != nil {
+		err := s.updateSidecar(n)
+		switch {
+		case err != nil && err.Error() != n.failing:
+			// Once per cause, not on every change.
 			s.cfg.Log.Warn("updating a sidecar's listeners failed; it keeps the previous ones", "node", n.id, "error", err)
+			n.failing = err.Error()
+		case err == nil && n.failing != "":
+			s.cfg.Log.Info("a sidecar's listeners are updated again", "node", n.id)
+			n.failing = ""
 		}
 	}
 }
