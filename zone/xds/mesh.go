@@ -31,7 +31,7 @@ type meshConfig struct {
 	zone, domain, name string
 	direct             bool
 
-	eds *cachev3.LinearCache
+	eds *edsCache
 	// Envoy's clusters speak TLS with SNI to other zones' ingresses;
 	// grpc-go refuses that, and gets clusters without.
 	cdsEnvoy, cdsProxyless *cachev3.LinearCache
@@ -92,7 +92,7 @@ func newMeshConfig(zone, domain, name, versionPrefix string, logger log.Logger) 
 	}
 	m := &meshConfig{
 		zone: zone, domain: domain, name: name,
-		eds:          cachev3.NewLinearCache(typeEDS, opts()...),
+		eds:          newEDSCache(cachev3.NewLinearCache(typeEDS, opts()...), versionPrefix+"d"),
 		cdsEnvoy:     cachev3.NewLinearCache(typeCDS, opts()...),
 		cdsProxyless: cachev3.NewLinearCache(typeCDS, opts()...),
 		proxyless:    cachev3.NewLinearCache(typeLDS, opts()...),
