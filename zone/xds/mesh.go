@@ -317,9 +317,28 @@ func (m *meshConfig) drop(k resource.Key, old *input, dirty map[string]bool) {
 // servicePort gathers a cluster's endpoints from its inputs, in a stable
 // order: local first, then by zone.
 func (m *meshConfig) servicePort(name string) *servicePort {
+	keys := m.byCluster[name]
+	if len(keys) == 1 {
+		// The common case with Direct meshes (one ServiceEndpoints per
+		// zone and service): no merging, no copies.
+		for k := range keys {
+			for _, c := range m.inputs[k].contribs {
+				if c.cluster == name {
+					sp := &servicePort{service: c.id.service, port: c.id.port}
+					sortWeighted(c.eps)
+					if c.local {
+						sp.local = c.eps
+					} else {
+						sp.remote = []endpointGroup{{zone: c.zone, endpoints: c.eps}}
+					}
+					return sp
+				}
+			}
+		}
+	}
 	var sp *servicePort
 	remote := map[string][]weighted{}
-	for _, k := range slices.SortedFunc(maps.Keys(m.byCluster[name]), compareKeys) {
+	for _, k := range slices.SortedFunc(maps.Keys(keys), compareKeys) {
 		for _, c := range m.inputs[k].contribs {
 			if c.cluster != name {
 				continue
