@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -132,18 +131,6 @@ func Render(res Resources) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
-}
-
-// Connected lists the node ids of connected proxies, sorted.
-func (s *Server) Connected() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.nodes))
-	for id := range s.nodes {
-		out = append(out, id)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func clone(m map[string]string) map[string]string {
