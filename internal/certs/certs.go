@@ -1,5 +1,5 @@
-// Package certs makes the self-signed CA and server certificate that a
-// global uses for KDS when no certificate is configured.
+// Package certs makes self-signed CAs and server certificates: the one a
+// global uses for KDS when none is configured, and a zone ingress's.
 package certs
 
 import (
