@@ -117,6 +117,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		res.onChange = xdsServer.Changed
 		mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/xds", xdsServer.Handler)
 		mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/xds/config", xdsServer.ConfigHandler)
+		mux.HandleFunc("GET /zoneingresses/{name}/xds", xdsServer.IngressHandler)
 	}
 	if err := cache.Start(ctx); err != nil {
 		return err

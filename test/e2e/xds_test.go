@@ -327,4 +327,7 @@ func TestIngressProxyRoutesBySNI(t *testing.T) {
 	if fc.GetTransportSocket().GetName() != "envoy.transport_sockets.tls" {
 		t.Errorf("the ingress does not terminate TLS: %v", fc.GetTransportSocket())
 	}
+	if status, body := call(t, "GET", z.apiURL+"/zoneingresses/zone-1/xds", ""); status != 200 || !strings.Contains(body, `"kind":"ingress"`) {
+		t.Errorf("GET /zoneingresses/zone-1/xds: %d %s", status, body)
+	}
 }

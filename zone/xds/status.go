@@ -30,7 +30,16 @@ type ProxyStatus struct {
 // Handler serves GET /meshes/{mesh}/dataplanes/{name}/xds: the proxy's
 // connection and the versions it was sent and ACKed.
 func (s *Server) Handler(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("mesh") + "." + r.PathValue("name")
+	s.writeStatus(w, r.PathValue("mesh")+"."+r.PathValue("name"))
+}
+
+// IngressHandler serves GET /zoneingresses/{name}/xds: the same for the
+// zone's ingress proxy (node.id = the zone's name).
+func (s *Server) IngressHandler(w http.ResponseWriter, r *http.Request) {
+	s.writeStatus(w, r.PathValue("name"))
+}
+
+func (s *Server) writeStatus(w http.ResponseWriter, id string) {
 	s.mu.Lock()
 	n := s.nodes[id]
 	var st ProxyStatus
