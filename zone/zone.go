@@ -59,7 +59,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// What other zones offer and the VIP tables are few, large and read on
 	// every DNS rebuild, service view and push: read them from memory.
 	cache := store.NewCache(st, resource.MeshType, resource.ZoneIngressType, resource.VIPTableType,
-		resource.DataplaneType, resource.ServiceEndpointsType)
+		resource.ServiceEndpointsType)
 	var client *kds.Client
 	var notify changeNotifier = noNotify{}
 	if cfg.GlobalAddress == "" {
@@ -110,7 +110,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		xdsServer = xds.NewServer(xds.Config{
-			Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, VIPs: res.VIPs,
+			Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: res.VIPs,
 			Ingress:  ingress,
 			Debounce: kds.DefaultDebounce, Log: log.With("component", "xds"), Registry: reg,
 		})

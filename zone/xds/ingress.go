@@ -26,6 +26,9 @@ func (s *Server) admitIngress(ctx context.Context, streamID int64, id string) (*
 	if id != s.cfg.Zone {
 		return nil, status.Errorf(codes.NotFound, "node.id %q: this is zone %q; its ingress connects as node.id %q, Dataplanes as <mesh>.<dataplane name>", id, s.cfg.Zone, s.cfg.Zone)
 	}
+	if err := s.followDataplanes(); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "node.id %q: reading this zone's Dataplanes failed: %v", id, err)
+	}
 	n := s.nodes[id]
 	if n == nil {
 		opts := func() []cachev3.LinearCacheOption {
@@ -57,7 +60,7 @@ type ingressCaches struct {
 func (s *Server) updateIngress() error {
 	res, err := GenerateIngress(IngressInput{
 		Zone: s.cfg.Zone, Address: s.cfg.Ingress.Address, Port: s.cfg.Ingress.Port,
-		Dataplanes: s.cfg.Cache.List(resource.DataplaneType, ""),
+		Dataplanes: s.dps.List(resource.DataplaneType, ""),
 		CertPEM:    s.cfg.Ingress.CertPEM, KeyPEM: s.cfg.Ingress.KeyPEM,
 	})
 	if err != nil {

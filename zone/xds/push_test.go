@@ -49,8 +49,8 @@ func pushTopology(tb testing.TB, proxies int) (*Server, store.Store, *resource.R
 		gw.Meta.Version = ""
 		must(st.Create(ctx, gw))
 	}
-	cache := store.NewCache(st, resource.MeshType, resource.DataplaneType, resource.ZoneIngressType, resource.ServiceEndpointsType)
-	s := NewServer(Config{Addr: "127.0.0.1:0", Zone: "zone-1", Domain: "mesh", Cache: cache, Log: slogDiscard()})
+	cache := store.NewCache(st, resource.MeshType, resource.ZoneIngressType, resource.ServiceEndpointsType)
+	s := NewServer(Config{Addr: "127.0.0.1:0", Zone: "zone-1", Domain: "mesh", Cache: cache, Store: st, Log: slogDiscard()})
 	if err := cache.Start(ctx); err != nil {
 		tb.Fatal(err)
 	}

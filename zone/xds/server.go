@@ -3,6 +3,7 @@ package xds
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -35,9 +36,14 @@ type Config struct {
 	Addr   string
 	Zone   string
 	Domain string
-	// Cache holds the zone's Meshes, Dataplanes, ZoneIngresses and
-	// ServiceEndpoints.
+	// Cache holds the zone's Meshes, ZoneIngresses and ServiceEndpoints.
 	Cache *store.Cache
+	// Store is the zone's store: its Dataplanes are mirrored in memory only
+	// while proxies are connected.
+	Store interface {
+		store.Reader
+		store.Watcher
+	}
 	// VIPs returns a mesh's service VIPs.
 	VIPs func(mesh string) map[string]netip.Addr
 	// Ingress is where the zone's ingress listens and the certificate it
@@ -60,7 +66,12 @@ type Server struct {
 	changes       chan struct{}
 	bound         atomic.Value // net.Addr
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// dps mirrors the zone's Dataplanes while proxies are connected (a
+	// zone with no proxies does not keep them in memory); nil otherwise.
+	dps     *store.Cache
+	dpsStop context.CancelFunc
+	runCtx  context.Context
 	meshes  map[string]*meshConfig // meshes with connected proxies
 	ingress *ingressCaches         // while the zone's ingress is connected
 	nodes   map[string]*node       // by node id
@@ -116,7 +127,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(s.connected, s.nacks, s.builds)
 	}
-	cfg.Cache.Signal(s.changes, resource.MeshType, resource.DataplaneType, resource.ZoneIngressType, resource.ServiceEndpointsType)
+	cfg.Cache.Signal(s.changes, resource.MeshType, resource.ZoneIngressType, resource.ServiceEndpointsType)
 	return s
 }
 
@@ -134,8 +145,32 @@ func (s *Server) Addr() net.Addr {
 	return a
 }
 
+// followDataplanes starts mirroring the zone's Dataplanes, once a proxy
+// connects. Callers hold mu.
+func (s *Server) followDataplanes() error {
+	if s.dps != nil {
+		return nil
+	}
+	ctx := s.runCtx
+	if ctx == nil {
+		return errors.New("the server is not running")
+	}
+	c := store.NewCache(s.cfg.Store, resource.DataplaneType)
+	c.Signal(s.changes, resource.DataplaneType)
+	ctx, cancel := context.WithCancel(ctx)
+	if err := c.Start(ctx); err != nil {
+		cancel()
+		return err
+	}
+	s.dps, s.dpsStop = c, cancel
+	return nil
+}
+
 // Run serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.runCtx = ctx
+	s.mu.Unlock()
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("xdsAddr: %w", err)
@@ -210,7 +245,7 @@ func (s *Server) updateMesh(m *meshConfig) error {
 	}
 	in := Input{
 		Zone: s.cfg.Zone, Domain: s.cfg.Domain, MeshName: m.name, Mesh: mesh.Spec.(*v1alpha1.Mesh),
-		Dataplanes: s.cfg.Cache.List(resource.DataplaneType, m.name),
+		Dataplanes: s.dps.List(resource.DataplaneType, m.name),
 		Ingresses:  s.cfg.Cache.List(resource.ZoneIngressType, ""),
 		Endpoints:  s.cfg.Cache.List(resource.ServiceEndpointsType, m.name),
 	}
@@ -229,7 +264,7 @@ func (s *Server) updateSidecar(n *node) error {
 	if n.lds == nil {
 		return nil
 	}
-	dp, err := s.cfg.Cache.Get(resource.Key{Type: resource.DataplaneType, Mesh: n.mesh, Name: n.name})
+	dp, err := s.dps.Get(resource.Key{Type: resource.DataplaneType, Mesh: n.mesh, Name: n.name})
 	if err != nil {
 		return fmt.Errorf("its Dataplane is gone: %w", err)
 	}
@@ -279,7 +314,10 @@ func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*n
 	if !ok || mesh == "" || name == "" {
 		return nil, status.Errorf(codes.InvalidArgument, "node.id %q: use <mesh>.<dataplane name>, e.g. default.kong (or the zone's name for its ingress)", id)
 	}
-	if _, err := s.cfg.Cache.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name}); err != nil {
+	if err := s.followDataplanes(); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "node.id %q: reading this zone's Dataplanes failed: %v", id, err)
+	}
+	if _, err := s.dps.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name}); err != nil {
 		return nil, status.Errorf(codes.NotFound, "node.id %q: zone %s has no Dataplane %q in mesh %q: register the Dataplane with this zone first", id, s.cfg.Zone, name, mesh)
 	}
 	n := s.nodes[id]
@@ -288,7 +326,7 @@ func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*n
 		if strings.HasPrefix(strings.ToLower(cn.GetUserAgentName()), "grpc") {
 			kind = Proxyless
 		}
-		dp, _ := s.cfg.Cache.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name})
+		dp, _ := s.dps.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name})
 		n = &node{id: id, mesh: mesh, name: name, kind: kind, connected: time.Now(),
 			gateway: dp.Spec.(*v1alpha1.Dataplane).GetNetworking().GetGateway() != nil,
 			sent:    map[string]string{}, acked: map[string]string{}, nacked: map[string]string{}}
@@ -374,6 +412,10 @@ func (s *Server) closed(streamID int64) {
 		if n.streams--; n.streams <= 0 {
 			delete(s.nodes, id)
 			s.connected.Dec()
+			if len(s.nodes) == 0 && s.dpsStop != nil {
+				s.dpsStop()
+				s.dps, s.dpsStop = nil, nil
+			}
 			if n.kind == IngressProxy {
 				s.ingress = nil
 				return

@@ -69,7 +69,24 @@ func (s *Server) writeStatus(w http.ResponseWriter, id string) {
 // kind; by default that of the connected proxy, else envoy.
 func (s *Server) ConfigHandler(w http.ResponseWriter, r *http.Request) {
 	mesh, name := r.PathValue("mesh"), r.PathValue("name")
-	dp, err := s.cfg.Cache.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name})
+	// The mirrored Dataplanes while proxies are connected, else the store.
+	s.mu.Lock()
+	dps := s.dps
+	s.mu.Unlock()
+	key := resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name}
+	var dp *resource.Resource
+	var all []*resource.Resource
+	var err error
+	if dps != nil {
+		if dp, err = dps.Get(key); err == nil {
+			all = dps.List(resource.DataplaneType, mesh)
+		}
+	} else if dp, err = s.cfg.Store.Get(r.Context(), key); err == nil {
+		if all, err = s.cfg.Store.List(r.Context(), resource.DataplaneType, mesh); err != nil {
+			apiserver.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+	}
 	if err != nil {
 		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("zone %s has no Dataplane %q in mesh %q", s.cfg.Zone, name, mesh)})
 		return
@@ -97,7 +114,7 @@ func (s *Server) ConfigHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	in := Input{
 		Zone: s.cfg.Zone, Domain: s.cfg.Domain, MeshName: mesh, Mesh: m.Spec.(*v1alpha1.Mesh),
-		Dataplanes: s.cfg.Cache.List(resource.DataplaneType, mesh),
+		Dataplanes: all,
 		Ingresses:  s.cfg.Cache.List(resource.ZoneIngressType, ""),
 		Endpoints:  s.cfg.Cache.List(resource.ServiceEndpointsType, mesh),
 	}
