@@ -231,7 +231,17 @@ func TestProxylessGatewayReachesOtherZones(t *testing.T) {
 // state-of-the-world and incremental ADS.
 func TestXDSRefusesUnknownNodes(t *testing.T) {
 	xdsAddr := freePort(t)
-	startZone(t, "zone-1", t.TempDir(), "--xds-addr", xdsAddr)
+	z := startZone(t, "zone-1", t.TempDir(), "--xds-addr", xdsAddr)
+	// With no proxy connected, a Dataplane's configuration is still shown.
+	if status, body := call(t, "PUT", z.apiURL+"/meshes/default/dataplanes/kong", kongJSON); status != 201 {
+		t.Fatalf("%d %s", status, body)
+	}
+	if status, body := call(t, "GET", z.apiURL+"/meshes/default/dataplanes/kong/xds/config", ""); status != 200 || !strings.Contains(body, `"outbound"`) {
+		t.Errorf("config of kong with no proxy connected: %d %s", status, body)
+	}
+	if status, _ := call(t, "GET", z.apiURL+"/meshes/default/dataplanes/kong/xds", ""); status != 404 {
+		t.Errorf("status of kong's proxy, not connected: %d, want 404", status)
+	}
 	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
