@@ -146,6 +146,7 @@ func run() error {
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", s.name, round+1, err)
 			}
+			fmt.Printf("  round %d %-8s %8.0f queries/s %8.0f queries/CPU-s  p50 %s  p99 %s\n", round+1, s.name, r.qps, r.perCPU, ms(r.p50), ms(r.p99))
 			results[s.name] = append(results[s.name], r)
 		}
 	}
