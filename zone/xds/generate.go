@@ -17,11 +17,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -110,9 +106,9 @@ type servicePort struct {
 
 // model gathers every service port the proxy can reach.
 func model(in Input) []*servicePort {
-	ports := map[string]*servicePort{}
+	ports := map[clusterID]*servicePort{}
 	get := func(service string, port uint32) *servicePort {
-		k := ClusterName(service, port)
+		k := clusterID{service, port}
 		sp := ports[k]
 		if sp == nil {
 			sp = &servicePort{service: service, port: port}
@@ -130,14 +126,14 @@ func model(in Input) []*servicePort {
 			sp.local = append(sp.local, weighted{addr: cmp.Or(ib.GetAddress(), n.GetAddress()), port: ib.GetPort(), weight: 1})
 		}
 	}
-	remote := map[string]map[string][]weighted{} // cluster → zone → endpoints
-	add := func(service string, port uint32, zone string, w weighted) {
-		k := ClusterName(service, port)
-		get(service, port)
-		if remote[k] == nil {
-			remote[k] = map[string][]weighted{}
+	// remote adds endpoints of zone to a service port: the group of that
+	// zone, if last added, or a new one (sorted and merged below).
+	remote := func(sp *servicePort, zone string, ws ...weighted) {
+		if g := len(sp.remote) - 1; g >= 0 && sp.remote[g].zone == zone {
+			sp.remote[g].endpoints = append(sp.remote[g].endpoints, ws...)
+			return
 		}
-		remote[k][zone] = append(remote[k][zone], w)
+		sp.remote = append(sp.remote, endpointGroup{zone: zone, endpoints: ws})
 	}
 	if in.Mesh.GetCrossZone().GetMode() == v1alpha1.Mesh_CrossZone_Direct {
 		for _, r := range in.Endpoints {
@@ -145,8 +141,19 @@ func model(in Input) []*servicePort {
 			if se.GetZone() == in.Zone {
 				continue
 			}
-			for _, e := range se.GetEndpoints() {
-				add(se.GetService(), e.GetPort(), se.GetZone(), weighted{addr: e.GetAddress(), port: e.GetPort(), weight: 1})
+			// Usually one port: the endpoints of a port run together.
+			eps := se.GetEndpoints()
+			for i := 0; i < len(eps); {
+				j := i
+				for j < len(eps) && eps[j].GetPort() == eps[i].GetPort() {
+					j++
+				}
+				ws := make([]weighted, 0, j-i)
+				for _, e := range eps[i:j] {
+					ws = append(ws, weighted{addr: e.GetAddress(), port: e.GetPort(), weight: 1})
+				}
+				remote(get(se.GetService(), eps[i].GetPort()), se.GetZone(), ws...)
+				i = j
 			}
 		}
 	} else {
@@ -160,24 +167,42 @@ func model(in Input) []*servicePort {
 				if s.GetMesh() != in.MeshName || s.GetPort() == 0 || s.GetInstances() == 0 {
 					continue
 				}
-				add(s.GetTags()[resource.ServiceTag], s.GetPort(), zi.GetZone(),
+				remote(get(s.GetTags()[resource.ServiceTag], s.GetPort()), zi.GetZone(),
 					weighted{addr: net.GetAdvertisedAddress(), port: net.GetAdvertisedPort(), weight: s.GetInstances(), ingress: true})
 			}
 		}
 	}
 	out := make([]*servicePort, 0, len(ports))
-	for _, k := range slices.Sorted(maps.Keys(ports)) {
-		sp := ports[k]
-		for _, zone := range slices.Sorted(maps.Keys(remote[k])) {
-			sp.remote = append(sp.remote, endpointGroup{zone: zone, endpoints: remote[k][zone]})
-		}
+	for _, sp := range ports {
 		sortWeighted(sp.local)
-		for _, g := range sp.remote {
-			sortWeighted(g.endpoints)
-		}
+		sp.remote = mergeGroups(sp.remote)
 		out = append(out, sp)
 	}
+	slices.SortFunc(out, func(a, b *servicePort) int {
+		return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.port, b.port))
+	})
 	return out
+}
+
+// mergeGroups orders endpoint groups by zone, joining those of the same
+// zone, with their endpoints sorted.
+func mergeGroups(gs []endpointGroup) []endpointGroup {
+	if len(gs) > 1 {
+		slices.SortStableFunc(gs, func(a, b endpointGroup) int { return cmp.Compare(a.zone, b.zone) })
+		out := gs[:1]
+		for _, g := range gs[1:] {
+			if last := &out[len(out)-1]; last.zone == g.zone {
+				last.endpoints = append(last.endpoints, g.endpoints...)
+				continue
+			}
+			out = append(out, g)
+		}
+		gs = out
+	}
+	for _, g := range gs {
+		sortWeighted(g.endpoints)
+	}
+	return gs
 }
 
 func sortWeighted(ws []weighted) {
@@ -197,11 +222,7 @@ func Generate(in Input, proxy Proxy) (Resources, error) {
 	for _, sp := range model(in) {
 		name := ClusterName(sp.service, sp.port)
 		if proxy.Kind == Envoy && ingressMode {
-			c, err := edsClusterSNI(name, SNI(in.MeshName, sp.service, sp.port))
-			if err != nil {
-				return nil, err
-			}
-			add(resourcev3.ClusterType, c)
+			add(resourcev3.ClusterType, edsClusterSNI(name, SNI(in.MeshName, sp.service, sp.port)))
 		} else {
 			add(resourcev3.ClusterType, edsCluster(name))
 		}
@@ -209,19 +230,11 @@ func Generate(in Input, proxy Proxy) (Resources, error) {
 		switch proxy.Kind {
 		case Proxyless:
 			for _, n := range dns.ServiceNames(sp.service) {
-				l, err := apiListener(n+"."+in.Domain+":"+strconv.FormatUint(uint64(sp.port), 10), name)
-				if err != nil {
-					return nil, err
-				}
-				add(resourcev3.ListenerType, l)
+				add(resourcev3.ListenerType, apiListener(n+"."+in.Domain+":"+strconv.FormatUint(uint64(sp.port), 10), name))
 			}
 		case Envoy:
 			if vip, ok := in.VIPs[sp.service]; ok {
-				l, err := outboundListener(vip, sp.port, name)
-				if err != nil {
-					return nil, err
-				}
-				add(resourcev3.ListenerType, l)
+				add(resourcev3.ListenerType, outboundListener(vip, sp.port, name))
 			}
 		}
 	}
@@ -229,19 +242,12 @@ func Generate(in Input, proxy Proxy) (Resources, error) {
 		dp := proxy.Dataplane.Spec.(*v1alpha1.Dataplane).GetNetworking()
 		if dp.GetGateway() == nil {
 			for _, ib := range dp.GetInbound() {
-				l, c, err := inbound(cmp.Or(ib.GetAddress(), dp.GetAddress()), ib.GetPort(), cmp.Or(ib.GetServicePort(), ib.GetPort()))
-				if err != nil {
-					return nil, err
-				}
+				l, c := inbound(cmp.Or(ib.GetAddress(), dp.GetAddress()), ib.GetPort(), cmp.Or(ib.GetServicePort(), ib.GetPort()))
 				add(resourcev3.ListenerType, l)
 				add(resourcev3.ClusterType, c)
 			}
 		}
-		l, err := virtualOutbound()
-		if err != nil {
-			return nil, err
-		}
-		add(resourcev3.ListenerType, l)
+		add(resourcev3.ListenerType, virtualOutbound())
 		add(resourcev3.ClusterType, passthroughCluster())
 	}
 	return out, nil
@@ -284,19 +290,15 @@ var ingressMatch = &structpb.Struct{Fields: map[string]*structpb.Value{"atoll.io
 // edsClusterSNI is an EDS cluster that speaks TLS with sni to endpoints
 // that are other zones' ingresses (grpc-go refuses transport socket
 // matches: proxyless clients get edsCluster).
-func edsClusterSNI(name, sni string) (*clusterv3.Cluster, error) {
-	tls, err := typed(&tlsv3.UpstreamTlsContext{Sni: sni})
-	if err != nil {
-		return nil, err
-	}
+func edsClusterSNI(name, sni string) *clusterv3.Cluster {
 	c := edsCluster(name)
 	c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{
 		Name:  "ingress",
 		Match: ingressMatch,
 		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
-			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tls}},
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: upstreamTLSWire(sni)}},
 	}}
-	return c, nil
+	return c
 }
 
 func edsCluster(name string) *clusterv3.Cluster {
@@ -312,53 +314,28 @@ func edsCluster(name string) *clusterv3.Cluster {
 // loadAssignment puts this zone's instances at priority 0 and the other
 // zones' at the next priority (priorities must start at 0 and be
 // contiguous, so remote zones take 0 when there is no local instance).
+// The endpoints are in wire form (see wire.go).
 func loadAssignment(name, zone string, sp *servicePort) *endpointv3.ClusterLoadAssignment {
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	size := 0
+	for _, w := range sp.local {
+		size += len(w.addr) + 24
+	}
+	for _, g := range sp.remote {
+		size += len(g.zone) + 24
+		for _, w := range g.endpoints {
+			size += len(w.addr) + 24
+		}
+	}
+	b := make([]byte, 0, size+len(zone)+24)
 	remotePriority := uint32(0)
 	if len(sp.local) > 0 {
-		cla.Endpoints = append(cla.Endpoints, locality(zone, 0, sp.local))
+		b = appendLocality(b, zone, 0, sp.local)
 		remotePriority = 1
 	}
 	for _, g := range sp.remote {
-		cla.Endpoints = append(cla.Endpoints, locality(g.zone, remotePriority, g.endpoints))
+		b = appendLocality(b, g.zone, remotePriority, g.endpoints)
 	}
-	return cla
-}
-
-func locality(zone string, priority uint32, ws []weighted) *endpointv3.LocalityLbEndpoints {
-	l := &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{Zone: zone}, Priority: priority}
-	// One allocation per message type for the whole locality, not per
-	// endpoint: a gateway may see thousands of them.
-	var (
-		lbs   = make([]endpointv3.LbEndpoint, len(ws))
-		hosts = make([]endpointv3.LbEndpoint_Endpoint, len(ws))
-		eps   = make([]endpointv3.Endpoint, len(ws))
-		addrs = make([]corev3.Address, len(ws))
-		socks = make([]corev3.Address_SocketAddress, len(ws))
-		sas   = make([]corev3.SocketAddress, len(ws))
-		ports = make([]corev3.SocketAddress_PortValue, len(ws))
-	)
-	l.LbEndpoints = make([]*endpointv3.LbEndpoint, len(ws))
-	total := uint32(0)
-	for i, w := range ws {
-		total += w.weight
-		ports[i].PortValue = w.port
-		sas[i].Address, sas[i].PortSpecifier = w.addr, &ports[i]
-		socks[i].SocketAddress = &sas[i]
-		addrs[i].Address = &socks[i]
-		eps[i].Address = &addrs[i]
-		hosts[i].Endpoint = &eps[i]
-		lbs[i].HostIdentifier = &hosts[i]
-		if w.weight != 1 { // unset means 1
-			lbs[i].LoadBalancingWeight = wrapperspb.UInt32(w.weight)
-		}
-		if w.ingress {
-			lbs[i].Metadata = ingressMetadata
-		}
-		l.LbEndpoints[i] = &lbs[i]
-	}
-	l.LoadBalancingWeight = wrapperspb.UInt32(total)
-	return l
+	return newLoadAssignment(name, b)
 }
 
 var ingressMetadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"envoy.transport_socket_match": ingressMatch}}
@@ -378,83 +355,45 @@ func typed(m proto.Message) (*anypb.Any, error) {
 }
 
 // apiListener is what a gRPC client resolving xds:///name asks for.
-func apiListener(name, cluster string) (*listenerv3.Listener, error) {
-	router, err := typed(&routerv3.Router{})
-	if err != nil {
-		return nil, err
-	}
-	hcm, err := typed(&hcmv3.HttpConnectionManager{
-		StatPrefix: name,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-			Name: name,
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name:    name,
-				Domains: []string{"*"},
-				Routes: []*routev3.Route{{
-					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: ""}},
-					Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}},
-				}},
-			}},
-		}},
-		HttpFilters: []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}}},
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &listenerv3.Listener{Name: name, ApiListener: &listenerv3.ApiListener{ApiListener: hcm}}, nil
+func apiListener(name, cluster string) *listenerv3.Listener {
+	return &listenerv3.Listener{Name: name, ApiListener: &listenerv3.ApiListener{ApiListener: hcmWire(name, cluster)}}
 }
 
-func tcpProxy(statPrefix, cluster string) (*listenerv3.Filter, error) {
-	tp, err := typed(&tcpproxyv3.TcpProxy{StatPrefix: statPrefix, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster}})
-	if err != nil {
-		return nil, err
-	}
-	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tp}}, nil
+func tcpProxy(statPrefix, cluster string) *listenerv3.Filter {
+	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tcpProxyWire(statPrefix, cluster)}}
 }
 
 // outboundListener takes connections to a service's VIP and port, handed
 // over by the virtual outbound listener (it binds nothing itself).
-func outboundListener(vip netip.Addr, port uint32, cluster string) (*listenerv3.Listener, error) {
+func outboundListener(vip netip.Addr, port uint32, cluster string) *listenerv3.Listener {
 	name := "outbound:" + netip.AddrPortFrom(vip, uint16(port)).String()
-	f, err := tcpProxy(name, cluster)
-	if err != nil {
-		return nil, err
-	}
 	return &listenerv3.Listener{
 		Name:         name,
 		Address:      socketAddress(vip.String(), port),
 		BindToPort:   wrapperspb.Bool(false),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{f}}},
-	}, nil
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxy(name, cluster)}}},
+	}
 }
 
 // virtualOutbound receives the workload's redirected connections and hands
 // each to the listener of its original destination, or passes it through.
-func virtualOutbound() (*listenerv3.Listener, error) {
-	f, err := tcpProxy("outbound:passthrough", PassthroughCluster)
-	if err != nil {
-		return nil, err
-	}
+func virtualOutbound() *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:           "outbound",
 		Address:        socketAddress("0.0.0.0", OutboundPort),
 		UseOriginalDst: wrapperspb.Bool(true),
-		FilterChains:   []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{f}}},
-	}, nil
+		FilterChains:   []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxy("outbound:passthrough", PassthroughCluster)}}},
+	}
 }
 
 // inbound forwards what reaches one inbound to the workload on localhost.
-func inbound(addr string, port, servicePort uint32) (*listenerv3.Listener, *clusterv3.Cluster, error) {
+func inbound(addr string, port, servicePort uint32) (*listenerv3.Listener, *clusterv3.Cluster) {
 	name := "inbound:" + hostPort(addr, port)
 	cluster := localCluster(servicePort)
-	f, err := tcpProxy(name, cluster)
-	if err != nil {
-		return nil, nil, err
-	}
 	l := &listenerv3.Listener{
 		Name:         name,
 		Address:      socketAddress(addr, port),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{f}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxy(name, cluster)}}},
 	}
 	c := &clusterv3.Cluster{
 		Name:                 cluster,
@@ -466,7 +405,7 @@ func inbound(addr string, port, servicePort uint32) (*listenerv3.Listener, *clus
 			}}}},
 		}}},
 	}
-	return l, c, nil
+	return l, c
 }
 
 func hostPort(addr string, port uint32) string {
@@ -545,10 +484,7 @@ func GenerateIngress(in IngressInput) (Resources, error) {
 	}
 	for _, k := range keys {
 		name := IngressCluster(k.mesh, k.service, k.port)
-		f, err := tcpProxy(name, name)
-		if err != nil {
-			return nil, err
-		}
+		f := tcpProxy(name, name)
 		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{SNI(k.mesh, k.service, k.port)}},
 			TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
@@ -558,8 +494,7 @@ func GenerateIngress(in IngressInput) (Resources, error) {
 		ws := groups[k]
 		sortWeighted(ws)
 		out[typeCDS] = append(out[typeCDS], edsCluster(name))
-		out[typeEDS] = append(out[typeEDS], &endpointv3.ClusterLoadAssignment{ClusterName: name,
-			Endpoints: []*endpointv3.LocalityLbEndpoints{locality(in.Zone, 0, ws)}})
+		out[typeEDS] = append(out[typeEDS], newLoadAssignment(name, appendLocality(nil, in.Zone, 0, ws)))
 	}
 	out[typeLDS] = []types.Resource{l}
 	return out, nil

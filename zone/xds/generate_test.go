@@ -97,7 +97,7 @@ func generate(t *testing.T, in Input, kind Kind, proxy string) Resources {
 func byName(res Resources, typ resourcev3.Type) map[string]types.Resource {
 	out := map[string]types.Resource{}
 	for _, r := range res[typ] {
-		out[cachev3.GetResourceName(r)] = r
+		out[cachev3.GetResourceName(r)] = expand(r)
 	}
 	return out
 }
@@ -298,7 +298,7 @@ func validate(t *testing.T, res Resources) {
 	t.Helper()
 	for typ, rs := range res {
 		for _, r := range rs {
-			if err := r.(interface{ ValidateAll() error }).ValidateAll(); err != nil {
+			if err := expand(r).(interface{ ValidateAll() error }).ValidateAll(); err != nil {
 				t.Fatalf("%s %s: %v", typ, cachev3.GetResourceName(r), err)
 			}
 		}

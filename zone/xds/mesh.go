@@ -39,7 +39,7 @@ type meshConfig struct {
 	gateway                *cachev3.LinearCache // Envoy outbound listeners
 
 	inputs    map[resource.Key]*input
-	byCluster map[string]map[resource.Key]bool
+	byCluster map[string][]resource.Key // the inputs of each cluster
 	clusters  map[string]clusterID // the EDS clusters that exist
 	vips      map[string]netip.Addr
 	listeners map[string]string // gateway listener → cluster, for VIP changes
@@ -49,20 +49,34 @@ type meshConfig struct {
 	clustersMoved              bool // since listeners were last updated
 }
 
-// serve makes sure the mesh has listeners for proxies of kind (Envoy
-// gateways and sidecars share the outbound ones).
+// serve makes sure the mesh has clusters and listeners for proxies of kind
+// (Envoy gateways and sidecars share them): a mesh builds for the kinds of
+// proxy it has.
 func (m *meshConfig) serve(kind Kind, vips map[string]netip.Addr) {
+	upd := map[string]types.Resource{}
 	switch kind {
 	case Proxyless:
 		if m.withProxyless {
 			return
 		}
 		m.withProxyless = true
+		for name := range m.clusters {
+			upd[name] = edsCluster(name)
+		}
+		m.cdsProxyless.UpdateResources(upd, nil)
 	default:
 		if m.withGateway {
 			return
 		}
 		m.withGateway = true
+		for name, id := range m.clusters {
+			upd[name] = m.envoyCluster(name, id)
+		}
+		for p := range m.local {
+			_, c := inbound("127.0.0.1", p, p)
+			upd[c.GetName()] = c
+		}
+		m.cdsEnvoy.UpdateResources(upd, nil)
 	}
 	m.updateListeners(vips)
 }
@@ -97,11 +111,11 @@ func newMeshConfig(zone, domain, name, versionPrefix string, logger log.Logger) 
 		cdsProxyless: cachev3.NewLinearCache(typeCDS, opts()...),
 		proxyless:    cachev3.NewLinearCache(typeLDS, opts()...),
 		gateway:      cachev3.NewLinearCache(typeLDS, opts()...),
-		inputs:       map[resource.Key]*input{}, byCluster: map[string]map[resource.Key]bool{},
+		inputs:       map[resource.Key]*input{}, byCluster: map[string][]resource.Key{},
 		clusters: map[string]clusterID{}, vips: map[string]netip.Addr{}, listeners: map[string]string{},
 		local: map[uint32]bool{},
 	}
-	l, _ := virtualOutbound()
+	l := virtualOutbound()
 	m.gateway.UpdateResource(l.GetName(), l)
 	m.cdsEnvoy.UpdateResource(PassthroughCluster, passthroughCluster())
 	return m
@@ -211,10 +225,7 @@ func (m *meshConfig) update(in Input) {
 		inp := &input{version: r.Meta.Version, contribs: m.contributions(r)}
 		m.inputs[k] = inp
 		for _, c := range inp.contribs {
-			if m.byCluster[c.cluster] == nil {
-				m.byCluster[c.cluster] = map[resource.Key]bool{}
-			}
-			m.byCluster[c.cluster][k] = true
+			m.byCluster[c.cluster] = append(m.byCluster[c.cluster], k)
 			dirty[c.cluster] = true
 		}
 	}
@@ -234,7 +245,7 @@ func (m *meshConfig) update(in Input) {
 	// Endpoints of the clusters that changed; clusters that appeared or went.
 	updEDS, updCDS, updEnvoy := map[string]types.Resource{}, map[string]types.Resource{}, map[string]types.Resource{}
 	var delEDS, delCDS []string
-	if modeChanged { // Envoy's clusters speak TLS to ingresses in Ingress mode only
+	if modeChanged && m.withGateway { // Envoy's clusters speak TLS to ingresses in Ingress mode only
 		for name, id := range m.clusters {
 			updEnvoy[name] = m.envoyCluster(name, id)
 		}
@@ -254,12 +265,16 @@ func (m *meshConfig) update(in Input) {
 		if _, ok := m.clusters[name]; !ok {
 			id := clusterID{sp.service, sp.port}
 			m.clusters[name] = id
-			c := edsCluster(name)
-			updCDS[name] = c
-			if m.direct {
-				updEnvoy[name] = c // the same: no TLS to ingresses
-			} else {
-				updEnvoy[name] = m.envoyCluster(name, id)
+			var c types.Resource
+			if m.withProxyless {
+				c = edsCluster(name)
+				updCDS[name] = c
+			}
+			if m.withGateway {
+				if c == nil || !m.direct { // the same as gRPC's: no TLS to ingresses
+					c = m.envoyCluster(name, id)
+				}
+				updEnvoy[name] = c
 			}
 			m.clustersMoved = true
 		}
@@ -276,13 +291,13 @@ func (m *meshConfig) update(in Input) {
 		}
 	}
 	for p := range wantLocal {
-		if !m.local[p] {
-			_, c, _ := inbound("127.0.0.1", p, p)
+		if !m.local[p] && m.withGateway {
+			_, c := inbound("127.0.0.1", p, p)
 			updEnvoy[c.GetName()] = c
 		}
 	}
 	for p := range m.local {
-		if !wantLocal[p] {
+		if !wantLocal[p] && m.withGateway {
 			delCDS = append(delCDS, localCluster(p))
 		}
 	}
@@ -290,16 +305,18 @@ func (m *meshConfig) update(in Input) {
 	if len(updEDS)+len(delEDS) > 0 {
 		m.eds.UpdateResources(updEDS, delEDS)
 	}
-	if len(updCDS)+len(delCDS) > 0 {
+	if m.withProxyless {
 		var del []string
 		for _, name := range delCDS {
 			if !strings.HasPrefix(name, "localhost:") {
 				del = append(del, name)
 			}
 		}
-		m.cdsProxyless.UpdateResources(updCDS, del)
+		if len(updCDS)+len(del) > 0 {
+			m.cdsProxyless.UpdateResources(updCDS, del)
+		}
 	}
-	if len(updEnvoy)+len(delCDS) > 0 {
+	if m.withGateway && len(updEnvoy)+len(delCDS) > 0 {
 		m.cdsEnvoy.UpdateResources(updEnvoy, delCDS)
 	}
 	if m.clustersMoved || !maps.Equal(in.VIPs, m.vips) {
@@ -309,7 +326,11 @@ func (m *meshConfig) update(in Input) {
 
 func (m *meshConfig) drop(k resource.Key, old *input, dirty map[string]bool) {
 	for _, c := range old.contribs {
-		delete(m.byCluster[c.cluster], k)
+		keys := m.byCluster[c.cluster]
+		if i := slices.Index(keys, k); i >= 0 {
+			keys[i] = keys[len(keys)-1]
+			m.byCluster[c.cluster] = keys[:len(keys)-1]
+		}
 		dirty[c.cluster] = true
 	}
 }
@@ -321,7 +342,7 @@ func (m *meshConfig) servicePort(name string) *servicePort {
 	if len(keys) == 1 {
 		// The common case with Direct meshes (one ServiceEndpoints per
 		// zone and service): no merging, no copies.
-		for k := range keys {
+		for _, k := range keys {
 			for _, c := range m.inputs[k].contribs {
 				if c.cluster == name {
 					sp := &servicePort{service: c.id.service, port: c.id.port}
@@ -338,7 +359,7 @@ func (m *meshConfig) servicePort(name string) *servicePort {
 	}
 	var sp *servicePort
 	remote := map[string][]weighted{}
-	for _, k := range slices.SortedFunc(maps.Keys(keys), compareKeys) {
+	for _, k := range slices.SortedFunc(slices.Values(keys), compareKeys) {
 		for _, c := range m.inputs[k].contribs {
 			if c.cluster != name {
 				continue
@@ -367,11 +388,7 @@ func (m *meshConfig) envoyCluster(name string, id clusterID) types.Resource {
 	if m.direct {
 		return edsCluster(name)
 	}
-	c, err := edsClusterSNI(name, SNI(m.name, id.service, id.port))
-	if err != nil {
-		return edsCluster(name)
-	}
-	return c
+	return edsClusterSNI(name, SNI(m.name, id.service, id.port))
 }
 
 func compareKeys(a, b resource.Key) int {
@@ -403,9 +420,7 @@ func (m *meshConfig) updateListeners(vips map[string]netip.Addr) {
 	upd, del := map[string]types.Resource{}, []string(nil)
 	for l, c := range wantProxyless {
 		if _, ok := have[l]; !ok {
-			if r, err := apiListener(l, c); err == nil {
-				upd[l] = r
-			}
+			upd[l] = apiListener(l, c)
 		}
 	}
 	for l := range have {
@@ -420,9 +435,7 @@ func (m *meshConfig) updateListeners(vips map[string]netip.Addr) {
 	for l, c := range wantGateway {
 		if m.listeners[l] != c {
 			id := m.clusters[c]
-			if r, err := outboundListener(gatewayVIP[l], id.port, c); err == nil {
-				upd[l] = r
-			}
+			upd[l] = outboundListener(gatewayVIP[l], id.port, c)
 		}
 	}
 	for l := range m.listeners {

@@ -141,7 +141,7 @@ func Render(res Resources) ([]byte, error) {
 		short := typ[strings.LastIndexByte(typ, '/')+1:]
 		out[short] = map[string]json.RawMessage{}
 		for _, r := range rs {
-			b, err := protojson.Marshal(r)
+			b, err := protojson.Marshal(expand(r))
 			if err != nil {
 				return nil, err
 			}
