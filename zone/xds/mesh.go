@@ -40,7 +40,7 @@ type meshConfig struct {
 
 	inputs    map[resource.Key]*input
 	byCluster map[string][]resource.Key // the inputs of each cluster
-	clusters  map[string]clusterID // the EDS clusters that exist
+	clusters  map[string]clusterID      // the EDS clusters that exist
 	vips      map[string]netip.Addr
 	listeners map[string]string // gateway listener → cluster, for VIP changes
 	local     map[uint32]bool   // servicePorts with a localhost cluster
