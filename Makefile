@@ -28,7 +28,7 @@ BENCH ?= .
 COREDNS_VERSION := $(shell sed -n 's/^require github.com\/coredns\/coredns //p' test/dnsbench/coredns/go.mod)
 COREDNS := $(TOOLS)/coredns-$(COREDNS_VERSION)
 
-.PHONY: all build run test unit vet check-generated generate tools bench bench-dns dnsperf fuzz clean
+.PHONY: all build run test test-race unit vet check-generated generate tools bench bench-dns dnsperf fuzz clean
 all: build
 
 ## build: compile bin/atoll and bin/atollctl
@@ -45,6 +45,10 @@ test: tools check-generated vet unit
 
 unit:
 	$(GO) test $(TEST_FLAGS) ./...
+
+## test-race: every test under the race detector, the end-to-end tests' atoll processes built with it too
+test-race: tools
+	ATOLL_E2E_RACE=1 $(GO) test -race $(TEST_FLAGS) -timeout 40m ./...
 
 vet:
 	$(GO) vet ./...

@@ -20,7 +20,7 @@ import (
 // the table's version and proposals are deterministic, so replicas agree.
 type vipAllocator struct {
 	store    store.Store
-	cache    *store.Cache // meshes and ZoneIngresses
+	cache    *store.Cache // meshes, ZoneIngresses and VIP tables
 	events   chan struct{}
 	cidr     netip.Prefix
 	cidr6    netip.Prefix // invalid (zero) when IPv6 VIPs are off
@@ -30,11 +30,11 @@ type vipAllocator struct {
 
 func newVIPAllocator(st store.Store, cache *store.Cache, cidr netip.Prefix, cooldown time.Duration, log *slog.Logger) *vipAllocator {
 	a := &vipAllocator{store: st, cache: cache, events: make(chan struct{}, 1), cidr: cidr, cooldown: cooldown, log: log}
-	cache.Signal(a.events, resource.ZoneIngressType, resource.MeshType)
+	cache.Signal(a.events, resource.ZoneIngressType, resource.MeshType, resource.VIPTableType)
 	return a
 }
 
-// Run reconciles on every ZoneIngress or Mesh change (coalesced), and
+// Run reconciles on every ZoneIngress, Mesh or VIPTable change (coalesced), and
 // periodically so cooled-down VIPs are released.
 func (a *vipAllocator) Run(ctx context.Context) error {
 	events := a.events
@@ -101,6 +101,35 @@ func (a *vipAllocator) reconcile(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+	}
+	return a.collect(ctx, meshes)
+}
+
+// collect deletes the VIP tables of meshes that no longer exist: the API
+// deletes a mesh's table with the mesh, but a reconcile that read the mesh
+// just before may have written it again. A table is deleted only once the
+// store confirms its mesh is gone (the cache's view of meshes may be behind
+// its view of tables), and only at the version read.
+func (a *vipAllocator) collect(ctx context.Context, meshes []*resource.Resource) error {
+	exists := make(map[string]bool, len(meshes))
+	for _, m := range meshes {
+		exists[m.Meta.Name] = true
+	}
+	for _, t := range a.cache.List(resource.VIPTableType, "") {
+		if exists[t.Meta.Mesh] {
+			continue
+		}
+		_, err := a.store.Get(ctx, resource.Key{Type: resource.MeshType, Name: t.Meta.Mesh})
+		if err == nil {
+			continue
+		}
+		if !store.IsNotFound(err) {
+			return err
+		}
+		if err := a.store.Delete(ctx, t.Key(), t.Meta.Version); err != nil && !store.IsNotFound(err) && !store.IsConflict(err) {
+			return err
+		}
+		a.log.Info("deleted the VIP table of a deleted mesh", "mesh", t.Meta.Mesh)
 	}
 	return nil
 }

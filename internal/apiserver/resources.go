@@ -280,15 +280,19 @@ func (h *Resources) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Log.Info("resource deleted", "key", key.String())
+	if d.Type == resource.MeshType {
+		h.deleteMeshState(r.Context(), key.Name)
+	}
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
-// meshIsEmpty refuses to delete a mesh that still has resources, which
-// would otherwise be orphaned.
+// meshIsEmpty refuses to delete a mesh that still has resources users
+// wrote (its Dataplanes, through their zones), which would otherwise be
+// orphaned. What atoll derives for the mesh (its VIP table) goes with it.
 func (h *Resources) meshIsEmpty(ctx context.Context, mesh string) error {
 	var left []string
 	for _, d := range resource.Types.All() {
-		if d.Scope != resource.ScopeMesh {
+		if d.Scope != resource.ScopeMesh || d.Writer == resource.WrittenBySystem {
 			continue
 		}
 		items, err := h.cfg.Store.List(ctx, d.Type, mesh)
@@ -303,4 +307,27 @@ func (h *Resources) meshIsEmpty(ctx context.Context, mesh string) error {
 		return conflict(fmt.Sprintf("mesh %q still has %s: delete them first", mesh, strings.Join(left, ", ")))
 	}
 	return nil
+}
+
+// deleteMeshState deletes what atoll derived for a deleted mesh. What fails
+// here is left to its owner (the VIP allocator removes tables of meshes
+// that no longer exist), so the mesh's deletion stands.
+func (h *Resources) deleteMeshState(ctx context.Context, mesh string) {
+	for _, d := range resource.Types.All() {
+		if d.Scope != resource.ScopeMesh || d.Writer != resource.WrittenBySystem {
+			continue
+		}
+		items, err := h.cfg.Store.List(ctx, d.Type, mesh)
+		if err != nil {
+			h.cfg.Log.Warn("listing a deleted mesh's resources failed; they are removed later", "mesh", mesh, "type", d.Type, "error", err)
+			continue
+		}
+		for _, r := range items {
+			if err := h.cfg.Store.Delete(ctx, r.Key(), ""); err != nil && !store.IsNotFound(err) {
+				h.cfg.Log.Warn("deleting a deleted mesh's resource failed; it is removed later", "key", r.Key().String(), "error", err)
+				continue
+			}
+			h.cfg.Log.Info("resource deleted with its mesh", "key", r.Key().String())
+		}
+	}
 }

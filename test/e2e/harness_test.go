@@ -29,8 +29,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	build := []string{"build"}
+	if os.Getenv("ATOLL_E2E_RACE") != "" { // make test-race
+		build = append(build, "-race")
+	}
 	for _, name := range []string{"atoll", "atollctl"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "../../cmd/"+name)
+		cmd := exec.Command("go", append(build, "-o", filepath.Join(dir, name), "../../cmd/"+name)...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n", name, err)
@@ -110,7 +114,12 @@ func startAtoll(t *testing.T, args ...string) *process {
 		p.err = p.cmd.Wait()
 		close(p.done)
 	}()
-	t.Cleanup(func() { p.stop() })
+	t.Cleanup(func() {
+		p.stop()
+		if strings.Contains(p.logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("atoll %v: the race detector found a data race:\n%s", args, p.logs)
+		}
+	})
 	select {
 	case a := <-addr:
 		p.apiURL, p.kdsAddr = "http://"+a[0], a[1]
