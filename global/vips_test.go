@@ -65,7 +65,10 @@ func TestVIPAllocatorRemovesTablesOfDeletedMeshes(t *testing.T) {
 	if err := st.Delete(ctx, resource.Key{Type: resource.MeshType, Name: "payments"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	settle("the cache sees the deletion", func() bool { _, err := cache.Get(resource.Key{Type: resource.MeshType, Name: "payments"}); return store.IsNotFound(err) })
+	settle("the cache sees the deletion", func() bool {
+		_, err := cache.Get(resource.Key{Type: resource.MeshType, Name: "payments"})
+		return store.IsNotFound(err)
+	})
 	if err := a.reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
