@@ -141,6 +141,7 @@ Try, in another terminal:
   dig @127.0.0.1 -p $ZONE2_DNS_PORT backend.mesh +tcp +short
   dig @127.0.0.1 -p $ZONE1_DNS_PORT nope.mesh           # NXDOMAIN
   bin/atollctl --api-url $ZONE1 inspect dataplane kong   # kong's Envoy config: backend:9001 via zone-2's ingress
+  bin/atollctl --api-url $ZONE1 bootstrap dataplane kong --kind proxyless   # a grpc-go client's GRPC_XDS_BOOTSTRAP for kong
   bin/atollctl --api-url $ZONE2 delete dataplane backend-3
   bin/atollctl --api-url $ZONE1 get services            # backend: 2 instances in zone-2
   echo '{"type":"Zone","enabled":false}' | curl -s -XPUT --data-binary @- $GLOBAL/zones/zone-2

@@ -31,7 +31,7 @@ func rootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&c.baseURL, "api-url", def, "URL of a control plane's REST API (env ATOLL_API_URL)")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", defaultTimeout, "timeout of each API request")
-	root.AddCommand(applyCommand(c), getCommand(c), deleteCommand(c), inspectCommand(c), &cobra.Command{
+	root.AddCommand(applyCommand(c), getCommand(c), deleteCommand(c), inspectCommand(c), bootstrapCommand(c), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

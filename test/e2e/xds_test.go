@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -19,6 +20,10 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	// The bootstrap's HTTP/2 option, for reading it back.
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
 
 // backendServer is a real gRPC server that answers with its name.
@@ -79,12 +84,11 @@ func dataplaneJSON(name, addr, port string) string {
 	return fmt.Sprintf(`{"type":"Dataplane","mesh":"default","name":%q,"networking":{"address":%q,"inbound":[{"port":%s,"tags":{"atoll.io/service":"backend","atoll.io/protocol":"grpc"}}]}}`, name, addr, port)
 }
 
-// xdsClient is grpc-go's own xDS client with node.id nodeID, connected to
-// target through the zone's xDS server at xdsAddr.
-func xdsClient(t *testing.T, xdsAddr, nodeID, target string) testgrpc.TestServiceClient {
+// xdsClientFromBootstrap is a gRPC client of target resolved by grpc-go's
+// xDS client, started from bootstrap.
+func xdsClientFromBootstrap(t *testing.T, bootstrap []byte, target string) testgrpc.TestServiceClient {
 	t.Helper()
-	bootstrap := fmt.Sprintf(`{"xds_servers":[{"server_uri":%q,"channel_creds":[{"type":"insecure"}],"server_features":["xds_v3"]}],"node":{"id":%q}}`, xdsAddr, nodeID)
-	resolver, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	resolver, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +169,12 @@ func TestProxylessGatewayReachesOtherZones(t *testing.T) {
 	register(z2, backends[0])
 	register(z2, backends[1])
 
-	client := xdsClient(t, xdsAddr, "default.kong", "xds:///backend.mesh:"+port)
+	// The client starts from the bootstrap the zone serves for kong.
+	bootstrap, errOut, err := atollctl(t, "", "--api-url", z1.apiURL, "bootstrap", "dataplane", "kong", "--kind", "proxyless")
+	if err != nil || !strings.Contains(bootstrap, `"default.kong"`) || !strings.Contains(bootstrap, `"`+xdsAddr+`"`) {
+		t.Fatalf("atollctl bootstrap dataplane kong --kind proxyless: %v %q\n%s", err, errOut, bootstrap)
+	}
+	client := xdsClientFromBootstrap(t, []byte(bootstrap), "xds:///backend.mesh:"+port)
 	waitReached(t, client, "zone-2's backends", "b1", "b2")
 
 	status, body := call(t, "GET", z1.apiURL+"/meshes/default/dataplanes/kong/xds", "")
@@ -298,7 +307,35 @@ func TestIngressProxyRoutesBySNI(t *testing.T) {
 	if status, body := call(t, "PUT", z.apiURL+"/meshes/default/dataplanes/backend-1", dataplaneJSON("backend-1", "127.0.0.2", "9001")); status != 201 {
 		t.Fatalf("%d %s", status, body)
 	}
-	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The zone serves the ingress Envoy's bootstrap: its node.id and the
+	// xDS server, which the proxy below connects to as it says.
+	out, errOut, err := atollctl(t, "", "--api-url", z.apiURL, "bootstrap", "ingress", "zone-1")
+	if err != nil {
+		t.Fatalf("atollctl bootstrap ingress zone-1: %v %q", err, errOut)
+	}
+	var boot bootstrapv3.Bootstrap
+	if err := protojson.Unmarshal([]byte(out), &boot); err != nil {
+		t.Fatalf("the ingress bootstrap: %v\n%s", err, out)
+	}
+	if err := boot.ValidateAll(); err != nil {
+		t.Errorf("the ingress bootstrap: %v", err)
+	}
+	xa := boot.GetStaticResources().GetClusters()[0].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
+	bootXDS := net.JoinHostPort(xa.GetAddress(), fmt.Sprint(xa.GetPortValue()))
+	if boot.GetNode().GetId() != "zone-1" || bootXDS != xdsAddr {
+		t.Errorf("the ingress bootstrap names node %q and xDS server %s, want zone-1 and %s", boot.GetNode().GetId(), bootXDS, xdsAddr)
+	}
+	if _, errOut, err := atollctl(t, "", "--api-url", z.apiURL, "bootstrap", "ingress", "zone-2"); err == nil || !strings.Contains(errOut, "zone-2's own API") {
+		t.Errorf("another zone's ingress bootstrap: %v %q", err, errOut)
+	}
+	if _, errOut, err := atollctl(t, "", "--api-url", z.apiURL, "bootstrap", "dataplane", "nope"); err == nil || !strings.Contains(errOut, "register it with this zone first") {
+		t.Errorf("the bootstrap of an unknown Dataplane: %v %q", err, errOut)
+	}
+	if status, body := call(t, "GET", z.apiURL+"/meshes/default/dataplanes/backend-1/bootstrap?xds=nope", ""); status != 400 || !strings.Contains(body, "host:port") {
+		t.Errorf("a bootstrap with ?xds=nope: %d %s", status, body)
+	}
+
+	conn, err := grpc.NewClient(bootXDS, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +346,7 @@ func TestIngressProxyRoutesBySNI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "zone-1", UserAgentName: "envoy"}, TypeUrl: resourcev3.ListenerType}); err != nil {
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: boot.GetNode().GetId(), UserAgentName: "envoy"}, TypeUrl: resourcev3.ListenerType}); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := stream.Recv()

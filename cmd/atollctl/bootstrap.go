@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+
+	"github.com/spf13/cobra"
+)
+
+func bootstrapCommand(c *client) *cobra.Command {
+	var mesh, kind, xds string
+	cmd := &cobra.Command{
+		Use:   "bootstrap (dataplane NAME | ingress ZONE)",
+		Short: "Print the bootstrap a proxy starts with: its zone's xDS server and its node.id (JSON)",
+		Long: `Print the bootstrap configuration a proxy needs to fetch its configuration
+from the zone it is registered with: for Envoy (a Dataplane's sidecar, or
+the zone's ingress) or for grpc-go's xDS client (GRPC_XDS_BOOTSTRAP).
+Ask the zone's API (--api-url). The xDS server is named as the zone
+listens (--xds-addr), with an unspecified host replaced by the host of
+--api-url; --xds names it otherwise, as the proxy reaches it.
+
+Examples:
+  atollctl --api-url http://127.0.0.1:5691 bootstrap dataplane kong > envoy.json
+  envoy -c envoy.json
+  atollctl --api-url http://127.0.0.1:5691 bootstrap dataplane kong --kind proxyless > xds.json
+  GRPC_XDS_BOOTSTRAP=xds.json ./my-grpc-client   # dials xds:///backend.mesh:9001
+  atollctl --api-url http://127.0.0.1:5691 bootstrap ingress zone-1 --xds 10.0.0.5:5678`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 || (args[0] != "dataplane" && args[0] != "dp" && args[0] != "ingress" && args[0] != "zoneingress") {
+				return fmt.Errorf("usage: atollctl bootstrap dataplane NAME [--mesh MESH] [--kind envoy|proxyless] [--xds HOST:PORT], or bootstrap ingress ZONE [--xds HOST:PORT]")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			var path string
+			if args[0] == "ingress" || args[0] == "zoneingress" {
+				if kind != "" && kind != "envoy" {
+					return fmt.Errorf("--kind %q: a zone's ingress is an Envoy", kind)
+				}
+				path = "/zoneingresses/" + url.PathEscape(args[1]) + "/bootstrap"
+			} else {
+				switch kind {
+				case "", "envoy", "proxyless":
+				default:
+					return fmt.Errorf("--kind %q: use envoy or proxyless", kind)
+				}
+				if kind != "" {
+					q.Set("kind", kind)
+				}
+				path = "/meshes/" + url.PathEscape(mesh) + "/dataplanes/" + url.PathEscape(args[1]) + "/bootstrap"
+			}
+			if xds != "" {
+				q.Set("xds", xds)
+			}
+			if len(q) > 0 {
+				path += "?" + q.Encode()
+			}
+			data, _, err := c.do(cmd.Context(), "GET", path, nil)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(data)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&mesh, "mesh", "default", "the Dataplane's mesh")
+	cmd.Flags().StringVar(&kind, "kind", "", "envoy (default) or proxyless (grpc-go's xDS client)")
+	cmd.Flags().StringVar(&xds, "xds", "", "the zone's xDS server as the proxy reaches it (HOST:PORT); default: as the zone listens")
+	return cmd
+}

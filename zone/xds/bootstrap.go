@@ -1,0 +1,234 @@
+package xds
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/atoll-mesh/atoll/internal/apiserver"
+	"github.com/atoll-mesh/atoll/internal/resource"
+)
+
+// A proxy needs a bootstrap naming the zone's xDS server and its node.id
+// before it can ask for anything: the zone serves it, for Envoy and for
+// grpc-go's xDS client, so nobody writes one by hand.
+
+// xdsClusterName is the Envoy bootstrap's static cluster of the zone's xDS
+// server.
+const xdsClusterName = "atoll-xds"
+
+// EnvoyAdminPort is where a bootstrapped Envoy's admin interface listens,
+// on loopback.
+const EnvoyAdminPort = 9901
+
+// EnvoyBootstrap is the bootstrap of an Envoy with node.id nodeID fetching
+// everything over ADS from the xDS server at xds (host:port; the host may
+// be a name, resolved by Envoy).
+func EnvoyBootstrap(nodeID, cluster, xds string) (*bootstrapv3.Bootstrap, error) {
+	host, port, err := splitXDSAddress(xds)
+	if err != nil {
+		return nil, err
+	}
+	h2, err := anypb.New(&httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+		ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}})
+	if err != nil {
+		return nil, err
+	}
+	discovery := clusterv3.Cluster_STATIC
+	if _, err := netip.ParseAddr(host); err != nil {
+		discovery = clusterv3.Cluster_STRICT_DNS
+	}
+	ads := func() *corev3.ConfigSource {
+		return &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3}
+	}
+	return &bootstrapv3.Bootstrap{
+		Node:  &corev3.Node{Id: nodeID, Cluster: cluster},
+		Admin: &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", EnvoyAdminPort)},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &corev3.ApiConfigSource{
+				ApiType:             corev3.ApiConfigSource_DELTA_GRPC,
+				TransportApiVersion: corev3.ApiVersion_V3,
+				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: xdsClusterName}}}},
+				SetNodeOnFirstMessageOnly: true,
+			},
+			CdsConfig: ads(),
+			LdsConfig: ads(),
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{{
+			Name:                          xdsClusterName,
+			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
+			ConnectTimeout:                durationpb.New(5 * time.Second),
+			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: xdsClusterName, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: socketAddress(host, uint32(port)),
+				}}}},
+			}}},
+		}}},
+	}, nil
+}
+
+// EnvoyBootstrapJSON is b as indented JSON, laid out the same way every
+// time (protojson varies its whitespace on purpose).
+func EnvoyBootstrapJSON(b *bootstrapv3.Bootstrap) ([]byte, error) {
+	js, err := protojson.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, js, "", "  "); err != nil {
+		return nil, err
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
+}
+
+// GRPCBootstrap is the bootstrap of grpc-go's xDS client (GRPC_XDS_BOOTSTRAP)
+// with node.id nodeID and the xDS server at xds (host:port).
+func GRPCBootstrap(nodeID, xds string) ([]byte, error) {
+	if _, _, err := splitXDSAddress(xds); err != nil {
+		return nil, err
+	}
+	type creds struct {
+		Type string `json:"type"`
+	}
+	type server struct {
+		URI      string   `json:"server_uri"`
+		Creds    []creds  `json:"channel_creds"`
+		Features []string `json:"server_features"`
+	}
+	b, err := json.MarshalIndent(struct {
+		Servers []server          `json:"xds_servers"`
+		Node    map[string]string `json:"node"`
+	}{
+		Servers: []server{{URI: xds, Creds: []creds{{Type: "insecure"}}, Features: []string{"xds_v3"}}},
+		Node:    map[string]string{"id": nodeID},
+	}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+func splitXDSAddress(xds string) (string, uint16, error) {
+	host, p, err := net.SplitHostPort(xds)
+	if err != nil || host == "" {
+		return "", 0, fmt.Errorf("xDS address %q: use host:port, e.g. 10.0.0.5:5678", xds)
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || port == 0 {
+		return "", 0, fmt.Errorf("xDS address %q: the port must be a number from 1 to 65535", xds)
+	}
+	return host, uint16(port), nil
+}
+
+// xdsAddressFor is the address a proxy reaches this server at: ?xds=
+// when given, else the server's own address, with an unspecified host
+// (":5678", "0.0.0.0:5678") replaced by the host the request came to.
+func (s *Server) xdsAddressFor(r *http.Request) (string, error) {
+	if a := r.URL.Query().Get("xds"); a != "" {
+		if _, _, err := splitXDSAddress(a); err != nil {
+			return "", err
+		}
+		return a, nil
+	}
+	addr := s.Addr()
+	if addr == nil {
+		return "", fmt.Errorf("the xDS server is not listening yet")
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return addr.String(), nil
+	}
+	if !ap.Addr().IsUnspecified() {
+		return ap.String(), nil
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(ap.Port()))), nil
+}
+
+// BootstrapHandler serves GET /meshes/{mesh}/dataplanes/{name}/bootstrap:
+// ?kind=envoy (default) or proxyless (grpc-go's bootstrap; "grpc" too),
+// ?xds=host:port to name the xDS server as the proxy reaches it.
+func (s *Server) BootstrapHandler(w http.ResponseWriter, r *http.Request) {
+	mesh, name := r.PathValue("mesh"), r.PathValue("name")
+	if _, err := s.cfg.Store.Get(r.Context(), resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name}); err != nil {
+		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf(
+			"zone %s has no Dataplane %q in mesh %q: register it with this zone first (its proxy is refused until then)", s.cfg.Zone, name, mesh)})
+		return
+	}
+	s.writeBootstrap(w, r, mesh+"."+name, mesh, true)
+}
+
+// IngressBootstrapHandler serves GET /zoneingresses/{name}/bootstrap: the
+// Envoy bootstrap of this zone's ingress (node.id = the zone's name).
+func (s *Server) IngressBootstrapHandler(w http.ResponseWriter, r *http.Request) {
+	if name := r.PathValue("name"); name != s.cfg.Zone {
+		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf(
+			"this is zone %s: ask zone %s's own API for its ingress's bootstrap", s.cfg.Zone, name)})
+		return
+	}
+	s.writeBootstrap(w, r, s.cfg.Zone, "ingress", false)
+}
+
+func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, cluster string, grpcAllowed bool) {
+	bad := func(err error) {
+		apiserver.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+	}
+	xds, err := s.xdsAddressFor(r)
+	if err != nil {
+		bad(err)
+		return
+	}
+	var body []byte
+	switch kind := r.URL.Query().Get("kind"); {
+	case kind == "" || kind == "envoy":
+		b, err := EnvoyBootstrap(nodeID, cluster, xds)
+		if err != nil {
+			bad(err)
+			return
+		}
+		if body, err = EnvoyBootstrapJSON(b); err != nil {
+			apiserver.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+	case (kind == "proxyless" || kind == "grpc") && grpcAllowed:
+		if body, err = GRPCBootstrap(nodeID, xds); err != nil {
+			bad(err)
+			return
+		}
+	default:
+		use := "envoy or proxyless"
+		if !grpcAllowed {
+			use = "envoy (the ingress is an Envoy)"
+		}
+		bad(fmt.Errorf("kind %q: use %s", kind, use))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(body)
+}

@@ -1,0 +1,123 @@
+package xds
+
+import (
+	"encoding/json"
+	"net"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestEnvoyBootstrap(t *testing.T) {
+	for _, c := range []struct {
+		xds  string
+		want clusterv3.Cluster_DiscoveryType
+	}{
+		{"10.0.0.5:5678", clusterv3.Cluster_STATIC},
+		{"[fd00::5]:5678", clusterv3.Cluster_STATIC},
+		{"zone-1.example:5678", clusterv3.Cluster_STRICT_DNS},
+	} {
+		b, err := EnvoyBootstrap("default.kong", "default", c.xds)
+		if err != nil {
+			t.Fatalf("%s: %v", c.xds, err)
+		}
+		if err := b.ValidateAll(); err != nil {
+			t.Errorf("%s: %v", c.xds, err)
+		}
+		xds := b.GetStaticResources().GetClusters()[0]
+		sa := xds.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
+		host, _, _ := net.SplitHostPort(c.xds)
+		if b.GetNode().GetId() != "default.kong" || xds.GetType() != c.want || sa.GetAddress() != host || sa.GetPortValue() != 5678 ||
+			b.GetDynamicResources().GetAdsConfig().GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName() != xds.GetName() {
+			t.Errorf("%s: %v", c.xds, b)
+		}
+	}
+	b, err := EnvoyBootstrap("default.kong", "default", "10.0.0.5:5678")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := EnvoyBootstrapJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "envoy-bootstrap", js)
+	// What is served reads back as the same bootstrap.
+	var back bootstrapv3.Bootstrap
+	if err := protojson.Unmarshal(js, &back); err != nil || !proto.Equal(&back, b) {
+		t.Errorf("the JSON does not read back: %v", err)
+	}
+}
+
+func TestBootstrapRefusesBadXDSAddresses(t *testing.T) {
+	for _, xds := range []string{"", "10.0.0.5", ":5678", "10.0.0.5:0", "10.0.0.5:65536", "10.0.0.5:x"} {
+		if _, err := EnvoyBootstrap("default.kong", "default", xds); err == nil || !strings.Contains(err.Error(), "xDS address") {
+			t.Errorf("Envoy bootstrap for %q: %v, want an error naming the address", xds, err)
+		}
+		if _, err := GRPCBootstrap("default.kong", xds); err == nil {
+			t.Errorf("gRPC bootstrap for %q: no error", xds)
+		}
+	}
+}
+
+func TestGRPCBootstrap(t *testing.T) {
+	b, err := GRPCBootstrap("default.kong", "10.0.0.5:5678")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Servers []struct {
+			URI   string `json:"server_uri"`
+			Creds []struct {
+				Type string `json:"type"`
+			} `json:"channel_creds"`
+		} `json:"xds_servers"`
+		Node struct {
+			ID string `json:"id"`
+		} `json:"node"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Servers) != 1 || got.Servers[0].URI != "10.0.0.5:5678" || got.Servers[0].Creds[0].Type != "insecure" || got.Node.ID != "default.kong" {
+		t.Errorf("%s", b)
+	}
+}
+
+// The xDS server is named as it listens, an unspecified host replaced by
+// the host the API request came to; ?xds= overrides.
+func TestBootstrapNamesTheXDSServerAsReached(t *testing.T) {
+	s := &Server{}
+	for _, c := range []struct{ bound, host, query, want string }{
+		{"10.0.0.5:5678", "api.example:5681", "", "10.0.0.5:5678"},
+		{"0.0.0.0:5678", "zone-1.example:5681", "", "zone-1.example:5678"},
+		{"[::]:5678", "[fd00::1]:5681", "", "[fd00::1]:5678"},
+		{"0.0.0.0:5678", "zone-1.example:5681", "?xds=xds.example:15678", "xds.example:15678"},
+	} {
+		s.bound.Store(net.Addr(net.TCPAddrFromAddrPort(mustAddrPort(t, c.bound))))
+		r := httptest.NewRequest("GET", "/x"+c.query, nil)
+		r.Host = c.host
+		got, err := s.xdsAddressFor(r)
+		if err != nil || got != c.want {
+			t.Errorf("bound %s, request to %s%s: %q %v, want %q", c.bound, c.host, c.query, got, err, c.want)
+		}
+	}
+	r := httptest.NewRequest("GET", "/x?xds=nope", nil)
+	if _, err := s.xdsAddressFor(r); err == nil {
+		t.Error("?xds=nope accepted")
+	}
+}
+
+func mustAddrPort(t *testing.T, s string) netip.AddrPort {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap
+}
