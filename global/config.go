@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/atoll-mesh/atoll/internal/config"
@@ -41,6 +42,12 @@ type KDS struct {
 	// CA and certificate in dataDir and serve the CA at /kds-ca.pem.
 	TLSCert string `yaml:"tlsCert" json:"tlsCert"`
 	TLSKey  string `yaml:"tlsKey" json:"tlsKey"`
+	// TLSSANs are further DNS names and IP addresses the generated
+	// certificate covers, besides loopback and this machine's host name and
+	// addresses: the names zones reach the global by (a load balancer, a
+	// Kubernetes Service). Adding one re-issues the certificate with the
+	// same CA.
+	TLSSANs []string `yaml:"tlsSANs" json:"tlsSANs"`
 	// Insecure serves plaintext; zones must opt in too.
 	Insecure bool `yaml:"insecure" json:"insecure"`
 	// MaxMessageSize bounds every KDS message, in bytes.
@@ -138,6 +145,14 @@ func (c Config) Validate() error {
 	}
 	if c.KDS.Insecure && c.KDS.TLSCert != "" {
 		add(errors.New("kds.insecure: plaintext was asked for, but kds.tlsCert is set too: choose one"))
+	}
+	if len(c.KDS.TLSSANs) > 0 && (c.KDS.TLSCert != "" || c.KDS.Insecure) {
+		add(errors.New("kds.tlsSANs: names for the generated certificate, but kds.tlsCert or kds.insecure is set: drop one"))
+	}
+	for i, san := range c.KDS.TLSSANs {
+		if net.ParseIP(san) == nil && !config.IsDNSName(san) {
+			add(fmt.Errorf("kds.tlsSANs[%d]: %q is neither an IP address nor a DNS name (e.g. atoll-global.example.com, 10.0.0.5; no port, no scheme)", i, san))
+		}
 	}
 	if c.KDS.MaxMessageSize < 256<<10 || c.KDS.MaxMessageSize > 64<<20 {
 		add(fmt.Errorf("kds.maxMessageSize: %d is out of range: use 262144 (256 KiB) to 67108864 (64 MiB)", c.KDS.MaxMessageSize))

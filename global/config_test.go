@@ -24,6 +24,9 @@ func TestDefaultYAMLMatchesDefault(t *testing.T) {
 	if got.Etcd.Endpoints != nil && len(got.Etcd.Endpoints) == 0 {
 		got.Etcd.Endpoints = nil
 	}
+	if got.KDS.TLSSANs != nil && len(got.KDS.TLSSANs) == 0 {
+		got.KDS.TLSSANs = nil
+	}
 	if want := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults.yaml = %+v\nDefault()     = %+v", got, want)
 	}
@@ -36,6 +39,7 @@ func TestDefaultYAMLMatchesDefault(t *testing.T) {
 			Endpoints: []string{"x"}, ClientAddr: "x", PeerAddr: "x", Prefix: "x",
 			DialTimeout: time.Hour, CAFile: "x", CertFile: "x", KeyFile: "x",
 		},
+		KDS: KDS{TLSSANs: []string{"x"}},
 	}
 	filled.Log.Level, filled.Log.Format = "x", "x"
 	if err := yaml.Unmarshal(DefaultYAML, &filled); err != nil {
@@ -43,6 +47,9 @@ func TestDefaultYAMLMatchesDefault(t *testing.T) {
 	}
 	if len(filled.Etcd.Endpoints) == 0 {
 		filled.Etcd.Endpoints = nil
+	}
+	if len(filled.KDS.TLSSANs) == 0 {
+		filled.KDS.TLSSANs = nil
 	}
 	if want := Default(); !reflect.DeepEqual(filled, want) {
 		t.Errorf("defaults.yaml leaves settings out:\ngot  %+v\nwant %+v", filled, want)
@@ -89,6 +96,15 @@ func TestValidate(t *testing.T) {
 			c.Etcd.KeyFile = "client-key.pem"
 		}, want: "etcd.certFile"},
 		{name: "TLS files for embedded etcd", edit: func(c *Config) { c.Etcd.CAFile = "ca.pem" }, want: "etcd.endpoints"},
+		{name: "KDS certificate names", edit: func(c *Config) {
+			c.KDS.TLSSANs = []string{"atoll-global.atoll-system.svc", "*.example.com", "10.0.0.5", "fd00::5"}
+		}},
+		{name: "KDS certificate name with a port", edit: func(c *Config) { c.KDS.TLSSANs = []string{"ok.example", "global:5685"} }, want: "kds.tlsSANs[1]"},
+		{name: "KDS certificate name with a scheme", edit: func(c *Config) { c.KDS.TLSSANs = []string{"https://global"} }, want: "kds.tlsSANs[0]"},
+		{name: "KDS certificate names with a given certificate", edit: func(c *Config) {
+			c.KDS.TLSSANs = []string{"global.example"}
+			c.KDS.TLSCert, c.KDS.TLSKey = "kds.pem", "kds-key.pem"
+		}, want: "kds.tlsSANs"},
 		{name: "unknown log level", edit: func(c *Config) { c.Log.Level = "loud" }, want: "log.level"},
 		{name: "unknown log format", edit: func(c *Config) { c.Log.Format = "xml" }, want: "log.format"},
 	}

@@ -78,7 +78,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cache := store.NewCache(st, resource.MeshType, resource.ZoneType, resource.ZoneInsightType,
 		resource.ZoneIngressType, resource.VIPTableType)
 	sync := newZoneSync(st, cache, instanceID, cfg.KDS.WithdrawOfflineAfter, reg, log.With("component", "kds"))
-	kdsServer, kdsListener, caPEM, err := startKDS(cfg, sync, instanceID, log.With("component", "kds"))
+	kdsEP, err := startKDS(cfg, sync, instanceID, log.With("component", "kds"))
 	if err != nil {
 		return err
 	}
@@ -92,12 +92,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	mux.HandleFunc("GET /kds-ca.pem", func(w http.ResponseWriter, r *http.Request) {
-		if caPEM == nil {
+		if kdsEP.caPEM == nil {
 			http.Error(w, "this global serves KDS with a configured certificate (or plaintext): get its CA from whoever issued it", http.StatusNotFound)
 			return
 		}
 		w.Header().Set("Content-Type", "application/x-pem-file")
-		w.Write(caPEM)
+		w.Write(kdsEP.caPEM)
 	})
 	apiserver.NewResources(apiserver.ResourcesConfig{
 		Store:  st,
@@ -112,18 +112,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("apiAddr: %w", err)
 	}
-	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "kdsAddr", kdsListener.Addr().String(), "etcd", endpoints, "instance", instanceID)
+	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "kdsAddr", kdsEP.listener.Addr().String(), "etcd", endpoints, "instance", instanceID)
 	g.Go(func() error { return api.Run(ctx) })
 	g.Go(func() error { return sync.Run(ctx, min(10*time.Second, cfg.KDS.ZoneOfflineAfter/3)) })
 	g.Go(func() error { return allocator.Run(ctx) })
+	if kdsEP.renew != nil {
+		g.Go(func() error { return kdsEP.renew(ctx) })
+	}
 	g.Go(func() error {
 		errc := make(chan error, 1)
-		go func() { errc <- kdsServer.Serve(kdsListener) }()
+		go func() { errc <- kdsEP.server.Serve(kdsEP.listener) }()
 		select {
 		case err := <-errc:
 			return fmt.Errorf("kds server: %w", err)
 		case <-ctx.Done():
-			stopGRPC(kdsServer)
+			stopGRPC(kdsEP.server)
 			return nil
 		}
 	})

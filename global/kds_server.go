@@ -1,6 +1,7 @@
 package global
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -18,10 +20,27 @@ import (
 	"github.com/atoll-mesh/atoll/kds"
 )
 
+// kdsCertValidity is how long a generated KDS certificate is valid; it is
+// re-issued by the same CA certs.Renewal before it expires, while the
+// global runs, and zones keep trusting the CA.
+const kdsCertValidity = 365 * 24 * time.Hour
+
+// kdsEndpoint is the KDS gRPC server and its listener.
+type kdsEndpoint struct {
+	server   *grpc.Server
+	listener net.Listener
+	// caPEM is the generated CA, served at /kds-ca.pem (nil otherwise).
+	caPEM []byte
+	// renew keeps a generated certificate current until ctx ends (nil
+	// with a configured certificate, which is followed on disk).
+	renew func(ctx context.Context) error
+}
+
 // startKDS binds the KDS listener and prepares its gRPC server. With no
-// certificate configured it generates a CA and certificate in the data
-// directory and returns the CA's PEM for /kds-ca.pem.
-func startKDS(cfg Config, handler kds.ZoneHandler, instanceID string, log *slog.Logger) (*grpc.Server, net.Listener, []byte, error) {
+// certificate configured it keeps a CA and certificate in the data
+// directory. Either way the certificate files are followed: a certificate
+// replaced on disk is served from the next connection on.
+func startKDS(cfg Config, handler kds.ZoneHandler, instanceID string, log *slog.Logger) (*kdsEndpoint, error) {
 	srv := kds.NewServer(kds.ServerConfig{
 		Handler:    handler,
 		InstanceID: instanceID,
@@ -31,35 +50,70 @@ func startKDS(cfg Config, handler kds.ZoneHandler, instanceID string, log *slog.
 		Log:           log,
 	})
 	opts := srv.GRPCServerOptions()
-	var caPEM []byte
+	ep := &kdsEndpoint{}
 	switch {
 	case cfg.KDS.Insecure:
 		log.Warn("KDS serves plaintext (kds.insecure): zones' traffic is not encrypted")
 	default:
 		certFile, keyFile := cfg.KDS.TLSCert, cfg.KDS.TLSKey
 		if certFile == "" {
-			files, err := certs.EnsureSelfSigned(filepath.Join(cfg.DataDir, "kds-tls"), certs.DefaultHosts())
+			dir := filepath.Join(cfg.DataDir, "kds-tls")
+			hosts := func() []string { return append(certs.DefaultHosts(), cfg.KDS.TLSSANs...) }
+			files, err := ensureKDSCert(dir, hosts(), log)
 			if err != nil {
-				return nil, nil, nil, fmt.Errorf("generating the KDS certificate: %w", err)
+				return nil, err
 			}
 			certFile, keyFile = files.Cert, files.Key
-			if caPEM, err = os.ReadFile(files.CA); err != nil {
-				return nil, nil, nil, err
+			if ep.caPEM, err = os.ReadFile(files.CA); err != nil {
+				return nil, err
+			}
+			ep.renew = func(ctx context.Context) error {
+				tick := time.NewTicker(12 * time.Hour)
+				defer tick.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-tick.C:
+						if _, err := ensureKDSCert(dir, hosts(), log); err != nil {
+							log.Error("renewing the KDS certificate failed; retrying in 12h", "error", err)
+						}
+					}
+				}
 			}
 		}
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		reloader, err := certs.NewReloader(certFile, keyFile)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("kds.tlsCert/kds.tlsKey: %w", err)
+			return nil, fmt.Errorf("kds.tlsCert/kds.tlsKey: %w", err)
 		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{GetCertificate: reloader.GetCertificate, MinVersion: tls.VersionTLS12})))
 	}
-	gs := grpc.NewServer(opts...)
-	v1alpha1.RegisterKDSServer(gs, srv)
+	ep.server = grpc.NewServer(opts...)
+	v1alpha1.RegisterKDSServer(ep.server, srv)
 	ln, err := net.Listen("tcp", cfg.KDSAddr)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("kdsAddr: %w", err)
+		return nil, fmt.Errorf("kdsAddr: %w", err)
 	}
-	return gs, ln, caPEM, nil
+	ep.listener = ln
+	return ep, nil
+}
+
+// ensureKDSCert keeps the generated KDS certificate current and says what
+// it did.
+func ensureKDSCert(dir string, hosts []string, log *slog.Logger) (certs.Files, error) {
+	files, out, err := certs.EnsureSelfSigned(dir, hosts, kdsCertValidity)
+	if err != nil {
+		return files, fmt.Errorf("dataDir: keeping the KDS certificate in %s: %w", dir, err)
+	}
+	switch {
+	case out.ReplacedCA:
+		log.Warn("generated a new KDS CA: zones that trusted the previous one must fetch /kds-ca.pem again", "dir", dir, "reason", out.Reason)
+	case out.CreatedCA:
+		log.Info("generated a KDS CA and certificate; zones fetch the CA from /kds-ca.pem", "dir", dir)
+	case out.Issued:
+		log.Info("re-issued the KDS certificate with the same CA", "reason", out.Reason, "dir", dir)
+	}
+	return files, nil
 }
 
 // stopGRPC stops at once: KDS streams never end on their own, so a

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -163,7 +164,9 @@ func ingressTLS(cfg Config) (xds.IngressConfig, error) {
 	if cfg.Ingress.AdvertisedAddress != "" {
 		hosts = append(hosts, cfg.Ingress.AdvertisedAddress)
 	}
-	files, err := certs.EnsureSelfSigned(filepath.Join(cfg.DataDir, "ingress-tls"), hosts)
+	// Re-issued (same CA) at start when it no longer covers the addresses
+	// or nears its end; nothing verifies it yet (no mesh CA).
+	files, _, err := certs.EnsureSelfSigned(filepath.Join(cfg.DataDir, "ingress-tls"), hosts, 5*365*24*time.Hour)
 	if err != nil {
 		return xds.IngressConfig{}, fmt.Errorf("dataDir: creating the ingress certificate: %w", err)
 	}

@@ -23,6 +23,7 @@ var globalSettings = []setting{
 	{"etcd-key-file", "etcd.keyFile", "client key for an external etcd cluster"},
 	{"kds-tls-cert", "kds.tlsCert", "KDS server certificate (PEM); empty generates a CA and certificate in the data dir"},
 	{"kds-tls-key", "kds.tlsKey", "KDS server key (PEM)"},
+	{"kds-tls-san", "kds.tlsSANs", "further DNS names or IP addresses the generated KDS certificate covers (repeat or comma-separate)"},
 	{"kds-insecure", "kds.insecure", "serve KDS in plaintext (zones must pass --kds-insecure too)"},
 	{"kds-max-message-size", "kds.maxMessageSize", "largest KDS message in bytes; larger changes are split"},
 	{"kds-debounce", "kds.debounce", "time to gather changes before pushing them to zones"},

@@ -1,11 +1,15 @@
-// Package certs makes self-signed CAs and server certificates: the one a
-// global uses for KDS when none is configured, and a zone ingress's.
+// Package certs makes self-signed CAs and server certificates (the one a
+// global uses for KDS when none is configured, and a zone ingress's), and
+// serves certificates from files that may be replaced while running.
 package certs
 
 import (
+	"bytes"
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -16,83 +20,206 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 )
 
-// Files are the PEM files of a generated KDS identity.
+// Files are the PEM files of a generated identity: a CA and a server
+// certificate it signed.
 type Files struct {
-	CA, Cert, Key string
+	CA, CAKey, Cert, Key string
 }
 
-// EnsureSelfSigned creates, once, a CA and a server certificate for hosts
-// (IP addresses or DNS names) in dir, and returns their paths. Existing
-// files are reused, so zones that trust the CA keep trusting it across
-// restarts.
-func EnsureSelfSigned(dir string, hosts []string) (Files, error) {
-	f := Files{CA: filepath.Join(dir, "kds-ca.pem"), Cert: filepath.Join(dir, "kds.pem"), Key: filepath.Join(dir, "kds-key.pem")}
-	if exists(f.CA) && exists(f.Cert) && exists(f.Key) {
-		return f, nil
-	}
+// Renewal is when a server certificate is re-issued before it expires.
+const Renewal = 30 * 24 * time.Hour
+
+// Outcome says what EnsureSelfSigned did, for the log.
+type Outcome struct {
+	// CreatedCA: a new CA was made; whoever trusted an earlier one (zones
+	// holding an older kds-ca.pem) must fetch it again.
+	CreatedCA bool
+	// ReplacedCA: the CA made replaces an earlier one, whose key was not
+	// kept (made by an older atoll) while the certificate had to change.
+	ReplacedCA bool
+	// Issued: a new server certificate was issued, and why.
+	Issued bool
+	Reason string
+}
+
+// EnsureSelfSigned keeps a CA and a server certificate for hosts (IP
+// addresses or DNS names) in dir and returns their paths. The CA is made
+// once and kept, so whoever trusts it keeps trusting it; the server
+// certificate, valid for validity, is re-issued by that CA when it does not
+// cover every host (an address that changed, a name added) or expires
+// within Renewal.
+func EnsureSelfSigned(dir string, hosts []string, validity time.Duration) (Files, Outcome, error) {
+	f := Files{CA: filepath.Join(dir, "kds-ca.pem"), CAKey: filepath.Join(dir, "kds-ca-key.pem"),
+		Cert: filepath.Join(dir, "kds.pem"), Key: filepath.Join(dir, "kds-key.pem")}
+	var out Outcome
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return f, err
+		return f, out, err
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Now()
+	ca, caKey, err := loadCA(f)
+	switch {
+	case err == nil:
+	case exists(f.CA) && !exists(f.CAKey):
+		// Made before the CA key was kept: the certificate can only be
+		// kept as it is, or replaced with a new CA.
+		reason := needsIssue(f, nil, hosts, now)
+		if reason == "" {
+			return f, out, nil
+		}
+		if ca, caKey, err = newCA(f, now); err != nil {
+			return f, out, err
+		}
+		out.CreatedCA, out.ReplacedCA, out.Reason = true, true, reason
+	case !exists(f.CA):
+		if ca, caKey, err = newCA(f, now); err != nil {
+			return f, out, err
+		}
+		out.CreatedCA = true
+	default:
+		return f, out, fmt.Errorf("%s: %w (remove the directory to start over with a new CA)", dir, err)
+	}
+	reason := needsIssue(f, ca, hosts, now)
+	if out.CreatedCA {
+		reason = cmp.Or(out.Reason, "new CA")
+	}
+	if reason == "" {
+		return f, out, nil
+	}
+	out.Issued, out.Reason = true, reason
+	return f, out, issue(f, ca, caKey, hosts, now, validity)
+}
+
+// loadCA reads the CA certificate and key.
+func loadCA(f Files) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	pair, err := tls.LoadX509KeyPair(f.CA, f.CAKey)
 	if err != nil {
-		return f, err
+		return nil, nil, err
 	}
-	now := time.Now().Add(-time.Hour)
-	caTmpl := &x509.Certificate{
+	ca, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok || !ca.IsCA {
+		return nil, nil, fmt.Errorf("%s is not an ECDSA CA", f.CA)
+	}
+	return ca, key, nil
+}
+
+func newCA(f Files, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "atoll KDS CA"},
-		NotBefore:             now,
+		Subject:               pkix.Name{CommonName: "atoll CA"},
+		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.AddDate(10, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return f, err
+		return nil, nil, err
 	}
-	ca, _ := x509.ParseCertificate(caDER)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The server certificate goes first: a CA without one is never left
+	// paired with a certificate of another CA.
+	os.Remove(f.Cert)
+	if err := writePEM(f.CAKey, "EC PRIVATE KEY", keyDER, 0o600); err != nil {
+		return nil, nil, err
+	}
+	if err := writePEM(f.CA, "CERTIFICATE", der, 0o644); err != nil {
+		return nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(der)
+	return ca, key, err
+}
+
+// needsIssue says why the server certificate must be (re-)issued, or "".
+// With ca nil, any issuer is accepted.
+func needsIssue(f Files, ca *x509.Certificate, hosts []string, now time.Time) string {
+	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return "no usable certificate"
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return "no usable certificate"
+	}
+	if ca != nil {
+		if err := leaf.CheckSignatureFrom(ca); err != nil {
+			return "signed by another CA"
+		}
+	}
+	if leaf.NotAfter.Sub(now) < Renewal {
+		return "expires " + leaf.NotAfter.UTC().Format(time.DateOnly)
+	}
+	var missing []string
+	for _, h := range hosts {
+		if h != "" && leaf.VerifyHostname(h) != nil {
+			missing = append(missing, h)
+		}
+	}
+	if len(missing) > 0 {
+		return "does not cover " + strings.Join(missing, ", ")
+	}
+	return ""
+}
+
+// issue writes a new server key and a certificate for hosts signed by ca.
+func issue(f Files, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, now time.Time, validity time.Duration) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return f, err
+		return err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "atoll global KDS"},
-		NotBefore:    now,
-		NotAfter:     now.AddDate(5, 0, 0),
+		Subject:      pkix.Name{CommonName: "atoll"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
+	if tmpl.NotAfter.After(ca.NotAfter) {
+		tmpl.NotAfter = ca.NotAfter
+	}
+	seen := map[string]bool{}
 	for _, h := range hosts {
+		if h == "" || seen[h] {
+			continue
+		}
+		seen[h] = true
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
+		} else {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return f, err
+		return err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return f, err
+		return err
 	}
+	// Key, then certificate: a reader that finds a new certificate finds
+	// its key (Reloader keeps the last good pair meanwhile).
 	if err := writePEM(f.Key, "EC PRIVATE KEY", keyDER, 0o600); err != nil {
-		return f, err
+		return err
 	}
-	if err := writePEM(f.Cert, "CERTIFICATE", der, 0o644); err != nil {
-		return f, err
-	}
-	// The CA is written last: its presence marks a complete set.
-	if err := writePEM(f.CA, "CERTIFICATE", caDER, 0o644); err != nil {
-		return f, err
-	}
-	return f, nil
+	return writePEM(f.Cert, "CERTIFICATE", der, 0o644)
 }
 
 // DefaultHosts are the names a generated certificate covers: loopback and
@@ -129,4 +256,69 @@ func writePEM(path, kind string, der []byte, mode os.FileMode) error {
 func exists(p string) bool {
 	_, err := os.Stat(p)
 	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// Reloader serves the certificate in a pair of PEM files and follows
+// them: when either file changes (a certificate renewed in place, by atoll
+// or by a tool such as cert-manager), the next handshake loads the new
+// pair. A pair that does not load keeps the last good one in use.
+type Reloader struct {
+	certFile, keyFile string
+
+	mu              sync.Mutex
+	certPEM, keyPEM []byte // of cert
+	cert            *tls.Certificate
+	lastErr         error
+}
+
+// NewReloader loads the pair once: a pair that does not load is an error.
+func NewReloader(certFile, keyFile string) (*Reloader, error) {
+	r := &Reloader{certFile: certFile, keyFile: keyFile}
+	if _, err := r.current(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// GetCertificate is for tls.Config.GetCertificate.
+func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.current()
+}
+
+// Err is the last failure to load a changed pair (nil once one loads).
+func (r *Reloader) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastErr
+}
+
+func (r *Reloader) current() (*tls.Certificate, error) {
+	// The files are read on every handshake (KDS connections are few and
+	// long): any change shows, even one within a file system's timestamp
+	// granularity.
+	certPEM, err1 := os.ReadFile(r.certFile)
+	keyPEM, err2 := os.ReadFile(r.keyFile)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := cmp.Or(err1, err2); err != nil {
+		return r.keep(fmt.Errorf("reading %s and %s: %w", r.certFile, r.keyFile, err))
+	}
+	if r.cert != nil && bytes.Equal(certPEM, r.certPEM) && bytes.Equal(keyPEM, r.keyPEM) {
+		return r.cert, nil
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return r.keep(fmt.Errorf("loading %s and %s: %w", r.certFile, r.keyFile, err))
+	}
+	r.cert, r.certPEM, r.keyPEM, r.lastErr = &pair, certPEM, keyPEM, nil
+	return r.cert, nil
+}
+
+// keep serves the last good pair, if any, until the files are whole again.
+func (r *Reloader) keep(err error) (*tls.Certificate, error) {
+	r.lastErr = err
+	if r.cert != nil {
+		return r.cert, nil
+	}
+	return nil, err
 }

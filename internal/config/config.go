@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 // CheckListenAddr checks a host:port listener address; port 0 picks a free
@@ -55,4 +56,25 @@ func CheckCIDR(setting, cidr string) error {
 		return fmt.Errorf("%s: %s has host bits set: use %s", setting, cidr, p.Masked())
 	}
 	return nil
+}
+
+// IsDNSName says whether s is a DNS name a certificate may cover: dot-
+// separated labels of letters, digits and inner hyphens, each at most 63
+// bytes, 253 in all, optionally starting with a "*." wildcard.
+func IsDNSName(s string) bool {
+	s = strings.TrimPrefix(s, "*.")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
