@@ -119,6 +119,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/xds", xdsServer.Handler)
 		mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/xds/config", xdsServer.ConfigHandler)
 		mux.HandleFunc("GET /zoneingresses/{name}/xds", xdsServer.IngressHandler)
+		mux.HandleFunc("GET /proxies", xdsServer.ListHandler)
 		mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/bootstrap", xdsServer.BootstrapHandler)
 		mux.HandleFunc("GET /zoneingresses/{name}/bootstrap", xdsServer.IngressBootstrapHandler)
 	}

@@ -107,7 +107,7 @@ func typeArg(arg string) (*resource.Descriptor, error) {
 		for _, d := range resource.Types.All() {
 			names = append(names, d.Plural)
 		}
-		return nil, fmt.Errorf("unknown resource type %q: use one of %s, services, vips", arg, strings.Join(names, ", "))
+		return nil, fmt.Errorf("unknown resource type %q: use one of %s, services, vips, proxies", arg, strings.Join(names, ", "))
 	}
 	return d, nil
 }
@@ -116,12 +116,13 @@ func getCommand(c *client) *cobra.Command {
 	var mesh, output string
 	cmd := &cobra.Command{
 		Use:   "get TYPE [NAME]",
-		Short: "Show dataplanes, meshes, zones (global), services (zone), zoneingresses",
+		Short: "Show dataplanes, meshes, zones (global), services and proxies (zone), zoneingresses, vips",
 		Example: `  atollctl get dataplanes
   atollctl get dataplane kong --mesh default -o yaml
   atollctl get zones                      # on the global: online, last seen, sync lag
   atollctl get services                   # on a zone: what it can reach, in which zones
-  atollctl get vips                       # each service's virtual IP`,
+  atollctl get vips                       # each service's virtual IP
+  atollctl get proxies                    # on a zone: connected proxies, in sync or not`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch output {

@@ -130,6 +130,8 @@ func viewPath(kind, name, mesh string) (string, func(io.Writer, []byte) error) {
 		return "/meshes/" + url.PathEscape(mesh) + "/services", servicesTable
 	case "vips", "vip":
 		return "/meshes/" + url.PathEscape(mesh) + "/vips", vipsTable
+	case "proxies", "proxy":
+		return "/proxies", proxiesTable
 	}
 	return "", nil
 }
@@ -161,6 +163,51 @@ func vipsTable(w io.Writer, data []byte) error {
 			status = "unused since " + v.UnusedSince.Local().Format(time.DateTime) + " (kept during the cool-down)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Service, v.VIP, status)
+	}
+	return tw.Flush()
+}
+
+func proxiesTable(w io.Writer, data []byte) error {
+	var list struct {
+		Items []struct {
+			Node      string            `json:"node"`
+			Mesh      string            `json:"mesh"`
+			Dataplane string            `json:"dataplane"`
+			Kind      string            `json:"kind"`
+			Streams   int               `json:"streams"`
+			Connected time.Time         `json:"connected"`
+			InSync    bool              `json:"inSync"`
+			Nacked    map[string]string `json:"nacked"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(data, &list); err != nil {
+		return fmt.Errorf("the API answered with something that is not a proxy list: %w", err)
+	}
+	if len(list.Items) == 0 {
+		_, err := fmt.Fprintln(w, "No proxies connected to this zone.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "MESH\tDATAPLANE\tKIND\tSTREAMS\tCONNECTED\tSTATE")
+	now := time.Now()
+	for _, p := range list.Items {
+		mesh, name := p.Mesh, p.Dataplane
+		if mesh == "" {
+			mesh, name = "-", p.Node
+		}
+		state := "in sync"
+		if !p.InSync {
+			state = "updating"
+		}
+		if len(p.Nacked) > 0 {
+			var types []string
+			for t := range p.Nacked {
+				types = append(types, t[strings.LastIndexByte(t, '.')+1:])
+			}
+			sort.Strings(types)
+			state = "refused " + strings.Join(types, ", ") + " (atollctl inspect / GET .../xds for why)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s ago\t%s\n", mesh, name, p.Kind, p.Streams, age(now, p.Connected), state)
 	}
 	return tw.Flush()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -177,6 +178,14 @@ func TestProxylessGatewayReachesOtherZones(t *testing.T) {
 	client := xdsClientFromBootstrap(t, []byte(bootstrap), "xds:///backend.mesh:"+port)
 	waitReached(t, client, "zone-2's backends", "b1", "b2")
 
+	// The zone lists its connected proxies, in sync once they ACKed.
+	waitFor(t, syncWait, "kong listed in sync", func() error {
+		out, errOut, err := atollctl(t, "", "--api-url", z1.apiURL, "get", "proxies")
+		if err != nil || !regexp.MustCompile(`(?m)^default\s+kong\s+proxyless-grpc\s+\d+\s+.* ago\s+in sync$`).MatchString(out) {
+			return fmt.Errorf("atollctl get proxies: %v %q\n%s", err, errOut, out)
+		}
+		return nil
+	})
 	status, body := call(t, "GET", z1.apiURL+"/meshes/default/dataplanes/kong/xds", "")
 	if status != 200 || !strings.Contains(body, `"proxyless-grpc"`) || !strings.Contains(body, `"ClusterLoadAssignment"`) {
 		t.Errorf("GET .../kong/xds: %d %s", status, body)

@@ -2,6 +2,8 @@ package xds
 
 import (
 	"context"
+	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +85,23 @@ func TestNACKIsCountedAndNotResent(t *testing.T) {
 	s.mu.Unlock()
 	if !strings.Contains(nacked, "refused for the test") {
 		t.Errorf("the proxy's status does not show its NACK: %q", nacked)
+	}
+	// The zone's list of proxies shows it out of sync, with the refusal.
+	rec := httptest.NewRecorder()
+	s.ListHandler(rec, httptest.NewRequest("GET", "/proxies?mesh=default", nil))
+	var list struct {
+		Items []ProxyStatus `json:"items"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || len(list.Items) != 1 {
+		t.Fatalf("GET /proxies: %v %s", err, rec.Body)
+	}
+	if p := list.Items[0]; p.Mesh != "default" || p.Dataplane != "gw-0" || p.InSync || !strings.Contains(p.Nacked["Cluster"], "refused for the test") {
+		t.Errorf("GET /proxies: %+v, want gw-0 out of sync with its NACK", p)
+	}
+	rec = httptest.NewRecorder()
+	s.ListHandler(rec, httptest.NewRequest("GET", "/proxies?mesh=other", nil))
+	if !strings.Contains(rec.Body.String(), `"total":0`) {
+		t.Errorf("GET /proxies?mesh=other: %s", rec.Body)
 	}
 
 	// A new service: a new configuration, with a new version.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,13 +19,53 @@ import (
 
 // ProxyStatus is a connected proxy as GET .../dataplanes/{name}/xds shows it.
 type ProxyStatus struct {
-	Node      string            `json:"node"`
-	Kind      string            `json:"kind"`
-	Streams   int               `json:"streams"`
-	Connected time.Time         `json:"connected"`
-	Sent      map[string]string `json:"sent"`
-	Acked     map[string]string `json:"acked"`
-	Nacked    map[string]string `json:"nacked,omitempty"`
+	Node string `json:"node"`
+	// Mesh and Dataplane name a Dataplane's proxy (empty for the ingress).
+	Mesh      string    `json:"mesh,omitempty"`
+	Dataplane string    `json:"dataplane,omitempty"`
+	Kind      string    `json:"kind"`
+	Streams   int       `json:"streams"`
+	Connected time.Time `json:"connected"`
+	// InSync: the proxy has ACKed the last version sent of every type.
+	InSync bool              `json:"inSync"`
+	Sent   map[string]string `json:"sent"`
+	Acked  map[string]string `json:"acked"`
+	Nacked map[string]string `json:"nacked,omitempty"`
+}
+
+// status is n as shown. Callers hold s.mu.
+func (n *node) status() ProxyStatus {
+	kind := "envoy"
+	switch n.kind {
+	case Proxyless:
+		kind = "proxyless-grpc"
+	case IngressProxy:
+		kind = "ingress"
+	}
+	inSync := len(n.sent) > 0
+	for t, v := range n.sent {
+		if n.acked[t] != v {
+			inSync = false
+		}
+	}
+	return ProxyStatus{Node: n.id, Mesh: n.mesh, Dataplane: n.name, Kind: kind, Streams: n.streams, Connected: n.connected.UTC(),
+		InSync: inSync, Sent: clone(n.sent), Acked: clone(n.acked), Nacked: clone(n.nacked)}
+}
+
+// ListHandler serves GET /proxies[?mesh=M]: every proxy connected to this
+// zone, by node.id.
+func (s *Server) ListHandler(w http.ResponseWriter, r *http.Request) {
+	mesh := r.URL.Query().Get("mesh")
+	s.mu.Lock()
+	items := make([]ProxyStatus, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		if mesh == "" || n.mesh == mesh {
+			items = append(items, n.status())
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(items, func(a, b ProxyStatus) int { return strings.Compare(a.Node, b.Node) })
+	apiserver.WriteJSON(w, http.StatusOK, map[string]any{"total": len(items), "items": items})
 }
 
 // Handler serves GET /meshes/{mesh}/dataplanes/{name}/xds: the proxy's
@@ -44,15 +85,7 @@ func (s *Server) writeStatus(w http.ResponseWriter, id string) {
 	n := s.nodes[id]
 	var st ProxyStatus
 	if n != nil {
-		kind := "envoy"
-		switch n.kind {
-		case Proxyless:
-			kind = "proxyless-grpc"
-		case IngressProxy:
-			kind = "ingress"
-		}
-		st = ProxyStatus{Node: id, Kind: kind, Streams: n.streams, Connected: n.connected.UTC(),
-			Sent: clone(n.sent), Acked: clone(n.acked), Nacked: clone(n.nacked)}
+		st = n.status()
 	}
 	s.mu.Unlock()
 	if n == nil {
