@@ -55,6 +55,9 @@ type Config struct {
 type XDS struct {
 	// Addr is the gRPC listener; empty disables the server.
 	Addr string `yaml:"addr" json:"addr"`
+	// RequireTokens refuses Dataplanes' proxies that do not present the
+	// token of the bootstrap the zone serves (the ingress always must).
+	RequireTokens bool `yaml:"requireTokens" json:"requireTokens"`
 }
 
 // DNS configures the zone's DNS server.

@@ -110,9 +110,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		tokenKey, err := xds.LoadOrCreateTokenKey(filepath.Join(cfg.DataDir, "xds-token.key"))
+		if err != nil {
+			return fmt.Errorf("dataDir: the xDS token key: %w", err)
+		}
 		xdsServer = xds.NewServer(xds.Config{
 			Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: res.VIPs,
-			Ingress:  ingress,
+			Ingress: ingress, TokenKey: tokenKey, RequireTokens: cfg.XDS.RequireTokens,
 			Debounce: kds.DefaultDebounce, Log: log.With("component", "xds"), Registry: reg,
 		})
 		res.onChange = xdsServer.Changed

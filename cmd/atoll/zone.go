@@ -23,6 +23,7 @@ var zoneSettings = []setting{
 	{"ingress-advertised-port", "ingress.advertisedPort", "port published to other zones, when it differs"},
 	{"dns-addr", "dns.addr", "DNS server listen address (UDP and TCP); empty disables it"},
 	{"xds-addr", "xds.addr", "xDS server listen address (gRPC) for Envoy sidecars and proxyless gRPC clients; empty disables it"},
+	{"xds-require-tokens", "xds.requireTokens", "refuse Dataplanes' proxies without the token of the bootstrap the zone serves (the ingress always needs one)"},
 	{"dns-domain", "dns.domain", "domain the DNS server answers for"},
 	{"dns-ttl", "dns.ttl", "TTL of DNS answers"},
 	{"dns-upstream", "dns.upstream", "host:port to forward queries outside the domain to; empty refuses them"},

@@ -355,7 +355,21 @@ func TestIngressProxyRoutesBySNI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: boot.GetNode().GetId(), UserAgentName: "envoy"}, TypeUrl: resourcev3.ListenerType}); err != nil {
+	// Without its token (in the bootstrap's node metadata) the ingress is
+	// refused: its configuration carries its TLS key.
+	bare, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err == nil {
+		err = bare.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "zone-1", UserAgentName: "envoy"}, TypeUrl: resourcev3.ListenerType})
+	}
+	if err == nil {
+		_, err = bare.Recv()
+	}
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the ingress without its token: %v, want Unauthenticated", err)
+	}
+	node := boot.GetNode()
+	node.UserAgentName = "envoy"
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType}); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := stream.Recv()

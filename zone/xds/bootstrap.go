@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/resource"
@@ -36,10 +37,10 @@ const xdsClusterName = "atoll-xds"
 // on loopback.
 const EnvoyAdminPort = 9901
 
-// EnvoyBootstrap is the bootstrap of an Envoy with node.id nodeID fetching
-// everything over ADS from the xDS server at xds (host:port; the host may
-// be a name, resolved by Envoy).
-func EnvoyBootstrap(nodeID, cluster, xds string) (*bootstrapv3.Bootstrap, error) {
+// EnvoyBootstrap is the bootstrap of an Envoy with node.id nodeID and its
+// token fetching everything over ADS from the xDS server at xds
+// (host:port; the host may be a name, resolved by Envoy).
+func EnvoyBootstrap(nodeID, cluster, xds, token string) (*bootstrapv3.Bootstrap, error) {
 	host, port, err := splitXDSAddress(xds)
 	if err != nil {
 		return nil, err
@@ -58,7 +59,8 @@ func EnvoyBootstrap(nodeID, cluster, xds string) (*bootstrapv3.Bootstrap, error)
 		return &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3}
 	}
 	return &bootstrapv3.Bootstrap{
-		Node:  &corev3.Node{Id: nodeID, Cluster: cluster},
+		Node: &corev3.Node{Id: nodeID, Cluster: cluster, Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			TokenMetadataKey: structpb.NewStringValue(token)}}},
 		Admin: &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", EnvoyAdminPort)},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
@@ -101,8 +103,8 @@ func EnvoyBootstrapJSON(b *bootstrapv3.Bootstrap) ([]byte, error) {
 }
 
 // GRPCBootstrap is the bootstrap of grpc-go's xDS client (GRPC_XDS_BOOTSTRAP)
-// with node.id nodeID and the xDS server at xds (host:port).
-func GRPCBootstrap(nodeID, xds string) ([]byte, error) {
+// with node.id nodeID and its token, and the xDS server at xds (host:port).
+func GRPCBootstrap(nodeID, xds, token string) ([]byte, error) {
 	if _, _, err := splitXDSAddress(xds); err != nil {
 		return nil, err
 	}
@@ -114,12 +116,16 @@ func GRPCBootstrap(nodeID, xds string) ([]byte, error) {
 		Creds    []creds  `json:"channel_creds"`
 		Features []string `json:"server_features"`
 	}
+	type node struct {
+		ID       string            `json:"id"`
+		Metadata map[string]string `json:"metadata"`
+	}
 	b, err := json.MarshalIndent(struct {
-		Servers []server          `json:"xds_servers"`
-		Node    map[string]string `json:"node"`
+		Servers []server `json:"xds_servers"`
+		Node    node     `json:"node"`
 	}{
 		Servers: []server{{URI: xds, Creds: []creds{{Type: "insecure"}}, Features: []string{"xds_v3"}}},
-		Node:    map[string]string{"id": nodeID},
+		Node:    node{ID: nodeID, Metadata: map[string]string{TokenMetadataKey: token}},
 	}, "", "  ")
 	if err != nil {
 		return nil, err
@@ -207,7 +213,7 @@ func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, 
 	var body []byte
 	switch kind := r.URL.Query().Get("kind"); {
 	case kind == "" || kind == "envoy":
-		b, err := EnvoyBootstrap(nodeID, cluster, xds)
+		b, err := EnvoyBootstrap(nodeID, cluster, xds, s.Token(nodeID))
 		if err != nil {
 			bad(err)
 			return
@@ -217,7 +223,7 @@ func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, 
 			return
 		}
 	case (kind == "proxyless" || kind == "grpc") && grpcAllowed:
-		if body, err = GRPCBootstrap(nodeID, xds); err != nil {
+		if body, err = GRPCBootstrap(nodeID, xds, s.Token(nodeID)); err != nil {
 			bad(err)
 			return
 		}

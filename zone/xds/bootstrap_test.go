@@ -23,7 +23,7 @@ func TestEnvoyBootstrap(t *testing.T) {
 		{"[fd00::5]:5678", clusterv3.Cluster_STATIC},
 		{"zone-1.example:5678", clusterv3.Cluster_STRICT_DNS},
 	} {
-		b, err := EnvoyBootstrap("default.kong", "default", c.xds)
+		b, err := EnvoyBootstrap("default.kong", "default", c.xds, "tok")
 		if err != nil {
 			t.Fatalf("%s: %v", c.xds, err)
 		}
@@ -33,12 +33,12 @@ func TestEnvoyBootstrap(t *testing.T) {
 		xds := b.GetStaticResources().GetClusters()[0]
 		sa := xds.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
 		host, _, _ := net.SplitHostPort(c.xds)
-		if b.GetNode().GetId() != "default.kong" || xds.GetType() != c.want || sa.GetAddress() != host || sa.GetPortValue() != 5678 ||
+		if b.GetNode().GetId() != "default.kong" || b.GetNode().GetMetadata().GetFields()[TokenMetadataKey].GetStringValue() != "tok" || xds.GetType() != c.want || sa.GetAddress() != host || sa.GetPortValue() != 5678 ||
 			b.GetDynamicResources().GetAdsConfig().GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName() != xds.GetName() {
 			t.Errorf("%s: %v", c.xds, b)
 		}
 	}
-	b, err := EnvoyBootstrap("default.kong", "default", "10.0.0.5:5678")
+	b, err := EnvoyBootstrap("default.kong", "default", "10.0.0.5:5678", "tok")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,17 +56,17 @@ func TestEnvoyBootstrap(t *testing.T) {
 
 func TestBootstrapRefusesBadXDSAddresses(t *testing.T) {
 	for _, xds := range []string{"", "10.0.0.5", ":5678", "10.0.0.5:0", "10.0.0.5:65536", "10.0.0.5:x"} {
-		if _, err := EnvoyBootstrap("default.kong", "default", xds); err == nil || !strings.Contains(err.Error(), "xDS address") {
+		if _, err := EnvoyBootstrap("default.kong", "default", xds, "tok"); err == nil || !strings.Contains(err.Error(), "xDS address") {
 			t.Errorf("Envoy bootstrap for %q: %v, want an error naming the address", xds, err)
 		}
-		if _, err := GRPCBootstrap("default.kong", xds); err == nil {
+		if _, err := GRPCBootstrap("default.kong", xds, "tok"); err == nil {
 			t.Errorf("gRPC bootstrap for %q: no error", xds)
 		}
 	}
 }
 
 func TestGRPCBootstrap(t *testing.T) {
-	b, err := GRPCBootstrap("default.kong", "10.0.0.5:5678")
+	b, err := GRPCBootstrap("default.kong", "10.0.0.5:5678", "tok")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,13 +78,14 @@ func TestGRPCBootstrap(t *testing.T) {
 			} `json:"channel_creds"`
 		} `json:"xds_servers"`
 		Node struct {
-			ID string `json:"id"`
+			ID       string            `json:"id"`
+			Metadata map[string]string `json:"metadata"`
 		} `json:"node"`
 	}
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Servers) != 1 || got.Servers[0].URI != "10.0.0.5:5678" || got.Servers[0].Creds[0].Type != "insecure" || got.Node.ID != "default.kong" {
+	if len(got.Servers) != 1 || got.Servers[0].URI != "10.0.0.5:5678" || got.Servers[0].Creds[0].Type != "insecure" || got.Node.ID != "default.kong" || got.Node.Metadata[TokenMetadataKey] != "tok" {
 		t.Errorf("%s", b)
 	}
 }

@@ -3,6 +3,7 @@ package xds
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,12 @@ type Config struct {
 	// Ingress is where the zone's ingress listens and the certificate it
 	// presents; its proxy connects with node.id = the zone's name.
 	Ingress IngressConfig
+	// TokenKey signs proxies' tokens (LoadOrCreateTokenKey); empty makes a
+	// key for this process only.
+	TokenKey []byte
+	// RequireTokens refuses Dataplanes' proxies without a token (the
+	// ingress's always needs one).
+	RequireTokens bool
 	// Debounce gathers changes for at most this long before rebuilding.
 	Debounce time.Duration
 	Log      *slog.Logger
@@ -65,6 +72,7 @@ type Server struct {
 	versionPrefix string
 	changes       chan struct{}
 	bound         atomic.Value // net.Addr
+	tokenKey      []byte
 
 	mu sync.Mutex
 	// dps mirrors the zone's Dataplanes while proxies are connected (a
@@ -123,6 +131,11 @@ func NewServer(cfg Config) *Server {
 			Name: "atoll_xds_build_seconds", Help: "Time to build one proxy's configuration.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
 		}),
+	}
+	s.tokenKey = cfg.TokenKey
+	if len(s.tokenKey) == 0 {
+		s.tokenKey = make([]byte, 32)
+		rand.Read(s.tokenKey)
 	}
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(s.connected, s.nacks, s.builds)
@@ -308,11 +321,19 @@ func (s *Server) updateSidecar(n *node) error {
 func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*node, error) {
 	id := cn.GetId()
 	if id != "" && !strings.Contains(id, ".") {
+		if id == s.cfg.Zone {
+			if err := s.checkToken(cn, true); err != nil {
+				return nil, err
+			}
+		}
 		return s.admitIngress(ctx, streamID, id)
 	}
 	mesh, name, ok := strings.Cut(id, ".")
 	if !ok || mesh == "" || name == "" {
 		return nil, status.Errorf(codes.InvalidArgument, "node.id %q: use <mesh>.<dataplane name>, e.g. default.kong (or the zone's name for its ingress)", id)
+	}
+	if err := s.checkToken(cn, s.cfg.RequireTokens); err != nil {
+		return nil, err
 	}
 	if err := s.followDataplanes(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "node.id %q: reading this zone's Dataplanes failed: %v", id, err)

@@ -1,0 +1,108 @@
+package xds
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// firstResponse opens an ADS stream as node and returns the error of its
+// first answer (nil when it got a configuration).
+func firstResponse(t *testing.T, s *Server, node *corev3.Node) error {
+	t.Helper()
+	conn, err := grpc.NewClient(s.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: typeCDS}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv()
+	return err
+}
+
+func withToken(id, token string) *corev3.Node {
+	n := &corev3.Node{Id: id, UserAgentName: "envoy"}
+	if token != "" {
+		n.Metadata = &structpb.Struct{Fields: map[string]*structpb.Value{TokenMetadataKey: structpb.NewStringValue(token)}}
+	}
+	return n
+}
+
+// The ingress needs its token; a Dataplane's proxy needs one only with
+// RequireTokens, but a wrong one is always refused.
+func TestProxyTokens(t *testing.T) {
+	s, _, _ := pushTopology(t, 1)
+	refused := func(what string, err error) {
+		t.Helper()
+		if status.Code(err) != codes.Unauthenticated || !strings.Contains(status.Convert(err).Message(), "atollctl bootstrap") {
+			t.Errorf("%s: %v, want Unauthenticated pointing at the served bootstrap", what, err)
+		}
+	}
+	refused("the ingress without a token", firstResponse(t, s, withToken("zone-1", "")))
+	refused("the ingress with another node's token", firstResponse(t, s, withToken("zone-1", s.Token("default.gw-0"))))
+	if err := firstResponse(t, s, withToken("zone-1", s.Token("zone-1"))); err != nil {
+		t.Errorf("the ingress with its token: %v", err)
+	}
+	if err := firstResponse(t, s, withToken("default.gw-0", "")); err != nil {
+		t.Errorf("a Dataplane's proxy without a token (not required): %v", err)
+	}
+	refused("a Dataplane's proxy with a wrong token", firstResponse(t, s, withToken("default.gw-0", "forged")))
+	if err := firstResponse(t, s, withToken("default.gw-0", s.Token("default.gw-0"))); err != nil {
+		t.Errorf("a Dataplane's proxy with its token: %v", err)
+	}
+	s.mu.Lock()
+	s.cfg.RequireTokens = true
+	s.mu.Unlock()
+	refused("a Dataplane's proxy without a token (required)", firstResponse(t, s, withToken("default.gw-0", "")))
+}
+
+func TestTokenKeyIsKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "xds", "token.key")
+	k1, err := LoadOrCreateTokenKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file: %v %v, want mode 0600", fi, err)
+	}
+	k2, err := LoadOrCreateTokenKey(path)
+	if err != nil || string(k1) != string(k2) {
+		t.Fatalf("second load: %v, or another key", err)
+	}
+	a, b := &Server{tokenKey: k1}, &Server{tokenKey: k2}
+	if a.Token("default.kong") != b.Token("default.kong") || a.Token("default.kong") == a.Token("default.kon") {
+		t.Error("tokens are not a function of the key and the node.id")
+	}
+	other, err := LoadOrCreateTokenKey(filepath.Join(t.TempDir(), "token.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (&Server{tokenKey: other}).Token("default.kong") == a.Token("default.kong") {
+		t.Error("two keys give the same token")
+	}
+	if err := os.WriteFile(path, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateTokenKey(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("a short key: %v, want an error naming the file", err)
+	}
+}
