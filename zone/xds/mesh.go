@@ -38,12 +38,13 @@ type meshConfig struct {
 	proxyless              *cachev3.LinearCache // API listeners for gRPC clients
 	gateway                *cachev3.LinearCache // Envoy outbound listeners
 
-	inputs    map[resource.Key]*input
-	byCluster map[string][]resource.Key // the inputs of each cluster
-	clusters  map[string]clusterID      // the EDS clusters that exist
-	vips      map[string]netip.Addr
-	listeners map[string]string // gateway listener → cluster, for VIP changes
-	local     map[uint32]bool   // servicePorts with a localhost cluster
+	inputs     map[resource.Key]*input
+	generation uint64                    // of updates
+	byCluster  map[string][]resource.Key // the inputs of each cluster
+	clusters   map[string]clusterID      // the EDS clusters that exist
+	vips       map[string]netip.Addr
+	listeners  map[string]string // gateway listener → cluster, for VIP changes
+	local      map[uint32]bool   // servicePorts with a localhost cluster
 	// Listeners of a kind are built once a proxy of that kind connects.
 	withProxyless, withGateway bool
 	clustersMoved              bool // since listeners were last updated
@@ -53,7 +54,7 @@ type meshConfig struct {
 // (Envoy gateways and sidecars share them): a mesh builds for the kinds of
 // proxy it has.
 func (m *meshConfig) serve(kind Kind, vips map[string]netip.Addr) {
-	upd := map[string]types.Resource{}
+	upd := make(map[string]types.Resource, len(m.clusters)+len(m.local))
 	switch kind {
 	case Proxyless:
 		if m.withProxyless {
@@ -88,6 +89,7 @@ type clusterID struct {
 
 type input struct {
 	version  string
+	seen     uint64 // the last update that saw it
 	contribs []contribution
 }
 
@@ -211,18 +213,18 @@ func (m *meshConfig) update(in Input) {
 		remote = in.Endpoints
 	}
 	dirty := map[string]bool{}
-	seen := make(map[resource.Key]bool, len(in.Dataplanes)+len(remote))
+	m.generation++ // inputs not marked with it below are gone
 	consider := func(r *resource.Resource) {
 		k := r.Key()
-		seen[k] = true
 		old := m.inputs[k]
 		if old != nil && old.version == r.Meta.Version && r.Meta.Version != "" {
+			old.seen = m.generation
 			return
 		}
 		if old != nil {
 			m.drop(k, old, dirty)
 		}
-		inp := &input{version: r.Meta.Version, contribs: m.contributions(r)}
+		inp := &input{version: r.Meta.Version, seen: m.generation, contribs: m.contributions(r)}
 		m.inputs[k] = inp
 		for _, c := range inp.contribs {
 			m.byCluster[c.cluster] = append(m.byCluster[c.cluster], k)
@@ -236,14 +238,15 @@ func (m *meshConfig) update(in Input) {
 		consider(r)
 	}
 	for k, old := range m.inputs {
-		if !seen[k] {
+		if old.seen != m.generation {
 			m.drop(k, old, dirty)
 			delete(m.inputs, k)
 		}
 	}
 
 	// Endpoints of the clusters that changed; clusters that appeared or went.
-	updEDS, updCDS, updEnvoy := map[string]types.Resource{}, map[string]types.Resource{}, map[string]types.Resource{}
+	n := len(dirty)
+	updEDS, updCDS, updEnvoy := make(map[string]types.Resource, n), make(map[string]types.Resource, n), make(map[string]types.Resource, n)
 	var delEDS, delCDS []string
 	if modeChanged && m.withGateway { // Envoy's clusters speak TLS to ingresses in Ingress mode only
 		for name, id := range m.clusters {
@@ -401,9 +404,14 @@ func compareKeys(a, b resource.Key) int {
 func (m *meshConfig) updateListeners(vips map[string]netip.Addr) {
 	m.clustersMoved = false
 	m.vips = maps.Clone(vips)
-	wantProxyless := map[string]string{} // listener → cluster
-	wantGateway := map[string]string{}
-	gatewayVIP := map[string]netip.Addr{}
+	var wantProxyless, wantGateway map[string]string // listener → cluster
+	var gatewayVIP map[string]netip.Addr
+	if m.withProxyless {
+		wantProxyless = make(map[string]string, 2*len(m.clusters))
+	}
+	if m.withGateway {
+		wantGateway, gatewayVIP = make(map[string]string, len(m.clusters)), make(map[string]netip.Addr, len(m.clusters))
+	}
 	for name, id := range m.clusters {
 		port := strconv.FormatUint(uint64(id.port), 10)
 		if m.withProxyless {
@@ -417,7 +425,7 @@ func (m *meshConfig) updateListeners(vips map[string]netip.Addr) {
 		}
 	}
 	have := m.proxyless.GetResources()
-	upd, del := map[string]types.Resource{}, []string(nil)
+	upd, del := make(map[string]types.Resource, len(wantProxyless)), []string(nil)
 	for l, c := range wantProxyless {
 		if _, ok := have[l]; !ok {
 			upd[l] = apiListener(l, c)
@@ -431,7 +439,7 @@ func (m *meshConfig) updateListeners(vips map[string]netip.Addr) {
 	if len(upd)+len(del) > 0 {
 		m.proxyless.UpdateResources(upd, del)
 	}
-	upd, del = map[string]types.Resource{}, nil
+	upd, del = make(map[string]types.Resource, len(wantGateway)), nil
 	for l, c := range wantGateway {
 		if m.listeners[l] != c {
 			id := m.clusters[c]
