@@ -365,14 +365,12 @@ func tcpProxy(statPrefix, cluster string) *listenerv3.Filter {
 
 // outboundListener takes connections to a service's VIP and port, handed
 // over by the virtual outbound listener (it binds nothing itself).
+// A gateway has one per service port: written in wire form (wire.go).
 func outboundListener(vip netip.Addr, port uint32, cluster string) *listenerv3.Listener {
 	name := "outbound:" + netip.AddrPortFrom(vip, uint16(port)).String()
-	return &listenerv3.Listener{
-		Name:         name,
-		Address:      socketAddress(vip.String(), port),
-		BindToPort:   wrapperspb.Bool(false),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxy(name, cluster)}}},
-	}
+	l := &listenerv3.Listener{Name: name}
+	l.ProtoReflect().SetUnknown(outboundListenerWire(vip.String(), port, name, cluster))
+	return l
 }
 
 // virtualOutbound receives the workload's redirected connections and hands

@@ -303,7 +303,13 @@ func validate(t *testing.T, res Resources) {
 			}
 		}
 	}
-	snap, err := cachev3.NewSnapshot("1", res)
+	expanded := Resources{}
+	for typ, rs := range res {
+		for _, r := range rs {
+			expanded[typ] = append(expanded[typ], expand(r))
+		}
+	}
+	snap, err := cachev3.NewSnapshot("1", expanded)
 	if err != nil {
 		t.Fatal(err)
 	}

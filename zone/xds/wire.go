@@ -239,3 +239,31 @@ const typeURLUpstreamTLS = "type.googleapis.com/envoy.extensions.transport_socke
 func upstreamTLSWire(sni string) *anypb.Any {
 	return &anypb.Any{TypeUrl: typeURLUpstreamTLS, Value: appendStringField(make([]byte, 0, len(sni)+3), 2, sni)} // sni
 }
+
+// outboundListenerWire is the rest of an outbound listener named
+// statPrefix: its address (not bound: bind_to_port false) and one filter
+// chain proxying TCP to cluster.
+func outboundListenerWire(addr string, port uint32, statPrefix, cluster string) []byte {
+	b := make([]byte, 0, len(addr)+2*len(statPrefix)+len(cluster)+len(typeURLTCPProxy)+64)
+	b, a := openField(b, 2)           // Listener.address
+	b, sa := openField(b, 1)          // Address.socket_address
+	b = appendStringField(b, 2, addr) // SocketAddress.address
+	b = protowire.AppendTag(b, socketAddressPort, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(port))
+	b = closeField(b, sa)
+	b = closeField(b, a)
+	b, fc := openField(b, 3)                                       // Listener.filter_chains
+	b, f := openField(b, 3)                                        // FilterChain.filters
+	b = appendStringField(b, 1, "envoy.filters.network.tcp_proxy") // Filter.name
+	b, tc := openField(b, 4)                                       // Filter.typed_config
+	b = appendStringField(b, 1, typeURLTCPProxy)                   // Any.type_url
+	b, v := openField(b, 2)                                        // Any.value
+	b = appendStringField(b, 1, statPrefix)                        // TcpProxy.stat_prefix
+	b = appendStringField(b, 2, cluster)                           // TcpProxy.cluster
+	b = closeField(b, v)
+	b = closeField(b, tc)
+	b = closeField(b, f)
+	b = closeField(b, fc)
+	b = protowire.AppendTag(b, 26, protowire.BytesType) // Listener.bind_to_port: BoolValue false (empty)
+	return protowire.AppendVarint(b, 0)
+}

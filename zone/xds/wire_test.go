@@ -3,11 +3,13 @@ package xds
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -142,6 +144,32 @@ func TestWireFilterConfigsMatchMessages(t *testing.T) {
 			if err := got.(interface{ ValidateAll() error }).ValidateAll(); err != nil && name != "" {
 				t.Errorf("%s %q: %v", c.what, name, err)
 			}
+		}
+	}
+}
+
+// An outbound listener written in wire form decodes to the listener it
+// stands for.
+func TestWireOutboundListenerMatchesMessages(t *testing.T) {
+	for _, c := range []struct {
+		vip  string
+		port uint32
+	}{{"240.0.0.1", 9001}, {"240.255.1.2", 1}, {"fd00::1", 65535}} {
+		vip := netip.MustParseAddr(c.vip)
+		cluster := "backend:" + fmt.Sprint(c.port)
+		name := "outbound:" + netip.AddrPortFrom(vip, uint16(c.port)).String()
+		want := &listenerv3.Listener{
+			Name:         name,
+			Address:      socketAddress(vip.String(), c.port),
+			BindToPort:   wrapperspb.Bool(false),
+			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxy(name, cluster)}}},
+		}
+		got := expand(outboundListener(vip, c.port, cluster))
+		if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+			t.Errorf("%s: wire form differs (-want +got):\n%s", name, diff)
+		}
+		if err := got.(*listenerv3.Listener).ValidateAll(); err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }
