@@ -213,6 +213,11 @@ func (m *meshConfig) update(in Input) {
 		remote = in.Endpoints
 	}
 	dirty := map[string]bool{}
+	if n := len(in.Dataplanes) + len(remote); len(m.inputs) == 0 && n > 8 {
+		// A first build: size the maps once rather than grow them.
+		m.inputs, dirty = make(map[resource.Key]*input, n), make(map[string]bool, n)
+		m.byCluster, m.clusters = make(map[string][]resource.Key, n), make(map[string]clusterID, n)
+	}
 	m.generation++ // inputs not marked with it below are gone
 	consider := func(r *resource.Resource) {
 		k := r.Key()
