@@ -38,6 +38,7 @@ build:
 
 ## run: start a global (embedded etcd) and zones zone-1, zone-2 with a sample topology
 run: build
+	$(GO) build -o $(BIN)/grpcdemo ./test/sample/grpcdemo
 	./test/run.sh
 
 ## test: install what the tests need, check generated code, vet, and run every test

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make run: a global on embedded etcd and two universal zones on loopback,
 # with a sample topology: a delegated gateway "kong" in zone-1 and three
-# "backend" instances in zone-2. Ctrl-C stops everything.
+# "backend" instances in zone-2, real gRPC servers (bin/grpcdemo) that kong's
+# identity then calls through zone-1's xDS server. Ctrl-C stops everything.
 #
 # Ports and the state directory can be moved with environment variables:
 #   RUN_DIR (default .run)  GLOBAL_API_PORT (5681)  GLOBAL_KDS_PORT (5685)
@@ -56,7 +57,13 @@ trap stop TERM
 # start NAME ARGS...: runs bin/atoll ARGS in the background, logging to RUN_DIR/NAME.log.
 start() {
   local name=$1; shift
-  "$ATOLL" "$@" >"$RUN_DIR/$name.log" 2>&1 &
+  run_bg "$name" "$ATOLL" "$@"
+}
+
+# run_bg NAME COMMAND ARGS...: runs a command in the background, logging to RUN_DIR/NAME.log.
+run_bg() {
+  local name=$1; shift
+  "$@" >"$RUN_DIR/$name.log" 2>&1 &
   pids+=("$!")
   names+=("$name")
 }
@@ -106,6 +113,16 @@ start zone-2 zone --zone zone-2 --mode universal --data-dir "$RUN_DIR/zone-2" \
   --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT" --global-ca-file "$CA"
 wait_ready zone-2 "$ZONE2"
 
+# The sample runs on one machine, a flat network: zone-1 reaches zone-2's
+# instances directly (with Ingress, the default, it would go through zone-2's
+# ingress, an Envoy this sample does not run).
+curl -fsS -XPUT "$GLOBAL/meshes/default" -d '{"type":"Mesh","crossZone":{"mode":"Direct"}}' >/dev/null
+
+echo "starting backend-1..3, gRPC servers on 127.0.0.2-4:9001 (bin/grpcdemo) ..."
+for i in 1 2 3; do
+  run_bg "backend-$i" bin/grpcdemo serve "backend-$i" "127.0.0.$((i + 1)):9001"
+done
+
 echo "registering the sample topology (test/sample) ..."
 "$ATOLLCTL" --api-url "$ZONE1" apply -f test/sample/zone-1.yaml
 "$ATOLLCTL" --api-url "$ZONE2" apply -f test/sample/zone-2.yaml
@@ -113,9 +130,15 @@ echo "registering the sample topology (test/sample) ..."
 echo "waiting for zone-1 to learn that backend runs in zone-2 ..."
 for _ in $(seq 1 100); do
   curl -fsS "$ZONE1/meshes/default/services" 2>/dev/null | grep -q '"zone-2":3' &&
-    curl -fsS "$ZONE1/meshes/default/vips" 2>/dev/null | grep -q '"service":"backend","vip"' && break
+    curl -fsS "$ZONE1/meshes/default/vips" 2>/dev/null | grep -q '"service":"backend","vip"' &&
+    curl -fsS "$ZONE1/meshes/default/serviceendpoints" 2>/dev/null | grep -q '"service":"backend"' && break
   sleep 0.1
 done
+
+# kong's identity calls backend through zone-1's xDS server, from the
+# bootstrap zone-1 serves for it (grpc-go's own xDS client).
+"$ATOLLCTL" --api-url "$ZONE1" bootstrap dataplane kong --kind proxyless >"$RUN_DIR/kong-xds.json"
+CALL_OUTPUT=$(bin/grpcdemo call -bootstrap "$RUN_DIR/kong-xds.json" -n 6 xds:///backend.mesh:9001 2>&1 || true)
 
 cat <<INFO
 
@@ -136,16 +159,20 @@ $(curl -s "$GLOBAL/meshes/default/vips")
 Dataplanes synced to the global (named <name>.<zone>):
 $("$ATOLLCTL" --api-url "$GLOBAL" get dataplanes)
 
+kong (zone-1) calling xds:///backend.mesh:9001 through zone-1's xDS server:
+$CALL_OUTPUT
+
 Try, in another terminal:
   dig @127.0.0.1 -p $ZONE1_DNS_PORT backend.mesh +short   # from zone-1, where backend has no instance
   dig @127.0.0.1 -p $ZONE2_DNS_PORT backend.mesh +tcp +short
   dig @127.0.0.1 -p $ZONE1_DNS_PORT nope.mesh           # NXDOMAIN
-  bin/atollctl --api-url $ZONE1 inspect dataplane kong   # kong's Envoy config: backend:9001 via zone-2's ingress
-  bin/atollctl --api-url $ZONE1 bootstrap dataplane kong --kind proxyless   # a grpc-go client's GRPC_XDS_BOOTSTRAP for kong
+  bin/grpcdemo call -bootstrap $RUN_DIR/kong-xds.json xds:///backend.mesh:9001   # kong calling backend in zone-2
+  bin/atollctl --api-url $ZONE1 inspect dataplane kong   # kong's config: backend:9001 at zone-2's instances
   bin/atollctl --api-url $ZONE2 delete dataplane backend-3
-  bin/atollctl --api-url $ZONE1 get services            # backend: 2 instances in zone-2
+  bin/atollctl --api-url $ZONE1 get services            # backend: 2 instances in zone-2; calls skip backend-3
   echo '{"type":"Zone","enabled":false}' | curl -s -XPUT --data-binary @- $GLOBAL/zones/zone-2
   bin/atollctl --api-url $ZONE1 get services            # zone-2's services withdrawn
+  bin/grpcdemo call -bootstrap $RUN_DIR/kong-xds.json xds:///backend.mesh:9001   # now fails: no instance anywhere
   bin/atollctl --api-url $GLOBAL get zones
   curl -s $ZONE1/zone                                   # zone-1's own view of its sync
   curl -s $GLOBAL/metrics | grep atoll_
