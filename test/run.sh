@@ -8,7 +8,7 @@
 #   RUN_DIR (default .run)  GLOBAL_API_PORT (5681)  GLOBAL_KDS_PORT (5685)
 #   ETCD_CLIENT_PORT (15379)  ETCD_PEER_PORT (15380)
 #   ZONE1_API_PORT (5691)  ZONE2_API_PORT (5701)  ZONE1_DNS_PORT (5653)  ZONE2_DNS_PORT (5663)
-#   ZONE1_XDS_PORT (5678)  ZONE2_XDS_PORT (5688)
+#   ZONE1_XDS_PORT (5678)  ZONE2_XDS_PORT (5688)  BIN (bin: atoll, atollctl, grpcdemo)
 # State is kept in RUN_DIR between runs; `make clean` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +24,10 @@ ZONE1_DNS_PORT=${ZONE1_DNS_PORT:-5653}
 ZONE2_DNS_PORT=${ZONE2_DNS_PORT:-5663}
 ZONE1_XDS_PORT=${ZONE1_XDS_PORT:-5678}
 ZONE2_XDS_PORT=${ZONE2_XDS_PORT:-5688}
-ATOLL=bin/atoll
-ATOLLCTL=bin/atollctl
+BIN=${BIN:-bin}
+ATOLL=$BIN/atoll
+ATOLLCTL=$BIN/atollctl
+GRPCDEMO=$BIN/grpcdemo
 
 mkdir -p "$RUN_DIR"
 pids=()
@@ -120,7 +122,7 @@ curl -fsS -XPUT "$GLOBAL/meshes/default" -d '{"type":"Mesh","crossZone":{"mode":
 
 echo "starting backend-1..3, gRPC servers on 127.0.0.2-4:9001 (bin/grpcdemo) ..."
 for i in 1 2 3; do
-  run_bg "backend-$i" bin/grpcdemo serve "backend-$i" "127.0.0.$((i + 1)):9001"
+  run_bg "backend-$i" "$GRPCDEMO" serve "backend-$i" "127.0.0.$((i + 1)):9001"
 done
 
 echo "registering the sample topology (test/sample) ..."
@@ -138,7 +140,7 @@ done
 # kong's identity calls backend through zone-1's xDS server, from the
 # bootstrap zone-1 serves for it (grpc-go's own xDS client).
 "$ATOLLCTL" --api-url "$ZONE1" bootstrap dataplane kong --kind proxyless >"$RUN_DIR/kong-xds.json"
-CALL_OUTPUT=$(bin/grpcdemo call -bootstrap "$RUN_DIR/kong-xds.json" -n 6 xds:///backend.mesh:9001 2>&1 || true)
+CALL_OUTPUT=$("$GRPCDEMO" call -bootstrap "$RUN_DIR/kong-xds.json" -n 6 xds:///backend.mesh:9001 2>&1 || true)
 
 cat <<INFO
 

@@ -41,6 +41,13 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	// The sample's gRPC demo, for the make run test.
+	cmd := exec.Command("go", append(build, "-o", filepath.Join(dir, "grpcdemo"), "../sample/grpcdemo")...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "building grpcdemo: %v\n", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
