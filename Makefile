@@ -89,7 +89,7 @@ check-generated: tools
 ## bench: run the benchmarks (results and how to read them: README); about 14 minutes
 bench: bench-dns
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./internal/... ./kds/... ./dns/...
-	$(GO) test -run '^$$' -bench 'Generate|MeshUpdate' -benchmem ./zone/xds
+	$(GO) test -run '^$$' -bench 'Generate|MeshUpdate|EndpointEncoding' -benchmem ./zone/xds
 	$(GO) test -run '^$$' -bench 'PushTo1000' -benchtime 20x ./zone/xds
 	$(GO) test -run '^$$' -bench 'Propagation' -benchtime 200x ./test/perf
 	$(GO) test -run '^$$' -bench 'ZoneWith10k' -benchtime 3x ./test/perf
