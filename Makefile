@@ -91,7 +91,7 @@ bench: bench-dns
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./internal/... ./kds/... ./dns/...
 	$(GO) test -run '^$$' -bench 'Generate|MeshUpdate|EndpointEncoding' -benchmem ./zone/xds
 	$(GO) test -run '^$$' -bench 'PushTo1000' -benchtime 20x ./zone/xds
-	$(GO) test -run '^$$' -bench 'Propagation' -benchtime 200x ./test/perf
+	$(GO) test -run '^$$' -bench 'Propagation|ProxyConvergence' -benchtime 200x ./test/perf
 	$(GO) test -run '^$$' -bench 'ZoneWith10k' -benchtime 3x ./test/perf
 	$(GO) test -run '^$$' -bench 'Global50k' -benchtime 100x ./test/perf
 

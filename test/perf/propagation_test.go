@@ -159,12 +159,21 @@ func BenchmarkPropagationLoaded(b *testing.B) {
 	load(b, t.zone2, loaded)
 	visible(b, t.zone1, "svc-999")
 
+	stop := churn(t.zone2, loaded)
+	measure(b, t, "loaded")
+	b.ReportMetric(stop(), "churn-changes/s")
+}
+
+// churn moves one of the loaded instances in zone (load-N of svc-N%1000)
+// to another address every 10 ms — a real change that leaves instance
+// counts alone — until stop, which returns the changes made per second.
+func churn(zoneURL string, loaded int) (stop func() float64) {
 	ctx, cancel := context.WithCancel(context.Background())
-	churn := make(chan struct{})
+	done := make(chan struct{})
 	var churned atomic.Int64
 	churnStart := time.Now()
 	go func() {
-		defer close(churn)
+		defer close(done)
 		tick := time.NewTicker(10 * time.Millisecond) // 100 changes/s
 		defer tick.Stop()
 		for i := 0; ; i++ {
@@ -172,20 +181,19 @@ func BenchmarkPropagationLoaded(b *testing.B) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				// Move one loaded instance to another address: a real
-				// change, which leaves the instance counts alone.
-				// Errors end the churn; the measurement reports what it saw.
+				// Errors end nothing; the measurement reports what it saw.
 				n := i % loaded
-				if tryPut(t.zone2, fmt.Sprintf("load-%d", n), fmt.Sprintf("svc-%d", n%1000), 2<<20+i, 10000+n%1000) == nil {
+				if tryPut(zoneURL, fmt.Sprintf("load-%d", n), fmt.Sprintf("svc-%d", n%1000), 2<<20+i, 10000+n%1000) == nil {
 					churned.Add(1)
 				}
 			}
 		}
 	}()
-	measure(b, t, "loaded")
-	cancel()
-	<-churn
-	b.ReportMetric(float64(churned.Load())/time.Since(churnStart).Seconds(), "churn-changes/s")
+	return func() float64 {
+		cancel()
+		<-done
+		return float64(churned.Load()) / time.Since(churnStart).Seconds()
+	}
 }
 
 func get(url string) (int, []byte) {
