@@ -56,12 +56,7 @@ Examples:
 			if len(q) > 0 {
 				path += "?" + q.Encode()
 			}
-			data, _, err := c.do(cmd.Context(), "GET", path, nil)
-			if err != nil {
-				return err
-			}
-			_, err = cmd.OutOrStdout().Write(data)
-			return err
+			return c.copyTo(cmd.Context(), cmd.OutOrStdout(), path)
 		},
 	}
 	cmd.Flags().StringVar(&mesh, "mesh", "default", "the Dataplane's mesh")

@@ -122,3 +122,13 @@ func (c *client) get(ctx context.Context, d *resource.Descriptor, mesh, name str
 	}
 	return resource.Decode(data)
 }
+
+// copyTo writes the API's answer to GET path to w as it is.
+func (c *client) copyTo(ctx context.Context, w io.Writer, path string) error {
+	data, _, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	return err
+}

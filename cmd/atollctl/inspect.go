@@ -33,12 +33,7 @@ Examples:
 				}
 				path += "?kind=" + kind
 			}
-			data, _, err := c.do(cmd.Context(), "GET", path, nil)
-			if err != nil {
-				return err
-			}
-			_, err = cmd.OutOrStdout().Write(data)
-			return err
+			return c.copyTo(cmd.Context(), cmd.OutOrStdout(), path)
 		},
 	}
 	cmd.Flags().StringVar(&mesh, "mesh", "default", "the Dataplane's mesh")

@@ -141,20 +141,9 @@ func model(in Input) []*servicePort {
 			if se.GetZone() == in.Zone {
 				continue
 			}
-			// Usually one port: the endpoints of a port run together.
-			eps := se.GetEndpoints()
-			for i := 0; i < len(eps); {
-				j := i
-				for j < len(eps) && eps[j].GetPort() == eps[i].GetPort() {
-					j++
-				}
-				ws := make([]weighted, 0, j-i)
-				for _, e := range eps[i:j] {
-					ws = append(ws, weighted{addr: e.GetAddress(), port: e.GetPort(), weight: 1})
-				}
-				remote(get(se.GetService(), eps[i].GetPort()), se.GetZone(), ws...)
-				i = j
-			}
+			portRuns(se, func(port uint32, ws []weighted) {
+				remote(get(se.GetService(), port), se.GetZone(), ws...)
+			})
 		}
 	} else {
 		for _, r := range in.Ingresses {
@@ -203,6 +192,24 @@ func mergeGroups(gs []endpointGroup) []endpointGroup {
 		sortWeighted(g.endpoints)
 	}
 	return gs
+}
+
+// portRuns calls fn with each run of se's endpoints that share a port
+// (usually one run: instances of a service share its port).
+func portRuns(se *v1alpha1.ServiceEndpoints, fn func(port uint32, ws []weighted)) {
+	eps := se.GetEndpoints()
+	for i := 0; i < len(eps); {
+		j := i
+		for j < len(eps) && eps[j].GetPort() == eps[i].GetPort() {
+			j++
+		}
+		ws := make([]weighted, 0, j-i)
+		for _, e := range eps[i:j] {
+			ws = append(ws, weighted{addr: e.GetAddress(), port: e.GetPort(), weight: 1})
+		}
+		fn(eps[i].GetPort(), ws)
+		i = j
+	}
 }
 
 func sortWeighted(ws []weighted) {

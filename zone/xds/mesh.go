@@ -149,20 +149,10 @@ func (m *meshConfig) contributions(r *resource.Resource) []contribution {
 			return nil
 		}
 		// Usually one port: one contribution holding every endpoint.
-		eps := spec.GetEndpoints()
-		for i := 0; i < len(eps); {
-			j := i
-			for j < len(eps) && eps[j].GetPort() == eps[i].GetPort() {
-				j++
-			}
-			ws := make([]weighted, 0, j-i)
-			for _, e := range eps[i:j] {
-				ws = append(ws, weighted{addr: e.GetAddress(), port: e.GetPort(), weight: 1})
-			}
-			out = append(out, contribution{cluster: ClusterName(spec.GetService(), eps[i].GetPort()),
-				id: clusterID{spec.GetService(), eps[i].GetPort()}, zone: spec.GetZone(), eps: ws})
-			i = j
-		}
+		portRuns(spec, func(port uint32, ws []weighted) {
+			out = append(out, contribution{cluster: ClusterName(spec.GetService(), port),
+				id: clusterID{spec.GetService(), port}, zone: spec.GetZone(), eps: ws})
+		})
 		out = mergeContributions(out)
 	case *v1alpha1.ZoneIngress:
 		net := spec.GetNetworking()
