@@ -78,7 +78,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cache := store.NewCache(st, resource.MeshType, resource.ZoneType, resource.ZoneInsightType,
 		resource.ZoneIngressType, resource.VIPTableType)
 	sync := newZoneSync(st, cache, instanceID, cfg.KDS.WithdrawOfflineAfter, reg, log.With("component", "kds"))
-	kdsEP, err := startKDS(cfg, sync, instanceID, log.With("component", "kds"))
+	kdsEP, err := startKDS(ctx, cfg, sync, instanceID, log.With("component", "kds"))
 	if err != nil {
 		return err
 	}
@@ -116,9 +116,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return api.Run(ctx) })
 	g.Go(func() error { return sync.Run(ctx, min(10*time.Second, cfg.KDS.ZoneOfflineAfter/3)) })
 	g.Go(func() error { return allocator.Run(ctx) })
-	if kdsEP.renew != nil {
-		g.Go(func() error { return kdsEP.renew(ctx) })
-	}
 	g.Go(func() error {
 		errc := make(chan error, 1)
 		go func() { errc <- kdsEP.server.Serve(kdsEP.listener) }()

@@ -31,16 +31,14 @@ type kdsEndpoint struct {
 	listener net.Listener
 	// caPEM is the generated CA, served at /kds-ca.pem (nil otherwise).
 	caPEM []byte
-	// renew keeps a generated certificate current until ctx ends (nil
-	// with a configured certificate, which is followed on disk).
-	renew func(ctx context.Context) error
 }
 
 // startKDS binds the KDS listener and prepares its gRPC server. With no
 // certificate configured it keeps a CA and certificate in the data
 // directory. Either way the certificate files are followed: a certificate
 // replaced on disk is served from the next connection on.
-func startKDS(cfg Config, handler kds.ZoneHandler, instanceID string, log *slog.Logger) (*kdsEndpoint, error) {
+// A generated certificate is kept current until ctx ends.
+func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, instanceID string, log *slog.Logger) (*kdsEndpoint, error) {
 	srv := kds.NewServer(kds.ServerConfig{
 		Handler:    handler,
 		InstanceID: instanceID,
@@ -59,27 +57,24 @@ func startKDS(cfg Config, handler kds.ZoneHandler, instanceID string, log *slog.
 		if certFile == "" {
 			dir := filepath.Join(cfg.DataDir, "kds-tls")
 			hosts := func() []string { return append(certs.DefaultHosts(), cfg.KDS.TLSSANs...) }
-			files, err := ensureKDSCert(dir, hosts(), log)
+			files, err := certs.Maintain(ctx, dir, hosts, kdsCertValidity, 12*time.Hour, func(out certs.Outcome, err error) {
+				switch {
+				case err != nil:
+					log.Error("keeping the KDS certificate current failed; retrying in 12h", "dir", dir, "error", err)
+				case out.ReplacedCA:
+					log.Warn("generated a new KDS CA: zones that trusted the previous one must fetch /kds-ca.pem again", "dir", dir, "reason", out.Reason)
+				case out.CreatedCA:
+					log.Info("generated a KDS CA and certificate; zones fetch the CA from /kds-ca.pem", "dir", dir)
+				case out.Issued:
+					log.Info("re-issued the KDS certificate with the same CA", "reason", out.Reason, "dir", dir)
+				}
+			})
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("dataDir: keeping the KDS certificate in %s: %w", dir, err)
 			}
 			certFile, keyFile = files.Cert, files.Key
 			if ep.caPEM, err = os.ReadFile(files.CA); err != nil {
 				return nil, err
-			}
-			ep.renew = func(ctx context.Context) error {
-				tick := time.NewTicker(12 * time.Hour)
-				defer tick.Stop()
-				for {
-					select {
-					case <-ctx.Done():
-						return nil
-					case <-tick.C:
-						if _, err := ensureKDSCert(dir, hosts(), log); err != nil {
-							log.Error("renewing the KDS certificate failed; retrying in 12h", "error", err)
-						}
-					}
-				}
 			}
 		}
 		reloader, err := certs.NewReloader(certFile, keyFile)
@@ -96,24 +91,6 @@ func startKDS(cfg Config, handler kds.ZoneHandler, instanceID string, log *slog.
 	}
 	ep.listener = ln
 	return ep, nil
-}
-
-// ensureKDSCert keeps the generated KDS certificate current and says what
-// it did.
-func ensureKDSCert(dir string, hosts []string, log *slog.Logger) (certs.Files, error) {
-	files, out, err := certs.EnsureSelfSigned(dir, hosts, kdsCertValidity)
-	if err != nil {
-		return files, fmt.Errorf("dataDir: keeping the KDS certificate in %s: %w", dir, err)
-	}
-	switch {
-	case out.ReplacedCA:
-		log.Warn("generated a new KDS CA: zones that trusted the previous one must fetch /kds-ca.pem again", "dir", dir, "reason", out.Reason)
-	case out.CreatedCA:
-		log.Info("generated a KDS CA and certificate; zones fetch the CA from /kds-ca.pem", "dir", dir)
-	case out.Issued:
-		log.Info("re-issued the KDS certificate with the same CA", "reason", out.Reason, "dir", dir)
-	}
-	return files, nil
 }
 
 // stopGRPC stops at once: KDS streams never end on their own, so a

@@ -6,6 +6,7 @@ package certs
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -321,4 +322,30 @@ func (r *Reloader) keep(err error) (*tls.Certificate, error) {
 		return r.cert, nil
 	}
 	return nil, err
+}
+
+// Maintain keeps the self-signed certificate in dir current until ctx
+// ends: EnsureSelfSigned now, then every interval with the hosts of that
+// moment (addresses change). report is told each outcome; Maintain returns
+// the files and the first error only.
+func Maintain(ctx context.Context, dir string, hosts func() []string, validity, interval time.Duration, report func(Outcome, error)) (Files, error) {
+	files, out, err := EnsureSelfSigned(dir, hosts(), validity)
+	report(out, err)
+	if err != nil {
+		return files, err
+	}
+	go func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				_, out, err := EnsureSelfSigned(dir, hosts(), validity)
+				report(out, err)
+			}
+		}
+	}()
+	return files, nil
 }
