@@ -58,6 +58,12 @@ type XDS struct {
 	// RequireTokens refuses Dataplanes' proxies that do not present the
 	// token of the bootstrap the zone serves (the ingress always must).
 	RequireTokens bool `yaml:"requireTokens" json:"requireTokens"`
+	// TLS serves xDS over TLS, with a CA and certificate the zone keeps in
+	// dataDir/xds-tls (the CA at GET /xds-ca.pem, and in the bootstraps).
+	TLS bool `yaml:"tls" json:"tls"`
+	// TLSSANs are further DNS names and IP addresses the certificate
+	// covers, besides loopback and this machine's host name and addresses.
+	TLSSANs []string `yaml:"tlsSANs" json:"tlsSANs"`
 }
 
 // DNS configures the zone's DNS server.
@@ -93,7 +99,7 @@ func Default() Config {
 		DataDir: "/var/lib/atoll/zone",
 		Ingress: Ingress{Address: "127.0.0.1", Port: 10001},
 		DNS:     DNS{Addr: ":5653", Domain: "mesh", TTL: 5 * time.Second},
-		XDS:     XDS{Addr: ":5678"},
+		XDS:     XDS{Addr: ":5678", TLSSANs: []string{}},
 		VIPCIDR: "240.0.0.0/4",
 		Log:     logging.Default(),
 	}
@@ -137,6 +143,14 @@ func (c Config) Validate() error {
 	for field, p := range map[string]int{"ingress.port": c.Ingress.Port, "ingress.advertisedPort": c.Ingress.AdvertisedPort} {
 		if p < 0 || p > 65535 || (p == 0 && field == "ingress.port") {
 			add(fmt.Errorf("%s: %d is out of range: use 1-65535", field, p))
+		}
+	}
+	if len(c.XDS.TLSSANs) > 0 && !c.XDS.TLS {
+		add(errors.New("xds.tlsSANs: names for the xDS certificate, but xds.tls is off: turn it on, or drop them"))
+	}
+	for i, san := range c.XDS.TLSSANs {
+		if net.ParseIP(san) == nil && !config.IsDNSName(san) {
+			add(fmt.Errorf("xds.tlsSANs[%d]: %q is neither an IP address nor a DNS name (e.g. zone-1.example.com, 10.0.0.5; no port, no scheme)", i, san))
 		}
 	}
 	if c.XDS.Addr != "" {

@@ -3,6 +3,7 @@ package zone
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -114,9 +115,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("dataDir: the xDS token key: %w", err)
 		}
+		var xdsTLS *tls.Config
+		var xdsCA []byte
+		if cfg.XDS.TLS {
+			if xdsTLS, xdsCA, err = xdsCertificate(ctx, cfg, log.With("component", "xds")); err != nil {
+				return err
+			}
+		}
 		xdsServer = xds.NewServer(xds.Config{
 			Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: res.VIPs,
-			Ingress: ingress, TokenKey: tokenKey, RequireTokens: cfg.XDS.RequireTokens,
+			Ingress: ingress, TokenKey: tokenKey, RequireTokens: cfg.XDS.RequireTokens, TLS: xdsTLS, CAPEM: xdsCA,
 			Debounce: kds.DefaultDebounce, Log: log.With("component", "xds"), Registry: reg,
 		})
 		res.onChange = xdsServer.Changed
@@ -124,6 +132,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/xds/config", xdsServer.ConfigHandler)
 		mux.HandleFunc("GET /zoneingresses/{name}/xds", xdsServer.IngressHandler)
 		mux.HandleFunc("GET /proxies", xdsServer.ListHandler)
+		mux.HandleFunc("GET /xds-ca.pem", xdsServer.CAHandler)
 		mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/bootstrap", xdsServer.BootstrapHandler)
 		mux.HandleFunc("GET /zoneingresses/{name}/bootstrap", xdsServer.IngressBootstrapHandler)
 	}
@@ -183,6 +192,36 @@ func ingressTLS(cfg Config) (xds.IngressConfig, error) {
 		return xds.IngressConfig{}, fmt.Errorf("dataDir: reading the ingress certificate: %w", err)
 	}
 	return out, nil
+}
+
+// xdsCertificate keeps the xDS server's CA and certificate in
+// dataDir/xds-tls current while the zone runs, and returns the server's TLS
+// configuration and the CA.
+func xdsCertificate(ctx context.Context, cfg Config, log *slog.Logger) (*tls.Config, []byte, error) {
+	dir := filepath.Join(cfg.DataDir, "xds-tls")
+	hosts := func() []string { return append(certs.DefaultHosts(), cfg.XDS.TLSSANs...) }
+	files, err := certs.Maintain(ctx, dir, hosts, 365*24*time.Hour, 12*time.Hour, func(out certs.Outcome, err error) {
+		switch {
+		case err != nil:
+			log.Error("keeping the xDS certificate current failed; retrying in 12h", "dir", dir, "error", err)
+		case out.ReplacedCA:
+			log.Warn("generated a new xDS CA: proxies need bootstraps (or /xds-ca.pem) fetched again", "dir", dir, "reason", out.Reason)
+		case out.Issued:
+			log.Info("issued the xDS certificate", "reason", out.Reason, "dir", dir)
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("dataDir: keeping the xDS certificate in %s: %w", dir, err)
+	}
+	ca, err := os.ReadFile(files.CA)
+	if err != nil {
+		return nil, nil, err
+	}
+	reloader, err := certs.NewReloader(files.Cert, files.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &tls.Config{GetCertificate: reloader.GetCertificate, MinVersion: tls.VersionTLS12}, ca, nil
 }
 
 func instanceName(zone string) string {

@@ -24,6 +24,8 @@ var zoneSettings = []setting{
 	{"dns-addr", "dns.addr", "DNS server listen address (UDP and TCP); empty disables it"},
 	{"xds-addr", "xds.addr", "xDS server listen address (gRPC) for Envoy sidecars and proxyless gRPC clients; empty disables it"},
 	{"xds-require-tokens", "xds.requireTokens", "refuse Dataplanes' proxies without the token of the bootstrap the zone serves (the ingress always needs one)"},
+	{"xds-tls", "xds.tls", "serve xDS over TLS with a certificate the zone keeps in the data dir (CA at /xds-ca.pem and in the bootstraps)"},
+	{"xds-tls-san", "xds.tlsSANs", "further DNS names or IP addresses the xDS certificate covers (repeat or comma-separate)"},
 	{"dns-domain", "dns.domain", "domain the DNS server answers for"},
 	{"dns-ttl", "dns.ttl", "TTL of DNS answers"},
 	{"dns-upstream", "dns.upstream", "host:port to forward queries outside the domain to; empty refuses them"},

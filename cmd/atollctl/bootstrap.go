@@ -2,13 +2,16 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 )
 
 func bootstrapCommand(c *client) *cobra.Command {
-	var mesh, kind, xds string
+	var mesh, kind, xds, caFile string
 	cmd := &cobra.Command{
 		Use:   "bootstrap (dataplane NAME | ingress ZONE)",
 		Short: "Print the bootstrap a proxy starts with: its zone's xDS server and its node.id (JSON)",
@@ -24,7 +27,9 @@ Examples:
   envoy -c envoy.json
   atollctl --api-url http://127.0.0.1:5691 bootstrap dataplane kong --kind proxyless > xds.json
   GRPC_XDS_BOOTSTRAP=xds.json ./my-grpc-client   # dials xds:///backend.mesh:9001
-  atollctl --api-url http://127.0.0.1:5691 bootstrap ingress zone-1 --xds 10.0.0.5:5678`,
+  atollctl --api-url http://127.0.0.1:5691 bootstrap ingress zone-1 --xds 10.0.0.5:5678
+  # a zone serving xDS over TLS (--xds-tls): gRPC clients read its CA from a file
+  atollctl --api-url http://127.0.0.1:5691 bootstrap dataplane kong --kind proxyless --ca-file /etc/atoll/xds-ca.pem > xds.json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 2 || (args[0] != "dataplane" && args[0] != "dp" && args[0] != "ingress" && args[0] != "zoneingress") {
 				return fmt.Errorf("usage: atollctl bootstrap dataplane NAME [--mesh MESH] [--kind envoy|proxyless] [--xds HOST:PORT], or bootstrap ingress ZONE [--xds HOST:PORT]")
@@ -48,6 +53,24 @@ Examples:
 				if kind != "" {
 					q.Set("kind", kind)
 				}
+				if caFile != "" {
+					if kind != "proxyless" {
+						return fmt.Errorf("--ca-file is for --kind proxyless: an Envoy bootstrap carries the CA itself")
+					}
+					abs, err := filepath.Abs(caFile)
+					if err != nil {
+						return err
+					}
+					// The zone's xDS CA, where the bootstrap says the client finds it.
+					ca, _, err := c.do(cmd.Context(), http.MethodGet, "/xds-ca.pem", nil)
+					if err != nil {
+						return err
+					}
+					if err := os.WriteFile(abs, ca, 0o644); err != nil {
+						return fmt.Errorf("--ca-file: %w", err)
+					}
+					q.Set("ca-file", abs)
+				}
 				path = "/meshes/" + url.PathEscape(mesh) + "/dataplanes/" + url.PathEscape(args[1]) + "/bootstrap"
 			}
 			if xds != "" {
@@ -62,5 +85,6 @@ Examples:
 	cmd.Flags().StringVar(&mesh, "mesh", "default", "the Dataplane's mesh")
 	cmd.Flags().StringVar(&kind, "kind", "", "envoy (default) or proxyless (grpc-go's xDS client)")
 	cmd.Flags().StringVar(&xds, "xds", "", "the zone's xDS server as the proxy reaches it (HOST:PORT); default: as the zone listens")
+	cmd.Flags().StringVar(&caFile, "ca-file", "", "with --kind proxyless and a zone serving xDS over TLS: write the zone's xDS CA to this file, which the bootstrap names")
 	return cmd
 }

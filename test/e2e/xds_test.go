@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -13,10 +16,12 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
@@ -399,5 +404,79 @@ func TestIngressProxyRoutesBySNI(t *testing.T) {
 	}
 	if status, body := call(t, "GET", z.apiURL+"/zoneingresses/zone-1/xds", ""); status != 200 || !strings.Contains(body, `"kind":"ingress"`) {
 		t.Errorf("GET /zoneingresses/zone-1/xds: %d %s", status, body)
+	}
+}
+
+// A zone serving xDS over TLS: the bootstraps it serves connect over TLS
+// to it (grpc-go's client reaches a backend through it), and a plaintext
+// client gets nothing.
+func TestXDSOverTLS(t *testing.T) {
+	xdsAddr := freePort(t)
+	z := startZone(t, "zone-1", t.TempDir(), "--xds-addr", xdsAddr, "--xds-tls")
+	if status, body := call(t, "PUT", z.apiURL+"/meshes/default/dataplanes/kong", kongJSON); status != 201 {
+		t.Fatalf("%d %s", status, body)
+	}
+	_, port := startBackends(t, []string{"local-1"}, []string{"127.0.0.2"})
+	if status, body := call(t, "PUT", z.apiURL+"/meshes/default/dataplanes/local-1", dataplaneJSON("local-1", "127.0.0.2", port)); status != 201 {
+		t.Fatalf("%d %s", status, body)
+	}
+
+	if _, errOut, err := atollctl(t, "", "--api-url", z.apiURL, "bootstrap", "dataplane", "kong", "--kind", "proxyless"); err == nil || !strings.Contains(errOut, "--ca-file") {
+		t.Errorf("a proxyless bootstrap without a CA file from a TLS zone: %v %q", err, errOut)
+	}
+	caFile := filepath.Join(t.TempDir(), "xds-ca.pem")
+	bootstrap, errOut, err := atollctl(t, "", "--api-url", z.apiURL, "bootstrap", "dataplane", "kong", "--kind", "proxyless", "--ca-file", caFile)
+	if err != nil || !strings.Contains(bootstrap, `"tls"`) {
+		t.Fatalf("atollctl bootstrap --ca-file: %v %q\n%s", err, errOut, bootstrap)
+	}
+	if _, body := call(t, "GET", z.apiURL+"/xds-ca.pem", ""); !strings.HasPrefix(body, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("/xds-ca.pem: %q", body)
+	}
+	client := xdsClientFromBootstrap(t, []byte(bootstrap), "xds:///backend.mesh:"+port)
+	waitReached(t, client, "the local backend over xDS with TLS", "local-1")
+
+	// Envoy's bootstrap carries the CA; the ADS connection it describes
+	// works, and a plaintext one does not.
+	out, errOut, err := atollctl(t, "", "--api-url", z.apiURL, "bootstrap", "dataplane", "kong")
+	if err != nil {
+		t.Fatalf("%v %q", err, errOut)
+	}
+	var boot bootstrapv3.Bootstrap
+	if err := protojson.Unmarshal([]byte(out), &boot); err != nil || boot.ValidateAll() != nil {
+		t.Fatalf("Envoy bootstrap: %v %v", err, boot.ValidateAll())
+	}
+	var upstream tlsv3.UpstreamTlsContext
+	if err := boot.GetStaticResources().GetClusters()[0].GetTransportSocket().GetTypedConfig().UnmarshalTo(&upstream); err != nil {
+		t.Fatalf("Envoy bootstrap without TLS to the xDS server: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(upstream.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetInlineBytes()) {
+		t.Fatal("the Envoy bootstrap's CA does not parse")
+	}
+	host, _, _ := net.SplitHostPort(xdsAddr)
+	ads := func(creds credentials.TransportCredentials) error {
+		conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		if err == nil {
+			node := boot.GetNode()
+			node.UserAgentName = "envoy"
+			err = stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType})
+		}
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		return err
+	}
+	if err := ads(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: host})); err != nil {
+		t.Errorf("ADS over TLS as the Envoy bootstrap says: %v", err)
+	}
+	if err := ads(insecure.NewCredentials()); err == nil {
+		t.Error("a plaintext ADS client got a configuration from a TLS zone")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -15,7 +16,9 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -39,11 +42,18 @@ const EnvoyAdminPort = 9901
 
 // EnvoyBootstrap is the bootstrap of an Envoy with node.id nodeID and its
 // token fetching everything over ADS from the xDS server at xds
-// (host:port; the host may be a name, resolved by Envoy).
-func EnvoyBootstrap(nodeID, cluster, xds, token string) (*bootstrapv3.Bootstrap, error) {
+// (host:port; the host may be a name, resolved by Envoy). With caPEM, the
+// connection is TLS, verified against that CA and the host.
+func EnvoyBootstrap(nodeID, cluster, xds, token string, caPEM []byte) (*bootstrapv3.Bootstrap, error) {
 	host, port, err := splitXDSAddress(xds)
 	if err != nil {
 		return nil, err
+	}
+	var transport *corev3.TransportSocket
+	if caPEM != nil {
+		if transport, err = xdsTLS(host, caPEM); err != nil {
+			return nil, err
+		}
 	}
 	h2, err := anypb.New(&httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 		ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
@@ -78,6 +88,7 @@ func EnvoyBootstrap(nodeID, cluster, xds, token string) (*bootstrapv3.Bootstrap,
 			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
 			ConnectTimeout:                durationpb.New(5 * time.Second),
 			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
+			TransportSocket:               transport,
 			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: xdsClusterName, Endpoints: []*endpointv3.LocalityLbEndpoints{{
 				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 					Address: socketAddress(host, uint32(port)),
@@ -104,12 +115,19 @@ func EnvoyBootstrapJSON(b *bootstrapv3.Bootstrap) ([]byte, error) {
 
 // GRPCBootstrap is the bootstrap of grpc-go's xDS client (GRPC_XDS_BOOTSTRAP)
 // with node.id nodeID and its token, and the xDS server at xds (host:port).
-func GRPCBootstrap(nodeID, xds, token string) ([]byte, error) {
+// With caFile (the path of the CA on the client's machine) the connection
+// is TLS, verified against that CA.
+func GRPCBootstrap(nodeID, xds, token, caFile string) ([]byte, error) {
 	if _, _, err := splitXDSAddress(xds); err != nil {
 		return nil, err
 	}
 	type creds struct {
-		Type string `json:"type"`
+		Type   string            `json:"type"`
+		Config map[string]string `json:"config,omitempty"`
+	}
+	channel := creds{Type: "insecure"}
+	if caFile != "" {
+		channel = creds{Type: "tls", Config: map[string]string{"ca_certificate_file": caFile}}
 	}
 	type server struct {
 		URI      string   `json:"server_uri"`
@@ -124,7 +142,7 @@ func GRPCBootstrap(nodeID, xds, token string) ([]byte, error) {
 		Servers []server `json:"xds_servers"`
 		Node    node     `json:"node"`
 	}{
-		Servers: []server{{URI: xds, Creds: []creds{{Type: "insecure"}}, Features: []string{"xds_v3"}}},
+		Servers: []server{{URI: xds, Creds: []creds{channel}, Features: []string{"xds_v3"}}},
 		Node:    node{ID: nodeID, Metadata: map[string]string{TokenMetadataKey: token}},
 	}, "", "  ")
 	if err != nil {
@@ -213,7 +231,7 @@ func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, 
 	var body []byte
 	switch kind := r.URL.Query().Get("kind"); {
 	case kind == "" || kind == "envoy":
-		b, err := EnvoyBootstrap(nodeID, cluster, xds, s.Token(nodeID))
+		b, err := EnvoyBootstrap(nodeID, cluster, xds, s.Token(nodeID), s.cfg.CAPEM)
 		if err != nil {
 			bad(err)
 			return
@@ -223,7 +241,16 @@ func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, 
 			return
 		}
 	case (kind == "proxyless" || kind == "grpc") && grpcAllowed:
-		if body, err = GRPCBootstrap(nodeID, xds, s.Token(nodeID)); err != nil {
+		caFile := r.URL.Query().Get("ca-file")
+		switch {
+		case s.cfg.CAPEM != nil && !filepath.IsAbs(caFile):
+			bad(fmt.Errorf("this zone serves xDS over TLS: give ca-file, the absolute path where the client finds the CA (GET /xds-ca.pem; atollctl bootstrap --ca-file writes it)"))
+			return
+		case s.cfg.CAPEM == nil && caFile != "":
+			bad(fmt.Errorf("ca-file: this zone serves xDS in plaintext (xds.tls is off)"))
+			return
+		}
+		if body, err = GRPCBootstrap(nodeID, xds, s.Token(nodeID), caFile); err != nil {
 			bad(err)
 			return
 		}
@@ -237,4 +264,35 @@ func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, 
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(body)
+}
+
+// xdsTLS is the transport socket of Envoy's connection to the xDS server:
+// TLS verified against caPEM, the server's certificate naming host.
+func xdsTLS(host string, caPEM []byte) (*corev3.TransportSocket, error) {
+	san := &tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_DNS,
+		Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}}}
+	sni := host
+	if _, err := netip.ParseAddr(host); err == nil {
+		san.SanType, sni = tlsv3.SubjectAltNameMatcher_IP_ADDRESS, ""
+	}
+	ctx, err := anypb.New(&tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa:                 &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: caPEM}},
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san},
+		}},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: ctx}}, nil
+}
+
+// CAHandler serves GET /xds-ca.pem: the CA of the xDS server's certificate.
+func (s *Server) CAHandler(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.CAPEM == nil {
+		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "this zone serves xDS in plaintext (xds.tls is off)"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Write(s.cfg.CAPEM)
 }

@@ -10,6 +10,7 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -23,7 +24,7 @@ func TestEnvoyBootstrap(t *testing.T) {
 		{"[fd00::5]:5678", clusterv3.Cluster_STATIC},
 		{"zone-1.example:5678", clusterv3.Cluster_STRICT_DNS},
 	} {
-		b, err := EnvoyBootstrap("default.kong", "default", c.xds, "tok")
+		b, err := EnvoyBootstrap("default.kong", "default", c.xds, "tok", nil)
 		if err != nil {
 			t.Fatalf("%s: %v", c.xds, err)
 		}
@@ -38,7 +39,7 @@ func TestEnvoyBootstrap(t *testing.T) {
 			t.Errorf("%s: %v", c.xds, b)
 		}
 	}
-	b, err := EnvoyBootstrap("default.kong", "default", "10.0.0.5:5678", "tok")
+	b, err := EnvoyBootstrap("default.kong", "default", "10.0.0.5:5678", "tok", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,17 +57,17 @@ func TestEnvoyBootstrap(t *testing.T) {
 
 func TestBootstrapRefusesBadXDSAddresses(t *testing.T) {
 	for _, xds := range []string{"", "10.0.0.5", ":5678", "10.0.0.5:0", "10.0.0.5:65536", "10.0.0.5:x"} {
-		if _, err := EnvoyBootstrap("default.kong", "default", xds, "tok"); err == nil || !strings.Contains(err.Error(), "xDS address") {
+		if _, err := EnvoyBootstrap("default.kong", "default", xds, "tok", nil); err == nil || !strings.Contains(err.Error(), "xDS address") {
 			t.Errorf("Envoy bootstrap for %q: %v, want an error naming the address", xds, err)
 		}
-		if _, err := GRPCBootstrap("default.kong", xds, "tok"); err == nil {
+		if _, err := GRPCBootstrap("default.kong", xds, "tok", ""); err == nil {
 			t.Errorf("gRPC bootstrap for %q: no error", xds)
 		}
 	}
 }
 
 func TestGRPCBootstrap(t *testing.T) {
-	b, err := GRPCBootstrap("default.kong", "10.0.0.5:5678", "tok")
+	b, err := GRPCBootstrap("default.kong", "10.0.0.5:5678", "tok", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,4 +122,41 @@ func mustAddrPort(t *testing.T, s string) netip.AddrPort {
 		t.Fatal(err)
 	}
 	return ap
+}
+
+// With the zone's CA, bootstraps connect over TLS and verify the server.
+func TestBootstrapsOverTLS(t *testing.T) {
+	ca := []byte("-----BEGIN CERTIFICATE-----\nfixture\n-----END CERTIFICATE-----\n")
+	for _, c := range []struct {
+		xds, sni string
+		san      tlsv3.SubjectAltNameMatcher_SanType
+	}{
+		{"10.0.0.5:5678", "", tlsv3.SubjectAltNameMatcher_IP_ADDRESS},
+		{"zone-1.example:5678", "zone-1.example", tlsv3.SubjectAltNameMatcher_DNS},
+	} {
+		b, err := EnvoyBootstrap("default.kong", "default", c.xds, "tok", ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.ValidateAll(); err != nil {
+			t.Errorf("%s: %v", c.xds, err)
+		}
+		var ctx tlsv3.UpstreamTlsContext
+		if err := b.GetStaticResources().GetClusters()[0].GetTransportSocket().GetTypedConfig().UnmarshalTo(&ctx); err != nil {
+			t.Fatalf("%s: no TLS to the xDS server: %v", c.xds, err)
+		}
+		vc := ctx.GetCommonTlsContext().GetValidationContext()
+		host, _, _ := net.SplitHostPort(c.xds)
+		if string(vc.GetTrustedCa().GetInlineBytes()) != string(ca) || ctx.GetSni() != c.sni ||
+			vc.GetMatchTypedSubjectAltNames()[0].GetSanType() != c.san || vc.GetMatchTypedSubjectAltNames()[0].GetMatcher().GetExact() != host {
+			t.Errorf("%s: %v", c.xds, &ctx)
+		}
+	}
+	b, err := GRPCBootstrap("default.kong", "10.0.0.5:5678", "tok", "/etc/atoll/xds-ca.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"type": "tls"`) || !strings.Contains(string(b), `"ca_certificate_file": "/etc/atoll/xds-ca.pem"`) {
+		t.Errorf("gRPC bootstrap over TLS:\n%s", b)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
@@ -50,6 +52,10 @@ type Config struct {
 	// Ingress is where the zone's ingress listens and the certificate it
 	// presents; its proxy connects with node.id = the zone's name.
 	Ingress IngressConfig
+	// TLS, when set, serves xDS over TLS; CAPEM is the CA that signed its
+	// certificate, written into the bootstraps.
+	TLS   *tls.Config
+	CAPEM []byte
 	// TokenKey signs proxies' tokens (LoadOrCreateTokenKey); empty makes a
 	// key for this process only.
 	TokenKey []byte
@@ -189,12 +195,16 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("xdsAddr: %w", err)
 	}
 	s.bound.Store(ln.Addr())
-	srv := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	}
+	if s.cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
+	}
+	srv := grpc.NewServer(opts...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(srv, serverv3.NewServer(ctx, router{s}, s.callbacks()))
-	s.cfg.Log.Info("xds server listening", "addr", ln.Addr().String())
+	s.cfg.Log.Info("xds server listening", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	th := throttle.New(s.cfg.Debounce)
