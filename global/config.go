@@ -15,6 +15,11 @@ import (
 type Config struct {
 	// APIAddr is the REST API listener (also /healthz, /readyz, /metrics).
 	APIAddr string `yaml:"apiAddr" json:"apiAddr"`
+	// APITokenFile holds the API token callers from other machines must
+	// send; empty keeps a generated one in dataDir/api-token.
+	APITokenFile string `yaml:"apiTokenFile" json:"apiTokenFile"`
+	// APIAuthLoopback asks for the token from loopback callers too.
+	APIAuthLoopback bool `yaml:"apiAuthLoopback" json:"apiAuthLoopback"`
 	// KDSAddr is where zones connect (the KDS gRPC server).
 	KDSAddr string `yaml:"kdsAddr" json:"kdsAddr"`
 	// DataDir holds the embedded etcd's data.

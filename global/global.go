@@ -108,11 +108,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	apiserver.RegisterOps(mux, reg, apiserver.Check{Name: "etcd", Check: func(ctx context.Context) error {
 		return pingEtcd(ctx, client, cfg.Etcd)
 	}})
-	api, err := apiserver.Listen(cfg.APIAddr, apiserver.Instrument(reg, mux), log)
+	protected, tokenFile, err := apiserver.Protect(mux, cfg.APITokenFile, cfg.DataDir, cfg.APIAuthLoopback)
+	if err != nil {
+		return err
+	}
+	api, err := apiserver.Listen(cfg.APIAddr, apiserver.Instrument(reg, protected), log)
 	if err != nil {
 		return fmt.Errorf("apiAddr: %w", err)
 	}
-	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "kdsAddr", kdsEP.listener.Addr().String(), "etcd", endpoints, "instance", instanceID)
+	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "kdsAddr", kdsEP.listener.Addr().String(), "etcd", endpoints, "instance", instanceID, "apiTokenFile", tokenFile)
 	g.Go(func() error { return api.Run(ctx) })
 	g.Go(func() error { return sync.Run(ctx, min(10*time.Second, cfg.KDS.ZoneOfflineAfter/3)) })
 	g.Go(func() error { return allocator.Run(ctx) })

@@ -28,6 +28,11 @@ type Config struct {
 	Mode string `yaml:"mode" json:"mode"`
 	// APIAddr is the REST API listener (also /healthz, /readyz, /metrics).
 	APIAddr string `yaml:"apiAddr" json:"apiAddr"`
+	// APITokenFile holds the API token callers from other machines must
+	// send; empty keeps a generated one in dataDir/api-token.
+	APITokenFile string `yaml:"apiTokenFile" json:"apiTokenFile"`
+	// APIAuthLoopback asks for the token from loopback callers too.
+	APIAuthLoopback bool `yaml:"apiAuthLoopback" json:"apiAuthLoopback"`
 	// DataDir holds the zone's local state.
 	DataDir string `yaml:"dataDir" json:"dataDir"`
 	// GlobalAddress is the global's KDS address, grpcs://HOST:PORT. Empty

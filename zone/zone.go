@@ -145,11 +145,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		_, err := st.List(ctx, resource.MeshType, "")
 		return err
 	}})
-	api, err := apiserver.Listen(cfg.APIAddr, apiserver.Instrument(reg, mux), log)
+	protected, tokenFile, err := apiserver.Protect(mux, cfg.APITokenFile, cfg.DataDir, cfg.APIAuthLoopback)
+	if err != nil {
+		return err
+	}
+	api, err := apiserver.Listen(cfg.APIAddr, apiserver.Instrument(reg, protected), log)
 	if err != nil {
 		return fmt.Errorf("apiAddr: %w", err)
 	}
-	log.Info("zone control plane started", "component", "api", "zone", cfg.Zone, "mode", cfg.Mode, "apiAddr", api.Addr())
+	log.Info("zone control plane started", "component", "api", "zone", cfg.Zone, "mode", cfg.Mode, "apiAddr", api.Addr(), "apiTokenFile", tokenFile)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return api.Run(ctx) })

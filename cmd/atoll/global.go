@@ -11,6 +11,8 @@ import (
 
 var globalSettings = []setting{
 	{"api-addr", "apiAddr", "REST API listen address"},
+	{"api-token-file", "apiTokenFile", "file holding the API token callers on other machines must send; empty generates one in the data dir"},
+	{"api-auth-loopback", "apiAuthLoopback", "ask loopback callers for the API token too"},
 	{"kds-addr", "kdsAddr", "KDS (zone sync) listen address"},
 	{"data-dir", "dataDir", "directory for the global's data (embedded etcd)"},
 	{"etcd-endpoints", "etcd.endpoints", "external etcd endpoints, comma-separated; empty runs an embedded etcd"},

@@ -13,6 +13,8 @@ var zoneSettings = []setting{
 	{"zone", "zone", "this zone's name (lowercase letters, digits, '-')"},
 	{"mode", "mode", "where Dataplanes come from: universal (the API)"},
 	{"api-addr", "apiAddr", "REST API listen address"},
+	{"api-token-file", "apiTokenFile", "file holding the API token callers on other machines must send; empty generates one in the data dir"},
+	{"api-auth-loopback", "apiAuthLoopback", "ask loopback callers for the API token too"},
 	{"data-dir", "dataDir", "directory for the zone's state"},
 	{"global-address", "globalAddress", "the global's KDS address, grpcs://HOST:PORT"},
 	{"global-ca-file", "globalCAFile", "CA (PEM) that signed the global's KDS certificate; the global serves it at /kds-ca.pem"},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -21,6 +22,9 @@ type client struct {
 	baseURL string
 	timeout time.Duration
 	http    http.Client
+	// token is sent when set (--api-token-file, ATOLL_API_TOKEN).
+	token     string
+	tokenFile string
 }
 
 // apiError is an error answer of the API.
@@ -60,6 +64,13 @@ func (c *client) do(ctx context.Context, method, path string, body []byte) ([]by
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	token, err := c.apiToken()
+	if err != nil {
+		return nil, 0, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -131,4 +142,16 @@ func (c *client) copyTo(ctx context.Context, w io.Writer, path string) error {
 	}
 	_, err = w.Write(data)
 	return err
+}
+
+// apiToken is the token to send: the file's, else ATOLL_API_TOKEN's.
+func (c *client) apiToken() (string, error) {
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("--api-token-file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return c.token, nil
 }

@@ -31,6 +31,9 @@ func rootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&c.baseURL, "api-url", def, "URL of a control plane's REST API (env ATOLL_API_URL)")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", defaultTimeout, "timeout of each API request")
+	c.token = os.Getenv("ATOLL_API_TOKEN")
+	root.PersistentFlags().StringVar(&c.tokenFile, "api-token-file", os.Getenv("ATOLL_API_TOKEN_FILE"),
+		"file holding the control plane's API token, needed from other machines (the api-token file in its data dir; env ATOLL_API_TOKEN_FILE, or the token itself in ATOLL_API_TOKEN)")
 	root.AddCommand(applyCommand(c), getCommand(c), deleteCommand(c), inspectCommand(c), bootstrapCommand(c), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +217,39 @@ func TestGlobalRESTAPI(t *testing.T) {
 	}
 	if status, body = call(t, "GET", g.apiURL+"/healthz", ""); status != 200 {
 		t.Errorf("/healthz: %d %s", status, body)
+	}
+}
+
+// The API asks callers for its token (here from loopback too, as it does
+// from other machines); health, readiness, metrics and the KDS CA stay
+// open; atollctl sends the token from the control plane's api-token file.
+func TestAPIToken(t *testing.T) {
+	dir := t.TempDir()
+	g := startGlobal(t, dir, "--api-auth-loopback")
+	status, body := call(t, "GET", g.apiURL+"/meshes", "")
+	if status != http.StatusUnauthorized || !strings.Contains(body, "--api-token-file") {
+		t.Errorf("GET /meshes without the token: %d %s, want 401 saying how to send it", status, body)
+	}
+	for _, open := range []string{"/healthz", "/readyz", "/metrics", "/kds-ca.pem"} {
+		if status, body := call(t, "GET", g.apiURL+open, ""); status != http.StatusOK {
+			t.Errorf("GET %s without the token: %d %s, want it open", open, status, body)
+		}
+	}
+	tokenFile := filepath.Join(dir, "api-token")
+	if fi, err := os.Stat(tokenFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the generated token file: %v %v", fi, err)
+	}
+	if out, errOut, err := atollctl(t, "", "--api-url", g.apiURL, "--api-token-file", tokenFile, "get", "meshes"); err != nil || !strings.Contains(out, "default") {
+		t.Errorf("atollctl with the token file: %v %q\n%s", err, errOut, out)
+	}
+	if _, errOut, err := atollctl(t, "", "--api-url", g.apiURL, "get", "meshes"); err == nil || !strings.Contains(errOut, "--api-token-file") {
+		t.Errorf("atollctl without the token: %v %q", err, errOut)
+	}
+	req, _ := http.NewRequest("GET", g.apiURL+"/meshes", nil)
+	req.Header.Set("Authorization", "Bearer wrong-token-wrong-token")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a wrong token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 }
