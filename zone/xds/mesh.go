@@ -54,13 +54,13 @@ type meshConfig struct {
 // (Envoy gateways and sidecars share them): a mesh builds for the kinds of
 // proxy it has.
 func (m *meshConfig) serve(kind Kind, vips map[string]netip.Addr) {
-	upd := make(map[string]types.Resource, len(m.clusters)+len(m.local))
 	switch kind {
 	case Proxyless:
 		if m.withProxyless {
 			return
 		}
 		m.withProxyless = true
+		upd := make(map[string]types.Resource, len(m.clusters))
 		for name := range m.clusters {
 			upd[name] = edsCluster(name)
 		}
@@ -70,6 +70,7 @@ func (m *meshConfig) serve(kind Kind, vips map[string]netip.Addr) {
 			return
 		}
 		m.withGateway = true
+		upd := make(map[string]types.Resource, len(m.clusters)+len(m.local))
 		for name, id := range m.clusters {
 			upd[name] = m.envoyCluster(name, id)
 		}
