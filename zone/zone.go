@@ -111,7 +111,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		tokenKey, err := xds.LoadOrCreateTokenKey(filepath.Join(cfg.DataDir, "xds-token.key"))
+		tokenKey, err := certs.LoadOrCreateSecret(filepath.Join(cfg.DataDir, "xds-token.key"))
 		if err != nil {
 			return fmt.Errorf("dataDir: the xDS token key: %w", err)
 		}
@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		xdsServer = xds.NewServer(xds.Config{
 			Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: res.VIPs,
-			Ingress: ingress, TokenKey: tokenKey, RequireTokens: cfg.XDS.RequireTokens, TLS: xdsTLS, CAPEM: xdsCA,
+			Ingress: ingress, TokenKey: []byte(tokenKey), RequireTokens: cfg.XDS.RequireTokens, TLS: xdsTLS, CAPEM: xdsCA,
 			Debounce: kds.DefaultDebounce, Log: log.With("component", "xds"), Registry: reg,
 		})
 		res.onChange = xdsServer.Changed

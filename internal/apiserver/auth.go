@@ -1,17 +1,13 @@
 package apiserver
 
 import (
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/base64"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/atoll-mesh/atoll/internal/certs"
 )
 
 // The REST APIs change the mesh and hand out proxies' bootstrap tokens, so
@@ -25,35 +21,6 @@ import (
 // openPaths answer without a token.
 var openPaths = map[string]bool{
 	"/healthz": true, "/readyz": true, "/metrics": true, "/kds-ca.pem": true, "/xds-ca.pem": true,
-}
-
-// LoadOrCreateToken reads the API token from path, creating one (32
-// random bytes, base64url, mode 0600) the first time.
-func LoadOrCreateToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		token := strings.TrimSpace(string(b))
-		if len(token) < 16 {
-			return "", fmt.Errorf("%s: the API token is %d characters, want at least 16", path, len(token))
-		}
-		return token, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return "", err
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", err
-	}
-	token := base64.RawURLEncoding.EncodeToString(raw)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	return token, os.Rename(tmp, path)
 }
 
 // Authenticate lets through requests on open paths, from loopback (unless
@@ -87,7 +54,7 @@ func Protect(h http.Handler, tokenFile, dataDir string, loopbackToo bool) (http.
 	if tokenFile == "" {
 		tokenFile = filepath.Join(dataDir, "api-token")
 	}
-	token, err := LoadOrCreateToken(tokenFile)
+	token, err := certs.LoadOrCreateSecret(tokenFile)
 	if err != nil {
 		return nil, "", fmt.Errorf("apiTokenFile: %w", err)
 	}

@@ -3,8 +3,6 @@ package apiserver
 import (
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -40,23 +38,5 @@ func TestAuthenticate(t *testing.T) {
 		if w.Code != c.want || !strings.Contains(w.Body.String(), c.says) {
 			t.Errorf("%s: %d %s, want %d saying %q", c.name, w.Code, w.Body, c.want, c.says)
 		}
-	}
-}
-
-func TestAPITokenIsKept(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "api-token")
-	a, err := LoadOrCreateToken(path)
-	if err != nil || len(a) < 40 {
-		t.Fatalf("%q %v", a, err)
-	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("token file: %v %v, want mode 0600", fi, err)
-	}
-	if b, err := LoadOrCreateToken(path); err != nil || b != a {
-		t.Errorf("second load: %q %v, want %q", b, err, a)
-	}
-	os.WriteFile(path, []byte("short\n"), 0o600)
-	if _, err := LoadOrCreateToken(path); err == nil || !strings.Contains(err.Error(), path) {
-		t.Errorf("a short token: %v, want an error naming the file", err)
 	}
 }

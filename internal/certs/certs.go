@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -246,7 +247,12 @@ func serial() *big.Int {
 }
 
 func writePEM(path, kind string, der []byte, mode os.FileMode) error {
-	data := pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der})
+	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), mode)
+}
+
+// writeFile replaces path with data whole: a reader sees the old file or
+// the new one.
+func writeFile(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, mode); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -348,4 +354,29 @@ func Maintain(ctx context.Context, dir string, hosts func() []string, validity, 
 		}
 	}()
 	return files, nil
+}
+
+// LoadOrCreateSecret reads a secret (one line of text) from path, creating
+// it the first time: 32 random bytes, base64url, in a file of mode 0600.
+func LoadOrCreateSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		secret := strings.TrimSpace(string(b))
+		if len(secret) < 16 {
+			return "", fmt.Errorf("%s: %d characters, want at least 16 (remove the file to make a new one)", path, len(secret))
+		}
+		return secret, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	secret := base64.RawURLEncoding.EncodeToString(raw)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	return secret, writeFile(path, []byte(secret+"\n"), 0o600)
 }

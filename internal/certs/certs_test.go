@@ -194,3 +194,24 @@ func TestReloaderFollowsTheFiles(t *testing.T) {
 		t.Error("a missing certificate file loaded")
 	}
 }
+
+func TestSecretIsKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "api-token")
+	a, err := LoadOrCreateSecret(path)
+	if err != nil || len(a) < 40 {
+		t.Fatalf("%q %v", a, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("secret file: %v %v, want mode 0600", fi, err)
+	}
+	if b, err := LoadOrCreateSecret(path); err != nil || b != a {
+		t.Errorf("second load: %q %v, want %q", b, err, a)
+	}
+	if other, _ := LoadOrCreateSecret(filepath.Join(t.TempDir(), "x")); other == a {
+		t.Error("two secrets are the same")
+	}
+	os.WriteFile(path, []byte("short\n"), 0o600)
+	if _, err := LoadOrCreateSecret(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("a short secret: %v, want an error naming the file", err)
+	}
+}

@@ -2,14 +2,8 @@ package xds
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc/codes"
@@ -26,33 +20,6 @@ import (
 
 // TokenMetadataKey is the node metadata field that carries the token.
 const TokenMetadataKey = "atoll.io/token"
-
-// LoadOrCreateTokenKey reads the zone's token key from path, creating it
-// (32 random bytes, mode 0600) the first time.
-func LoadOrCreateTokenKey(path string) ([]byte, error) {
-	key, err := os.ReadFile(path)
-	if err == nil {
-		if len(key) < 32 {
-			return nil, fmt.Errorf("%s: %d bytes, want at least 32 (remove it to make a new key; proxies then need new bootstraps)", path, len(key))
-		}
-		return key, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	key = make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, key, 0o600); err != nil {
-		return nil, err
-	}
-	return key, os.Rename(tmp, path)
-}
 
 // Token is the token of nodeID.
 func (s *Server) Token(nodeID string) string {
