@@ -93,6 +93,7 @@ type Server struct {
 
 	connected prometheus.Gauge
 	nacks     *prometheus.CounterVec
+	refused   *prometheus.CounterVec
 	builds    prometheus.Histogram
 }
 
@@ -133,6 +134,9 @@ func NewServer(cfg Config) *Server {
 		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "atoll_xds_nacks_total", Help: "Configurations proxies refused, by xDS type.",
 		}, []string{"type"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "atoll_xds_refused_total", Help: "Proxy streams refused, by gRPC status: NotFound (unknown Dataplane), InvalidArgument (malformed node.id), Unauthenticated (missing or wrong token), Unavailable.",
+		}, []string{"code"}),
 		builds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "atoll_xds_build_seconds", Help: "Time to build one proxy's configuration.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
@@ -144,7 +148,7 @@ func NewServer(cfg Config) *Server {
 		rand.Read(s.tokenKey)
 	}
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(s.connected, s.nacks, s.builds)
+		cfg.Registry.MustRegister(s.connected, s.nacks, s.refused, s.builds)
 	}
 	cfg.Cache.Signal(s.changes, resource.MeshType, resource.ZoneIngressType, resource.ServiceEndpointsType)
 	return s
@@ -395,6 +399,7 @@ func (s *Server) request(ctx context.Context, streamID int64, cn *corev3.Node, t
 		var err error
 		if n, err = s.admit(ctx, streamID, cn); err != nil {
 			s.cfg.Log.Info("refused a proxy", "node", cn.GetId(), "error", err)
+			s.refused.WithLabelValues(status.Code(err).String()).Inc()
 			return err
 		}
 	}

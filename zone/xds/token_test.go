@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -71,6 +72,10 @@ func TestProxyTokens(t *testing.T) {
 	s.cfg.RequireTokens = true
 	s.mu.Unlock()
 	refused("a Dataplane's proxy without a token (required)", firstResponse(t, s, withToken("default.gw-0", "")))
+	// Each refusal is counted by its status.
+	if n := testutil.ToFloat64(s.refused.WithLabelValues("Unauthenticated")); n != 4 {
+		t.Errorf("atoll_xds_refused_total{code=Unauthenticated} = %v, want 4", n)
+	}
 }
 
 // Tokens are a function of the key and the node.id.
