@@ -8,7 +8,8 @@
 #   RUN_DIR (default .run)  GLOBAL_API_PORT (5681)  GLOBAL_KDS_PORT (5685)
 #   ETCD_CLIENT_PORT (15379)  ETCD_PEER_PORT (15380)
 #   ZONE1_API_PORT (5691)  ZONE2_API_PORT (5701)  ZONE1_DNS_PORT (5653)  ZONE2_DNS_PORT (5663)
-#   ZONE1_XDS_PORT (5678)  ZONE2_XDS_PORT (5688)  BIN (bin: atoll, atollctl, grpcdemo)
+#   ZONE1_XDS_PORT (5678)  ZONE2_XDS_PORT (5688)  BACKEND_PORT (9001, the backends' port on 127.0.0.2-4)
+#   BIN (bin: atoll, atollctl, grpcdemo)
 # State is kept in RUN_DIR between runs; `make clean` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ ZONE1_DNS_PORT=${ZONE1_DNS_PORT:-5653}
 ZONE2_DNS_PORT=${ZONE2_DNS_PORT:-5663}
 ZONE1_XDS_PORT=${ZONE1_XDS_PORT:-5678}
 ZONE2_XDS_PORT=${ZONE2_XDS_PORT:-5688}
+BACKEND_PORT=${BACKEND_PORT:-9001}
 BIN=${BIN:-bin}
 ATOLL=$BIN/atoll
 ATOLLCTL=$BIN/atollctl
@@ -120,14 +122,14 @@ wait_ready zone-2 "$ZONE2"
 # ingress, an Envoy this sample does not run).
 curl -fsS -XPUT "$GLOBAL/meshes/default" -d '{"type":"Mesh","crossZone":{"mode":"Direct"}}' >/dev/null
 
-echo "starting backend-1..3, gRPC servers on 127.0.0.2-4:9001 (bin/grpcdemo) ..."
+echo "starting backend-1..3, gRPC servers on 127.0.0.2-4:$BACKEND_PORT (bin/grpcdemo) ..."
 for i in 1 2 3; do
-  run_bg "backend-$i" "$GRPCDEMO" serve "backend-$i" "127.0.0.$((i + 1)):9001"
+  run_bg "backend-$i" "$GRPCDEMO" serve "backend-$i" "127.0.0.$((i + 1)):$BACKEND_PORT"
 done
 
 echo "registering the sample topology (test/sample) ..."
 "$ATOLLCTL" --api-url "$ZONE1" apply -f test/sample/zone-1.yaml
-"$ATOLLCTL" --api-url "$ZONE2" apply -f test/sample/zone-2.yaml
+sed "s/port: 9001$/port: $BACKEND_PORT/" test/sample/zone-2.yaml | "$ATOLLCTL" --api-url "$ZONE2" apply -f -
 
 echo "waiting for zone-1 to learn that backend runs in zone-2 ..."
 for _ in $(seq 1 100); do
@@ -140,7 +142,7 @@ done
 # kong's identity calls backend through zone-1's xDS server, from the
 # bootstrap zone-1 serves for it (grpc-go's own xDS client).
 "$ATOLLCTL" --api-url "$ZONE1" bootstrap dataplane kong --kind proxyless >"$RUN_DIR/kong-xds.json"
-CALL_OUTPUT=$("$GRPCDEMO" call -bootstrap "$RUN_DIR/kong-xds.json" -n 6 xds:///backend.mesh:9001 2>&1 || true)
+CALL_OUTPUT=$("$GRPCDEMO" call -bootstrap "$RUN_DIR/kong-xds.json" -n 6 xds:///backend.mesh:$BACKEND_PORT 2>&1 || true)
 
 cat <<INFO
 
@@ -161,20 +163,20 @@ $(curl -s "$GLOBAL/meshes/default/vips")
 Dataplanes synced to the global (named <name>.<zone>):
 $("$ATOLLCTL" --api-url "$GLOBAL" get dataplanes)
 
-kong (zone-1) calling xds:///backend.mesh:9001 through zone-1's xDS server:
+kong (zone-1) calling xds:///backend.mesh:$BACKEND_PORT through zone-1's xDS server:
 $CALL_OUTPUT
 
 Try, in another terminal:
   dig @127.0.0.1 -p $ZONE1_DNS_PORT backend.mesh +short   # from zone-1, where backend has no instance
   dig @127.0.0.1 -p $ZONE2_DNS_PORT backend.mesh +tcp +short
   dig @127.0.0.1 -p $ZONE1_DNS_PORT nope.mesh           # NXDOMAIN
-  bin/grpcdemo call -bootstrap $RUN_DIR/kong-xds.json xds:///backend.mesh:9001   # kong calling backend in zone-2
-  bin/atollctl --api-url $ZONE1 inspect dataplane kong   # kong's config: backend:9001 at zone-2's instances
+  bin/grpcdemo call -bootstrap $RUN_DIR/kong-xds.json xds:///backend.mesh:$BACKEND_PORT   # kong calling backend in zone-2
+  bin/atollctl --api-url $ZONE1 inspect dataplane kong   # kong's config: backend:$BACKEND_PORT at zone-2's instances
   bin/atollctl --api-url $ZONE2 delete dataplane backend-3
   bin/atollctl --api-url $ZONE1 get services            # backend: 2 instances in zone-2; calls skip backend-3
   echo '{"type":"Zone","enabled":false}' | curl -s -XPUT --data-binary @- $GLOBAL/zones/zone-2
   bin/atollctl --api-url $ZONE1 get services            # zone-2's services withdrawn
-  bin/grpcdemo call -bootstrap $RUN_DIR/kong-xds.json xds:///backend.mesh:9001   # now fails: no instance anywhere
+  bin/grpcdemo call -bootstrap $RUN_DIR/kong-xds.json xds:///backend.mesh:$BACKEND_PORT   # now fails: no instance anywhere
   bin/atollctl --api-url $GLOBAL get zones
   curl -s $ZONE1/zone                                   # zone-1's own view of its sync
   curl -s $GLOBAL/metrics | grep atoll_

@@ -16,22 +16,36 @@ import (
 // zones, registers the sample, and kong's identity calls backend in zone-2
 // through zone-1's xDS server; Ctrl-C stops everything cleanly.
 func TestMakeRun(t *testing.T) {
-	for _, host := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
-		ln, err := net.Listen("tcp", host+":9001")
-		if err != nil {
-			t.Fatalf("the sample's backends listen on %s:9001, which is taken here: %v", host, err)
-		}
-		ln.Close()
-	}
 	port := func() string {
 		_, p, _ := net.SplitHostPort(freePort(t))
 		return p
+	}
+	// The backends' port, free on the three loopback addresses they use
+	// (a make run elsewhere on the machine keeps 9001).
+	backendPort := ""
+	for attempt := 0; attempt < 20 && backendPort == ""; attempt++ {
+		p := port()
+		free := true
+		for _, host := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
+			ln, err := net.Listen("tcp", host+":"+p)
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if free {
+			backendPort = p
+		}
+	}
+	if backendPort == "" {
+		t.Fatal("no port free on 127.0.0.2-4 for the sample's backends")
 	}
 	cmd := exec.Command("bash", "../run.sh")
 	cmd.Env = append(os.Environ(), "BIN="+binDir, "RUN_DIR="+t.TempDir(),
 		"GLOBAL_API_PORT="+port(), "GLOBAL_KDS_PORT="+port(), "ETCD_CLIENT_PORT="+port(), "ETCD_PEER_PORT="+port(),
 		"ZONE1_API_PORT="+port(), "ZONE2_API_PORT="+port(), "ZONE1_DNS_PORT="+port(), "ZONE2_DNS_PORT="+port(),
-		"ZONE1_XDS_PORT="+port(), "ZONE2_XDS_PORT="+port())
+		"ZONE1_XDS_PORT="+port(), "ZONE2_XDS_PORT="+port(), "BACKEND_PORT="+backendPort)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C reaches the whole group
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
