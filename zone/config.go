@@ -69,6 +69,9 @@ type XDS struct {
 	// TLSSANs are further DNS names and IP addresses the certificate
 	// covers, besides loopback and this machine's host name and addresses.
 	TLSSANs []string `yaml:"tlsSANs" json:"tlsSANs"`
+	// Debounce gathers changes for at most this long before proxies get
+	// them; the first change after a quiet interval goes out at once.
+	Debounce time.Duration `yaml:"debounce" json:"debounce"`
 }
 
 // DNS configures the zone's DNS server.
@@ -104,7 +107,7 @@ func Default() Config {
 		DataDir: "/var/lib/atoll/zone",
 		Ingress: Ingress{Address: "127.0.0.1", Port: 10001},
 		DNS:     DNS{Addr: ":5653", Domain: "mesh", TTL: 5 * time.Second},
-		XDS:     XDS{Addr: ":5678", TLSSANs: []string{}},
+		XDS:     XDS{Addr: ":5678", TLSSANs: []string{}, Debounce: 20 * time.Millisecond},
 		VIPCIDR: "240.0.0.0/4",
 		Log:     logging.Default(),
 	}
@@ -149,6 +152,9 @@ func (c Config) Validate() error {
 		if p < 0 || p > 65535 || (p == 0 && field == "ingress.port") {
 			add(fmt.Errorf("%s: %d is out of range: use 1-65535", field, p))
 		}
+	}
+	if c.XDS.Debounce < time.Millisecond || c.XDS.Debounce > 50*time.Millisecond {
+		add(fmt.Errorf("xds.debounce: %s is out of range: use 1ms to 50ms (e.g. 20ms)", c.XDS.Debounce))
 	}
 	if len(c.XDS.TLSSANs) > 0 && !c.XDS.TLS {
 		add(errors.New("xds.tlsSANs: names for the xDS certificate, but xds.tls is off: turn it on, or drop them"))

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -54,6 +55,11 @@ func TestValidate(t *testing.T) {
 		{name: "plaintext global not allowed", edit: func(c *Config) { c.GlobalAddress = "grpc://127.0.0.1:5685" }, want: []string{"globalAddress", "--kds-insecure"}},
 		{name: "insecure with a TLS global", edit: func(c *Config) { c.GlobalAddress, c.KDSInsecure = "grpcs://127.0.0.1:5685", true }, want: []string{"kdsInsecure"}},
 		{name: "ingress port 0", edit: func(c *Config) { c.Ingress.Port = 0 }, want: []string{"ingress.port"}},
+		{name: "xDS over TLS with names", edit: func(c *Config) { c.XDS.TLS, c.XDS.TLSSANs = true, []string{"zone-1.example", "10.0.0.5"} }},
+		{name: "xDS names without TLS", edit: func(c *Config) { c.XDS.TLSSANs = []string{"zone-1.example"} }, want: []string{"xds.tlsSANs", "xds.tls"}},
+		{name: "xDS name with a port", edit: func(c *Config) { c.XDS.TLS, c.XDS.TLSSANs = true, []string{"zone-1.example:5678"} }, want: []string{"xds.tlsSANs[0]"}},
+		{name: "xDS debounce too long", edit: func(c *Config) { c.XDS.Debounce = time.Second }, want: []string{"xds.debounce", "50ms"}},
+		{name: "xDS debounce zero", edit: func(c *Config) { c.XDS.Debounce = 0 }, want: []string{"xds.debounce"}},
 		{name: "empty zone", edit: func(c *Config) { c.Zone = "" }, want: []string{"zone", "--zone"}},
 		{name: "invalid zone name", edit: func(c *Config) { c.Zone = "Zone_1" }, want: []string{"zone", `"Zone_1"`}},
 		{name: "kubernetes mode", edit: func(c *Config) { c.Mode = ModeKubernetes }, want: []string{"mode", "not supported yet"}},

@@ -125,7 +125,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		xdsServer = xds.NewServer(xds.Config{
 			Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: res.VIPs,
 			Ingress: ingress, TokenKey: []byte(tokenKey), RequireTokens: cfg.XDS.RequireTokens, TLS: xdsTLS, CAPEM: xdsCA,
-			Debounce: kds.DefaultDebounce, Log: log.With("component", "xds"), Registry: reg,
+			Debounce: cfg.XDS.Debounce, Log: log.With("component", "xds"), Registry: reg,
 		})
 		res.onChange = xdsServer.Changed
 		mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/xds", xdsServer.Handler)

@@ -28,6 +28,7 @@ var zoneSettings = []setting{
 	{"xds-require-tokens", "xds.requireTokens", "refuse Dataplanes' proxies without the token of the bootstrap the zone serves (the ingress always needs one)"},
 	{"xds-tls", "xds.tls", "serve xDS over TLS with a certificate the zone keeps in the data dir (CA at /xds-ca.pem and in the bootstraps)"},
 	{"xds-tls-san", "xds.tlsSANs", "further DNS names or IP addresses the xDS certificate covers (repeat or comma-separate)"},
+	{"xds-debounce", "xds.debounce", "gather changes for at most this long before proxies get them (1ms-50ms)"},
 	{"dns-domain", "dns.domain", "domain the DNS server answers for"},
 	{"dns-ttl", "dns.ttl", "TTL of DNS answers"},
 	{"dns-upstream", "dns.upstream", "host:port to forward queries outside the domain to; empty refuses them"},
