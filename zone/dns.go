@@ -2,8 +2,10 @@ package zone
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -136,8 +138,10 @@ func (r *resolver) rebuild() {
 	if r.srv != nil {
 		r.srv.SetTable(dns.NewTable(r.domain, names))
 	}
-	r.views.Store(&views)
-	if r.onChange != nil {
+	old := r.views.Swap(&views)
+	// xDS follows the VIPs: tell it only when they moved, not on every
+	// ZoneIngress or VIP table write.
+	if r.onChange != nil && (old == nil || !maps.EqualFunc(*old, views, slices.Equal[[]vip.View])) {
 		r.onChange()
 	}
 }
