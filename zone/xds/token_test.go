@@ -16,25 +16,32 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// firstResponse opens an ADS stream as node and returns the error of its
-// first answer (nil when it got a configuration).
-func firstResponse(t *testing.T, s *Server, node *corev3.Node) error {
+// adsStream opens a state-of-the-world ADS stream to s, closed with the test.
+func adsStream(t *testing.T, s *Server, timeout time.Duration) discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient {
 	t.Helper()
 	conn, err := grpc.NewClient(s.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
 	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stream
+}
+
+// firstResponse opens an ADS stream as node and returns the error of its
+// first answer (nil when it got a configuration).
+func firstResponse(t *testing.T, s *Server, node *corev3.Node) error {
+	t.Helper()
+	stream := adsStream(t, s, 10*time.Second)
 	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: typeCDS}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = stream.Recv()
+	_, err := stream.Recv()
 	return err
 }
 
