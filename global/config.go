@@ -55,6 +55,10 @@ type KDS struct {
 	TLSSANs []string `yaml:"tlsSANs" json:"tlsSANs"`
 	// Insecure serves plaintext; zones must opt in too.
 	Insecure bool `yaml:"insecure" json:"insecure"`
+	// ZoneAuth is how zones prove who they are: "token" (a zone token the
+	// global issued, on every stream) or "none" (any client that reaches
+	// KDS may act as any zone: for experiments only).
+	ZoneAuth string `yaml:"zoneAuth" json:"zoneAuth"`
 	// MaxMessageSize bounds every KDS message, in bytes.
 	MaxMessageSize int `yaml:"maxMessageSize" json:"maxMessageSize"`
 	// Debounce gathers changes before they are pushed to zones.
@@ -86,6 +90,12 @@ type Etcd struct {
 	KeyFile  string `yaml:"keyFile" json:"keyFile"`
 }
 
+// Zone authentication modes (kds.zoneAuth).
+const (
+	ZoneAuthToken = "token"
+	ZoneAuthNone  = "none"
+)
+
 // DefaultYAML is Default() as YAML, shipped as a reference.
 //
 //go:embed defaults.yaml
@@ -104,6 +114,7 @@ func Default() Config {
 			DialTimeout: 5 * time.Second,
 		},
 		KDS: KDS{
+			ZoneAuth:         ZoneAuthToken,
 			MaxMessageSize:   4 << 20,
 			Debounce:         20 * time.Millisecond,
 			ZoneOfflineAfter: 30 * time.Second,
@@ -158,6 +169,9 @@ func (c Config) Validate() error {
 		if net.ParseIP(san) == nil && !config.IsDNSName(san) {
 			add(fmt.Errorf("kds.tlsSANs[%d]: %q is neither an IP address nor a DNS name (e.g. atoll-global.example.com, 10.0.0.5; no port, no scheme)", i, san))
 		}
+	}
+	if c.KDS.ZoneAuth != ZoneAuthToken && c.KDS.ZoneAuth != ZoneAuthNone {
+		add(fmt.Errorf("kds.zoneAuth: %q is not a mode: use token (zones present a token the global issued) or none (any client may act as any zone: experiments only)", c.KDS.ZoneAuth))
 	}
 	if c.KDS.MaxMessageSize < 256<<10 || c.KDS.MaxMessageSize > 64<<20 {
 		add(fmt.Errorf("kds.maxMessageSize: %d is out of range: use 262144 (256 KiB) to 67108864 (64 MiB)", c.KDS.MaxMessageSize))

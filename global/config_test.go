@@ -39,7 +39,7 @@ func TestDefaultYAMLMatchesDefault(t *testing.T) {
 			Endpoints: []string{"x"}, ClientAddr: "x", PeerAddr: "x", Prefix: "x",
 			DialTimeout: time.Hour, CAFile: "x", CertFile: "x", KeyFile: "x",
 		},
-		KDS: KDS{TLSSANs: []string{"x"}},
+		KDS: KDS{TLSSANs: []string{"x"}, ZoneAuth: "x"},
 	}
 	filled.Log.Level, filled.Log.Format = "x", "x"
 	if err := yaml.Unmarshal(DefaultYAML, &filled); err != nil {
@@ -75,6 +75,8 @@ func TestValidate(t *testing.T) {
 			c.Etcd.ClientAddr, c.Etcd.PeerAddr = "", ""
 			c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = "ca.pem", "client.pem", "client-key.pem"
 		}},
+		{name: "zone auth none", edit: func(c *Config) { c.KDS.ZoneAuth = ZoneAuthNone }},
+		{name: "zone auth unknown", edit: func(c *Config) { c.KDS.ZoneAuth = "jwt" }, want: "kds.zoneAuth"},
 		{name: "port 0 picks a free port", edit: func(c *Config) { c.APIAddr = "127.0.0.1:0" }},
 		{name: "apiAddr without port", edit: func(c *Config) { c.APIAddr = "foo" }, want: "apiAddr"},
 		{name: "apiAddr host not an IP", edit: func(c *Config) { c.APIAddr = "example.com:5681" }, want: "apiAddr"},

@@ -16,11 +16,13 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/atoll-mesh/atoll/global/zoneauth"
 	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/embedetcd"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
 	"github.com/atoll-mesh/atoll/internal/store/etcdstore"
+	"github.com/atoll-mesh/atoll/kds"
 )
 
 // Run starts the global control plane and blocks until ctx ends or a part
@@ -78,7 +80,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cache := store.NewCache(st, resource.MeshType, resource.ZoneType, resource.ZoneInsightType,
 		resource.ZoneIngressType, resource.VIPTableType)
 	sync := newZoneSync(st, cache, instanceID, cfg.KDS.WithdrawOfflineAfter, reg, log.With("component", "kds"))
-	kdsEP, err := startKDS(ctx, cfg, sync, instanceID, log.With("component", "kds"))
+	var auth kds.Authenticator = kds.AcceptAll{}
+	var tokens *zoneauth.Authority
+	if cfg.KDS.ZoneAuth == ZoneAuthNone {
+		log.Warn("zones are not authenticated (kds.zoneAuth none): any client that reaches the KDS port can act as any zone; use only for experiments", "component", "kds")
+	} else {
+		tokens = zoneauth.New(zoneauth.Config{Client: client, Prefix: cfg.Etcd.Prefix + "zone-auth/", Registry: reg, Log: log.With("component", "zone-auth")})
+		if err := tokens.Start(ctx); err != nil {
+			return err
+		}
+		tokens.Register(mux)
+		auth = tokens
+		// A deleted zone cannot come back with the tokens it had.
+		sync.revoke = func(ctx context.Context, zone string) error {
+			_, err := tokens.Revoke(ctx, zone)
+			return err
+		}
+	}
+	kdsEP, err := startKDS(ctx, cfg, sync, auth, instanceID, log.With("component", "kds"))
 	if err != nil {
 		return err
 	}
@@ -120,6 +139,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return api.Run(ctx) })
 	g.Go(func() error { return sync.Run(ctx, min(10*time.Second, cfg.KDS.ZoneOfflineAfter/3)) })
 	g.Go(func() error { return allocator.Run(ctx) })
+	if tokens != nil {
+		g.Go(func() error { return tokens.Run(ctx) })
+	}
 	g.Go(func() error {
 		errc := make(chan error, 1)
 		go func() { errc <- kdsEP.server.Serve(kdsEP.listener) }()

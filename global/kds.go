@@ -29,6 +29,8 @@ type zoneSync struct {
 	withdrawAfter time.Duration
 	log           *slog.Logger
 	refused       *prometheus.CounterVec
+	// revoke, when set, revokes a deleted zone's tokens.
+	revoke func(ctx context.Context, zone string) error
 
 	mu       sync.Mutex
 	sessions map[string]*liveSession
@@ -227,6 +229,13 @@ func (z *zoneSync) watchDeletes(ctx context.Context) {
 // disconnected keeps its data) and ends its session; if the zone is still
 // running it reconnects and registers again.
 func (z *zoneSync) drain(ctx context.Context, zone string) {
+	if z.revoke != nil {
+		// Before draining: the zone's session ends below, and it must not
+		// come back with the token it had.
+		if err := z.revoke(ctx, zone); err != nil {
+			z.log.Warn("revoking a deleted zone's tokens failed; revoke them with atollctl revoke zone-token", "zone", zone, "error", err)
+		}
+	}
 	var ops []store.Op
 	for _, t := range []resource.Type{resource.DataplaneType, resource.ZoneIngressType, resource.ZoneInsightType} {
 		items, err := z.store.List(ctx, t, "")

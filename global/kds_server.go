@@ -38,9 +38,10 @@ type kdsEndpoint struct {
 // directory. Either way the certificate files are followed: a certificate
 // replaced on disk is served from the next connection on.
 // A generated certificate is kept current until ctx ends.
-func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, instanceID string, log *slog.Logger) (*kdsEndpoint, error) {
+func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, auth kds.Authenticator, instanceID string, log *slog.Logger) (*kdsEndpoint, error) {
 	srv := kds.NewServer(kds.ServerConfig{
 		Handler:    handler,
+		Auth:       auth,
 		InstanceID: instanceID,
 		// Three heartbeats fit in the offline timeout.
 		ZoneHeartbeat: cfg.KDS.ZoneOfflineAfter / 3,

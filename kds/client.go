@@ -11,10 +11,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/internal/resource"
@@ -25,8 +28,11 @@ type ClientConfig struct {
 	// Address is the global's KDS host:port.
 	Address string
 	// TLS verifies the global; nil means plaintext (explicitly insecure).
-	TLS        *tls.Config
-	Zone       string
+	TLS  *tls.Config
+	Zone string
+	// Token returns the zone token to present, read anew for every
+	// connection (nil: none).
+	Token      func() (string, error)
 	InstanceID string
 	Version    string
 	Session    SessionConfig
@@ -43,6 +49,7 @@ type Client struct {
 	mu        sync.Mutex
 	current   *Session
 	lastErr   error
+	refused   bool
 	connected time.Time
 	offline   time.Time
 }
@@ -80,7 +87,10 @@ type Status struct {
 	Connected bool
 	Since     time.Time
 	LastError string
-	Session   *Snapshot
+	// Refused is set while the global refuses this zone's credentials
+	// (its last answer was Unauthenticated or PermissionDenied).
+	Refused bool
+	Session *Snapshot
 }
 
 // Status reports the connection and the live session's counters.
@@ -96,6 +106,7 @@ func (c *Client) Status() Status {
 	if c.lastErr != nil {
 		st.LastError = c.lastErr.Error()
 	}
+	st.Refused = c.refused
 	return st
 }
 
@@ -127,14 +138,20 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		code := status.Code(err)
+		refused := code == codes.Unauthenticated || code == codes.PermissionDenied
 		c.mu.Lock()
-		c.lastErr = err
+		c.lastErr, c.refused = err, refused
 		c.mu.Unlock()
 		if time.Since(started) > time.Minute {
 			backoff = c.cfg.MinBackoff // it was a healthy session
 		}
 		wait := backoff/2 + rand.N(backoff) // jitter: 0.5x to 1.5x
-		c.cfg.Log.Warn("connection to the global lost; retrying", "address", c.cfg.Address, "error", err, "retryIn", wait.Round(time.Millisecond))
+		if refused {
+			c.cfg.Log.Error("the global refused this zone's credentials; retrying", "address", c.cfg.Address, "error", status.Convert(err).Message(), "retryIn", wait.Round(time.Millisecond))
+		} else {
+			c.cfg.Log.Warn("connection to the global lost; retrying", "address", c.cfg.Address, "error", err, "retryIn", wait.Round(time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -147,6 +164,13 @@ func (c *Client) Run(ctx context.Context) error {
 func (c *Client) session(ctx context.Context, client v1alpha1.KDSClient) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if c.cfg.Token != nil {
+		token, err := c.cfg.Token()
+		if err != nil {
+			return status.Error(codes.Unauthenticated, err.Error())
+		}
+		ctx = metadata.AppendToOutgoingContext(ctx, TokenHeader, "Bearer "+token)
+	}
 	stream, err := client.Sync(ctx, grpc.WaitForReady(false))
 	if err != nil {
 		return err
@@ -166,7 +190,7 @@ func (c *Client) session(ctx context.Context, client v1alpha1.KDSClient) error {
 	}
 	s := NewSession(stream, c.ep, cfg)
 	c.mu.Lock()
-	c.current, c.connected = s, time.Now()
+	c.current, c.connected, c.refused = s, time.Now(), false
 	c.mu.Unlock()
 	c.cfg.Log.Info("connected to the global", "address", c.cfg.Address, "global", hello.GetInstanceId())
 	err = s.Run(ctx)

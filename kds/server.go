@@ -16,17 +16,27 @@ import (
 	"github.com/atoll-mesh/atoll/internal/resource"
 )
 
-// Authenticator decides whether a stream may act as zone. The baseline
-// accepts the name the zone gives, bound to the connection for its life;
-// per-zone tokens plug in here, reading credentials from ctx's metadata.
+// Authenticator decides whether a stream may act as zone, from the
+// credentials in ctx's metadata (a zone token: TokenHeader).
 type Authenticator interface {
-	Authenticate(ctx context.Context, zone string) error
+	// Authenticate returns the context the stream's session runs in: it
+	// ends when the credential stops being valid (revoked, expired), with
+	// a gRPC status as its cause. A refusal is a gRPC status error
+	// (Unauthenticated, PermissionDenied) saying what to do.
+	Authenticate(ctx context.Context, zone string) (context.Context, error)
 }
 
-// AcceptAll is the baseline Authenticator.
+// TokenHeader is the gRPC metadata key a zone's token travels in, as
+// "Bearer TOKEN".
+const TokenHeader = "authorization"
+
+// AcceptAll admits every zone as the name it gives: for experiments only
+// (the global's --kds-zone-auth none).
 type AcceptAll struct{}
 
-func (AcceptAll) Authenticate(context.Context, string) error { return nil }
+func (AcceptAll) Authenticate(ctx context.Context, _ string) (context.Context, error) {
+	return ctx, nil
+}
 
 // ZoneHandler is the global's side of sessions.
 type ZoneHandler interface {
@@ -91,7 +101,11 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 	if msg := resource.CheckName(zone); msg != "" {
 		return status.Errorf(codes.InvalidArgument, "zone name %s", msg)
 	}
-	if err := s.cfg.Auth.Authenticate(ctx, zone); err != nil {
+	authCtx, err := s.cfg.Auth.Authenticate(ctx, zone)
+	if err != nil {
+		if _, ok := status.FromError(err); ok {
+			return err
+		}
 		return status.Errorf(codes.PermissionDenied, "zone %q: %v", zone, err)
 	}
 	ep, err := s.cfg.Handler.Connect(ctx, zone, hello)
@@ -106,13 +120,18 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 	cfg := s.cfg.Session
 	cfg.Log = s.cfg.Log.With("zone", zone)
 	session := NewSession(stream, ep, cfg)
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(authCtx)
 	defer cancel()
 	s.cfg.Handler.Started(zone, session, cancel)
 	cfg.Log.Info("zone connected", "instance", hello.GetInstanceId(), "version", hello.GetVersion())
 	err = session.Run(ctx)
 	s.cfg.Handler.Ended(zone, session, err)
 	cfg.Log.Info("zone disconnected", "reason", err)
+	if cause := context.Cause(authCtx); cause != nil && stream.Context().Err() == nil {
+		if _, ok := status.FromError(cause); ok {
+			return cause // the credential stopped being valid
+		}
+	}
 	if status.Code(err) == codes.Canceled || err == context.Canceled {
 		return status.Error(codes.Aborted, "session ended: a newer connection of this zone replaced it, or the global is stopping")
 	}

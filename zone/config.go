@@ -41,6 +41,10 @@ type Config struct {
 	// GlobalCAFile verifies the global's KDS certificate (the global serves
 	// its generated CA at /kds-ca.pem); empty uses the system's roots.
 	GlobalCAFile string `yaml:"globalCAFile" json:"globalCAFile"`
+	// GlobalTokenFile holds the zone token the global issued for this zone
+	// (atollctl generate zone-token). It is read again on every connection,
+	// so a token replaced on disk is used from the next one on.
+	GlobalTokenFile string `yaml:"globalTokenFile" json:"globalTokenFile"`
 	// KDSInsecure allows a plaintext grpc:// global address.
 	KDSInsecure bool `yaml:"kdsInsecure" json:"kdsInsecure"`
 	// Ingress is where other zones reach this zone's services.
@@ -141,6 +145,9 @@ func (c Config) Validate() error {
 		} else if strings.HasPrefix(c.GlobalAddress, "grpc://") && !c.KDSInsecure {
 			add(fmt.Errorf("globalAddress: %q is plaintext: use grpcs://, or pass --kds-insecure to allow it", c.GlobalAddress))
 		}
+	}
+	if c.GlobalTokenFile != "" && c.GlobalAddress == "" {
+		add(errors.New("globalTokenFile: a zone token, but no globalAddress to present it to: give --global-address too, or drop it"))
 	}
 	if c.KDSInsecure && strings.HasPrefix(c.GlobalAddress, "grpcs://") {
 		add(errors.New("kdsInsecure: the global address is grpcs:// (TLS): drop --kds-insecure or use grpc://"))

@@ -25,7 +25,7 @@ func TestDefaultYAMLMatchesDefault(t *testing.T) {
 
 	// Every field of Config must be spelled out, so the file documents all
 	// settings: decoding it over non-zero values must overwrite them all.
-	filled := Config{Zone: "x", Mode: "x", APIAddr: "x", DataDir: "x", GlobalAddress: "x"}
+	filled := Config{Zone: "x", Mode: "x", APIAddr: "x", DataDir: "x", GlobalAddress: "x", GlobalTokenFile: "x"}
 	filled.Log.Level, filled.Log.Format = "x", "x"
 	if err := yaml.Unmarshal(DefaultYAML, &filled); err != nil {
 		t.Fatalf("defaults.yaml: %v", err)

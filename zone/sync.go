@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/atoll-mesh/atoll/internal/resource"
@@ -108,4 +109,23 @@ func clientTLS(cfg Config) (*tls.Config, string, error) {
 		tc.RootCAs = pool
 	}
 	return tc, u.Host, nil
+}
+
+// tokenReader returns the zone token source for the KDS client: the file
+// read anew on every connection, so a rotated token needs no restart.
+func tokenReader(cfg Config) func() (string, error) {
+	if cfg.GlobalTokenFile == "" {
+		return nil
+	}
+	return func() (string, error) {
+		data, err := os.ReadFile(cfg.GlobalTokenFile)
+		if err != nil {
+			return "", fmt.Errorf("globalTokenFile: %w (write the token from atollctl generate zone-token --zone %s there)", err, cfg.Zone)
+		}
+		token := strings.TrimSpace(string(data))
+		if token == "" || len(token) > 4096 || strings.ContainsAny(token, " \t\r\n") {
+			return "", fmt.Errorf("globalTokenFile: %s does not hold one zone token: write the output of atollctl generate zone-token --zone %s there", cfg.GlobalTokenFile, cfg.Zone)
+		}
+		return token, nil
+	}
 }

@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		client = kds.NewClient(kds.ClientConfig{
-			Address: addr, TLS: tc, Zone: cfg.Zone, InstanceID: instanceName(cfg.Zone), Version: version.Version,
+			Address: addr, TLS: tc, Zone: cfg.Zone, Token: tokenReader(cfg), InstanceID: instanceName(cfg.Zone), Version: version.Version,
 			Log: log.With("component", "kds"),
 		}, &globalEndpoint{zone: cfg.Zone, store: st, cache: cache, wire: &kds.WireMemo{}, local: idx})
 		notify = client
@@ -144,6 +144,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	apiserver.RegisterOps(mux, reg, apiserver.Check{Name: "store", Check: func(ctx context.Context) error {
 		_, err := st.List(ctx, resource.MeshType, "")
 		return err
+	}}, apiserver.Check{Name: "global", Check: func(context.Context) error {
+		// An unreachable global leaves the zone serving what it has; a
+		// global that refuses the zone's credentials needs the operator.
+		if client == nil {
+			return nil
+		}
+		if st := client.Status(); st.Refused {
+			return fmt.Errorf("the global refuses this zone's credentials: %s", st.LastError)
+		}
+		return nil
 	}})
 	protected, tokenFile, err := apiserver.Protect(mux, cfg.APITokenFile, cfg.DataDir, cfg.APIAuthLoopback)
 	if err != nil {

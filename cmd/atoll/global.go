@@ -27,6 +27,7 @@ var globalSettings = []setting{
 	{"kds-tls-key", "kds.tlsKey", "KDS server key (PEM)"},
 	{"kds-tls-san", "kds.tlsSANs", "further DNS names or IP addresses the generated KDS certificate covers (repeat or comma-separate)"},
 	{"kds-insecure", "kds.insecure", "serve KDS in plaintext (zones must pass --kds-insecure too)"},
+	{"kds-zone-auth", "kds.zoneAuth", "how zones authenticate: token (issued with atollctl generate zone-token) or none (experiments only)"},
 	{"kds-max-message-size", "kds.maxMessageSize", "largest KDS message in bytes; larger changes are split"},
 	{"kds-debounce", "kds.debounce", "time to gather changes before pushing them to zones"},
 	{"zone-offline-after", "kds.zoneOfflineAfter", "a zone not heard from for this long is shown offline"},

@@ -18,6 +18,7 @@ var zoneSettings = []setting{
 	{"data-dir", "dataDir", "directory for the zone's state"},
 	{"global-address", "globalAddress", "the global's KDS address, grpcs://HOST:PORT"},
 	{"global-ca-file", "globalCAFile", "CA (PEM) that signed the global's KDS certificate; the global serves it at /kds-ca.pem"},
+	{"global-token-file", "globalTokenFile", "file holding this zone's token from the global (atollctl generate zone-token --zone NAME); read again on every connection"},
 	{"kds-insecure", "kdsInsecure", "allow a plaintext grpc:// global address"},
 	{"ingress-address", "ingress.address", "address other zones reach this zone's ingress at"},
 	{"ingress-port", "ingress.port", "port of this zone's ingress"},

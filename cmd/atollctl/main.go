@@ -34,13 +34,14 @@ func rootCommand() *cobra.Command {
 	c.token = os.Getenv("ATOLL_API_TOKEN")
 	root.PersistentFlags().StringVar(&c.tokenFile, "api-token-file", os.Getenv("ATOLL_API_TOKEN_FILE"),
 		"file holding the control plane's API token, needed from other machines (the api-token file in its data dir; env ATOLL_API_TOKEN_FILE, or the token itself in ATOLL_API_TOKEN)")
-	root.AddCommand(applyCommand(c), getCommand(c), deleteCommand(c), inspectCommand(c), bootstrapCommand(c), &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "atollctl", version.String())
-		},
-	})
+	root.AddCommand(applyCommand(c), getCommand(c), deleteCommand(c), inspectCommand(c), bootstrapCommand(c),
+		generateCommand(c), revokeCommand(c), rotateCommand(c), retireCommand(c), &cobra.Command{
+			Use:   "version",
+			Short: "Print the version",
+			Args:  cobra.NoArgs,
+			Run: func(cmd *cobra.Command, args []string) {
+				fmt.Fprintln(cmd.OutOrStdout(), "atollctl", version.String())
+			},
+		})
 	return root
 }

@@ -132,6 +132,8 @@ func viewPath(kind, name, mesh string) (string, func(io.Writer, []byte) error) {
 		return "/meshes/" + url.PathEscape(mesh) + "/vips", vipsTable
 	case "proxies", "proxy":
 		return "/proxies", proxiesTable
+	case "zone-token-keys", "zone-token-key":
+		return "/zone-token-keys", zoneTokenKeysTable
 	}
 	return "", nil
 }
