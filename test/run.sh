@@ -107,14 +107,18 @@ wait_ready global "$GLOBAL"
 
 # The global generated a CA for KDS at first start; zones verify it with it.
 CA="$RUN_DIR/global/kds-tls/kds-ca.pem"
+# Each zone proves who it is with a token the global issues for it.
+for zone in zone-1 zone-2; do
+  "$ATOLLCTL" --api-url "$GLOBAL" generate zone-token --zone "$zone" >"$RUN_DIR/$zone.token"
+done
 echo "starting zone-1 and zone-2 (universal mode, synced with the global over TLS) ..."
 start zone-1 zone --zone zone-1 --mode universal --data-dir "$RUN_DIR/zone-1" \
   --api-addr "127.0.0.1:$ZONE1_API_PORT" --ingress-port 10001 --dns-addr "127.0.0.1:$ZONE1_DNS_PORT" --xds-addr "127.0.0.1:$ZONE1_XDS_PORT" \
-  --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT" --global-ca-file "$CA"
+  --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT" --global-ca-file "$CA" --global-token-file "$RUN_DIR/zone-1.token"
 wait_ready zone-1 "$ZONE1"
 start zone-2 zone --zone zone-2 --mode universal --data-dir "$RUN_DIR/zone-2" \
   --api-addr "127.0.0.1:$ZONE2_API_PORT" --ingress-port 10002 --dns-addr "127.0.0.1:$ZONE2_DNS_PORT" --xds-addr "127.0.0.1:$ZONE2_XDS_PORT" \
-  --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT" --global-ca-file "$CA"
+  --global-address "grpcs://127.0.0.1:$GLOBAL_KDS_PORT" --global-ca-file "$CA" --global-token-file "$RUN_DIR/zone-2.token"
 wait_ready zone-2 "$ZONE2"
 
 # The sample runs on one machine, a flat network: zone-1 reaches zone-2's

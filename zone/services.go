@@ -81,20 +81,22 @@ func (a *statusAPI) services(w http.ResponseWriter, r *http.Request) {
 
 // ZoneStatus is the zone's own view of its sync with the global.
 type ZoneStatus struct {
-	Zone          string                   `json:"zone"`
-	GlobalAddress string                   `json:"globalAddress,omitempty"`
-	Connected     bool                     `json:"connected"`
-	Since         string                   `json:"since,omitempty"`
-	LastError     string                   `json:"lastError,omitempty"`
-	SyncLagMs     int64                    `json:"syncLagMs"`
-	Stats         map[string]kds.TypeStats `json:"stats,omitempty"`
+	Zone          string `json:"zone"`
+	GlobalAddress string `json:"globalAddress,omitempty"`
+	Connected     bool   `json:"connected"`
+	Since         string `json:"since,omitempty"`
+	LastError     string `json:"lastError,omitempty"`
+	// CredentialsRefused is set while the global refuses the zone's token.
+	CredentialsRefused bool                     `json:"credentialsRefused,omitempty"`
+	SyncLagMs          int64                    `json:"syncLagMs"`
+	Stats              map[string]kds.TypeStats `json:"stats,omitempty"`
 }
 
 func (a *statusAPI) status(w http.ResponseWriter, r *http.Request) {
 	st := ZoneStatus{Zone: a.zone, GlobalAddress: a.global}
 	if a.client != nil {
 		s := a.client.Status()
-		st.Connected, st.LastError = s.Connected, s.LastError
+		st.Connected, st.LastError, st.CredentialsRefused = s.Connected, s.LastError, s.Refused
 		st.Since = s.Since.UTC().Format(time.RFC3339Nano)
 		if s.Session != nil {
 			st.SyncLagMs = s.Session.SyncLag.Milliseconds()

@@ -153,9 +153,21 @@ func (a *Authority) admit(ctx context.Context, zone string, c claims, keyID stri
 	return ctx
 }
 
-// cutZone ends zone's streams admitted with a generation before gen and
-// returns how many.
-func (a *Authority) cutZone(zone string, gen uint64) int {
+// countBelow counts zone's live streams admitted with a generation before gen.
+func (a *Authority) countBelow(zone string, gen uint64) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for ad := range a.live[zone] {
+		if ad.generation < gen {
+			n++
+		}
+	}
+	return n
+}
+
+// cutZone ends zone's streams admitted with a generation before gen.
+func (a *Authority) cutZone(zone string, gen uint64) {
 	cause := status.Errorf(codes.Unauthenticated, "zone %q: the zone token was revoked: %s", zone, howToIssue(zone))
 	a.mu.Lock()
 	var cut []*admission
@@ -172,7 +184,6 @@ func (a *Authority) cutZone(zone string, gen uint64) int {
 	if len(cut) > 0 {
 		a.cfg.Log.Info("zone token revoked: live streams cut", "zone", zone, "streams", len(cut))
 	}
-	return len(cut)
 }
 
 // cutKey ends every stream admitted with a token signed by key id.

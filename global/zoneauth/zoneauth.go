@@ -270,6 +270,9 @@ func (a *Authority) Revoke(ctx context.Context, zone string) (Revoked, error) {
 		}
 		rec.Generation++
 		rec.RevokedAt = time.Now().UTC()
+		// Counted before the write: this replica's watch may cut them
+		// before the cut below.
+		live := a.countBelow(zone, rec.Generation)
 		data, err := json.Marshal(rec)
 		if err != nil {
 			return Revoked{}, err
@@ -282,8 +285,8 @@ func (a *Authority) Revoke(ctx context.Context, zone string) (Revoked, error) {
 		}
 		if txn.Succeeded {
 			// Cut here too: this replica's watch would, a moment later.
-			n := a.cutZone(zone, rec.Generation)
-			return Revoked{Zone: zone, Generation: rec.Generation, RevokedAt: rec.RevokedAt, StreamsCut: n}, nil
+			a.cutZone(zone, rec.Generation)
+			return Revoked{Zone: zone, Generation: rec.Generation, RevokedAt: rec.RevokedAt, StreamsCut: live}, nil
 		}
 		// Another replica revoked at the same time: read again.
 	}

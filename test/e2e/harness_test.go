@@ -88,6 +88,30 @@ func (s *syncBuffer) String() string {
 // /readyz.
 func startAtoll(t *testing.T, args ...string) *process {
 	t.Helper()
+	p := startAtollUnready(t, args...)
+	waitFor(t, 30*time.Second, "readyz", func() error {
+		select {
+		case <-p.done:
+			t.Fatalf("atoll %v exited after starting: %v\n%s", args, p.err, p.logs)
+		default:
+		}
+		resp, err := http.Get(p.apiURL + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz: %s", resp.Status)
+		}
+		return nil
+	})
+	return p
+}
+
+// startAtollUnready is startAtoll without waiting for /readyz, for
+// processes that are not meant to become ready.
+func startAtollUnready(t *testing.T, args ...string) *process {
+	t.Helper()
 	args = append(args, "--api-addr", "127.0.0.1:0", "--log-format", "json")
 	p := &process{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binDir, "atoll"), args...)
@@ -135,22 +159,6 @@ func startAtoll(t *testing.T, args ...string) *process {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("atoll %v did not start within 60s:\n%s", args, p.logs)
 	}
-	waitFor(t, 30*time.Second, "readyz", func() error {
-		select {
-		case <-p.done:
-			t.Fatalf("atoll %v exited after starting: %v\n%s", args, p.err, p.logs)
-		default:
-		}
-		resp, err := http.Get(p.apiURL + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %s", resp.Status)
-		}
-		return nil
-	})
 	return p
 }
 
@@ -163,7 +171,46 @@ func startGlobal(t *testing.T, dataDir string, args ...string) *process {
 	}
 	p := startAtoll(t, append(base, args...)...)
 	p.dataDir = dataDir
+	globalsByKDS.Store(p.kdsAddr, p)
 	return p
+}
+
+// globalsByKDS finds the latest global started on a KDS address, so that
+// startSyncedZone can have it issue the zone's token.
+var globalsByKDS sync.Map
+
+// zoneToken has g issue a token for zone (through its API, as an operator
+// would with atollctl generate zone-token) and returns it.
+func zoneToken(t *testing.T, g *process, zone string) string {
+	t.Helper()
+	return issueToken(t, g.apiURL, zone)
+}
+
+// issueToken has the global whose API is at apiURL issue a token for zone.
+func issueToken(t *testing.T, apiURL, zone string) string {
+	t.Helper()
+	status, body := call(t, "POST", apiURL+"/zones/"+zone+"/tokens", `{"validFor":"1h"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("issuing a token for %s: %d %s", zone, status, body)
+	}
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil || out.Token == "" {
+		t.Fatalf("issuing a token for %s: %v %s", zone, err, body)
+	}
+	return out.Token
+}
+
+// tokenFile writes a token for zone, issued by g, to a file and returns
+// the zone flags that present it.
+func tokenFlags(t *testing.T, g *process, zone string) []string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), zone+".token")
+	if err := os.WriteFile(path, []byte(zoneToken(t, g, zone)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--global-token-file", path}
 }
 
 // caFile is the CA the global generated for KDS.
@@ -171,8 +218,34 @@ func (p *process) caFile() string { return filepath.Join(p.dataDir, "kds-tls", "
 
 // startSyncedZone starts a zone connected to the global at kdsAddr,
 // verifying it with caFile.
+// It presents a token the global on kdsAddr issued, unless args name a
+// token file.
 func startSyncedZone(t *testing.T, zone, dataDir, kdsAddr, caFile string, args ...string) *process {
-	return startZone(t, zone, dataDir, append([]string{"--global-address", "grpcs://" + kdsAddr, "--global-ca-file", caFile}, args...)...)
+	base := []string{"--global-address", "grpcs://" + kdsAddr, "--global-ca-file", caFile}
+	if g, ok := globalsByKDS.Load(kdsAddr); ok && !strings.Contains(strings.Join(args, " "), "--global-token-file") {
+		base = append(base, syncedTokenFlags(t, g.(*process), zone)...)
+	}
+	return startZone(t, zone, dataDir, append(base, args...)...)
+}
+
+// issuedTokens holds the token flags issued per global data dir and zone:
+// a global restarted on the same data dir keeps its keys, so a zone started
+// again while it is down presents the token it had.
+var issuedTokens sync.Map
+
+func syncedTokenFlags(t *testing.T, g *process, zone string) []string {
+	key := g.dataDir + "|" + zone
+	if flags, ok := issuedTokens.Load(key); ok {
+		return flags.([]string)
+	}
+	select {
+	case <-g.done:
+		t.Fatalf("zone %s needs a token, but the global on %s is stopped: start the zone once while it runs", zone, g.kdsAddr)
+	default:
+	}
+	flags := tokenFlags(t, g, zone)
+	issuedTokens.Store(key, flags)
+	return flags
 }
 
 // freePort returns a loopback address that was free a moment ago, for a
@@ -209,13 +282,17 @@ func freePort(t *testing.T) string {
 }
 
 func startZone(t *testing.T, zone, dataDir string, args ...string) *process {
+	return startAtoll(t, zoneArgs(zone, dataDir, args)...)
+}
+
+func zoneArgs(zone, dataDir string, args []string) []string {
 	base := []string{"zone", "--zone", zone, "--mode", "universal", "--data-dir", dataDir}
 	for _, flag := range []string{"--dns-addr", "--xds-addr"} {
 		if !strings.Contains(strings.Join(args, " "), flag) {
 			base = append(base, flag, "127.0.0.1:0")
 		}
 	}
-	return startAtoll(t, append(base, args...)...)
+	return append(base, args...)
 }
 
 // stop sends SIGTERM (a graceful stop) and waits for the exit; a clean stop

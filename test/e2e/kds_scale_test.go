@@ -85,8 +85,10 @@ func TestTwentyThousandDataplanesUnderTheMessageCap(t *testing.T) {
 	if total < 3*limit {
 		t.Fatalf("the test data (%d bytes) must need several messages", total)
 	}
+	token := issueToken(t, "http://"+g.APIAddr, "zone-1")
 	client := kds.NewClient(kds.ClientConfig{
 		Address: g.KDSAddr, Zone: "zone-1", Log: quiet,
+		Token: func() (string, error) { return token, nil },
 		Session: kds.SessionConfig{MaxMessageSize: limit},
 	}, z)
 	wg.Add(1)

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/internal/resource"
@@ -25,7 +26,13 @@ type rawZone struct {
 	stream v1alpha1.KDS_SyncClient
 }
 
+// It presents a token g issued for zone.
 func dialRaw(t *testing.T, g *process, zone string) *rawZone {
+	return dialRawToken(t, g, zone, zoneToken(t, g, zone))
+}
+
+// dialRawToken says Hello as zone presenting token ("" sends none).
+func dialRawToken(t *testing.T, g *process, zone, token string) *rawZone {
 	pem, err := os.ReadFile(g.caFile())
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +46,9 @@ func dialRaw(t *testing.T, g *process, zone string) *rawZone {
 	t.Cleanup(func() { conn.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, kds.TokenHeader, "Bearer "+token)
+	}
 	stream, err := v1alpha1.NewKDSClient(conn).Sync(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -260,8 +260,10 @@ func TestTwoGlobalsOnOneEtcd(t *testing.T) {
 	srv, _ := etcdtest.Start(t, "")
 	ga := startGlobal(t, t.TempDir(), "--etcd-endpoints", srv.ClientEndpoint(), "--kds-insecure")
 	gb := startGlobal(t, t.TempDir(), "--etcd-endpoints", srv.ClientEndpoint(), "--kds-insecure")
-	z1 := startZone(t, "zone-1", t.TempDir(), "--global-address", "grpc://"+ga.kdsAddr, "--kds-insecure")
-	z2 := startZone(t, "zone-2", t.TempDir(), "--global-address", "grpc://"+gb.kdsAddr, "--kds-insecure")
+	// Either replica verifies the tokens the other issued: zone-2's comes
+	// from A and is presented to B.
+	z1 := startZone(t, "zone-1", t.TempDir(), append([]string{"--global-address", "grpc://" + ga.kdsAddr, "--kds-insecure"}, tokenFlags(t, gb, "zone-1")...)...)
+	z2 := startZone(t, "zone-2", t.TempDir(), append([]string{"--global-address", "grpc://" + gb.kdsAddr, "--kds-insecure"}, tokenFlags(t, ga, "zone-2")...)...)
 	applyFile(t, z2, "../sample/zone-2.yaml")
 	waitServices(t, z1, "backend:zone-2=3")
 	applyFile(t, z1, "../sample/zone-1.yaml")

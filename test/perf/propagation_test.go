@@ -73,6 +73,7 @@ func start(tb testing.TB) *topology {
 		z.DataDir = filepath.Join(dir, z.Zone)
 		z.GlobalAddress = "grpcs://" + g.KDSAddr
 		z.GlobalCAFile = filepath.Join(g.DataDir, "kds-tls", "kds-ca.pem")
+		z.GlobalTokenFile = zoneTokenFile(tb, t.global, z.Zone, dir)
 		z.DNS.Addr, z.XDS.Addr = "127.0.0.1:0", "127.0.0.1:0"
 		wg.Add(1)
 		go func() { defer wg.Done(); zone.Run(ctx, z, quiet) }()

@@ -147,6 +147,7 @@ func BenchmarkZoneWith10kDataplanes(b *testing.B) {
 	z := zone.Default()
 	z.Zone, z.APIAddr, z.DataDir = "zone-1", freeAddr(b), filepath.Join(dir, "zone-1")
 	z.GlobalAddress, z.KDSInsecure = "grpc://"+g.KDSAddr, true
+	z.GlobalTokenFile = zoneTokenFile(b, "http://"+g.APIAddr, z.Zone, dir)
 	z.DNS.Addr, z.XDS.Addr = "127.0.0.1:0", "127.0.0.1:0"
 	startZone(b, z)
 	zoneURL, globalURL := "http://"+z.APIAddr, "http://"+g.APIAddr

@@ -102,9 +102,11 @@ func BenchmarkGlobal50k(b *testing.B) {
 			z.set(b, fmt.Sprintf("dp-%d", j), uint32(1+j%60000))
 		}
 		synthetic[i] = z
+		token := zoneToken(b, url, fmt.Sprintf("zone-%d", i+1))
 		clients[i] = kds.NewClient(kds.ClientConfig{
 			Address: g.KDSAddr, Zone: fmt.Sprintf("zone-%d", i+1),
-			Log: slogDiscard(),
+			Token: func() (string, error) { return token, nil },
+			Log:   slogDiscard(),
 		}, z)
 		wg.Add(1)
 		go func() { defer wg.Done(); clients[i].Run(ctx) }()
