@@ -88,7 +88,7 @@ func TestTwentyThousandDataplanesUnderTheMessageCap(t *testing.T) {
 	token := issueToken(t, "http://"+g.APIAddr, "zone-1")
 	client := kds.NewClient(kds.ClientConfig{
 		Address: g.KDSAddr, Zone: "zone-1", Log: quiet,
-		Token: func() (string, error) { return token, nil },
+		Token:   func() (string, error) { return token, nil },
 		Session: kds.SessionConfig{MaxMessageSize: limit},
 	}, z)
 	wg.Add(1)
