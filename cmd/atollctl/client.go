@@ -28,9 +28,13 @@ type client struct {
 	// token is sent when set (--api-token-file, ATOLL_API_TOKEN).
 	token     string
 	tokenFile string
-	// caFile verifies an https:// API (--api-ca-file, ATOLL_API_CA_FILE);
-	// empty uses the system's roots.
-	caFile string
+	// caFile verifies an https:// API (--api-ca-file); empty uses envCAFile
+	// (ATOLL_API_CA_FILE), and that empty the system's roots. The
+	// environment's CA is ignored for an http:// API, so that one shell can
+	// reach a remote API over TLS and a local one in plaintext.
+	caFile, envCAFile string
+	// caSource names where caFile came from, for messages.
+	caSource string
 	// ready is set once http is configured from the flags.
 	ready bool
 }
@@ -175,17 +179,22 @@ func (c *client) configure() error {
 	if c.ready {
 		return nil
 	}
+	https := strings.HasPrefix(c.baseURL, "https://")
+	if c.caFile != "" && !https {
+		return fmt.Errorf("--api-ca-file verifies an API served over TLS, but --api-url %s is not https://: use an https:// URL, or drop --api-ca-file", c.baseURL)
+	}
+	c.caSource = "--api-ca-file"
+	if c.caFile == "" && https {
+		c.caFile, c.caSource = c.envCAFile, "ATOLL_API_CA_FILE"
+	}
 	if c.caFile != "" {
-		if !strings.HasPrefix(c.baseURL, "https://") {
-			return fmt.Errorf("--api-ca-file verifies an API served over TLS, but --api-url %s is not https://: use an https:// URL, or drop --api-ca-file", c.baseURL)
-		}
 		pem, err := os.ReadFile(c.caFile)
 		if err != nil {
-			return fmt.Errorf("--api-ca-file: %w", err)
+			return fmt.Errorf("%s: %w", c.caSource, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--api-ca-file: %s holds no PEM certificate (a control plane with --api-tls serves its CA at /api-ca.pem)", c.caFile)
+			return fmt.Errorf("%s: %s holds no PEM certificate (a control plane with --api-tls serves its CA at /api-ca.pem)", c.caSource, c.caFile)
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
@@ -205,7 +214,7 @@ func (c *client) explain(err error) error {
 	case errors.As(err, &unknownCA), errors.As(err, &verify) && !errors.As(err, &hostname) && !errors.As(err, &invalid):
 		which := "the system's trusted roots"
 		if c.caFile != "" {
-			which = "the CA in --api-ca-file " + c.caFile
+			which = "the CA in " + c.caSource + " " + c.caFile
 		}
 		return fmt.Errorf("the API's certificate at %s is not signed by %s: pass --api-ca-file with the CA that signed it (a control plane with --api-tls serves its CA at /api-ca.pem and keeps it in its data dir as api-tls/kds-ca.pem): %w", c.baseURL, which, err)
 	case errors.As(err, &hostname):

@@ -44,22 +44,26 @@ func TestClientOverTLS(t *testing.T) {
 	os.WriteFile(notPEM, []byte("not a certificate"), 0o644)
 
 	cases := []struct {
-		name, url, caFile string
-		want              string // "" for success
+		name, url, caFile, envCAFile string
+		want                         string // "" for success
 	}{
-		{"the server's CA", secure.URL, ca, ""},
-		{"no CA file: the system's roots do not know it", secure.URL, "", "pass --api-ca-file"},
-		{"another CA", secure.URL, otherCA, "not signed by the CA in --api-ca-file"},
-		{"a name the certificate does not cover", strings.Replace(secure.URL, "127.0.0.1", "localhost", 1), ca, "does not cover the host"},
-		{"a CA file that holds no certificate", secure.URL, notPEM, "holds no PEM certificate"},
-		{"a CA file with an http:// URL", plain.URL, ca, "is not https://"},
-		{"https:// to a plaintext API", strings.Replace(plain.URL, "http://", "https://", 1), "", "serves plaintext HTTP"},
-		{"http:// to a TLS API", strings.Replace(secure.URL, "https://", "http://", 1), "", "serves HTTPS: use --api-url https://"},
-		{"plaintext", plain.URL, "", ""},
+		{"the server's CA", secure.URL, ca, "", ""},
+		{"the server's CA from the environment", secure.URL, "", ca, ""},
+		{"the flag before the environment", secure.URL, ca, otherCA, ""},
+		{"the environment's CA is for https:// only", plain.URL, "", ca, ""},
+		{"the environment's wrong CA", secure.URL, "", otherCA, "not signed by the CA in ATOLL_API_CA_FILE"},
+		{"no CA file: the system's roots do not know it", secure.URL, "", "", "pass --api-ca-file"},
+		{"another CA", secure.URL, otherCA, "", "not signed by the CA in --api-ca-file"},
+		{"a name the certificate does not cover", strings.Replace(secure.URL, "127.0.0.1", "localhost", 1), ca, "", "does not cover the host"},
+		{"a CA file that holds no certificate", secure.URL, notPEM, "", "holds no PEM certificate"},
+		{"a CA file with an http:// URL", plain.URL, ca, "", "is not https://"},
+		{"https:// to a plaintext API", strings.Replace(plain.URL, "http://", "https://", 1), "", "", "serves plaintext HTTP"},
+		{"http:// to a TLS API", strings.Replace(secure.URL, "https://", "http://", 1), "", "", "serves HTTPS: use --api-url https://"},
+		{"plaintext", plain.URL, "", "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cl := &client{baseURL: c.url, timeout: 10 * time.Second, caFile: c.caFile}
+			cl := &client{baseURL: c.url, timeout: 10 * time.Second, caFile: c.caFile, envCAFile: c.envCAFile}
 			_, _, err := cl.do(context.Background(), http.MethodGet, "/meshes", nil)
 			switch {
 			case c.want == "" && err != nil:

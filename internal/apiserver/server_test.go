@@ -234,6 +234,8 @@ func TestTLSCheck(t *testing.T) {
 		{"TLS and insecure", TLS{Generate: true}, ":5681", true, "apiInsecure"},
 		{"SANs without a generated certificate", TLS{SANs: []string{"a.example"}}, "127.0.0.1:5681", false, "apiTLSSANs"},
 		{"SANs", TLS{Generate: true, SANs: []string{"a.example", "10.0.0.5"}}, ":5681", false, ""},
+		{"a malformed address is left to CheckListenAddr", TLS{}, "nowhere", false, ""},
+		{"a host name is left to CheckListenAddr", TLS{}, "example.com:5681", false, ""},
 		{"a SAN with a scheme", TLS{Generate: true, SANs: []string{"https://a.example"}}, ":5681", false, "apiTLSSANs[0]"},
 	}
 	for _, c := range cases {

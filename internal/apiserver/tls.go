@@ -72,7 +72,7 @@ func (t TLS) Check(addr string, insecure bool) error {
 			errs = append(errs, fmt.Errorf("apiTLSSANs[%d]: %q is neither an IP address nor a DNS name (e.g. atoll.example.com, 10.0.0.5; no port, no scheme)", i, san))
 		}
 	}
-	if !t.Enabled() && !insecure && !LoopbackListener(addr) {
+	if !t.Enabled() && !insecure && !LoopbackListener(addr) && listenHostValid(addr) {
 		errs = append(errs, fmt.Errorf("apiAddr: %q listens beyond loopback in plaintext, where the API token and proxies' tokens would cross the network in the clear: serve TLS (--api-tls for a generated certificate, or --api-tls-cert and --api-tls-key), listen on loopback only (127.0.0.1:PORT), or accept plaintext with --api-insecure", addr))
 	}
 	return errors.Join(errs...)
@@ -92,6 +92,13 @@ func LoopbackListener(addr string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.Unmap().IsLoopback()
+}
+
+// listenHostValid says whether addr's host is one config.CheckListenAddr
+// accepts, so a malformed address is reported once, by that check.
+func listenHostValid(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && (host == "" || host == "localhost" || net.ParseIP(host) != nil)
 }
 
 // serverTLS prepares the server's TLS configuration. A generated
