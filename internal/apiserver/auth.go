@@ -40,7 +40,7 @@ func Authenticate(token string, loopbackToo bool, next http.Handler) http.Handle
 		sent := r.Header.Get("Authorization")
 		trustedLoopback := !loopbackToo && fromLoopback(r)
 		if openPaths[r.URL.Path] || subtle.ConstantTimeCompare([]byte(sent), want) == 1 ||
-			(trustedLoopback && LoopbackHost(r.Host)) {
+			(trustedLoopback && loopbackHost(r.Host)) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -62,10 +62,10 @@ func fromLoopback(r *http.Request) bool {
 	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
-// LoopbackHost says whether a Host header names this machine's loopback:
+// loopbackHost says whether a Host header names this machine's loopback:
 // localhost or a name under .localhost (which browsers resolve to loopback
 // themselves), an address in 127.0.0.0/8, or ::1; with any port or none.
-func LoopbackHost(hostport string) bool {
+func loopbackHost(hostport string) bool {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h

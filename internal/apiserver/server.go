@@ -144,10 +144,13 @@ func Listen(ctx context.Context, cfg ListenConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apiAddr: %w", err)
 	}
+	if tlsConfig == nil && !loopbackListener(cfg.Addr) {
+		cfg.Log.Warn("the REST API serves plaintext beyond loopback (apiInsecure): the API token and proxies' tokens cross the network in the clear", "apiAddr", ln.Addr().String())
+	}
 	return &Server{
 		ln: ln,
 		srv: &http.Server{
-			Handler:           serveCA(caFile, LimitBody(MaxBodySize, cfg.Handler)),
+			Handler:           serveCA(caFile, limitBody(MaxBodySize, cfg.Handler)),
 			TLSConfig:         tlsConfig,
 			ReadHeaderTimeout: ReadHeaderTimeout,
 			ReadTimeout:       ReadTimeout,
@@ -161,10 +164,10 @@ func Listen(ctx context.Context, cfg ListenConfig) (*Server, error) {
 	}, nil
 }
 
-// LimitBody answers 413 to a request whose body is declared larger than
+// limitBody answers 413 to a request whose body is declared larger than
 // limit, and makes reading more than limit bytes of any body fail with an
 // *http.MaxBytesError, which writeError answers with 413 too.
-func LimitBody(limit int64, next http.Handler) http.Handler {
+func limitBody(limit int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > limit {
 			writeError(w, &http.MaxBytesError{Limit: limit})

@@ -72,17 +72,17 @@ func (t TLS) Check(addr string, insecure bool) error {
 			errs = append(errs, fmt.Errorf("apiTLSSANs[%d]: %q is neither an IP address nor a DNS name (e.g. atoll.example.com, 10.0.0.5; no port, no scheme)", i, san))
 		}
 	}
-	if !t.Enabled() && !insecure && !LoopbackListener(addr) && listenHostValid(addr) {
+	if !t.Enabled() && !insecure && !loopbackListener(addr) && listenHostValid(addr) {
 		errs = append(errs, fmt.Errorf("apiAddr: %q listens beyond loopback in plaintext, where the API token and proxies' tokens would cross the network in the clear: serve TLS (--api-tls for a generated certificate, or --api-tls-cert and --api-tls-key), listen on loopback only (127.0.0.1:PORT), or accept plaintext with --api-insecure", addr))
 	}
 	return errors.Join(errs...)
 }
 
-// LoopbackListener says whether a listen address (host:port) binds
+// loopbackListener says whether a listen address (host:port) binds
 // loopback only; an empty host binds every interface. An address that does
 // not parse is reported by config.CheckListenAddr, and counts as not
 // loopback here.
-func LoopbackListener(addr string) bool {
+func loopbackListener(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
