@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/atoll-mesh/atoll/internal/certs"
 )
 
 // apiCAFile is the CA a control plane started with --api-tls keeps.
@@ -34,13 +36,21 @@ func httpsClient(caFile string) (*http.Client, error) {
 }
 
 // startTLSGlobal is startGlobal for a global serving its API over TLS with
-// a generated certificate: it takes the API's URL from the start log
-// (apiURL, https://) and waits for /readyz over TLS, verified with the CA
-// the global keeps in its data directory.
+// a generated certificate.
 func startTLSGlobal(t *testing.T, dataDir string, args ...string) *process {
 	t.Helper()
 	args = append([]string{"global", "--data-dir", dataDir, "--etcd-client-addr", "127.0.0.1:0", "--etcd-peer-addr", "127.0.0.1:0",
-		"--kds-addr", "127.0.0.1:0", "--api-tls", "--api-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
+		"--kds-addr", "127.0.0.1:0", "--api-tls"}, args...)
+	return startTLSAtoll(t, dataDir, filepath.Join(dataDir, "api-tls", "kds-ca.pem"), args...)
+}
+
+// startTLSAtoll is startAtoll for a control plane serving its API over
+// TLS: it takes the API's URL from the start log (apiURL, https://) and
+// waits for /readyz over TLS, verified with the CA in caFile (which a
+// generated certificate's CA appears in during the start).
+func startTLSAtoll(t *testing.T, dataDir, caFile string, args ...string) *process {
+	t.Helper()
+	args = append(args, "--api-addr", "127.0.0.1:0", "--log-format", "json")
 	p := &process{t: t, logs: &syncBuffer{}, done: make(chan struct{}), dataDir: dataDir}
 	p.cmd = exec.Command(filepath.Join(binDir, "atoll"), args...)
 	stderr, err := p.cmd.StderrPipe()
@@ -83,7 +93,7 @@ func startTLSGlobal(t *testing.T, dataDir string, args ...string) *process {
 		t.Fatalf("atoll %v did not start within 60s:\n%s", args, p.logs)
 	}
 	if !strings.HasPrefix(p.apiURL, "https://") {
-		t.Fatalf("a global with --api-tls logged apiURL %q, want https://\n%s", p.apiURL, p.logs)
+		t.Fatalf("atoll %v logged apiURL %q, want https://\n%s", args, p.apiURL, p.logs)
 	}
 	waitFor(t, 30*time.Second, "readyz over TLS", func() error {
 		select {
@@ -91,7 +101,7 @@ func startTLSGlobal(t *testing.T, dataDir string, args ...string) *process {
 			t.Fatalf("atoll %v exited after starting: %v\n%s", args, p.err, p.logs)
 		default:
 		}
-		c, err := httpsClient(p.apiCAFile())
+		c, err := httpsClient(caFile)
 		if err != nil {
 			return err
 		}
@@ -251,5 +261,22 @@ func TestRESTHostCheckAndLimits(t *testing.T) {
 	}
 	if status, body := call(t, "GET", g.apiURL+"/meshes/big", ""); status != http.StatusNotFound {
 		t.Errorf("after the refused PUTs, GET /meshes/big: %d %s, want 404", status, body)
+	}
+}
+
+// A zone serves its API over TLS from certificate files of the operator's.
+func TestRESTOverTLSFromFilesOnAZone(t *testing.T) {
+	dir := t.TempDir()
+	files, _, err := certs.EnsureSelfSigned(t.TempDir(), []string{"127.0.0.1"}, 60*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := startTLSAtoll(t, dir, files.CA, "zone", "--zone", "zone-1", "--mode", "universal", "--data-dir", dir,
+		"--dns-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--api-tls-cert", files.Cert, "--api-tls-key", files.Key)
+	if out, errOut, err := atollctl(t, "", "--api-url", z.apiURL, "--api-ca-file", files.CA, "get", "meshes"); err != nil || !strings.Contains(out, "default") {
+		t.Errorf("atollctl over https with the zone's CA: %v %q\n%s", err, errOut, out)
+	}
+	if status, body := call(t, "GET", strings.Replace(z.apiURL, "https://", "http://", 1)+"/meshes", ""); status != http.StatusBadRequest {
+		t.Errorf("plain HTTP to the zone's TLS API: %d %q, want 400", status, body)
 	}
 }
