@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"time"
 
+	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/config"
 	"github.com/atoll-mesh/atoll/internal/logging"
 )
@@ -20,6 +22,19 @@ type Config struct {
 	APITokenFile string `yaml:"apiTokenFile" json:"apiTokenFile"`
 	// APIAuthLoopback asks for the token from loopback callers too.
 	APIAuthLoopback bool `yaml:"apiAuthLoopback" json:"apiAuthLoopback"`
+	// APITLSCert and APITLSKey serve the API over TLS from these PEM files,
+	// followed on disk (a renewed pair is used from the next connection).
+	APITLSCert string `yaml:"apiTLSCert" json:"apiTLSCert"`
+	APITLSKey  string `yaml:"apiTLSKey" json:"apiTLSKey"`
+	// APITLS serves the API over TLS with a generated certificate: a CA
+	// kept in dataDir/api-tls, served at /api-ca.pem.
+	APITLS bool `yaml:"apiTLS" json:"apiTLS"`
+	// APITLSSANs are further DNS names and IP addresses the generated
+	// certificate covers (besides loopback and this machine's host name and
+	// addresses): the names callers reach the API by.
+	APITLSSANs []string `yaml:"apiTLSSANs" json:"apiTLSSANs"`
+	// APIInsecure accepts a plaintext API on an address beyond loopback.
+	APIInsecure bool `yaml:"apiInsecure" json:"apiInsecure"`
 	// KDSAddr is where zones connect (the KDS gRPC server).
 	KDSAddr string `yaml:"kdsAddr" json:"kdsAddr"`
 	// DataDir holds the embedded etcd's data.
@@ -104,9 +119,11 @@ var DefaultYAML []byte
 // Default returns the built-in defaults.
 func Default() Config {
 	return Config{
-		APIAddr: ":5681",
+		APIAddr: "127.0.0.1:5681",
 		KDSAddr: ":5685",
 		DataDir: "/var/lib/atoll/global",
+
+		APITLSSANs: []string{},
 		Etcd: Etcd{
 			ClientAddr:  "127.0.0.1:2379",
 			PeerAddr:    "127.0.0.1:2380",
@@ -133,6 +150,7 @@ func (c Config) Validate() error {
 		}
 	}
 	add(config.CheckListenAddr("apiAddr", c.APIAddr))
+	add(c.apiTLS().Check(c.APIAddr, c.APIInsecure))
 	add(config.CheckListenAddr("kdsAddr", c.KDSAddr))
 	if c.DataDir == "" {
 		add(errors.New("dataDir: is required: name a directory for the global's data"))
@@ -194,4 +212,10 @@ func (c Config) Validate() error {
 	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)
+}
+
+// apiTLS is how the REST API is served.
+func (c Config) apiTLS() apiserver.TLS {
+	return apiserver.TLS{CertFile: c.APITLSCert, KeyFile: c.APITLSKey, Generate: c.APITLS,
+		Dir: filepath.Join(c.DataDir, "api-tls"), SANs: c.APITLSSANs}
 }

@@ -131,11 +131,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	api, err := apiserver.Listen(cfg.APIAddr, apiserver.Instrument(reg, protected), log)
+	api, err := apiserver.Listen(ctx, apiserver.ListenConfig{Addr: cfg.APIAddr, Handler: apiserver.Instrument(reg, protected),
+		TLS: cfg.apiTLS(), Log: log.With("component", "api")})
 	if err != nil {
-		return fmt.Errorf("apiAddr: %w", err)
+		return err
 	}
-	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "kdsAddr", kdsEP.listener.Addr().String(), "etcd", endpoints, "instance", instanceID, "apiTokenFile", tokenFile)
+	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "apiURL", api.URL(), "kdsAddr", kdsEP.listener.Addr().String(), "etcd", endpoints, "instance", instanceID, "apiTokenFile", tokenFile)
 	g.Go(func() error { return api.Run(ctx) })
 	g.Go(func() error { return sync.Run(ctx, min(10*time.Second, cfg.KDS.ZoneOfflineAfter/3)) })
 	g.Go(func() error { return allocator.Run(ctx) })

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/config"
 	"github.com/atoll-mesh/atoll/internal/logging"
 	"github.com/atoll-mesh/atoll/internal/resource"
@@ -33,6 +35,19 @@ type Config struct {
 	APITokenFile string `yaml:"apiTokenFile" json:"apiTokenFile"`
 	// APIAuthLoopback asks for the token from loopback callers too.
 	APIAuthLoopback bool `yaml:"apiAuthLoopback" json:"apiAuthLoopback"`
+	// APITLSCert and APITLSKey serve the API over TLS from these PEM files,
+	// followed on disk (a renewed pair is used from the next connection).
+	APITLSCert string `yaml:"apiTLSCert" json:"apiTLSCert"`
+	APITLSKey  string `yaml:"apiTLSKey" json:"apiTLSKey"`
+	// APITLS serves the API over TLS with a generated certificate: a CA
+	// kept in dataDir/api-tls, served at /api-ca.pem.
+	APITLS bool `yaml:"apiTLS" json:"apiTLS"`
+	// APITLSSANs are further DNS names and IP addresses the generated
+	// certificate covers (besides loopback and this machine's host name and
+	// addresses): the names callers reach the API by.
+	APITLSSANs []string `yaml:"apiTLSSANs" json:"apiTLSSANs"`
+	// APIInsecure accepts a plaintext API on an address beyond loopback.
+	APIInsecure bool `yaml:"apiInsecure" json:"apiInsecure"`
 	// DataDir holds the zone's local state.
 	DataDir string `yaml:"dataDir" json:"dataDir"`
 	// GlobalAddress is the global's KDS address, grpcs://HOST:PORT. Empty
@@ -107,13 +122,15 @@ var DefaultYAML []byte
 func Default() Config {
 	return Config{
 		Mode:    ModeUniversal,
-		APIAddr: ":5681",
+		APIAddr: "127.0.0.1:5681",
 		DataDir: "/var/lib/atoll/zone",
 		Ingress: Ingress{Address: "127.0.0.1", Port: 10001},
 		DNS:     DNS{Addr: ":5653", Domain: "mesh", TTL: 5 * time.Second},
 		XDS:     XDS{Addr: ":5678", TLSSANs: []string{}, Debounce: 20 * time.Millisecond},
 		VIPCIDR: "240.0.0.0/4",
 		Log:     logging.Default(),
+
+		APITLSSANs: []string{},
 	}
 }
 
@@ -136,6 +153,7 @@ func (c Config) Validate() error {
 		add(fmt.Errorf("mode: %q is not a mode: use universal (or kubernetes, once supported)", c.Mode))
 	}
 	add(config.CheckListenAddr("apiAddr", c.APIAddr))
+	add(c.apiTLS().Check(c.APIAddr, c.APIInsecure))
 	if c.DataDir == "" {
 		add(errors.New("dataDir: is required: name a directory for the zone's state"))
 	}
@@ -194,4 +212,10 @@ func (c Config) Validate() error {
 	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)
+}
+
+// apiTLS is how the REST API is served.
+func (c Config) apiTLS() apiserver.TLS {
+	return apiserver.TLS{CertFile: c.APITLSCert, KeyFile: c.APITLSKey, Generate: c.APITLS,
+		Dir: filepath.Join(c.DataDir, "api-tls"), SANs: c.APITLSSANs}
 }

@@ -159,11 +159,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	api, err := apiserver.Listen(cfg.APIAddr, apiserver.Instrument(reg, protected), log)
+	api, err := apiserver.Listen(ctx, apiserver.ListenConfig{Addr: cfg.APIAddr, Handler: apiserver.Instrument(reg, protected),
+		TLS: cfg.apiTLS(), Log: log.With("component", "api")})
 	if err != nil {
-		return fmt.Errorf("apiAddr: %w", err)
+		return err
 	}
-	log.Info("zone control plane started", "component", "api", "zone", cfg.Zone, "mode", cfg.Mode, "apiAddr", api.Addr(), "apiTokenFile", tokenFile)
+	log.Info("zone control plane started", "component", "api", "zone", cfg.Zone, "mode", cfg.Mode, "apiAddr", api.Addr(), "apiURL", api.URL(), "apiTokenFile", tokenFile)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return api.Run(ctx) })

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,6 +28,15 @@ type client struct {
 	// token is sent when set (--api-token-file, ATOLL_API_TOKEN).
 	token     string
 	tokenFile string
+	// caFile verifies an https:// API (--api-ca-file); empty uses envCAFile
+	// (ATOLL_API_CA_FILE), and that empty the system's roots. The
+	// environment's CA is ignored for an http:// API, so that one shell can
+	// reach a remote API over TLS and a local one in plaintext.
+	caFile, envCAFile string
+	// caSource names where caFile came from, for messages.
+	caSource string
+	// ready is set once http is configured from the flags.
+	ready bool
 }
 
 // apiError is an error answer of the API.
@@ -72,14 +84,20 @@ func (c *client) do(ctx context.Context, method, path string, body []byte) ([]by
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if err := c.configure(); err != nil {
+		return nil, 0, err
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("cannot reach the API at %s: %w (is the control plane running? set --api-url)", c.baseURL, err)
+		return nil, 0, c.explain(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return nil, resp.StatusCode, fmt.Errorf("reading the answer of %s %s: %w", method, u, err)
+	}
+	if resp.StatusCode == http.StatusBadRequest && bytes.Contains(data, []byte("HTTP request to an HTTPS server")) {
+		return nil, resp.StatusCode, fmt.Errorf("the API at %s serves HTTPS: use --api-url %s", c.baseURL, strings.Replace(c.baseURL, "http://", "https://", 1))
 	}
 	if resp.StatusCode/100 != 2 {
 		ae := &apiError{status: resp.StatusCode}
@@ -154,4 +172,57 @@ func (c *client) apiToken() (string, error) {
 		return strings.TrimSpace(string(b)), nil
 	}
 	return c.token, nil
+}
+
+// configure sets up the HTTP client from the flags, once.
+func (c *client) configure() error {
+	if c.ready {
+		return nil
+	}
+	https := strings.HasPrefix(c.baseURL, "https://")
+	if c.caFile != "" && !https {
+		return fmt.Errorf("--api-ca-file verifies an API served over TLS, but --api-url %s is not https://: use an https:// URL, or drop --api-ca-file", c.baseURL)
+	}
+	c.caSource = "--api-ca-file"
+	if c.caFile == "" && https {
+		c.caFile, c.caSource = c.envCAFile, "ATOLL_API_CA_FILE"
+	}
+	if c.caFile != "" {
+		pem, err := os.ReadFile(c.caFile)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.caSource, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("%s: %s holds no PEM certificate (a control plane with --api-tls serves its CA at /api-ca.pem)", c.caSource, c.caFile)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		c.http.Transport = tr
+	}
+	c.ready = true
+	return nil
+}
+
+// explain turns a failed request into what to do about it.
+func (c *client) explain(err error) error {
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &verify) && !errors.As(err, &hostname) && !errors.As(err, &invalid):
+		which := "the system's trusted roots"
+		if c.caFile != "" {
+			which = "the CA in " + c.caSource + " " + c.caFile
+		}
+		return fmt.Errorf("the API's certificate at %s is not signed by %s: pass --api-ca-file with the CA that signed it (a control plane with --api-tls serves its CA at /api-ca.pem and keeps it in its data dir as api-tls/kds-ca.pem): %w", c.baseURL, which, err)
+	case errors.As(err, &hostname):
+		return fmt.Errorf("the API's certificate does not cover the host in --api-url %s: reach the API by a name the certificate covers, or add this one (--api-tls-san on the control plane): %w", c.baseURL, err)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("the API's certificate at %s is not valid (expired, or not a server certificate): %w", c.baseURL, err)
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("the API at %s serves plaintext HTTP, not HTTPS: use --api-url %s", c.baseURL, strings.Replace(c.baseURL, "https://", "http://", 1))
+	}
+	return fmt.Errorf("cannot reach the API at %s: %w (is the control plane running? set --api-url)", c.baseURL, err)
 }

@@ -34,6 +34,9 @@ func rootCommand() *cobra.Command {
 	c.token = os.Getenv("ATOLL_API_TOKEN")
 	root.PersistentFlags().StringVar(&c.tokenFile, "api-token-file", os.Getenv("ATOLL_API_TOKEN_FILE"),
 		"file holding the control plane's API token, needed from other machines (the api-token file in its data dir; env ATOLL_API_TOKEN_FILE, or the token itself in ATOLL_API_TOKEN)")
+	c.envCAFile = os.Getenv("ATOLL_API_CA_FILE")
+	root.PersistentFlags().StringVar(&c.caFile, "api-ca-file", "",
+		"CA (PEM) that verifies an https:// API (a control plane with --api-tls serves it at /api-ca.pem); empty uses ATOLL_API_CA_FILE, else the system's roots")
 	root.AddCommand(applyCommand(c), getCommand(c), deleteCommand(c), inspectCommand(c), bootstrapCommand(c),
 		generateCommand(c), revokeCommand(c), rotateCommand(c), retireCommand(c), &cobra.Command{
 			Use:   "version",

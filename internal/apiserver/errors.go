@@ -3,6 +3,7 @@ package apiserver
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/atoll-mesh/atoll/internal/resource"
@@ -53,7 +54,7 @@ func writeError(w http.ResponseWriter, err error) {
 		body.Error = ve.Title() + ": fix the fields listed in causes"
 	case errors.As(err, &mbe):
 		status = http.StatusRequestEntityTooLarge
-		body.Error = "request body is larger than 1 MiB: send resources one at a time"
+		body.Error = fmt.Sprintf("request body is larger than %s, this API's limit: send resources one at a time", sizeString(mbe.Limit))
 	case store.IsNotFound(err):
 		status = http.StatusNotFound
 	case store.IsConflict(err), store.IsAlreadyExists(err):
@@ -79,4 +80,16 @@ func writeRawJSON(w http.ResponseWriter, status int, data []byte) {
 	w.WriteHeader(status)
 	w.Write(data)
 	w.Write([]byte("\n"))
+}
+
+// sizeString writes a byte count in MiB or KiB when it is a whole number of
+// them.
+func sizeString(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,24 +95,96 @@ type Server struct {
 	ln  net.Listener
 	srv *http.Server
 	log *slog.Logger
+	// tls is set when srv serves TLS (srv.TLSConfig alone does not say:
+	// Serve fills it in for HTTP/2).
+	tls bool
 }
 
-// Listen binds addr now, so a caller learns of a taken port at start and
-// can read the bound address before Run.
-func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// Limits of every request. No handler streams: each answers at once, so a
+// request that takes longer than these is a slow or stuck client.
+const (
+	// MaxBodySize bounds a request body (resources are further bounded by
+	// resource.MaxDocumentSize).
+	MaxBodySize = 4 << 20
+	// MaxHeaderBytes bounds a request's header.
+	MaxHeaderBytes = 64 << 10
+	// ReadHeaderTimeout bounds the TLS handshake and reading the header;
+	// ReadTimeout reading the whole request; WriteTimeout the handler and
+	// its answer; IdleTimeout a kept-alive connection between requests.
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 30 * time.Second
+	WriteTimeout      = time.Minute
+	IdleTimeout       = 2 * time.Minute
+)
+
+// ListenConfig configures the API server.
+type ListenConfig struct {
+	// Addr is the listen address (host:port; port 0 picks a free port).
+	Addr    string
+	Handler http.Handler
+	// TLS says how to serve; the zero value serves plaintext.
+	TLS TLS
+	Log *slog.Logger
+}
+
+// Listen binds cfg.Addr now, so a caller learns of a taken port at start
+// and can read the bound address before Run. With cfg.TLS.Generate the
+// certificate is kept current until ctx ends. Every request body is bounded
+// by MaxBodySize, and GET /api-ca.pem serves a generated CA to anyone.
+func Listen(ctx context.Context, cfg ListenConfig) (*Server, error) {
+	var tlsConfig *tls.Config
+	var caFile string
+	if cfg.TLS.Enabled() {
+		var err error
+		if tlsConfig, caFile, err = serverTLS(ctx, cfg.TLS, cfg.Log); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("apiAddr: %w", err)
+	}
+	if tlsConfig == nil && !loopbackListener(cfg.Addr) {
+		cfg.Log.Warn("the REST API serves plaintext beyond loopback (apiInsecure): the API token and proxies' tokens cross the network in the clear", "apiAddr", ln.Addr().String())
 	}
 	return &Server{
 		ln: ln,
 		srv: &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			Handler:           serveCA(caFile, limitBody(MaxBodySize, cfg.Handler)),
+			TLSConfig:         tlsConfig,
+			ReadHeaderTimeout: ReadHeaderTimeout,
+			ReadTimeout:       ReadTimeout,
+			WriteTimeout:      WriteTimeout,
+			IdleTimeout:       IdleTimeout,
+			MaxHeaderBytes:    MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 		},
-		log: log,
+		log: cfg.Log,
+		tls: tlsConfig != nil,
 	}, nil
+}
+
+// limitBody answers 413 to a request whose body is declared larger than
+// limit, and makes reading more than limit bytes of any body fail with an
+// *http.MaxBytesError, which writeError answers with 413 too.
+func limitBody(limit int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			writeError(w, &http.MaxBytesError{Limit: limit})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// URL is the API's base URL, http:// or https://, at the bound address.
+func (s *Server) URL() string {
+	scheme := "http"
+	if s.tls {
+		scheme = "https"
+	}
+	return scheme + "://" + s.ln.Addr().String()
 }
 
 // Addr is the bound address.
@@ -120,7 +193,14 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Run serves until ctx ends, then drains requests for up to 5 seconds.
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(s.ln) }()
+	go func() {
+		if s.tls {
+			// The certificate comes from TLSConfig.GetCertificate.
+			errc <- s.srv.ServeTLS(s.ln, "", "")
+			return
+		}
+		errc <- s.srv.Serve(s.ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
