@@ -97,7 +97,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log: log.With("component", "api"),
 	}).Register(mux)
 	(&statusAPI{zone: cfg.Zone, cache: cache, client: client, global: cfg.GlobalAddress}).register(mux)
-	res := newResolver(cache, netip.MustParsePrefix(cfg.VIPCIDR), cfg.DNS.Domain)
+	res := newResolver(cache, netip.MustParsePrefix(cfg.VIPCIDR), cfg.DNS.Domain, log.With("component", "dns"), reg)
 	if cfg.VIPCIDR6 != "" {
 		res.cidr6 = netip.MustParsePrefix(cfg.VIPCIDR6)
 	}
