@@ -102,7 +102,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		res.cidr6 = netip.MustParsePrefix(cfg.VIPCIDR6)
 	}
 	if cfg.DNS.Addr != "" {
-		res.srv = dns.NewServer(dns.Config{Addr: cfg.DNS.Addr, Domain: cfg.DNS.Domain, TTL: cfg.DNS.TTL, Upstream: cfg.DNS.Upstream},
+		res.srv = dns.NewServer(dns.Config{Addr: cfg.DNS.Addr, Domain: cfg.DNS.Domain, TTL: cfg.DNS.TTL, Upstream: cfg.DNS.Upstream,
+			UpstreamAllow: cfg.DNS.upstreamAllow(), MaxInFlight: cfg.DNS.MaxInFlight, MaxTCPConns: cfg.DNS.MaxTCPConns},
 			log.With("component", "dns"), reg)
 	}
 	var xdsServer *xds.Server
