@@ -185,3 +185,20 @@ func TestServicesOfMeshesThatDoNotExistAreIgnored(t *testing.T) {
 		t.Errorf("backend.mesh of mesh default → %s", got)
 	}
 }
+
+// Meshes share the domain: a name two meshes' services map to answers
+// with mesh default's, and the other keeps its VIP with the conflict shown.
+func TestANameSharedByMeshesIsListedAsAConflict(t *testing.T) {
+	r := startResolver(t, meshRes("default"), meshRes("other"),
+		ingressOffering("zone-1", "default", "web"),
+		ingressOffering("zone-2", "other", "web"),
+		vipTable("default", map[string]string{"web": "240.0.0.1"}),
+		vipTable("other", map[string]string{"web": "240.0.0.2"}))
+	if got := r.lookup(t, "web.mesh"); got != "240.0.0.1" {
+		t.Errorf("web.mesh → %s, want mesh default's 240.0.0.1", got)
+	}
+	v, _ := r.view("other", "web")
+	if v.VIP != "240.0.0.2" || v.Conflict == nil || v.Conflict.Mesh != "default" || v.Conflict.HeldBy != "web" {
+		t.Errorf("mesh other's web: %+v (conflict %+v), want its VIP and a conflict with mesh default's web", v, v.Conflict)
+	}
+}
