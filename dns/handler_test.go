@@ -4,6 +4,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"strings"
 	"testing"
 
 	mdns "github.com/miekg/dns"
@@ -29,15 +31,19 @@ func (r *recorder) TsigStatus() error   { return nil }
 func (r *recorder) TsigTimersOnly(bool) {}
 func (r *recorder) Hijack()             {}
 
+// newHandler answers for mesh; it forwards other names to a documentation
+// address, but only for clients in 10.0.0.0/8, which no test client is.
 func newHandler() *dns.Server {
-	srv := dns.NewServer(dns.Config{Domain: "mesh", TTL: 5e9}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	srv := dns.NewServer(dns.Config{Domain: "mesh", TTL: 5e9, Upstream: "192.0.2.53:53",
+		UpstreamAllow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	srv.SetTable(table())
 	return srv
 }
 
 // FuzzServeDNS feeds arbitrary packets to the handler: it never panics,
-// answers every query it answers with the query's ID, never sets RA, and
-// a query never changes what the server answers next.
+// answers every query it answers with the query's ID, never sets RA,
+// refuses every name outside the domain to a client it does not forward
+// for, and a query never changes what the server answers next.
 func FuzzServeDNS(f *testing.F) {
 	for _, q := range []struct {
 		name  string
@@ -65,6 +71,9 @@ func FuzzServeDNS(f *testing.F) {
 			if _, err := w.msg.Pack(); err != nil {
 				t.Fatalf("the answer does not pack: %v", err)
 			}
+			if q := req.Question; !req.Response && req.Opcode == mdns.OpcodeQuery && len(q) == 1 && !inMesh(q[0].Name) && w.msg.Rcode != mdns.RcodeRefused {
+				t.Fatalf("%s from a client not forwarded for: %s, want REFUSED", q[0].Name, mdns.RcodeToString[w.msg.Rcode])
+			}
 		}
 		probe := new(mdns.Msg)
 		probe.SetQuestion("backend.mesh.", mdns.TypeA)
@@ -74,6 +83,11 @@ func FuzzServeDNS(f *testing.F) {
 			t.Fatalf("after %x the server no longer answers backend.mesh: %v", packet, pw.msg)
 		}
 	})
+}
+
+func inMesh(name string) bool {
+	name = strings.ToLower(name)
+	return name == "mesh." || strings.HasSuffix(name, ".mesh.")
 }
 
 // BenchmarkServeDNS is the handler alone: one A query for a known name.

@@ -30,6 +30,16 @@ type Config struct {
 	Upstream string
 	// UpstreamTimeout bounds a forwarded query.
 	UpstreamTimeout time.Duration
+	// UpstreamAllow are the client networks whose queries outside Domain
+	// are forwarded; others are answered REFUSED. Empty forwards for
+	// nobody (DefaultUpstreamAllow is what a zone uses by default).
+	UpstreamAllow []netip.Prefix
+	// MaxInFlight bounds the queries forwarded at once; more are answered
+	// SERVFAIL. 0 means DefaultMaxInFlight.
+	MaxInFlight int
+	// MaxTCPConns bounds the TCP connections served at once; more wait to
+	// be accepted. 0 means DefaultMaxTCPConns.
+	MaxTCPConns int
 }
 
 // Server answers DNS queries from the current Table.
@@ -42,6 +52,7 @@ type Server struct {
 	// soaWire is the SOA packed as the fast path's authority section.
 	soaWire []byte
 	log     *slog.Logger
+	fwd     *forwarder
 
 	queries *prometheus.CounterVec
 	byRcode [mdns.RcodeBadCookie + 1]prometheus.Counter
@@ -54,6 +65,12 @@ type Server struct {
 func NewServer(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server {
 	if cfg.UpstreamTimeout <= 0 {
 		cfg.UpstreamTimeout = 2 * time.Second
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxTCPConns <= 0 {
+		cfg.MaxTCPConns = DefaultMaxTCPConns
 	}
 	s := &Server{
 		cfg: cfg, domain: fqdn(cfg.Domain), ttl: uint32(cfg.TTL / time.Second), log: log,
@@ -70,6 +87,8 @@ func NewServer(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server 
 	if reg != nil {
 		reg.MustRegister(s.queries, s.latency)
 	}
+	s.fwd = newForwarder(cfg)
+	s.fwd.metrics(reg)
 	for code := range s.byRcode {
 		s.byRcode[code] = s.queries.WithLabelValues(rcodeName(code))
 	}
@@ -150,11 +169,12 @@ func (s *Server) answer(w mdns.ResponseWriter, r *mdns.Msg) *mdns.Msg {
 	name := strings.ToLower(q.Name)
 	inZone := name == s.domain || strings.HasSuffix(name, "."+s.domain)
 	if !inZone {
-		if s.cfg.Upstream != "" {
-			s.forward(w, r)
-			return nil
+		resp, rcode := s.fwd.forward(w, r)
+		if resp == nil {
+			return m.SetRcode(r, rcode)
 		}
-		return m.SetRcode(r, mdns.RcodeRefused)
+		resp.Id = r.Id
+		return resp
 	}
 	// The reply shares the question (it is not modified) and prebuilt
 	// records, so it costs one allocation.
@@ -236,26 +256,6 @@ func (s *Server) reply(w mdns.ResponseWriter, r *mdns.Msg, m *mdns.Msg) {
 	}
 }
 
-// forward relays a query outside the domain to the upstream.
-func (s *Server) forward(w mdns.ResponseWriter, r *mdns.Msg) {
-	start := time.Now()
-	c := &mdns.Client{Timeout: s.cfg.UpstreamTimeout}
-	if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
-		c.Net = "tcp"
-	}
-	resp, _, err := c.Exchange(r, s.cfg.Upstream)
-	if err != nil {
-		m := new(mdns.Msg).SetRcode(r, mdns.RcodeServerFailure)
-		s.reply(w, r, m)
-		s.count(mdns.RcodeServerFailure)
-		return
-	}
-	resp.Id = r.Id
-	s.reply(w, r, resp)
-	s.count(resp.Rcode)
-	s.latency.Observe(time.Since(start).Seconds())
-}
-
 // Run serves UDP (one SO_REUSEPORT socket per core) and TCP until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
 	pc, ln, err := listenBoth(s.cfg.Addr)
@@ -266,8 +266,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.udpAddr.Store(pc.LocalAddr())
 	s.tcpAddr.Store(ln.Addr())
 	servers := []*mdns.Server{
-		{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
-			IdleTimeout: func() time.Duration { return 10 * time.Second }},
+		{Listener: newLimitListener(ln, s.cfg.MaxTCPConns), Handler: s, ReadTimeout: tcpReadTimeout, WriteTimeout: tcpReadTimeout,
+			IdleTimeout: func() time.Duration { return tcpIdleTimeout }},
 		{PacketConn: pc, Handler: s},
 	}
 	// More UDP sockets on the same port, up to one per core.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/atoll-mesh/atoll/dns"
 )
@@ -34,6 +35,12 @@ func table() *dns.Table {
 
 func start(t *testing.T, cfg dns.Config) (*dns.Server, string) {
 	t.Helper()
+	return startWith(t, cfg, nil)
+}
+
+// startWith starts a server whose metrics go to reg.
+func startWith(t *testing.T, cfg dns.Config, reg prometheus.Registerer) (*dns.Server, string) {
+	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
 	}
@@ -43,7 +50,7 @@ func start(t *testing.T, cfg dns.Config) (*dns.Server, string) {
 	if cfg.TTL == 0 {
 		cfg.TTL = 5 * time.Second
 	}
-	srv := dns.NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	srv := dns.NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
@@ -216,7 +223,7 @@ func TestConfigurableDomainAndTTL(t *testing.T) {
 func TestForwardsOutsideTheDomainToUpstream(t *testing.T) {
 	upstream, upAddr := start(t, dns.Config{Domain: "example.com"})
 	upstream.SetTable(dns.NewTable("example.com", map[string][]netip.Addr{"www": {netip.MustParseAddr("192.0.2.1")}}))
-	srv, addr := start(t, dns.Config{Upstream: upAddr})
+	srv, addr := start(t, dns.Config{Upstream: upAddr, UpstreamAllow: loopback})
 	srv.SetTable(table())
 	for _, network := range []string{"udp", "tcp"} {
 		if r := query(t, addr, network, "www.example.com.", mdns.TypeA, 0); answers(r) != "[192.0.2.1]" {
@@ -232,7 +239,7 @@ func TestForwardsOutsideTheDomainToUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dead.Close()
-	srv2, addr2 := start(t, dns.Config{Upstream: dead.LocalAddr().String(), UpstreamTimeout: 200 * time.Millisecond})
+	srv2, addr2 := start(t, dns.Config{Upstream: dead.LocalAddr().String(), UpstreamTimeout: 200 * time.Millisecond, UpstreamAllow: loopback})
 	_ = srv2
 	if r := query(t, addr2, "udp", "www.example.com.", mdns.TypeA, 0); r.Rcode != mdns.RcodeServerFailure {
 		t.Errorf("dead upstream: %s, want SERVFAIL", mdns.RcodeToString[r.Rcode])

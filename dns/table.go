@@ -3,6 +3,8 @@ package dns
 import (
 	"net/netip"
 	"strings"
+
+	"github.com/atoll-mesh/atoll/internal/naming"
 )
 
 // Table is an immutable set of records under one domain. Names are
@@ -85,25 +87,7 @@ func validName(name string) bool {
 }
 
 // ServiceNames returns the names a service is known by, relative to the
-// domain: the service itself, and for a Kubernetes-style service tag
-// <name>_<namespace>_svc_<port> also <name>.<namespace>.svc.<port>.
-func ServiceNames(service string) []string {
-	names := []string{strings.ToLower(service)}
-	parts := strings.Split(strings.ToLower(service), "_")
-	if len(parts) == 4 && parts[2] == "svc" && parts[0] != "" && parts[1] != "" && isDigits(parts[3]) {
-		names = append(names, parts[0]+"."+parts[1]+".svc."+parts[3])
-	}
-	return names
-}
-
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
+// domain, by the one rule in internal/naming: the service itself, and for
+// a Kubernetes-style service <name>_<namespace>_svc_<port> also
+// <name>.<namespace>.svc.<port>.
+func ServiceNames(service string) []string { return naming.DNSNames(service) }

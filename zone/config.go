@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/atoll-mesh/atoll/dns"
 	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/config"
 	"github.com/atoll-mesh/atoll/internal/logging"
@@ -101,6 +104,26 @@ type DNS struct {
 	TTL    time.Duration `yaml:"ttl" json:"ttl"`
 	// Upstream receives queries outside Domain; empty refuses them.
 	Upstream string `yaml:"upstream" json:"upstream"`
+	// UpstreamAllow are the client networks (CIDRs) whose queries outside
+	// Domain are forwarded; others are answered REFUSED, so the server is
+	// no open resolver. Empty forwards for nobody.
+	UpstreamAllow []string `yaml:"upstreamAllow" json:"upstreamAllow"`
+	// MaxInFlight bounds the queries forwarded at once; more are answered
+	// SERVFAIL.
+	MaxInFlight int `yaml:"maxInFlight" json:"maxInFlight"`
+	// MaxTCPConns bounds the TCP connections served at once; more wait.
+	MaxTCPConns int `yaml:"maxTCPConns" json:"maxTCPConns"`
+}
+
+// upstreamAllow is UpstreamAllow parsed; Validate has checked it.
+func (d DNS) upstreamAllow() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(d.UpstreamAllow))
+	for _, c := range d.UpstreamAllow {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Ingress is the address of the zone's ingress, as published in its
@@ -125,7 +148,8 @@ func Default() Config {
 		APIAddr: "127.0.0.1:5681",
 		DataDir: "/var/lib/atoll/zone",
 		Ingress: Ingress{Address: "127.0.0.1", Port: 10001},
-		DNS:     DNS{Addr: ":5653", Domain: "mesh", TTL: 5 * time.Second},
+		DNS: DNS{Addr: ":5653", Domain: "mesh", TTL: 5 * time.Second,
+			UpstreamAllow: slices.Clone(dns.DefaultUpstreamAllow), MaxInFlight: dns.DefaultMaxInFlight, MaxTCPConns: dns.DefaultMaxTCPConns},
 		XDS:     XDS{Addr: ":5678", TLSSANs: []string{}, Debounce: 20 * time.Millisecond},
 		VIPCIDR: "240.0.0.0/4",
 		Log:     logging.Default(),
@@ -205,6 +229,19 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.DNS.Upstream); err != nil {
 			add(fmt.Errorf("dns.upstream: %q is not host:port (e.g. 10.96.0.10:53)", c.DNS.Upstream))
 		}
+	}
+	for i, cidr := range c.DNS.UpstreamAllow {
+		if p, err := netip.ParsePrefix(cidr); err != nil {
+			add(fmt.Errorf("dns.upstreamAllow[%d]: %q is not a network such as 10.0.0.0/8 or fd00::/8", i, cidr))
+		} else if p.Masked() != p {
+			add(fmt.Errorf("dns.upstreamAllow[%d]: %s has host bits set: use %s", i, cidr, p.Masked()))
+		}
+	}
+	if c.DNS.MaxInFlight < 1 || c.DNS.MaxInFlight > 65536 {
+		add(fmt.Errorf("dns.maxInFlight: %d is out of range: use 1-65536 (default %d)", c.DNS.MaxInFlight, dns.DefaultMaxInFlight))
+	}
+	if c.DNS.MaxTCPConns < 1 || c.DNS.MaxTCPConns > 65536 {
+		add(fmt.Errorf("dns.maxTCPConns: %d is out of range: use 1-65536 (default %d)", c.DNS.MaxTCPConns, dns.DefaultMaxTCPConns))
 	}
 	add(config.CheckCIDR("vipCIDR", c.VIPCIDR))
 	if c.VIPCIDR6 != "" {

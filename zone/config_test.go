@@ -69,6 +69,11 @@ func TestValidate(t *testing.T) {
 		{name: "empty dataDir", edit: func(c *Config) { c.DataDir = "" }, want: []string{"dataDir"}},
 		{name: "globalAddress with http scheme", edit: func(c *Config) { c.GlobalAddress = "http://x:1" }, want: []string{"globalAddress", "grpcs"}},
 		{name: "globalAddress not a URL", edit: func(c *Config) { c.GlobalAddress = "nope" }, want: []string{"globalAddress"}},
+		{name: "DNS forwarding for nobody", edit: func(c *Config) { c.DNS.UpstreamAllow = nil }},
+		{name: "DNS allowlist entry not a network", edit: func(c *Config) { c.DNS.UpstreamAllow = []string{"10.0.0.0/8", "10.1.2.3"} }, want: []string{`dns.upstreamAllow[1]: "10.1.2.3" is not a network`}},
+		{name: "DNS allowlist entry with host bits", edit: func(c *Config) { c.DNS.UpstreamAllow = []string{"10.1.2.3/8"} }, want: []string{"dns.upstreamAllow[0]", "use 10.0.0.0/8"}},
+		{name: "DNS in-flight bound zero", edit: func(c *Config) { c.DNS.MaxInFlight = 0 }, want: []string{"dns.maxInFlight", "1-65536"}},
+		{name: "DNS TCP connection bound zero", edit: func(c *Config) { c.DNS.MaxTCPConns = 0 }, want: []string{"dns.maxTCPConns", "1-65536"}},
 		{name: "unknown log level", edit: func(c *Config) { c.Log.Level = "loud" }, want: []string{"log.level"}},
 		{name: "unknown log format", edit: func(c *Config) { c.Log.Format = "xml" }, want: []string{"log.format"}},
 	}

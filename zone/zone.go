@@ -97,12 +97,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log: log.With("component", "api"),
 	}).Register(mux)
 	(&statusAPI{zone: cfg.Zone, cache: cache, client: client, global: cfg.GlobalAddress}).register(mux)
-	res := newResolver(cache, netip.MustParsePrefix(cfg.VIPCIDR), cfg.DNS.Domain)
+	res := newResolver(cache, netip.MustParsePrefix(cfg.VIPCIDR), cfg.DNS.Domain, log.With("component", "dns"), reg)
 	if cfg.VIPCIDR6 != "" {
 		res.cidr6 = netip.MustParsePrefix(cfg.VIPCIDR6)
 	}
 	if cfg.DNS.Addr != "" {
-		res.srv = dns.NewServer(dns.Config{Addr: cfg.DNS.Addr, Domain: cfg.DNS.Domain, TTL: cfg.DNS.TTL, Upstream: cfg.DNS.Upstream},
+		res.srv = dns.NewServer(dns.Config{Addr: cfg.DNS.Addr, Domain: cfg.DNS.Domain, TTL: cfg.DNS.TTL, Upstream: cfg.DNS.Upstream,
+			UpstreamAllow: cfg.DNS.upstreamAllow(), MaxInFlight: cfg.DNS.MaxInFlight, MaxTCPConns: cfg.DNS.MaxTCPConns},
 			log.With("component", "dns"), reg)
 	}
 	var xdsServer *xds.Server

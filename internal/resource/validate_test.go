@@ -189,6 +189,28 @@ func TestValidate(t *testing.T) {
 		{name: "unknown type", field: "type", r: dataplane(func(r *resource.Resource, _ *v1alpha1.Dataplane_Networking) {
 			r.Meta.Type = "Dataplan"
 		})},
+		{name: "kubernetes service name", r: dataplane(func(_ *resource.Resource, n *v1alpha1.Dataplane_Networking) {
+			n.Inbound[0].Tags[resource.ServiceTag] = "backend_default_svc_80"
+		})},
+		{name: "upper-case service name", field: serviceTagOf("networking.inbound[0].tags"), r: dataplane(func(_ *resource.Resource, n *v1alpha1.Dataplane_Networking) {
+			n.Inbound[0].Tags[resource.ServiceTag] = "Backend"
+		})},
+		{name: "dotted service name", field: serviceTagOf("networking.inbound[0].tags"), r: dataplane(func(_ *resource.Resource, n *v1alpha1.Dataplane_Networking) {
+			n.Inbound[0].Tags[resource.ServiceTag] = "backend.default.svc.80"
+		})},
+		{name: "64-character service name", field: serviceTagOf("networking.inbound[0].tags"), r: dataplane(func(_ *resource.Resource, n *v1alpha1.Dataplane_Networking) {
+			n.Inbound[0].Tags[resource.ServiceTag] = strings.Repeat("b", 64)
+		})},
+		{name: "upper-case gateway service name", field: serviceTagOf("networking.gateway.tags"), r: gateway(func(n *v1alpha1.Dataplane_Networking) {
+			n.Gateway.Tags[resource.ServiceTag] = "Kong"
+		})},
+		// ZoneIngresses of zones that hold Dataplanes stored before the
+		// naming rule still sync; the VIP allocator settles conflicts.
+		{name: "zone ingress offering an upper-case service", r: func() *resource.Resource {
+			r := zoneIngress("zone-1")
+			r.Spec.(*v1alpha1.ZoneIngress).AvailableServices[0].Tags[resource.ServiceTag] = "Backend"
+			return r
+		}()},
 		{name: "zone ingress with invalid zone", field: "zone", r: zoneIngress("Zone_1")},
 		{name: "zone ingress without zone", field: "zone", r: zoneIngress("")},
 	}
@@ -270,5 +292,33 @@ func TestIsValidation(t *testing.T) {
 	}
 	if resource.IsValidation(nil) {
 		t.Errorf("IsValidation(nil) = true, want false")
+	}
+}
+
+func TestServiceNameViolationIsReportedOnce(t *testing.T) {
+	err := resource.Validate(dataplane(func(_ *resource.Resource, n *v1alpha1.Dataplane_Networking) {
+		n.Inbound[0].Tags[resource.ServiceTag] = "Back end"
+	}))
+	var verr *resource.ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("Validate() = %v, want a *resource.ValidationError", err)
+	}
+	if len(verr.Violations) != 1 || !strings.Contains(verr.Violations[0].Message, `"Back end" has upper-case letters`) {
+		t.Errorf("violations %v, want one naming the upper-case letters", verr.Violations)
+	}
+}
+
+// Dataplanes stored before the naming rule still decode: only writes are
+// validated.
+func TestStoredUpperCaseServiceStillDecodes(t *testing.T) {
+	r, err := resource.Decode([]byte(`{"type":"Dataplane","mesh":"default","name":"old-1","networking":{"address":"10.0.0.1","inbound":[{"port":9001,"tags":{"atoll.io/service":"Backend"}}]}}`))
+	if err != nil {
+		t.Fatalf("Decode() = %v", err)
+	}
+	if got := r.Spec.(*v1alpha1.Dataplane).GetNetworking().GetInbound()[0].GetTags()[resource.ServiceTag]; got != "Backend" {
+		t.Errorf("service tag = %q, want Backend", got)
+	}
+	if err := resource.Validate(r); err == nil {
+		t.Errorf("writing it again is accepted, want the naming rule's error")
 	}
 }

@@ -2,9 +2,11 @@ package resource
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/naming"
 )
 
 var protocols = map[string]bool{"tcp": true, "http": true, "http2": true, "grpc": true}
@@ -71,10 +73,16 @@ func validateDataplane(r *Resource, v *violations) {
 }
 
 // validateTags checks tags of an inbound or gateway: atoll.io/service is
-// required, atoll.io/protocol must be known.
+// required and follows the naming rule (internal/naming), atoll.io/protocol
+// must be known.
 func validateTags(tags map[string]string, field func() string, v *violations) {
 	if tags[ServiceTag] == "" {
 		v.add(fmt.Sprintf("%s[%q]", field(), ServiceTag), "is required: name the service, e.g. %s: backend", ServiceTag)
+	} else if msg := naming.CheckService(tags[ServiceTag]); msg != "" {
+		v.add(fmt.Sprintf("%s[%q]", field(), ServiceTag), "%s", msg)
+		rest := maps.Clone(tags) // reported once, not again as a tag value
+		delete(rest, ServiceTag)
+		tags = rest
 	}
 	if p, ok := tags[ProtocolTag]; ok && !protocols[p] {
 		v.add(fmt.Sprintf("%s[%q]", field(), ProtocolTag), "%q is not supported: use tcp, http, http2 or grpc", p)
@@ -117,6 +125,10 @@ func validateZoneIngress(r *Resource, v *violations) {
 		if msg := CheckName(s.GetMesh()); msg != "" {
 			v.add(f()+".mesh", "%s", msg)
 		}
+		// Not held to the naming rule: a zone offers what its Dataplanes
+		// carry, including ones stored before the rule, and refusing the
+		// ingress would cut the zone off. Where such a name maps to another
+		// service's DNS name, the VIP allocator decides (internal/vip).
 		if s.GetTags()[ServiceTag] == "" {
 			v.add(fmt.Sprintf("%s.tags[%q]", f(), ServiceTag), "is required")
 		}

@@ -69,9 +69,10 @@ func fromInt(n *big.Int, v4 bool) netip.Addr {
 }
 
 // Reconcile returns the table for the services offered now: offered
-// services keep their VIP (or get a new one), services no longer offered
-// are marked unused and released after cooldown. changed reports whether
-// the table differs from cur.
+// services keep their VIP (or get a new one, unless another service holds
+// their DNS name: see Settle), services no longer offered are marked
+// unused and released after cooldown. changed reports whether the table
+// differs from cur.
 //
 // cidr6, when valid, also gives every service an IPv6 VIP.
 func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cidr, cidr6 netip.Prefix, now time.Time, cooldown time.Duration) (*v1alpha1.VIPTable, bool, error) {
@@ -104,9 +105,19 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 		have[e.Service] = true
 		next.Entries = append(next.Entries, e)
 	}
+	// A service whose DNS name another holds gets no VIP: the holder
+	// keeps the name in every zone (Settle).
+	candidates := make([]string, 0, len(have)+len(offered))
+	for s := range have {
+		candidates = append(candidates, s)
+	}
+	for s := range offered {
+		candidates = append(candidates, s)
+	}
+	lost := Settle(candidates, have)
 	var missing []string
 	for s := range offered {
-		if !have[s] {
+		if _, conflict := lost[s]; !have[s] && !conflict {
 			missing = append(missing, s)
 		}
 	}
@@ -148,6 +159,10 @@ type View struct {
 	// UnusedSince: no zone offers the service; the VIP is kept until the
 	// cool-down ends.
 	UnusedSince *time.Time `json:"unusedSince,omitempty"`
+	// Conflict: another service holds this service's DNS name. In the
+	// same mesh this service gets no VIP and no name until the holder's
+	// entry is released.
+	Conflict *Conflict `json:"conflict,omitempty"`
 }
 
 // Views lists a VIPTable's entries.
