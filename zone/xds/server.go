@@ -135,7 +135,7 @@ func NewServer(cfg Config) *Server {
 			Name: "atoll_xds_nacks_total", Help: "Configurations proxies refused, by xDS type.",
 		}, []string{"type"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "atoll_xds_refused_total", Help: "Proxy streams refused, by gRPC status: NotFound (unknown Dataplane), InvalidArgument (malformed node.id), Unauthenticated (missing or wrong token), Unavailable.",
+			Name: "atoll_xds_refused_total", Help: "Proxy streams refused, by gRPC status: NotFound (unknown Dataplane), InvalidArgument (malformed node.id), Unauthenticated (missing or wrong token), PermissionDenied (a request naming another node than the stream was admitted as), Unavailable.",
 		}, []string{"code"}),
 		builds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "atoll_xds_build_seconds", Help: "Time to build one proxy's configuration.",
@@ -330,30 +330,23 @@ func (s *Server) updateSidecar(n *node) error {
 	return nil
 }
 
-// admit checks a proxy's node on its first request and builds its
-// configuration when it is the node's first stream. Callers hold mu.
+// admit admits a stream on its first request (admission.go) and builds
+// the node's configuration when it is the node's first stream. Callers
+// hold mu.
 func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*node, error) {
-	id := cn.GetId()
-	if id != "" && !strings.Contains(id, ".") {
-		if id == s.cfg.Zone {
-			if err := s.checkToken(cn, true); err != nil {
-				return nil, err
-			}
-		}
-		return s.admitIngress(ctx, streamID, id)
-	}
-	mesh, name, ok := strings.Cut(id, ".")
-	if !ok || mesh == "" || name == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "node.id %q: use <mesh>.<dataplane name>, e.g. default.kong (or the zone's name for its ingress)", id)
-	}
-	if err := s.checkToken(cn, s.cfg.RequireTokens); err != nil {
+	who, err := s.admission().admit(cn)
+	if err != nil {
 		return nil, err
 	}
+	if who.ingress {
+		return s.admitIngress(ctx, streamID, who.id)
+	}
+	id, mesh, name := who.id, who.mesh, who.name
 	if err := s.followDataplanes(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "node.id %q: reading this zone's Dataplanes failed: %v", id, err)
 	}
 	if _, err := s.dps.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name}); err != nil {
-		return nil, status.Errorf(codes.NotFound, "node.id %q: zone %s has no Dataplane %q in mesh %q: register the Dataplane with this zone first", id, s.cfg.Zone, name, mesh)
+		return nil, status.Errorf(codes.NotFound, "node.id %q: zone %s has no Dataplane %q in mesh %q: register the Dataplane with this zone first", quoteID(id), s.cfg.Zone, quoteID(name), quoteID(mesh))
 	}
 	n := s.nodes[id]
 	if n == nil {
@@ -394,11 +387,19 @@ func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*n
 func (s *Server) request(ctx context.Context, streamID int64, cn *corev3.Node, typeURL, version string, nonce string, errDetail *status.Status) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := s.nodes[s.streams[streamID]]
-	if n == nil {
+	var n *node
+	if admitted, ok := s.streams[streamID]; ok {
+		// Every request on a stream is the admitted node's, or ends it.
+		if err := s.admission().check(admitted, cn); err != nil {
+			s.cfg.Log.Warn("refused a request naming another node on an admitted stream", "node", admitted, "named", quoteID(cn.GetId()), "error", err)
+			s.refused.WithLabelValues(status.Code(err).String()).Inc()
+			return err
+		}
+		n = s.nodes[admitted]
+	} else {
 		var err error
 		if n, err = s.admit(ctx, streamID, cn); err != nil {
-			s.cfg.Log.Info("refused a proxy", "node", cn.GetId(), "error", err)
+			s.cfg.Log.Info("refused a proxy", "node", quoteID(cn.GetId()), "error", err)
 			s.refused.WithLabelValues(status.Code(err).String()).Inc()
 			return err
 		}
