@@ -125,13 +125,17 @@ func ingressOnly(names []string, wire []byte) string {
 	return ""
 }
 
-// The issue's contract: on an xDS stream admitted as a Dataplane, a
-// request naming another node id — here the zone's ingress, whose
-// configuration holds its TLS key — ends the stream with PermissionDenied
-// and nothing of the ingress is sent on it, with or without the ingress's
-// token, over state-of-the-world and incremental ADS alike. The ingress,
-// admitted as itself, gets its configuration before and after.
-func TestXDSStreamKeepsItsNode(t *testing.T) {
+// identityZone is a zone with the gateway kong and one instance behind
+// its ingress, and what a raw ADS client needs against it.
+type identityZone struct {
+	z             *process
+	kong, ingress *corev3.Node // as the zone's bootstraps name them
+	// open opens an ADS stream, "sotw" or "delta", ended with the test.
+	open map[string]func(t *testing.T) adsListeners
+}
+
+func startIdentityZone(t *testing.T) *identityZone {
+	t.Helper()
 	xdsAddr := freePort(t)
 	_, ingressPort, _ := net.SplitHostPort(freePort(t))
 	z := startZone(t, "zone-1", t.TempDir(), "--xds-addr", xdsAddr, "--ingress-address", "127.0.0.1", "--ingress-port", ingressPort)
@@ -140,21 +144,22 @@ func TestXDSStreamKeepsItsNode(t *testing.T) {
 			t.Fatalf("PUT dataplane %s: %d %s", name, code, resp)
 		}
 	}
-	kong := bootstrapNode(t, z.apiURL+"/meshes/default/dataplanes/kong/bootstrap")
-	ingress := bootstrapNode(t, z.apiURL+"/zoneingresses/zone-1/bootstrap")
-	if kong.GetId() != "default.kong" || ingress.GetId() != "zone-1" || len(ingress.GetMetadata().GetFields()) == 0 {
-		t.Fatalf("bootstraps name nodes %v and %v", kong, ingress)
+	iz := &identityZone{z: z,
+		kong:    bootstrapNode(t, z.apiURL+"/meshes/default/dataplanes/kong/bootstrap"),
+		ingress: bootstrapNode(t, z.apiURL+"/zoneingresses/zone-1/bootstrap"),
 	}
-
+	if iz.kong.GetId() != "default.kong" || iz.ingress.GetId() != "zone-1" || len(iz.ingress.GetMetadata().GetFields()) == 0 {
+		t.Fatalf("bootstraps name nodes %v and %v", iz.kong, iz.ingress)
+	}
 	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	open := map[string]func(t *testing.T) adsListeners{
+	t.Cleanup(cancel)
+	iz.open = map[string]func(t *testing.T) adsListeners{
 		"sotw": func(t *testing.T) adsListeners {
 			s, err := ads.StreamAggregatedResources(ctx)
 			if err != nil {
@@ -170,27 +175,49 @@ func TestXDSStreamKeepsItsNode(t *testing.T) {
 			return &deltaListeners{s: s}
 		},
 	}
+	return iz
+}
 
-	// ingressGets checks that the ingress, admitted as itself, gets its
-	// listener and TLS key (which the streams below must never see).
-	ingressGets := func(t *testing.T, s adsListeners) {
-		t.Helper()
-		if err := s.request(ingress, false); err != nil {
-			t.Fatal(err)
-		}
-		names, wire, err := s.recv()
-		if err != nil {
-			t.Fatalf("the ingress's first response: %v", err)
-		}
-		if got := ingressOnly(names, wire); !strings.Contains(got, `"ingress"`) || !bytes.Contains(wire, []byte("PRIVATE KEY")) {
-			t.Fatalf("the ingress got listeners %v (%s), want its listener \"ingress\" with its key", names, got)
-		}
+// ingressGets checks that the ingress, admitted as itself on s, gets its
+// listener and TLS key (which no other stream may see).
+func (iz *identityZone) ingressGets(t *testing.T, s adsListeners) {
+	t.Helper()
+	if err := s.request(iz.ingress, false); err != nil {
+		t.Fatal(err)
 	}
+	names, wire, err := s.recv()
+	if err != nil {
+		t.Fatalf("the ingress's first response: %v", err)
+	}
+	if got := ingressOnly(names, wire); !strings.Contains(got, `"ingress"`) || !bytes.Contains(wire, []byte("PRIVATE KEY")) {
+		t.Fatalf("the ingress got listeners %v (%s), want its listener \"ingress\" with its key", names, got)
+	}
+}
+
+// refusedMetric checks atoll_xds_refused_total{code} on the zone.
+func (iz *identityZone) refusedMetric(t *testing.T, code codes.Code, want int) {
+	t.Helper()
+	status, metrics := call(t, "GET", iz.z.apiURL+"/metrics", "")
+	line := fmt.Sprintf("atoll_xds_refused_total{code=%q} %d", code.String(), want)
+	if status != 200 || !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(line)+`$`).MatchString(metrics) {
+		t.Errorf("GET /metrics: %d, want %s in\n%s", status, line, metrics)
+	}
+}
+
+// The issue's contract: on an xDS stream admitted as a Dataplane, a
+// request naming another node id — here the zone's ingress, whose
+// configuration holds its TLS key — ends the stream with PermissionDenied
+// and nothing of the ingress is sent on it, with or without the ingress's
+// token, over state-of-the-world and incremental ADS alike. The ingress,
+// admitted as itself, gets its configuration before and after.
+func TestXDSStreamKeepsItsNode(t *testing.T) {
+	iz := startIdentityZone(t)
+	open, kong, ingress := iz.open, iz.kong, iz.ingress
 	// The ingress stays connected while kong's streams try to switch: its
 	// configuration is built and served, so only the identity check stands
 	// between them and it.
 	for _, mode := range []string{"sotw", "delta"} {
-		ingressGets(t, open[mode](t))
+		iz.ingressGets(t, open[mode](t))
 	}
 
 	withoutToken := proto.Clone(ingress).(*corev3.Node)
@@ -234,12 +261,41 @@ func TestXDSStreamKeepsItsNode(t *testing.T) {
 	}
 
 	// Every refusal is counted by its status code.
-	code, metrics := call(t, "GET", z.apiURL+"/metrics", "")
-	if want := regexp.MustCompile(`(?m)^atoll_xds_refused_total\{code="PermissionDenied"\} 4$`); code != 200 || !want.MatchString(metrics) {
-		t.Errorf("GET /metrics: %d, want atoll_xds_refused_total{code=\"PermissionDenied\"} 4 in\n%s", code, metrics)
-	}
+	iz.refusedMetric(t, codes.PermissionDenied, 4)
 	// The ingress, on new streams, still gets its configuration.
 	for _, mode := range []string{"sotw", "delta"} {
-		ingressGets(t, open[mode](t))
+		iz.ingressGets(t, open[mode](t))
+	}
+}
+
+// go-control-plane numbers state-of-the-world and incremental streams
+// each from 1. Stream 1 of one kind must not pass for stream 1 of the
+// other: with the ingress admitted on one, a first request naming the
+// ingress without its token on the other is refused (Unauthenticated) and
+// gets nothing of the ingress, and its end leaves the ingress's streams be.
+func TestXDSStreamsOfEachKindAreApart(t *testing.T) {
+	iz := startIdentityZone(t)
+	noToken := proto.Clone(iz.ingress).(*corev3.Node)
+	noToken.Metadata = nil
+	// On a fresh zone: the ingress on sotw stream 1, then the other on
+	// delta stream 1; the ingress on delta stream 2, the other on sotw
+	// stream 2.
+	for i, modes := range [][2]string{{"sotw", "delta"}, {"delta", "sotw"}} {
+		t.Run(fmt.Sprintf("the ingress on %s stream %d", modes[0], i+1), func(t *testing.T) {
+			iz.ingressGets(t, iz.open[modes[0]](t))
+			s := iz.open[modes[1]](t)
+			if err := s.request(noToken, false); err != nil {
+				t.Fatal(err)
+			}
+			names, wire, err := s.recv()
+			if got := ingressOnly(names, wire); got != "" || status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("%s stream %d asking as the ingress without its token: %s, %v; want nothing and Unauthenticated", modes[1], i+1, got, err)
+			}
+		})
+	}
+	iz.refusedMetric(t, codes.Unauthenticated, 2)
+	// Both of the ingress's streams are still its own.
+	if code, body := call(t, "GET", iz.z.apiURL+"/zoneingresses/zone-1/xds", ""); code != 200 || !strings.Contains(body, `"streams":2`) {
+		t.Errorf("GET /zoneingresses/zone-1/xds: %d %s, want the ingress connected with 2 streams", code, body)
 	}
 }

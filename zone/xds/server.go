@@ -89,12 +89,20 @@ type Server struct {
 	meshes  map[string]*meshConfig // meshes with connected proxies
 	ingress *ingressCaches         // while the zone's ingress is connected
 	nodes   map[string]*node       // by node id
-	streams map[int64]string       // stream → node id
+	streams map[streamKey]string   // stream → the node id it was admitted as
 
 	connected prometheus.Gauge
 	nacks     *prometheus.CounterVec
 	refused   *prometheus.CounterVec
 	builds    prometheus.Histogram
+}
+
+// streamKey names a stream. go-control-plane numbers state-of-the-world
+// and incremental streams each from 1: stream 1 of one kind is not stream
+// 1 of the other, and must not be taken for the node it was admitted as.
+type streamKey struct {
+	delta bool
+	id    int64
 }
 
 type node struct {
@@ -127,7 +135,7 @@ func NewServer(cfg Config) *Server {
 		changes:       make(chan struct{}, 1),
 		meshes:        map[string]*meshConfig{},
 		nodes:         map[string]*node{},
-		streams:       map[int64]string{},
+		streams:       map[streamKey]string{},
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "atoll_xds_connected_proxies", Help: "Proxies connected to the zone's xDS server.",
 		}),
@@ -333,7 +341,7 @@ func (s *Server) updateSidecar(n *node) error {
 // admit admits a stream on its first request (admission.go) and builds
 // the node's configuration when it is the node's first stream. Callers
 // hold mu.
-func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*node, error) {
+func (s *Server) admit(ctx context.Context, streamID streamKey, cn *corev3.Node) (*node, error) {
 	who, err := s.admission().admit(cn)
 	if err != nil {
 		return nil, err
@@ -384,7 +392,7 @@ func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*n
 	return n, nil
 }
 
-func (s *Server) request(ctx context.Context, streamID int64, cn *corev3.Node, typeURL, version string, nonce string, errDetail *status.Status) error {
+func (s *Server) request(ctx context.Context, streamID streamKey, cn *corev3.Node, typeURL, version string, nonce string, errDetail *status.Status) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var n *node
@@ -419,7 +427,7 @@ func (s *Server) request(ctx context.Context, streamID int64, cn *corev3.Node, t
 	return nil
 }
 
-func (s *Server) responded(streamID int64, typeURL, version string) {
+func (s *Server) responded(streamID streamKey, typeURL, version string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := s.nodes[s.streams[streamID]]; n != nil {
@@ -437,7 +445,7 @@ func (s *Server) sentVersion(nodeID, typeURL string) string {
 	return ""
 }
 
-func (s *Server) closed(streamID int64) {
+func (s *Server) closed(streamID streamKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id, ok := s.streams[streamID]
@@ -480,23 +488,23 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			if d := req.GetErrorDetail(); d != nil {
 				nack = errStatus(d)
 			}
-			return s.request(context.Background(), id, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), nack)
+			return s.request(context.Background(), streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), nack)
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
-			s.responded(id, resp.GetTypeUrl(), resp.GetVersionInfo())
+			s.responded(streamKey{id: id}, resp.GetTypeUrl(), resp.GetVersionInfo())
 		},
-		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
+		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(streamKey{id: id}) },
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 			var nack *status.Status
 			if d := req.GetErrorDetail(); d != nil {
 				nack = errStatus(d)
 			}
-			return s.request(context.Background(), id, req.GetNode(), req.GetTypeUrl(), "", req.GetResponseNonce(), nack)
+			return s.request(context.Background(), streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "", req.GetResponseNonce(), nack)
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
-			s.responded(id, resp.GetTypeUrl(), resp.GetSystemVersionInfo())
+			s.responded(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetSystemVersionInfo())
 		},
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(streamKey{delta: true, id: id}) },
 	}
 }
 
