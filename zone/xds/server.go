@@ -399,11 +399,15 @@ func (s *Server) request(ctx context.Context, streamID streamKey, cn *corev3.Nod
 	if admitted, ok := s.streams[streamID]; ok {
 		// Every request on a stream is the admitted node's, or ends it.
 		if err := s.admission().check(admitted, cn); err != nil {
-			s.cfg.Log.Warn("refused a request naming another node on an admitted stream", "node", admitted, "named", quoteID(cn.GetId()), "error", err)
+			s.cfg.Log.Warn("refused a later request on an admitted stream; the stream ends", "node", admitted, "named", quoteID(cn.GetId()), "error", err)
 			s.refused.WithLabelValues(status.Code(err).String()).Inc()
 			return err
 		}
-		n = s.nodes[admitted]
+		if n = s.nodes[admitted]; n == nil {
+			// closed drops a stream before its node; should that ever
+			// change, a request is refused rather than the zone crashing.
+			return status.Errorf(codes.Unavailable, "node.id %q is no longer connected: reconnect", admitted)
+		}
 	} else {
 		var err error
 		if n, err = s.admit(ctx, streamID, cn); err != nil {
