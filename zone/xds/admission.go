@@ -128,8 +128,8 @@ func (a admission) checkToken(cn *corev3.Node, required bool) error {
 	return nil
 }
 
-// quoteID is id cut to maxQuotedID bytes, for errors and logs: a peer's
-// node.id can be as long as a gRPC message.
+// quoteID is id cut to maxQuotedID bytes, for errors and logs (%q makes
+// each byte at most 4): a peer's node.id can be as long as a gRPC message.
 func quoteID(id string) string {
 	if len(id) <= maxQuotedID {
 		return id
