@@ -117,6 +117,7 @@ fuzz:
 	$(GO) test ./kds -run '^$$' -fuzz FuzzSessionRecv -fuzztime $(FUZZTIME)
 	$(GO) test ./dns -run '^$$' -fuzz FuzzServeDNS -fuzztime $(FUZZTIME)
 	$(GO) test ./dns -run '^$$' -fuzz FuzzFastPath -fuzztime $(FUZZTIME)
+	$(GO) test ./zone/xds -run '^$$' -fuzz FuzzAdmission -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN) .run

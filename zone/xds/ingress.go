@@ -21,11 +21,8 @@ type IngressConfig struct {
 }
 
 // admitIngress admits the zone's ingress proxy, whose node.id is the
-// zone's name. Callers hold mu.
-func (s *Server) admitIngress(ctx context.Context, streamID int64, id string) (*node, error) {
-	if id != s.cfg.Zone {
-		return nil, status.Errorf(codes.NotFound, "node.id %q: this is zone %q; its ingress connects as node.id %q, Dataplanes as <mesh>.<dataplane name>", id, s.cfg.Zone, s.cfg.Zone)
-	}
+// zone's name, once admission has checked its token. Callers hold mu.
+func (s *Server) admitIngress(ctx context.Context, streamID streamKey, id string) (*node, error) {
 	if err := s.followDataplanes(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "node.id %q: reading this zone's Dataplanes failed: %v", id, err)
 	}

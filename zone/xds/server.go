@@ -89,12 +89,20 @@ type Server struct {
 	meshes  map[string]*meshConfig // meshes with connected proxies
 	ingress *ingressCaches         // while the zone's ingress is connected
 	nodes   map[string]*node       // by node id
-	streams map[int64]string       // stream → node id
+	streams map[streamKey]string   // stream → the node id it was admitted as
 
 	connected prometheus.Gauge
 	nacks     *prometheus.CounterVec
 	refused   *prometheus.CounterVec
 	builds    prometheus.Histogram
+}
+
+// streamKey names a stream. go-control-plane numbers state-of-the-world
+// and incremental streams each from 1: stream 1 of one kind is not stream
+// 1 of the other, and must not be taken for the node it was admitted as.
+type streamKey struct {
+	delta bool
+	id    int64
 }
 
 type node struct {
@@ -127,7 +135,7 @@ func NewServer(cfg Config) *Server {
 		changes:       make(chan struct{}, 1),
 		meshes:        map[string]*meshConfig{},
 		nodes:         map[string]*node{},
-		streams:       map[int64]string{},
+		streams:       map[streamKey]string{},
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "atoll_xds_connected_proxies", Help: "Proxies connected to the zone's xDS server.",
 		}),
@@ -135,7 +143,7 @@ func NewServer(cfg Config) *Server {
 			Name: "atoll_xds_nacks_total", Help: "Configurations proxies refused, by xDS type.",
 		}, []string{"type"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "atoll_xds_refused_total", Help: "Proxy streams refused, by gRPC status: NotFound (unknown Dataplane), InvalidArgument (malformed node.id), Unauthenticated (missing or wrong token), Unavailable.",
+			Name: "atoll_xds_refused_total", Help: "Proxy streams refused, by gRPC status: NotFound (unknown Dataplane), InvalidArgument (malformed node.id), Unauthenticated (missing or wrong token), PermissionDenied (a request naming another node than the stream was admitted as), Unavailable.",
 		}, []string{"code"}),
 		builds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "atoll_xds_build_seconds", Help: "Time to build one proxy's configuration.",
@@ -330,30 +338,23 @@ func (s *Server) updateSidecar(n *node) error {
 	return nil
 }
 
-// admit checks a proxy's node on its first request and builds its
-// configuration when it is the node's first stream. Callers hold mu.
-func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*node, error) {
-	id := cn.GetId()
-	if id != "" && !strings.Contains(id, ".") {
-		if id == s.cfg.Zone {
-			if err := s.checkToken(cn, true); err != nil {
-				return nil, err
-			}
-		}
-		return s.admitIngress(ctx, streamID, id)
-	}
-	mesh, name, ok := strings.Cut(id, ".")
-	if !ok || mesh == "" || name == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "node.id %q: use <mesh>.<dataplane name>, e.g. default.kong (or the zone's name for its ingress)", id)
-	}
-	if err := s.checkToken(cn, s.cfg.RequireTokens); err != nil {
+// admit admits a stream on its first request (admission.go) and builds
+// the node's configuration when it is the node's first stream. Callers
+// hold mu.
+func (s *Server) admit(ctx context.Context, streamID streamKey, cn *corev3.Node) (*node, error) {
+	who, err := s.admission().admit(cn)
+	if err != nil {
 		return nil, err
 	}
+	if who.ingress {
+		return s.admitIngress(ctx, streamID, who.id)
+	}
+	id, mesh, name := who.id, who.mesh, who.name
 	if err := s.followDataplanes(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "node.id %q: reading this zone's Dataplanes failed: %v", id, err)
 	}
 	if _, err := s.dps.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name}); err != nil {
-		return nil, status.Errorf(codes.NotFound, "node.id %q: zone %s has no Dataplane %q in mesh %q: register the Dataplane with this zone first", id, s.cfg.Zone, name, mesh)
+		return nil, status.Errorf(codes.NotFound, "node.id %q: zone %s has no Dataplane %q in mesh %q: register the Dataplane with this zone first", quoteID(id), s.cfg.Zone, quoteID(name), quoteID(mesh))
 	}
 	n := s.nodes[id]
 	if n == nil {
@@ -391,14 +392,26 @@ func (s *Server) admit(ctx context.Context, streamID int64, cn *corev3.Node) (*n
 	return n, nil
 }
 
-func (s *Server) request(ctx context.Context, streamID int64, cn *corev3.Node, typeURL, version string, nonce string, errDetail *status.Status) error {
+func (s *Server) request(ctx context.Context, streamID streamKey, cn *corev3.Node, typeURL, version string, nonce string, errDetail *status.Status) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := s.nodes[s.streams[streamID]]
-	if n == nil {
+	var n *node
+	if admitted, ok := s.streams[streamID]; ok {
+		// Every request on a stream is the admitted node's, or ends it.
+		if err := s.admission().check(admitted, cn); err != nil {
+			s.cfg.Log.Warn("refused a later request on an admitted stream; the stream ends", "node", admitted, "named", quoteID(cn.GetId()), "error", err)
+			s.refused.WithLabelValues(status.Code(err).String()).Inc()
+			return err
+		}
+		if n = s.nodes[admitted]; n == nil {
+			// closed drops a stream before its node; should that ever
+			// change, a request is refused rather than the zone crashing.
+			return status.Errorf(codes.Unavailable, "node.id %q is no longer connected: reconnect", admitted)
+		}
+	} else {
 		var err error
 		if n, err = s.admit(ctx, streamID, cn); err != nil {
-			s.cfg.Log.Info("refused a proxy", "node", cn.GetId(), "error", err)
+			s.cfg.Log.Info("refused a proxy", "node", quoteID(cn.GetId()), "error", err)
 			s.refused.WithLabelValues(status.Code(err).String()).Inc()
 			return err
 		}
@@ -418,7 +431,7 @@ func (s *Server) request(ctx context.Context, streamID int64, cn *corev3.Node, t
 	return nil
 }
 
-func (s *Server) responded(streamID int64, typeURL, version string) {
+func (s *Server) responded(streamID streamKey, typeURL, version string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := s.nodes[s.streams[streamID]]; n != nil {
@@ -436,7 +449,7 @@ func (s *Server) sentVersion(nodeID, typeURL string) string {
 	return ""
 }
 
-func (s *Server) closed(streamID int64) {
+func (s *Server) closed(streamID streamKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id, ok := s.streams[streamID]
@@ -479,23 +492,23 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			if d := req.GetErrorDetail(); d != nil {
 				nack = errStatus(d)
 			}
-			return s.request(context.Background(), id, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), nack)
+			return s.request(context.Background(), streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), nack)
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
-			s.responded(id, resp.GetTypeUrl(), resp.GetVersionInfo())
+			s.responded(streamKey{id: id}, resp.GetTypeUrl(), resp.GetVersionInfo())
 		},
-		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
+		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(streamKey{id: id}) },
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 			var nack *status.Status
 			if d := req.GetErrorDetail(); d != nil {
 				nack = errStatus(d)
 			}
-			return s.request(context.Background(), id, req.GetNode(), req.GetTypeUrl(), "", req.GetResponseNonce(), nack)
+			return s.request(context.Background(), streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "", req.GetResponseNonce(), nack)
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
-			s.responded(id, resp.GetTypeUrl(), resp.GetSystemVersionInfo())
+			s.responded(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetSystemVersionInfo())
 		},
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(streamKey{delta: true, id: id}) },
 	}
 }
 
