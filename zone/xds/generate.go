@@ -236,6 +236,11 @@ func Generate(in Input, proxy Proxy) (Resources, error) {
 		add(resourcev3.EndpointType, loadAssignment(name, in.Zone, sp))
 		switch proxy.Kind {
 		case Proxyless:
+			// A service without a VIP lost its name to another (a name
+			// conflict, see internal/vip): it gets no listener either.
+			if _, ok := in.VIPs[sp.service]; !ok {
+				break
+			}
 			for _, n := range dns.ServiceNames(sp.service) {
 				add(resourcev3.ListenerType, apiListener(n+"."+in.Domain+":"+strconv.FormatUint(uint64(sp.port), 10), name))
 			}

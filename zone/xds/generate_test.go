@@ -188,6 +188,25 @@ func TestProxylessListenersNameEveryServiceName(t *testing.T) {
 	}
 }
 
+// A service that lost its DNS name to another (it has no VIP) gets no
+// listener: "Backend" must not take backend.mesh from "backend".
+func TestProxylessListenersOnlyForNamedServices(t *testing.T) {
+	in := fixture(v1alpha1.Mesh_CrossZone_Direct, false)
+	in.Dataplanes = append(in.Dataplanes, dp("impostor", "10.1.0.9", false, inb("Web", 8080, 0, true)))
+	res := generate(t, in, Proxyless, "kong")
+	ls := byName(res, resourcev3.ListenerType)
+	l, ok := ls["web.mesh:8080"].(*listenerv3.Listener)
+	if !ok {
+		t.Fatalf("no listener web.mesh:8080 (have %v)", keys(ls))
+	}
+	if got := fmt.Sprint(l.GetApiListener()); !strings.Contains(got, ClusterName("web", 8080)) || strings.Contains(got, ClusterName("Web", 8080)) {
+		t.Errorf("web.mesh:8080 routes to %s, want web's cluster only", got)
+	}
+	if n := len(res[resourcev3.ListenerType]); n != 3 {
+		t.Errorf("%d listeners (%v), want backend's two names and web's, once each", n, keys(ls))
+	}
+}
+
 func TestEnvoyGatewayHasNoInboundsAndSidecarDoes(t *testing.T) {
 	in := fixture(v1alpha1.Mesh_CrossZone_Ingress, true)
 	gw := byName(generate(t, in, Envoy, "kong"), resourcev3.ListenerType)

@@ -410,7 +410,7 @@ func (m *meshConfig) updateListeners(vips map[string]netip.Addr) {
 	}
 	for name, id := range m.clusters {
 		port := strconv.FormatUint(uint64(id.port), 10)
-		if m.withProxyless {
+		if _, named := vips[id.service]; m.withProxyless && named {
 			for _, n := range dns.ServiceNames(id.service) {
 				wantProxyless[n+"."+m.domain+":"+port] = name
 			}
