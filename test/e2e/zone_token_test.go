@@ -238,3 +238,19 @@ func TestZoneTokenKeyRotationAcrossReplicas(t *testing.T) {
 	}
 	wantRefused(t, dialRawToken(t, ga, "zone-1", oldToken).refusal(), codes.Unauthenticated, "a key this global does not have")
 }
+
+// --kds-zone-auth none admits a zone without a token, and says at start
+// that it does.
+func TestZoneAuthNoneWarns(t *testing.T) {
+	g := startGlobal(t, t.TempDir(), "--kds-zone-auth", "none")
+	if !strings.Contains(g.logs.String(), "zones are not authenticated (kds.zoneAuth none)") {
+		t.Errorf("no warning at start:\n%s", g.logs)
+	}
+	if err := dialRawToken(t, g, "zone-1", "").refusal(); err != nil {
+		t.Fatalf("a tokenless zone with --kds-zone-auth none: %v", err)
+	}
+	// The token endpoints are not there to mislead: nothing checks tokens.
+	if code, _ := call(t, "POST", g.apiURL+"/zones/zone-1/tokens", ""); code == http.StatusCreated {
+		t.Errorf("a global without zone authentication issued a token")
+	}
+}
