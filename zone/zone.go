@@ -62,6 +62,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// every DNS rebuild, service view and push: read them from memory.
 	cache := store.NewCache(st, resource.MeshType, resource.ZoneIngressType, resource.VIPTableType,
 		resource.ServiceEndpointsType)
+	guard, err := loadGlobalGuard(filepath.Join(cfg.DataDir, globalIdentityFile), cfg.GlobalAddress, log.With("component", "kds"))
+	if err != nil {
+		return err
+	}
 	var client *kds.Client
 	var notify changeNotifier = noNotify{}
 	if cfg.GlobalAddress == "" {
@@ -73,8 +77,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		client = kds.NewClient(kds.ClientConfig{
 			Address: addr, TLS: tc, Zone: cfg.Zone, InstanceID: instanceName(cfg.Zone), Version: version.Version,
-			Log: log.With("component", "kds"),
-		}, &globalEndpoint{zone: cfg.Zone, store: st, cache: cache, wire: &kds.WireMemo{}, local: idx})
+			Log: log.With("component", "kds"), OnHello: guard.hello,
+		}, &globalEndpoint{zone: cfg.Zone, store: st, cache: cache, wire: &kds.WireMemo{}, local: idx, guard: guard})
+		guard.reconnect = client.Reconnect
 		notify = client
 	}
 	// The session reads the zone's own ZoneIngress from the cache: tell it
@@ -96,7 +101,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		},
 		Log: log.With("component", "api"),
 	}).Register(mux)
-	(&statusAPI{zone: cfg.Zone, cache: cache, client: client, global: cfg.GlobalAddress}).register(mux)
+	(&statusAPI{zone: cfg.Zone, cache: cache, client: client, global: cfg.GlobalAddress, guard: guard}).register(mux)
 	res := newResolver(cache, netip.MustParsePrefix(cfg.VIPCIDR), cfg.DNS.Domain)
 	if cfg.VIPCIDR6 != "" {
 		res.cidr6 = netip.MustParsePrefix(cfg.VIPCIDR6)
@@ -144,7 +149,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	apiserver.RegisterOps(mux, reg, apiserver.Check{Name: "store", Check: func(ctx context.Context) error {
 		_, err := st.List(ctx, resource.MeshType, "")
 		return err
-	}})
+	}}, apiserver.Check{Name: "global identity", Check: func(context.Context) error { return guard.Problem() }})
 	protected, tokenFile, err := apiserver.Protect(mux, cfg.APITokenFile, cfg.DataDir, cfg.APIAuthLoopback)
 	if err != nil {
 		return err
