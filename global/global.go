@@ -65,6 +65,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("cannot reach etcd at %v: %w (check etcd.endpoints and that etcd is running)", endpoints, err)
 	}
 
+	idCtx, cancel := context.WithTimeout(ctx, cfg.Etcd.DialTimeout)
+	clusterID, err := loadClusterID(idCtx, client, cfg.Etcd.Prefix)
+	cancel()
+	if err != nil {
+		return err
+	}
+
 	st := etcdstore.New(client, cfg.Etcd.Prefix+"resources/")
 	if err := store.EnsureMesh(ctx, st, resource.DefaultMesh, resource.OriginGlobal); err != nil {
 		return err
@@ -78,7 +85,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cache := store.NewCache(st, resource.MeshType, resource.ZoneType, resource.ZoneInsightType,
 		resource.ZoneIngressType, resource.VIPTableType)
 	sync := newZoneSync(st, cache, instanceID, cfg.KDS.WithdrawOfflineAfter, reg, log.With("component", "kds"))
-	kdsEP, err := startKDS(ctx, cfg, sync, instanceID, log.With("component", "kds"))
+	kdsEP, err := startKDS(ctx, cfg, sync, instanceID, clusterID, log.With("component", "kds"))
 	if err != nil {
 		return err
 	}
@@ -107,7 +114,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}).Register(mux)
 	apiserver.RegisterOps(mux, reg, apiserver.Check{Name: "etcd", Check: func(ctx context.Context) error {
 		return pingEtcd(ctx, client, cfg.Etcd)
-	}})
+	}}, apiserver.Check{Name: "kds", Check: sync.Loaded})
 	protected, tokenFile, err := apiserver.Protect(mux, cfg.APITokenFile, cfg.DataDir, cfg.APIAuthLoopback)
 	if err != nil {
 		return err
@@ -116,7 +123,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("apiAddr: %w", err)
 	}
-	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "kdsAddr", kdsEP.listener.Addr().String(), "etcd", endpoints, "instance", instanceID, "apiTokenFile", tokenFile)
+	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "kdsAddr", kdsEP.listener.Addr().String(), "etcd", endpoints, "instance", instanceID, "clusterID", clusterID, "apiTokenFile", tokenFile)
 	g.Go(func() error { return api.Run(ctx) })
 	g.Go(func() error { return sync.Run(ctx, min(10*time.Second, cfg.KDS.ZoneOfflineAfter/3)) })
 	g.Go(func() error { return allocator.Run(ctx) })
@@ -127,6 +134,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		case err := <-errc:
 			return fmt.Errorf("kds server: %w", err)
 		case <-ctx.Done():
+			// Returns once every session handler has returned, its
+			// disconnect recorded: only then may the deferred Close of the
+			// etcd client (and of the embedded etcd) run.
 			stopGRPC(kdsEP.server)
 			return nil
 		}

@@ -38,16 +38,18 @@ type kdsEndpoint struct {
 // directory. Either way the certificate files are followed: a certificate
 // replaced on disk is served from the next connection on.
 // A generated certificate is kept current until ctx ends.
-func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, instanceID string, log *slog.Logger) (*kdsEndpoint, error) {
+func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, instanceID, clusterID string, log *slog.Logger) (*kdsEndpoint, error) {
 	srv := kds.NewServer(kds.ServerConfig{
 		Handler:    handler,
 		InstanceID: instanceID,
+		ClusterID:  clusterID,
 		// Three heartbeats fit in the offline timeout.
 		ZoneHeartbeat: cfg.KDS.ZoneOfflineAfter / 3,
 		Session:       kds.SessionConfig{MaxMessageSize: cfg.KDS.MaxMessageSize, Debounce: cfg.KDS.Debounce},
 		Log:           log,
 	})
-	opts := srv.GRPCServerOptions()
+	// Stop waits for handlers: each records its session's end in etcd.
+	opts := append(srv.GRPCServerOptions(), grpc.WaitForHandlers(true))
 	ep := &kdsEndpoint{}
 	switch {
 	case cfg.KDS.Insecure:
@@ -93,8 +95,9 @@ func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, instance
 	return ep, nil
 }
 
-// stopGRPC stops at once: KDS streams never end on their own, so a
-// graceful stop would only wait; zones reconnect, to another replica if any.
+// stopGRPC ends every stream at once (KDS streams never end on their own,
+// so a graceful stop would only wait; zones reconnect, to another replica
+// if any) and returns when their handlers have (grpc.WaitForHandlers).
 func stopGRPC(gs *grpc.Server) { gs.Stop() }
 
 // instanceName identifies this process among global replicas.
