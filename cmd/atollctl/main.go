@@ -42,5 +42,6 @@ func rootCommand() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "atollctl", version.String())
 		},
 	})
+	root.AddCommand(statusCommand(c), acceptGlobalCommand(c))
 	return root
 }
