@@ -251,7 +251,10 @@ func seCount(t *testing.T, apiURL string) (int, error) {
 // A zone connected while the global restarts, reconnecting at the first
 // moment the global listens, never sees another zone's endpoints of a
 // Direct mesh go away: the global serves zones only once its endpoint
-// index is loaded.
+// index is loaded. (Between real processes the window is narrow: the
+// global's handshake and first etcd writes usually outlast loading a few
+// hundred Dataplanes. TestZonesAreServedOnlyOnceTheEndpointIndexIsLoaded
+// in package global holds the load back to prove the order.)
 func TestZonesNeverSeeAnEmptyEndpointSetWhileTheGlobalStarts(t *testing.T) {
 	gdir, kdsAddr := t.TempDir(), freePort(t)
 	g := startGlobal(t, gdir, "--kds-addr", kdsAddr)
