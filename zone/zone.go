@@ -18,6 +18,7 @@ import (
 
 	"github.com/atoll-mesh/atoll/dns"
 	"github.com/atoll-mesh/atoll/internal/apiserver"
+	"github.com/atoll-mesh/atoll/internal/atomicfile"
 	"github.com/atoll-mesh/atoll/internal/certs"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
@@ -251,7 +252,7 @@ func claimDataDir(dir, zone string) error {
 	owner, err := os.ReadFile(marker)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := os.WriteFile(marker, []byte(zone+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(marker, []byte(zone+"\n"), 0o600); err != nil {
 			return fmt.Errorf("dataDir: cannot write %s: %w", marker, err)
 		}
 		return nil
