@@ -322,3 +322,25 @@ func TestZonesNeverSeeAnEmptyEndpointSetWhileTheGlobalStarts(t *testing.T) {
 		t.Fatalf("zone-1's session after the restart received %d ServiceEndpoints changes, want 1 (the new instance's)", st.Stats["ServiceEndpoints"].Received)
 	}
 }
+
+// A global stopping gracefully records the end of its zones' sessions
+// before it closes etcd: restarted where the zone cannot reach it, it shows
+// the zone offline at once, not online until its heartbeat ages out.
+func TestGlobalRecordsSessionEndsBeforeStopping(t *testing.T) {
+	gdir := t.TempDir()
+	g := startGlobal(t, gdir)
+	startSyncedZone(t, "zone-1", t.TempDir(), g.kdsAddr, g.caFile())
+	waitFor(t, syncWait, "zone-1 online", func() error {
+		if status, body := call(t, "GET", g.apiURL+"/zones/zone-1", ""); status != 200 || !strings.Contains(body, `"online":true`) {
+			return fmt.Errorf("%d %s", status, body)
+		}
+		return nil
+	})
+	g.stop()
+	// Another KDS port: the zone keeps dialling the old one.
+	g = startGlobal(t, gdir)
+	status, body := call(t, "GET", g.apiURL+"/zones/zone-1", "")
+	if status != 200 || !strings.Contains(body, `"online":false`) {
+		t.Fatalf("zone-1 after the global stopped with it connected: %d %s, want offline (its session's end recorded)", status, body)
+	}
+}
