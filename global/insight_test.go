@@ -177,3 +177,21 @@ func TestEndedSessionOfADrainedZoneWritesNothing(t *testing.T) {
 		t.Fatalf("insight after the drained zone's session ended: %v, want not found", err)
 	}
 }
+
+// A zone that reconnects to the same replica has its old session closed in
+// the insight, and stays online through its new one.
+func TestInsightClosesASessionReplacedOnTheSameReplica(t *testing.T) {
+	st := etcdStore(t)
+	a := replica(t, st, "replica-a")
+	old, current := newSession(), newSession()
+	a.Started("zone-1", old, func() {})
+	a.Started("zone-1", current, func() {})
+	a.Ended("zone-1", old, io.EOF)
+	subs := insightOf(t, st, "zone-1")
+	if len(subs) != 2 || subs[0].GetDisconnectTime() != nil || subs[1].GetDisconnectTime() == nil {
+		t.Fatalf("subscriptions = %v, want the new one open first and the replaced one closed", subs)
+	}
+	if v := zoneView(t, st, "zone-1"); !v.Online {
+		t.Fatal("zone-1 offline while its new session runs")
+	}
+}

@@ -146,6 +146,8 @@ func (z *zoneSync) Connect(ctx context.Context, zone string, hello *v1alpha1.Hel
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	ctx, cancel := context.WithTimeout(ctx, insightTimeout)
+	defer cancel()
 	_, err := z.store.Create(ctx, &resource.Resource{
 		Meta: resource.Meta{Type: resource.ZoneType, Name: zone, Labels: map[string]string{resource.OriginLabel: resource.OriginGlobal}},
 		Spec: &v1alpha1.Zone{},
@@ -177,6 +179,8 @@ func (z *zoneSync) Started(zone string, s *kds.Session, cancel context.CancelFun
 	z.mu.Unlock()
 	if old != nil {
 		old.cancel()
+		// Its own Ended finds it replaced: record its end here.
+		z.writeInsight(context.Background(), zone, old, true)
 	}
 	z.writeInsight(context.Background(), zone, live, false)
 }
@@ -187,7 +191,7 @@ func (z *zoneSync) Ended(zone string, s *kds.Session, err error) {
 	live := z.sessions[zone]
 	if live == nil || live.session != s {
 		z.mu.Unlock()
-		return // replaced by a newer session, which owns the insight now
+		return // replaced by a newer session; Started recorded its end
 	}
 	delete(z.sessions, zone)
 	z.mu.Unlock()
@@ -292,8 +296,9 @@ func (z *zoneSync) drain(ctx context.Context, zone string) {
 	z.log.Info("zone deleted: its resources were removed", "zone", zone, "resources", len(ops))
 }
 
-// insightTimeout bounds each store call of an insight write: a slow etcd
-// delays an insight, never a session, for longer.
+// insightTimeout bounds each store call of an insight write (and the
+// zone's registration): a slow etcd delays a session's start by at most
+// this per call, and never blocks a session for good.
 const insightTimeout = 5 * time.Second
 
 // insightAttempts bounds the compare-and-swap retries of one write.
@@ -354,6 +359,8 @@ func (z *zoneSync) tryWriteInsight(ctx context.Context, zone string, sub *v1alph
 		if ended {
 			return nil // drained with its zone, or never recorded: nothing to close
 		}
+		ctx, cancel := context.WithTimeout(ctx, insightTimeout)
+		defer cancel()
 		_, err := z.store.Create(ctx, &resource.Resource{
 			Meta: resource.Meta{Type: resource.ZoneInsightType, Name: zone,
 				Labels: map[string]string{resource.ZoneLabel: zone, resource.OriginLabel: resource.OriginGlobal}},
