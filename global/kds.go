@@ -359,8 +359,6 @@ func (z *zoneSync) tryWriteInsight(ctx context.Context, zone string, sub *v1alph
 		if ended {
 			return nil // drained with its zone, or never recorded: nothing to close
 		}
-		ctx, cancel := context.WithTimeout(ctx, insightTimeout)
-		defer cancel()
 		_, err := z.store.Create(ctx, &resource.Resource{
 			Meta: resource.Meta{Type: resource.ZoneInsightType, Name: zone,
 				Labels: map[string]string{resource.ZoneLabel: zone, resource.OriginLabel: resource.OriginGlobal}},
