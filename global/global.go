@@ -91,6 +91,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	(&zonesAPI{store: st, offlineAfter: cfg.KDS.ZoneOfflineAfter}).register(mux)
 	mux.HandleFunc("GET /meshes/{mesh}/vips", vipsHandler(st))
+	// Zones name this identity when they refuse a global with another one.
+	mux.HandleFunc("GET /global", func(w http.ResponseWriter, r *http.Request) {
+		apiserver.WriteJSON(w, http.StatusOK, map[string]string{"clusterId": clusterID, "instance": instanceID})
+	})
 	allocator := newVIPAllocator(st, cache, netip.MustParsePrefix(cfg.VIP.CIDR), cfg.VIP.Cooldown, log.With("component", "vip"))
 	if cfg.VIP.CIDR6 != "" {
 		allocator.cidr6 = netip.MustParsePrefix(cfg.VIP.CIDR6)

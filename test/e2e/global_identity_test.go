@@ -167,8 +167,8 @@ func TestZoneKeepsItsStateWhenItsGlobalLostItsState(t *testing.T) {
 	if idB == idA || refused.GlobalClusterID != idA {
 		t.Fatalf("zone-1 remembers %s and refuses %s; want A's %s remembered and another refused", refused.GlobalClusterID, idB, idA)
 	}
-	if !strings.Contains(b.logs.String(), idB) {
-		t.Errorf("global B's log does not name its cluster identity %s", idB)
+	if status, body := call(t, "GET", b.apiURL+"/global", ""); status != 200 || !strings.Contains(body, `"clusterId":"`+idB+`"`) {
+		t.Errorf("global B's GET /global = %d %s, want its cluster identity %s", status, body, idB)
 	}
 	if status, body := call(t, "GET", z.apiURL+"/meshes/extra", ""); status != 200 {
 		t.Fatalf("zone-1 lost mesh extra to global B: %d %s", status, body)
