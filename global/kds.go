@@ -43,8 +43,10 @@ type zoneSync struct {
 }
 
 // connectWait bounds how long a zone's stream waits for the global to load
-// its state before it is refused with Unavailable (the zone retries).
-const connectWait = 10 * time.Second
+// its state before it is refused with Unavailable (the zone retries). It
+// stays under the 10 s a zone waits for the global's Hello, so the zone
+// learns why.
+const connectWait = 5 * time.Second
 
 // errLoading: the global has not loaded its state yet.
 var errLoading = errors.New("the global is still loading its state (the endpoint index of Direct meshes): the zone retries")
