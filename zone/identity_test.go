@@ -191,3 +191,32 @@ func TestGlobalIdentityFileIsValidated(t *testing.T) {
 		t.Fatal("an over-long identity from the global was accepted")
 	}
 }
+
+// Meeting its own global again ends the refusal; an older global that
+// sends no identity is refused too once an identity is remembered.
+func TestRefusalEndsWhenTheRememberedGlobalIsBack(t *testing.T) {
+	g, err := loadGlobalGuard(filepath.Join(t.TempDir(), globalIdentityFile), "g:1", quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		id      string
+		refused bool
+	}{
+		{globalA, false}, // adopted
+		{globalB, true},
+		{globalA, false},
+		{"", true},
+		{globalA, false},
+	} {
+		if err := g.hello(&v1alpha1.Hello{ClusterId: step.id}); err != nil {
+			t.Fatal(err)
+		}
+		if got := g.Problem() != nil; got != step.refused {
+			t.Fatalf("after a Hello with identity %q: refusing %t, want %t", step.id, got, step.refused)
+		}
+		if got := g.refusal(resource.MeshType, true) != ""; got != step.refused {
+			t.Fatalf("after a Hello with identity %q: refusing mesh removals %t, want %t", step.id, got, step.refused)
+		}
+	}
+}
