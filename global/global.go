@@ -67,6 +67,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("cannot reach etcd at %v: %w (check etcd.endpoints and that etcd is running)", endpoints, err)
 	}
 
+	idCtx, cancel := context.WithTimeout(ctx, cfg.Etcd.DialTimeout)
+	clusterID, err := loadClusterID(idCtx, client, cfg.Etcd.Prefix)
+	cancel()
+	if err != nil {
+		return err
+	}
+
 	st := etcdstore.New(client, cfg.Etcd.Prefix+"resources/")
 	if err := store.EnsureMesh(ctx, st, resource.DefaultMesh, resource.OriginGlobal); err != nil {
 		return err
@@ -97,12 +104,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
-	kdsEP, err := startKDS(ctx, cfg, sync, auth, instanceID, log.With("component", "kds"))
+	kdsEP, err := startKDS(ctx, cfg, sync, auth, instanceID, clusterID, log.With("component", "kds"))
 	if err != nil {
 		return err
 	}
 	(&zonesAPI{store: st, offlineAfter: cfg.KDS.ZoneOfflineAfter}).register(mux)
 	mux.HandleFunc("GET /meshes/{mesh}/vips", vipsHandler(st))
+	// Zones name this identity when they refuse a global with another one.
+	mux.HandleFunc("GET /global", func(w http.ResponseWriter, r *http.Request) {
+		apiserver.WriteJSON(w, http.StatusOK, map[string]string{"clusterId": clusterID, "instance": instanceID})
+	})
 	allocator := newVIPAllocator(st, cache, netip.MustParsePrefix(cfg.VIP.CIDR), cfg.VIP.Cooldown, log.With("component", "vip"))
 	if cfg.VIP.CIDR6 != "" {
 		allocator.cidr6 = netip.MustParsePrefix(cfg.VIP.CIDR6)
@@ -126,7 +137,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}).Register(mux)
 	apiserver.RegisterOps(mux, reg, apiserver.Check{Name: "etcd", Check: func(ctx context.Context) error {
 		return pingEtcd(ctx, client, cfg.Etcd)
-	}})
+	}}, apiserver.Check{Name: "kds", Check: sync.Loaded})
 	protected, tokenFile, err := apiserver.Protect(mux, cfg.APITokenFile, cfg.DataDir, cfg.APIAuthLoopback)
 	if err != nil {
 		return err
@@ -136,7 +147,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "apiURL", api.URL(), "kdsAddr", kdsEP.listener.Addr().String(), "etcd", endpoints, "instance", instanceID, "apiTokenFile", tokenFile)
+	log.Info("global control plane started", "component", "api", "apiAddr", api.Addr(), "apiURL", api.URL(), "kdsAddr", kdsEP.listener.Addr().String(), "etcd", endpoints, "instance", instanceID, "clusterID", clusterID, "apiTokenFile", tokenFile)
 	g.Go(func() error { return api.Run(ctx) })
 	g.Go(func() error { return sync.Run(ctx, min(10*time.Second, cfg.KDS.ZoneOfflineAfter/3)) })
 	g.Go(func() error { return allocator.Run(ctx) })
@@ -150,6 +161,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		case err := <-errc:
 			return fmt.Errorf("kds server: %w", err)
 		case <-ctx.Done():
+			// Returns once every session handler has returned, its
+			// disconnect recorded: only then may the deferred Close of the
+			// etcd client (and of the embedded etcd) run.
 			stopGRPC(kdsEP.server)
 			return nil
 		}

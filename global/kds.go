@@ -2,8 +2,10 @@ package global
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,9 +34,24 @@ type zoneSync struct {
 	// revoke, when set, revokes a deleted zone's tokens.
 	revoke func(ctx context.Context, zone string) error
 
+	// loaded is closed once the endpoint index holds the Dataplanes (or no
+	// mesh is Direct): sessions wait for it, so no zone is told that every
+	// ServiceEndpoints is gone while the global is still loading them.
+	loaded     chan struct{}
+	loadedOnce sync.Once
+
 	mu       sync.Mutex
 	sessions map[string]*liveSession
 }
+
+// connectWait bounds how long a zone's stream waits for the global to load
+// its state before it is refused with Unavailable (the zone retries). It
+// stays under the 10 s a zone waits for the global's Hello, so the zone
+// learns why.
+const connectWait = 5 * time.Second
+
+// errLoading: the global has not loaded its state yet.
+var errLoading = errors.New("the global is still loading its state (the endpoint index of Direct meshes): the zone retries")
 
 type liveSession struct {
 	session *kds.Session
@@ -52,7 +69,7 @@ func newZoneSync(st store.Store, cache *store.Cache, instanceID string, withdraw
 	}, []string{"zone", "reason"})
 	reg.MustRegister(refused)
 	z := &zoneSync{store: st, cache: cache, wire: &kds.WireMemo{}, instanceID: instanceID, withdrawAfter: withdrawAfter,
-		log: log, refused: refused, sessions: map[string]*liveSession{}}
+		log: log, refused: refused, sessions: map[string]*liveSession{}, loaded: make(chan struct{})}
 	z.endpoints = newEndpointIndex(func() { z.broadcast(resource.ServiceEndpointsType) })
 	// Sessions read what they push from the cache, so they are told of a
 	// change once the cache holds it. Zone changes (enabled) change which
@@ -110,6 +127,9 @@ func (z *zoneSync) followEndpoints(ctx context.Context) {
 			stop = nil
 			z.endpoints.reset(nil)
 		}
+		if !direct || stop != nil {
+			z.loadedOnce.Do(func() { close(z.loaded) })
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -119,7 +139,19 @@ func (z *zoneSync) followEndpoints(ctx context.Context) {
 }
 
 // Connect creates the Zone on first contact and returns the zone's endpoint.
+// It waits until the global has loaded its state (see Loaded).
 func (z *zoneSync) Connect(ctx context.Context, zone string, hello *v1alpha1.Hello) (kds.Endpoint, error) {
+	wait := time.NewTimer(connectWait)
+	defer wait.Stop()
+	select {
+	case <-z.loaded:
+	case <-wait.C:
+		return nil, errLoading
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ctx, cancel := context.WithTimeout(ctx, insightTimeout)
+	defer cancel()
 	_, err := z.store.Create(ctx, &resource.Resource{
 		Meta: resource.Meta{Type: resource.ZoneType, Name: zone, Labels: map[string]string{resource.OriginLabel: resource.OriginGlobal}},
 		Spec: &v1alpha1.Zone{},
@@ -131,6 +163,17 @@ func (z *zoneSync) Connect(ctx context.Context, zone string, hello *v1alpha1.Hel
 		refused: z.refused, withdrawAfter: z.withdrawAfter}, nil
 }
 
+// Loaded reports, for /readyz, whether sessions are served: nil once the
+// endpoint index holds the Dataplanes, or no mesh is Direct.
+func (z *zoneSync) Loaded(context.Context) error {
+	select {
+	case <-z.loaded:
+		return nil
+	default:
+		return errLoading
+	}
+}
+
 // Started records the session, replacing an older one of the same zone.
 func (z *zoneSync) Started(zone string, s *kds.Session, cancel context.CancelFunc) {
 	z.mu.Lock()
@@ -140,6 +183,8 @@ func (z *zoneSync) Started(zone string, s *kds.Session, cancel context.CancelFun
 	z.mu.Unlock()
 	if old != nil {
 		old.cancel()
+		// Its own Ended finds it replaced: record its end here.
+		z.writeInsight(context.Background(), zone, old, true)
 	}
 	z.writeInsight(context.Background(), zone, live, false)
 }
@@ -150,7 +195,7 @@ func (z *zoneSync) Ended(zone string, s *kds.Session, err error) {
 	live := z.sessions[zone]
 	if live == nil || live.session != s {
 		z.mu.Unlock()
-		return // replaced by a newer session, which owns the insight now
+		return // replaced by a newer session; Started recorded its end
 	}
 	delete(z.sessions, zone)
 	z.mu.Unlock()
@@ -262,9 +307,37 @@ func (z *zoneSync) drain(ctx context.Context, zone string) {
 	z.log.Info("zone deleted: its resources were removed", "zone", zone, "resources", len(ops))
 }
 
-// writeInsight records the session in the zone's ZoneInsight, keeping the
-// latest five sessions.
+// insightTimeout bounds each store call of an insight write (and the
+// zone's registration): a slow etcd delays a session's start by at most
+// this per call, and never blocks a session for good.
+const insightTimeout = 5 * time.Second
+
+// insightAttempts bounds the compare-and-swap retries of one write.
+const insightAttempts = 5
+
+// maxSubscriptions is how many sessions a ZoneInsight keeps.
+const maxSubscriptions = 5
+
+// writeInsight records the session in the zone's ZoneInsight with
+// compare-and-swap: it changes only the session's own subscription (by
+// id), so a replica never overwrites another replica's newer session, and
+// an ended session never re-adds itself once dropped. Subscriptions are
+// kept newest connection first, at most maxSubscriptions. Each store call
+// has a deadline; a write that loses to another writer reads again.
 func (z *zoneSync) writeInsight(ctx context.Context, zone string, l *liveSession, ended bool) {
+	sub := z.subscription(l, ended)
+	var err error
+	for range insightAttempts {
+		if err = z.tryWriteInsight(ctx, zone, sub, ended); err == nil || !(store.IsConflict(err) || store.IsAlreadyExists(err)) {
+			break
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		z.log.Warn("writing zone insight failed", "zone", zone, "error", err)
+	}
+}
+
+func (z *zoneSync) subscription(l *liveSession, ended bool) *v1alpha1.KDSSubscription {
 	snap := l.session.Stats.Snapshot()
 	sub := &v1alpha1.KDSSubscription{
 		Id:               l.subID,
@@ -282,26 +355,62 @@ func (z *zoneSync) writeInsight(ctx context.Context, zone string, l *liveSession
 			Sent: ts.Sent, Acked: ts.Acked, Nacked: ts.Nacked, Received: ts.Received, LastAckedVersion: ts.LastAckedNonce,
 		}
 	}
+	return sub
+}
+
+func (z *zoneSync) tryWriteInsight(ctx context.Context, zone string, sub *v1alpha1.KDSSubscription, ended bool) error {
+	ctx, cancel := context.WithTimeout(ctx, insightTimeout)
+	defer cancel()
 	key := resource.Key{Type: resource.ZoneInsightType, Name: zone}
-	insight := &v1alpha1.ZoneInsight{}
-	var created time.Time
-	if cur, err := z.store.Get(ctx, key); err == nil {
-		insight = cur.Spec.(*v1alpha1.ZoneInsight)
-		created = cur.Meta.CreationTime
+	cur, err := z.store.Get(ctx, key)
+	if err != nil && !store.IsNotFound(err) {
+		return err
 	}
-	subs := []*v1alpha1.KDSSubscription{sub}
-	for _, s := range insight.GetSubscriptions() {
-		if s.GetId() != sub.GetId() && len(subs) < 5 {
-			subs = append(subs, s)
+	if cur == nil {
+		if ended {
+			return nil // drained with its zone, or never recorded: nothing to close
 		}
+		_, err := z.store.Create(ctx, &resource.Resource{
+			Meta: resource.Meta{Type: resource.ZoneInsightType, Name: zone,
+				Labels: map[string]string{resource.ZoneLabel: zone, resource.OriginLabel: resource.OriginGlobal}},
+			Spec: &v1alpha1.ZoneInsight{Subscriptions: []*v1alpha1.KDSSubscription{sub}},
+		})
+		return err
 	}
-	insight.Subscriptions = subs
-	err := z.store.Apply(ctx, []store.Op{{Put: &resource.Resource{
-		Meta: resource.Meta{Type: resource.ZoneInsightType, Name: zone, CreationTime: created,
-			Labels: map[string]string{resource.ZoneLabel: zone, resource.OriginLabel: resource.OriginGlobal}},
-		Spec: insight,
-	}}})
-	if err != nil {
-		z.log.Warn("writing zone insight failed", "zone", zone, "error", err)
+	subs, ok := mergeSubscription(cur.Spec.(*v1alpha1.ZoneInsight).GetSubscriptions(), sub, ended)
+	if !ok {
+		return nil
 	}
+	next := cur.Clone()
+	next.Spec = &v1alpha1.ZoneInsight{Subscriptions: subs}
+	_, err = z.store.Update(ctx, next)
+	return err
+}
+
+// mergeSubscription replaces sub's entry in subs (by id) or, for a live
+// session, adds it; the result is ordered newest connection first and
+// capped. ok is false when there is nothing to write: an ended session
+// whose entry is gone.
+func mergeSubscription(subs []*v1alpha1.KDSSubscription, sub *v1alpha1.KDSSubscription, ended bool) (out []*v1alpha1.KDSSubscription, ok bool) {
+	found := false
+	for _, s := range subs {
+		if s.GetId() == sub.GetId() {
+			out, found = append(out, sub), true
+			continue
+		}
+		out = append(out, s)
+	}
+	if !found {
+		if ended {
+			return nil, false
+		}
+		out = append(out, sub)
+	}
+	slices.SortStableFunc(out, func(a, b *v1alpha1.KDSSubscription) int {
+		return b.GetConnectTime().AsTime().Compare(a.GetConnectTime().AsTime())
+	})
+	if len(out) > maxSubscriptions {
+		out = out[:maxSubscriptions]
+	}
+	return out, true
 }

@@ -38,17 +38,19 @@ type kdsEndpoint struct {
 // directory. Either way the certificate files are followed: a certificate
 // replaced on disk is served from the next connection on.
 // A generated certificate is kept current until ctx ends.
-func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, auth kds.Authenticator, instanceID string, log *slog.Logger) (*kdsEndpoint, error) {
+func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, auth kds.Authenticator, instanceID, clusterID string, log *slog.Logger) (*kdsEndpoint, error) {
 	srv := kds.NewServer(kds.ServerConfig{
 		Handler:    handler,
 		Auth:       auth,
 		InstanceID: instanceID,
+		ClusterID:  clusterID,
 		// Three heartbeats fit in the offline timeout.
 		ZoneHeartbeat: cfg.KDS.ZoneOfflineAfter / 3,
 		Session:       kds.SessionConfig{MaxMessageSize: cfg.KDS.MaxMessageSize, Debounce: cfg.KDS.Debounce},
 		Log:           log,
 	})
-	opts := srv.GRPCServerOptions()
+	// Stop waits for handlers: each records its session's end in etcd.
+	opts := append(srv.GRPCServerOptions(), grpc.WaitForHandlers(true))
 	ep := &kdsEndpoint{}
 	switch {
 	case cfg.KDS.Insecure:
@@ -94,8 +96,9 @@ func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, auth kds
 	return ep, nil
 }
 
-// stopGRPC stops at once: KDS streams never end on their own, so a
-// graceful stop would only wait; zones reconnect, to another replica if any.
+// stopGRPC ends every stream at once (KDS streams never end on their own,
+// so a graceful stop would only wait; zones reconnect, to another replica
+// if any) and returns when their handlers have (grpc.WaitForHandlers).
 func stopGRPC(gs *grpc.Server) { gs.Stop() }
 
 // instanceName identifies this process among global replicas.

@@ -39,6 +39,9 @@ type ClientConfig struct {
 	// MinBackoff and MaxBackoff bound the wait between reconnects.
 	MinBackoff, MaxBackoff time.Duration
 	Log                    *slog.Logger
+	// OnHello, when set, sees the global's Hello before a session starts;
+	// an error ends the connection attempt (retried with backoff).
+	OnHello func(*v1alpha1.Hello) error
 }
 
 // Client keeps a zone connected to the global.
@@ -48,6 +51,7 @@ type Client struct {
 
 	mu        sync.Mutex
 	current   *Session
+	end       context.CancelFunc // ends the current session
 	lastErr   error
 	refused   bool
 	connected time.Time
@@ -79,6 +83,17 @@ func (c *Client) Changed(t resource.Type) {
 	c.mu.Unlock()
 	if s != nil {
 		s.Changed(t)
+	}
+}
+
+// Reconnect ends the live session, if any; Run connects again, and the
+// new session reconciles the full state.
+func (c *Client) Reconnect() {
+	c.mu.Lock()
+	end := c.end
+	c.mu.Unlock()
+	if end != nil {
+		end()
 	}
 }
 
@@ -184,18 +199,23 @@ func (c *Client) session(ctx context.Context, client v1alpha1.KDSClient) error {
 	if err != nil {
 		return err
 	}
+	if c.cfg.OnHello != nil {
+		if err := c.cfg.OnHello(hello); err != nil {
+			return err
+		}
+	}
 	cfg := c.cfg.Session
 	if hb := time.Duration(hello.GetHeartbeatMs()) * time.Millisecond; hb > 0 {
 		cfg.Heartbeat = max(hb, 100*time.Millisecond)
 	}
 	s := NewSession(stream, c.ep, cfg)
 	c.mu.Lock()
-	c.current, c.connected, c.refused = s, time.Now(), false
+	c.current, c.connected, c.refused, c.end = s, time.Now(), false, cancel
 	c.mu.Unlock()
 	c.cfg.Log.Info("connected to the global", "address", c.cfg.Address, "global", hello.GetInstanceId())
 	err = s.Run(ctx)
 	c.mu.Lock()
-	c.current, c.offline = nil, time.Now()
+	c.current, c.offline, c.end = nil, time.Now(), nil
 	c.mu.Unlock()
 	if err == nil {
 		err = errors.New("session ended")

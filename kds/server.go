@@ -54,6 +54,9 @@ type ServerConfig struct {
 	Handler    ZoneHandler
 	Auth       Authenticator
 	InstanceID string
+	// ClusterID identifies the state the global serves; zones remember it
+	// (see Hello.cluster_id).
+	ClusterID string
 	// ZoneHeartbeat is how often zones must send heartbeats (0: their default).
 	ZoneHeartbeat time.Duration
 	Session       SessionConfig
@@ -113,7 +116,7 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 		return status.Errorf(codes.Unavailable, "zone %q: %v", zone, err)
 	}
 	if err := stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Hello{
-		Hello: &v1alpha1.Hello{InstanceId: s.cfg.InstanceID, HeartbeatMs: s.cfg.ZoneHeartbeat.Milliseconds()},
+		Hello: &v1alpha1.Hello{InstanceId: s.cfg.InstanceID, HeartbeatMs: s.cfg.ZoneHeartbeat.Milliseconds(), ClusterId: s.cfg.ClusterID},
 	}}); err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ type globalEndpoint struct {
 	cache *store.Cache // holds the zone's own ZoneIngress
 	wire  *kds.WireMemo
 	local *localIndex
+	guard *globalGuard
 }
 
 var _ kds.Endpoint = (*globalEndpoint)(nil)
@@ -72,6 +73,10 @@ func (e *globalEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*
 	var ops []store.Op
 	for _, w := range upserts {
 		key := kds.WireKey(w.GetMesh(), w.GetName())
+		if why := e.guard.refusal(t, false); why != "" {
+			refused[key] = why
+			continue
+		}
 		r, err := kds.FromWire(t, w)
 		if err != nil {
 			refused[key] = err.Error()
@@ -101,6 +106,10 @@ func (e *globalEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*
 		ops = append(ops, store.Op{Put: r})
 	}
 	for _, key := range removed {
+		if why := e.guard.refusal(t, true); why != "" {
+			refused[key] = why
+			continue
+		}
 		mesh, name, err := kds.SplitWireKey(key)
 		if err != nil {
 			refused[key] = err.Error()

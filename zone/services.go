@@ -1,6 +1,8 @@
 package zone
 
 import (
+	"encoding/json"
+	"errors"
 	"net/http"
 	"sort"
 	"time"
@@ -27,12 +29,14 @@ type statusAPI struct {
 	cache  *store.Cache // meshes and ZoneIngresses
 	client *kds.Client  // nil when the zone runs on its own
 	global string
+	guard  *globalGuard
 }
 
 func (a *statusAPI) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /meshes/{mesh}/services", a.services)
 	mux.HandleFunc("GET /meshes/{mesh}/services/{name}", a.services)
 	mux.HandleFunc("GET /zone", a.status)
+	mux.HandleFunc("POST /zone/accept-global", a.acceptGlobal)
 }
 
 // services lists every service reachable from this zone, from its own
@@ -90,10 +94,21 @@ type ZoneStatus struct {
 	CredentialsRefused bool                     `json:"credentialsRefused,omitempty"`
 	SyncLagMs          int64                    `json:"syncLagMs"`
 	Stats              map[string]kds.TypeStats `json:"stats,omitempty"`
+	// GlobalClusterID is the identity of the global this zone syncs with.
+	GlobalClusterID string `json:"globalClusterId,omitempty"`
+	// RefusedClusterID is set while the zone is connected to a global with
+	// another identity, whose removals it refuses; GlobalProblem says why
+	// and how to accept it.
+	RefusedClusterID string `json:"refusedClusterId,omitempty"`
+	GlobalProblem    string `json:"globalProblem,omitempty"`
 }
 
 func (a *statusAPI) status(w http.ResponseWriter, r *http.Request) {
 	st := ZoneStatus{Zone: a.zone, GlobalAddress: a.global}
+	st.GlobalClusterID, st.RefusedClusterID = a.guard.identity()
+	if err := a.guard.Problem(); err != nil {
+		st.GlobalProblem = err.Error()
+	}
 	if a.client != nil {
 		s := a.client.Status()
 		st.Connected, st.LastError, st.CredentialsRefused = s.Connected, s.LastError, s.Refused
@@ -107,4 +122,36 @@ func (a *statusAPI) status(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	apiserver.WriteJSON(w, http.StatusOK, st)
+}
+
+// AcceptGlobal is the body of POST /zone/accept-global.
+type AcceptGlobal struct {
+	// ClusterID must be the identity the zone reports as refused, so an
+	// operator accepts the global they looked at and no other.
+	ClusterID string `json:"clusterId"`
+}
+
+// acceptGlobal adopts the identity of the global whose changes the zone
+// refuses; the zone then reconnects and applies that global's state.
+func (a *statusAPI) acceptGlobal(w http.ResponseWriter, r *http.Request) {
+	var body AcceptGlobal
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		apiserver.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": `the body must be {"clusterId": "ID"} with the identity GET /zone reports as refusedClusterId: ` + err.Error()})
+		return
+	}
+	if err := checkClusterID(body.ClusterID); err != nil {
+		apiserver.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "clusterId: " + err.Error()})
+		return
+	}
+	if err := a.guard.accept(body.ClusterID); err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, errNothingToAccept) {
+			code = http.StatusConflict
+		}
+		apiserver.WriteJSON(w, code, map[string]string{"error": err.Error()})
+		return
+	}
+	a.status(w, r)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/atoll-mesh/atoll/dns"
 	"github.com/atoll-mesh/atoll/internal/apiserver"
+	"github.com/atoll-mesh/atoll/internal/atomicfile"
 	"github.com/atoll-mesh/atoll/internal/certs"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
@@ -62,6 +63,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// every DNS rebuild, service view and push: read them from memory.
 	cache := store.NewCache(st, resource.MeshType, resource.ZoneIngressType, resource.VIPTableType,
 		resource.ServiceEndpointsType)
+	guard, err := loadGlobalGuard(filepath.Join(cfg.DataDir, globalIdentityFile), cfg.GlobalAddress, log.With("component", "kds"))
+	if err != nil {
+		return err
+	}
 	var client *kds.Client
 	var notify changeNotifier = noNotify{}
 	if cfg.GlobalAddress == "" {
@@ -73,8 +78,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		client = kds.NewClient(kds.ClientConfig{
 			Address: addr, TLS: tc, Zone: cfg.Zone, Token: tokenReader(cfg), InstanceID: instanceName(cfg.Zone), Version: version.Version,
-			Log: log.With("component", "kds"),
-		}, &globalEndpoint{zone: cfg.Zone, store: st, cache: cache, wire: &kds.WireMemo{}, local: idx})
+			Log: log.With("component", "kds"), OnHello: guard.hello,
+		}, &globalEndpoint{zone: cfg.Zone, store: st, cache: cache, wire: &kds.WireMemo{}, local: idx, guard: guard})
+		guard.reconnect = client.Reconnect
 		notify = client
 	}
 	// The session reads the zone's own ZoneIngress from the cache: tell it
@@ -96,7 +102,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		},
 		Log: log.With("component", "api"),
 	}).Register(mux)
-	(&statusAPI{zone: cfg.Zone, cache: cache, client: client, global: cfg.GlobalAddress}).register(mux)
+	(&statusAPI{zone: cfg.Zone, cache: cache, client: client, global: cfg.GlobalAddress, guard: guard}).register(mux)
 	res := newResolver(cache, netip.MustParsePrefix(cfg.VIPCIDR), cfg.DNS.Domain, log.With("component", "dns"), reg)
 	if cfg.VIPCIDR6 != "" {
 		res.cidr6 = netip.MustParsePrefix(cfg.VIPCIDR6)
@@ -155,7 +161,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return fmt.Errorf("the global refuses this zone's credentials: %s", st.LastError)
 		}
 		return nil
-	}})
+	}}, apiserver.Check{Name: "global identity", Check: func(context.Context) error { return guard.Problem() }})
 	protected, tokenFile, err := apiserver.Protect(mux, cfg.APITokenFile, cfg.DataDir, cfg.APIAuthLoopback)
 	if err != nil {
 		return err
@@ -258,7 +264,7 @@ func claimDataDir(dir, zone string) error {
 	owner, err := os.ReadFile(marker)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := os.WriteFile(marker, []byte(zone+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(marker, []byte(zone+"\n"), 0o600); err != nil {
 			return fmt.Errorf("dataDir: cannot write %s: %w", marker, err)
 		}
 		return nil

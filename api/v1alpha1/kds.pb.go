@@ -166,7 +166,12 @@ type Hello struct {
 	Version    string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
 	// heartbeat_ms, from the global, is how often the zone must send a
 	// heartbeat to stay online in the global's view.
-	HeartbeatMs   int64 `protobuf:"varint,4,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	HeartbeatMs int64 `protobuf:"varint,4,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	// cluster_id, from the global, identifies the state it serves: created
+	// once with that state (in etcd) and shared by its replicas. A zone
+	// remembers it and refuses removals from a global with another one (a
+	// global started on an empty or wrong etcd) until told to accept it.
+	ClusterId     string `protobuf:"bytes,5,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -227,6 +232,13 @@ func (x *Hello) GetHeartbeatMs() int64 {
 		return x.HeartbeatMs
 	}
 	return 0
+}
+
+func (x *Hello) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 // Subscribe asks the peer for every resource of a type (wildcard) and says
@@ -606,13 +618,15 @@ const file_v1alpha1_kds_proto_rawDesc = "" +
 	"\x04push\x18\x03 \x01(\v2\x14.atoll.v1alpha1.PushH\x00R\x04push\x12'\n" +
 	"\x03ack\x18\x04 \x01(\v2\x13.atoll.v1alpha1.AckH\x00R\x03ack\x129\n" +
 	"\theartbeat\x18\x05 \x01(\v2\x19.atoll.v1alpha1.HeartbeatH\x00R\theartbeatB\t\n" +
-	"\amessage\"y\n" +
+	"\amessage\"\x98\x01\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
 	"instanceId\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12!\n" +
-	"\fheartbeat_ms\x18\x04 \x01(\x03R\vheartbeatMs\"\xbe\x01\n" +
+	"\fheartbeat_ms\x18\x04 \x01(\x03R\vheartbeatMs\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x05 \x01(\tR\tclusterId\"\xbe\x01\n" +
 	"\tSubscribe\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12Y\n" +
 	"\x10initial_versions\x18\x02 \x03(\v2..atoll.v1alpha1.Subscribe.InitialVersionsEntryR\x0finitialVersions\x1aB\n" +

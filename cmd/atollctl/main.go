@@ -46,5 +46,6 @@ func rootCommand() *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "atollctl", version.String())
 			},
 		})
+	root.AddCommand(statusCommand(c), acceptGlobalCommand(c))
 	return root
 }

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/atoll-mesh/atoll/internal/atomicfile"
 )
 
 // Files are the PEM files of a generated identity: a CA and a server
@@ -250,14 +252,10 @@ func writePEM(path, kind string, der []byte, mode os.FileMode) error {
 	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), mode)
 }
 
-// writeFile replaces path with data whole: a reader sees the old file or
-// the new one.
+// writeFile replaces path with data whole and durably: a reader sees the
+// old file or the new one, and a key written survives a crash.
 func writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, mode)
 }
 
 func exists(p string) bool {
