@@ -131,7 +131,8 @@ func (a *Authority) admit(ctx context.Context, zone string, c claims, keyID stri
 	ctx, cancel := context.WithCancelCause(ctx)
 	expired := status.Errorf(codes.Unauthenticated, "zone %q: the zone token expired at %s: %s", zone, c.ExpiresAt.Time.UTC().Format(time.RFC3339), howToIssue(zone))
 	ad := &admission{generation: c.Generation, keyID: keyID, cancel: cancel}
-	timer := time.AfterFunc(time.Until(c.ExpiresAt.Time), func() {
+	// Cut when a reconnect with the same token would be refused too.
+	timer := time.AfterFunc(time.Until(c.ExpiresAt.Time.Add(clockSkew)), func() {
 		a.cut.WithLabelValues("expired").Inc()
 		cancel(expired)
 	})

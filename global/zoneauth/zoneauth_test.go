@@ -140,7 +140,7 @@ func TestExpiry(t *testing.T) {
 	wantCode(t, err, codes.Unauthenticated, "is not valid")
 
 	// A live stream ends when its token expires.
-	c.IssuedAt, c.ExpiresAt = jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(1500*time.Millisecond))
+	c.IssuedAt, c.ExpiresAt = jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(1500*time.Millisecond-clockSkew))
 	ctx, err := a.Authenticate(withToken(signWith(t, a, c)), "zone-1")
 	if err != nil {
 		t.Fatal(err)

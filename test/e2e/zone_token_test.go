@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -252,5 +258,49 @@ func TestZoneAuthNoneWarns(t *testing.T) {
 	// The token endpoints are not there to mislead: nothing checks tokens.
 	if code, _ := call(t, "POST", g.apiURL+"/zones/zone-1/tokens", ""); code == http.StatusCreated {
 		t.Errorf("a global without zone authentication issued a token")
+	}
+}
+
+// An expired token is refused by a real global: the test signs one with the
+// global's own key, read from its etcd, as a token issued long ago would be.
+func TestZoneTokenExpired(t *testing.T) {
+	srv, client := etcdtest.Start(t, "")
+	g := startGlobal(t, t.TempDir(), "--etcd-endpoints", srv.ClientEndpoint())
+	ctx := context.Background()
+	signer, err := client.Get(ctx, "/atoll/zone-auth/signer")
+	if err != nil || len(signer.Kvs) != 1 {
+		t.Fatalf("the global's signing key id in etcd: %v %v", err, signer)
+	}
+	kid := string(signer.Kvs[0].Value)
+	stored, err := client.Get(ctx, "/atoll/zone-auth/keys/"+kid)
+	if err != nil || len(stored.Kvs) != 1 {
+		t.Fatalf("the global's signing key in etcd: %v", err)
+	}
+	var key struct {
+		Seed []byte `json:"seed"`
+	}
+	if err := json.Unmarshal(stored.Kvs[0].Value, &key); err != nil {
+		t.Fatal(err)
+	}
+	sign := func(expires time.Time) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
+			"iss": "atoll-global", "aud": "atoll-kds", "sub": "zone-1", "gen": 0,
+			"iat": expires.Add(-24 * time.Hour).Unix(), "exp": expires.Unix(),
+		})
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(ed25519.NewKeyFromSeed(key.Seed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// The same claims, unexpired, are admitted: only the expiry differs.
+	if err := dialRawToken(t, g, "zone-1", sign(time.Now().Add(time.Hour))).refusal(); err != nil {
+		t.Fatalf("an unexpired token signed the same way: %v", err)
+	}
+	wantRefused(t, dialRawToken(t, g, "zone-1", sign(time.Now().Add(-time.Hour))).refusal(), codes.Unauthenticated, "has expired")
+	_, metrics := call(t, "GET", g.apiURL+"/metrics", "")
+	if !strings.Contains(metrics, `atoll_kds_zone_auth_refused_total{reason="expired"} 1`) {
+		t.Errorf("/metrics does not count the expired token:\n%s", grepLines(metrics, "zone_auth"))
 	}
 }
