@@ -122,7 +122,8 @@ func getCommand(c *client) *cobra.Command {
   atollctl get zones                      # on the global: online, last seen, sync lag
   atollctl get services                   # on a zone: what it can reach, in which zones
   atollctl get vips                       # each service's virtual IP
-  atollctl get proxies                    # on a zone: connected proxies, in sync or not`,
+  atollctl get proxies                    # on a zone: connected proxies, in sync or not
+  atollctl get zone-token-keys            # on the global: zone token signing keys`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch output {
