@@ -45,7 +45,13 @@ func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, instance
 		// Three heartbeats fit in the offline timeout.
 		ZoneHeartbeat: cfg.KDS.ZoneOfflineAfter / 3,
 		Session:       kds.SessionConfig{MaxMessageSize: cfg.KDS.MaxMessageSize, Debounce: cfg.KDS.Debounce},
-		Log:           log,
+		Limits: kds.Limits{
+			Streams:              cfg.KDS.MaxStreams,
+			PendingStreams:       cfg.KDS.MaxPendingStreams,
+			StreamsPerConnection: uint32(cfg.KDS.MaxStreamsPerConnection),
+			IdleConnection:       cfg.KDS.IdleConnectionTimeout,
+		},
+		Log: log,
 	})
 	opts := srv.GRPCServerOptions()
 	ep := &kdsEndpoint{}
@@ -89,7 +95,7 @@ func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, instance
 	if err != nil {
 		return nil, fmt.Errorf("kdsAddr: %w", err)
 	}
-	ep.listener = ln
+	ep.listener = kds.LimitPerPeer(ln, cfg.KDS.MaxConnectionsPerPeer)
 	return ep, nil
 }
 

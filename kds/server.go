@@ -47,13 +47,57 @@ type ServerConfig struct {
 	// ZoneHeartbeat is how often zones must send heartbeats (0: their default).
 	ZoneHeartbeat time.Duration
 	Session       SessionConfig
+	Limits        Limits
 	Log           *slog.Logger
+}
+
+// Limits bound what clients may hold open on the KDS server. Zero fields
+// take the defaults.
+type Limits struct {
+	// Streams bounds concurrent Sync streams; a zone holds one.
+	Streams int
+	// PendingStreams bounds streams that have not yet been identified (a
+	// Hello received and its credentials checked); each has 10s for it.
+	PendingStreams int
+	// StreamsPerConnection bounds concurrent streams on one connection
+	// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+	StreamsPerConnection uint32
+	// IdleConnection closes a connection that has carried no stream for
+	// this long.
+	IdleConnection time.Duration
+}
+
+// Defaults for Limits.
+const (
+	DefaultMaxStreams           = 10000
+	DefaultMaxPendingStreams    = 256
+	DefaultStreamsPerConnection = 8
+	DefaultIdleConnection       = 5 * time.Minute
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.Streams <= 0 {
+		l.Streams = DefaultMaxStreams
+	}
+	if l.PendingStreams <= 0 {
+		l.PendingStreams = DefaultMaxPendingStreams
+	}
+	if l.StreamsPerConnection == 0 {
+		l.StreamsPerConnection = DefaultStreamsPerConnection
+	}
+	if l.IdleConnection <= 0 {
+		l.IdleConnection = DefaultIdleConnection
+	}
+	return l
 }
 
 // Server is the global's KDS service.
 type Server struct {
 	v1alpha1.UnimplementedKDSServer
 	cfg ServerConfig
+	// streams and pending are semaphores: a slot per stream, and per
+	// stream not yet identified.
+	streams, pending chan struct{}
 }
 
 // NewServer returns the service; register it with Register.
@@ -66,33 +110,53 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.Session.MaxMessageSize <= envelope {
 		cfg.Session.MaxMessageSize = DefaultMaxMessageSize
 	}
-	return &Server{cfg: cfg}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	cfg.Limits = cfg.Limits.withDefaults()
+	return &Server{cfg: cfg,
+		streams: make(chan struct{}, cfg.Limits.Streams),
+		pending: make(chan struct{}, cfg.Limits.PendingStreams),
+	}
 }
 
 // GRPCServerOptions are the options the global's gRPC server needs:
-// message limits, and keepalive rules matching the zones' pings.
+// message limits, streams per connection, idle connections closed, and
+// keepalive rules matching the zones' pings.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.Session.MaxMessageSize + envelope),
 		grpc.MaxSendMsgSize(s.cfg.Session.MaxMessageSize + envelope),
+		grpc.MaxConcurrentStreams(s.cfg.Limits.StreamsPerConnection),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time: 30 * time.Second, Timeout: 10 * time.Second, MaxConnectionIdle: s.cfg.Limits.IdleConnection,
+		}),
+	}
+}
+
+// acquire takes a slot of sem, or says which limit is reached.
+func acquire(sem chan struct{}, what, setting string) (release func(), err error) {
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	default:
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"the global already serves %d %s (%s): retry later, or raise the limit", cap(sem), what, setting)
 	}
 }
 
 // Sync serves one zone's stream.
 func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 	ctx := stream.Context()
-	hello, err := recvHello(ctx, stream)
+	release, err := acquire(s.streams, "KDS streams", "kds.maxStreams")
 	if err != nil {
 		return err
 	}
-	zone := hello.GetZone()
-	if msg := resource.CheckName(zone); msg != "" {
-		return status.Errorf(codes.InvalidArgument, "zone name %s", msg)
-	}
-	if err := s.cfg.Auth.Authenticate(ctx, zone); err != nil {
-		return status.Errorf(codes.PermissionDenied, "zone %q: %v", zone, err)
+	defer release()
+	zone, hello, err := s.identify(ctx, stream)
+	if err != nil {
+		return err
 	}
 	ep, err := s.cfg.Handler.Connect(ctx, zone, hello)
 	if err != nil {
@@ -117,6 +181,31 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 		return status.Error(codes.Aborted, "session ended: a newer connection of this zone replaced it, or the global is stopping")
 	}
 	return err
+}
+
+// identify reads the Hello and checks the stream's credentials, holding a
+// slot of the streams not yet identified meanwhile.
+func (s *Server) identify(ctx context.Context, stream Stream) (string, *v1alpha1.Hello, error) {
+	release, err := acquire(s.pending, "streams waiting to be identified", "kds.maxPendingStreams")
+	if err != nil {
+		return "", nil, err
+	}
+	defer release()
+	hello, err := recvHello(ctx, stream)
+	if err != nil {
+		return "", nil, err
+	}
+	zone := hello.GetZone()
+	if len(zone) > 63 { // not quoted back: it may be megabytes long
+		return "", nil, status.Errorf(codes.InvalidArgument, "zone name is %d characters long: use at most 63", len(zone))
+	}
+	if msg := resource.CheckName(zone); msg != "" {
+		return "", nil, status.Errorf(codes.InvalidArgument, "zone name %s", msg)
+	}
+	if err := s.cfg.Auth.Authenticate(ctx, zone); err != nil {
+		return "", nil, status.Errorf(codes.PermissionDenied, "zone %q: %v", zone, err)
+	}
+	return zone, hello, nil
 }
 
 // recvHello reads the first message, which must be a Hello, within 10s.
