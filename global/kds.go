@@ -29,6 +29,8 @@ type zoneSync struct {
 	withdrawAfter time.Duration
 	log           *slog.Logger
 	refused       *prometheus.CounterVec
+	// maxResourcesPerZone caps each zone's resources (kds.maxResourcesPerZone).
+	maxResourcesPerZone int
 
 	mu       sync.Mutex
 	sessions map[string]*liveSession
@@ -126,7 +128,7 @@ func (z *zoneSync) Connect(ctx context.Context, zone string, hello *v1alpha1.Hel
 		return nil, fmt.Errorf("registering zone: %w", err)
 	}
 	return &zoneEndpoint{zone: zone, store: z.store, cache: z.cache, wire: z.wire, endpoints: z.endpoints,
-		refused: z.refused, withdrawAfter: z.withdrawAfter}, nil
+		refused: z.refused, withdrawAfter: z.withdrawAfter, maxResources: z.maxResourcesPerZone}, nil
 }
 
 // Started records the session, replacing an older one of the same zone.
