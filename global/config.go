@@ -74,6 +74,8 @@ type KDS struct {
 	// MaxPendingStreams bounds streams not yet identified (Hello and
 	// credentials not yet checked; each has 10s for it).
 	MaxPendingStreams int `yaml:"maxPendingStreams" json:"maxPendingStreams"`
+	// MaxPendingStreamsPerPeer bounds those from one IP address.
+	MaxPendingStreamsPerPeer int `yaml:"maxPendingStreamsPerPeer" json:"maxPendingStreamsPerPeer"`
 	// MaxStreamsPerConnection bounds concurrent streams on one connection.
 	MaxStreamsPerConnection int `yaml:"maxStreamsPerConnection" json:"maxStreamsPerConnection"`
 	// MaxConnectionsPerPeer bounds open connections from one IP address;
@@ -124,12 +126,13 @@ func Default() Config {
 			Debounce:         20 * time.Millisecond,
 			ZoneOfflineAfter: 30 * time.Second,
 
-			MaxResourcesPerZone:     50000,
-			MaxStreams:              10000,
-			MaxPendingStreams:       256,
-			MaxStreamsPerConnection: 8,
-			MaxConnectionsPerPeer:   100,
-			IdleConnectionTimeout:   5 * time.Minute,
+			MaxResourcesPerZone:      50000,
+			MaxStreams:               10000,
+			MaxPendingStreams:        256,
+			MaxPendingStreamsPerPeer: 16,
+			MaxStreamsPerConnection:  8,
+			MaxConnectionsPerPeer:    100,
+			IdleConnectionTimeout:    5 * time.Minute,
 		},
 		VIP: VIP{CIDR: "240.0.0.0/4", Cooldown: time.Hour},
 		Log: logging.Default(),
@@ -217,7 +220,11 @@ func (k KDS) validateLimits() error {
 	atLeast("maxResourcesPerZone", k.MaxResourcesPerZone, 1, "50000")
 	atLeast("maxStreams", k.MaxStreams, 1, "10000")
 	atLeast("maxPendingStreams", k.MaxPendingStreams, 1, "256")
+	atLeast("maxPendingStreamsPerPeer", k.MaxPendingStreamsPerPeer, 1, "16")
 	atLeast("maxStreamsPerConnection", k.MaxStreamsPerConnection, 1, "8")
+	if k.MaxStreamsPerConnection > 1000 {
+		errs = append(errs, fmt.Errorf("kds.maxStreamsPerConnection: %d is too many: use at most 1000 (a zone needs one; default 8)", k.MaxStreamsPerConnection))
+	}
 	atLeast("maxConnectionsPerPeer", k.MaxConnectionsPerPeer, 0, "100; 0 means no limit")
 	if k.IdleConnectionTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("kds.idleConnectionTimeout: %s is too short: use at least 1s (default 5m)", k.IdleConnectionTimeout))

@@ -46,10 +46,11 @@ func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, instance
 		ZoneHeartbeat: cfg.KDS.ZoneOfflineAfter / 3,
 		Session:       kds.SessionConfig{MaxMessageSize: cfg.KDS.MaxMessageSize, Debounce: cfg.KDS.Debounce},
 		Limits: kds.Limits{
-			Streams:              cfg.KDS.MaxStreams,
-			PendingStreams:       cfg.KDS.MaxPendingStreams,
-			StreamsPerConnection: uint32(cfg.KDS.MaxStreamsPerConnection),
-			IdleConnection:       cfg.KDS.IdleConnectionTimeout,
+			Streams:               cfg.KDS.MaxStreams,
+			PendingStreams:        cfg.KDS.MaxPendingStreams,
+			PendingStreamsPerPeer: cfg.KDS.MaxPendingStreamsPerPeer,
+			StreamsPerConnection:  uint32(cfg.KDS.MaxStreamsPerConnection),
+			IdleConnection:        cfg.KDS.IdleConnectionTimeout,
 		},
 		Log: log,
 	})

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	_ "google.golang.org/grpc/encoding/gzip" // zones compress with gzip
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
@@ -59,6 +61,9 @@ type Limits struct {
 	// PendingStreams bounds streams that have not yet been identified (a
 	// Hello received and its credentials checked); each has 10s for it.
 	PendingStreams int
+	// PendingStreamsPerPeer bounds, per client IP address, the streams not
+	// yet identified: one host cannot hold every pending slot.
+	PendingStreamsPerPeer int
 	// StreamsPerConnection bounds concurrent streams on one connection
 	// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
 	StreamsPerConnection uint32
@@ -69,10 +74,11 @@ type Limits struct {
 
 // Defaults for Limits.
 const (
-	DefaultMaxStreams           = 10000
-	DefaultMaxPendingStreams    = 256
-	DefaultStreamsPerConnection = 8
-	DefaultIdleConnection       = 5 * time.Minute
+	DefaultMaxStreams            = 10000
+	DefaultMaxPendingStreams     = 256
+	DefaultPendingStreamsPerPeer = 16
+	DefaultStreamsPerConnection  = 8
+	DefaultIdleConnection        = 5 * time.Minute
 )
 
 func (l Limits) withDefaults() Limits {
@@ -81,6 +87,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.PendingStreams <= 0 {
 		l.PendingStreams = DefaultMaxPendingStreams
+	}
+	if l.PendingStreamsPerPeer <= 0 {
+		l.PendingStreamsPerPeer = DefaultPendingStreamsPerPeer
 	}
 	if l.StreamsPerConnection == 0 {
 		l.StreamsPerConnection = DefaultStreamsPerConnection
@@ -98,6 +107,10 @@ type Server struct {
 	// streams and pending are semaphores: a slot per stream, and per
 	// stream not yet identified.
 	streams, pending chan struct{}
+	// pendingMu guards pendingByPeer, the streams not yet identified by
+	// client IP address (entries at zero are deleted).
+	pendingMu     sync.Mutex
+	pendingByPeer map[string]int
 }
 
 // NewServer returns the service; register it with Register.
@@ -115,8 +128,9 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
 	return &Server{cfg: cfg,
-		streams: make(chan struct{}, cfg.Limits.Streams),
-		pending: make(chan struct{}, cfg.Limits.PendingStreams),
+		streams:       make(chan struct{}, cfg.Limits.Streams),
+		pending:       make(chan struct{}, cfg.Limits.PendingStreams),
+		pendingByPeer: map[string]int{},
 	}
 }
 
@@ -191,6 +205,11 @@ func (s *Server) identify(ctx context.Context, stream Stream) (string, *v1alpha1
 		return "", nil, err
 	}
 	defer release()
+	releasePeer, err := s.acquirePeer(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	defer releasePeer()
 	hello, err := recvHello(ctx, stream)
 	if err != nil {
 		return "", nil, err
@@ -206,6 +225,29 @@ func (s *Server) identify(ctx context.Context, stream Stream) (string, *v1alpha1
 		return "", nil, status.Errorf(codes.PermissionDenied, "zone %q: %v", zone, err)
 	}
 	return zone, hello, nil
+}
+
+// acquirePeer takes one of the pending slots of the stream's client address.
+func (s *Server) acquirePeer(ctx context.Context) (release func(), err error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return func() {}, nil // in-process transports carry no address
+	}
+	ip := peerIP(p.Addr)
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if s.pendingByPeer[ip] >= s.cfg.Limits.PendingStreamsPerPeer {
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"%s already has %d streams waiting to be identified (kds.maxPendingStreamsPerPeer): send the Hello first, or raise the limit", ip, s.pendingByPeer[ip])
+	}
+	s.pendingByPeer[ip]++
+	return func() {
+		s.pendingMu.Lock()
+		defer s.pendingMu.Unlock()
+		if s.pendingByPeer[ip]--; s.pendingByPeer[ip] <= 0 {
+			delete(s.pendingByPeer, ip)
+		}
+	}, nil
 }
 
 // recvHello reads the first message, which must be a Hello, within 10s.

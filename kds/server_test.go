@@ -116,7 +116,16 @@ func TestStreamsBeyondTheLimitAreRefused(t *testing.T) {
 }
 
 func TestStreamsNotYetIdentifiedAreBounded(t *testing.T) {
-	conn := serve(t, kds.Limits{PendingStreams: 2})
+	for setting, limits := range map[string]kds.Limits{
+		"(kds.maxPendingStreams)":        {PendingStreams: 2},
+		"(kds.maxPendingStreamsPerPeer)": {PendingStreamsPerPeer: 2},
+	} {
+		t.Run(setting, func(t *testing.T) { pendingStreamsAreBounded(t, limits, setting) })
+	}
+}
+
+func pendingStreamsAreBounded(t *testing.T, limits kds.Limits, setting string) {
+	conn := serve(t, limits)
 	// Three streams, none identified yet: whichever the server takes last
 	// is refused at once; the other two wait for their Hello.
 	type result struct {
@@ -138,8 +147,8 @@ func TestStreamsNotYetIdentifiedAreBounded(t *testing.T) {
 	if status.Code(first.err) != codes.ResourceExhausted {
 		t.Fatalf("the first stream to end got %v %v, want ResourceExhausted", first.msg, first.err)
 	}
-	if msg := status.Convert(first.err).Message(); !strings.Contains(msg, "kds.maxPendingStreams") {
-		t.Errorf("the error %q does not name kds.maxPendingStreams", msg)
+	if msg := status.Convert(first.err).Message(); !strings.Contains(msg, setting) {
+		t.Errorf("the error %q does not name %s", msg, setting)
 	}
 	for i, s := range streams {
 		if i == first.i {

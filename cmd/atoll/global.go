@@ -34,6 +34,7 @@ var globalSettings = []setting{
 	{"max-resources-per-zone", "kds.maxResourcesPerZone", "most resources one zone may keep at the global; new ones beyond are refused"},
 	{"kds-max-streams", "kds.maxStreams", "most zone streams served at once"},
 	{"kds-max-pending-streams", "kds.maxPendingStreams", "most KDS streams not yet identified (Hello and token not yet checked)"},
+	{"kds-max-pending-streams-per-peer", "kds.maxPendingStreamsPerPeer", "most KDS streams not yet identified from one IP address"},
 	{"kds-max-streams-per-connection", "kds.maxStreamsPerConnection", "most concurrent streams on one KDS connection"},
 	{"kds-max-connections-per-peer", "kds.maxConnectionsPerPeer", "most open KDS connections from one IP address (0: no limit)"},
 	{"kds-idle-connection-timeout", "kds.idleConnectionTimeout", "close KDS connections that carry no stream for this long"},
