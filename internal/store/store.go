@@ -39,8 +39,10 @@ type Writer interface {
 	// resource as given (meta times included), deletes of missing keys are
 	// no-ops. Backends group at most MaxBatch operations per transaction,
 	// and stay under their request size limit. A put too large to store
-	// fails Apply before anything is written, with an error satisfying
-	// IsTooLarge that names each such resource (see TooLargeErrors).
+	// fails Apply with an error satisfying IsTooLarge that names each such
+	// resource (see TooLargeErrors); when the backend knows its limit,
+	// before anything is written. Puts are idempotent: Apply again without
+	// them.
 	Apply(ctx context.Context, ops []Op) error
 }
 

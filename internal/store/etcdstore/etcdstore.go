@@ -262,8 +262,9 @@ func (s *Store) Apply(ctx context.Context, ops []store.Op) error {
 }
 
 // commit runs one transaction of Apply. A cluster whose request limit is
-// below MaxTxnBytes refuses a transaction of one put as too large: that
-// resource is named, as when Apply finds it too large itself.
+// below MaxTxnBytes refuses it as too large: it is split in halves until a
+// single put is refused, which is then named as when Apply finds it too
+// large itself, so one resource never fails the others.
 func (s *Store) commit(ctx context.Context, etcdOps []clientv3.Op, ops []store.Op) error {
 	if len(etcdOps) == 0 {
 		return nil
@@ -273,7 +274,14 @@ func (s *Store) commit(ctx context.Context, etcdOps []clientv3.Op, ops []store.O
 		return nil
 	}
 	tooLarge := errors.Is(err, rpctypes.ErrRequestTooLarge) || status.Code(err) == codes.ResourceExhausted
-	if tooLarge && len(ops) == 1 && ops[0].Put != nil {
+	switch {
+	case tooLarge && len(ops) > 1:
+		half := len(ops) / 2
+		if err := s.commit(ctx, etcdOps[:half], ops[:half]); err != nil {
+			return err
+		}
+		return s.commit(ctx, etcdOps[half:], ops[half:])
+	case tooLarge && ops[0].Put != nil:
 		return fmt.Errorf("%w (etcd: %v)", &store.TooLargeError{Key: ops[0].Put.Key(), Size: len(etcdOps[0].ValueBytes())}, err)
 	}
 	return fmt.Errorf("applying %d changes to etcd: %w", len(etcdOps), err)

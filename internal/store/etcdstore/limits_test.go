@@ -112,3 +112,23 @@ func TestAClusterLimitBelowTheBudgetNamesTheResource(t *testing.T) {
 		t.Errorf("too large: %v, want huge", tl)
 	}
 }
+
+func TestAClusterLimitBelowTheBudgetSplitsTheTransaction(t *testing.T) {
+	// Three puts of 700 KiB fit the 8 MiB budget in one transaction, but
+	// etcd takes at most 1.5 MiB per request: the store splits the
+	// transaction until each part fits.
+	ctx := context.Background()
+	_, client := etcdtest.Start(t, "")
+	s := etcdstore.New(client, "")
+	s.MaxTxnBytes = 8 << 20
+	var ops []store.Op
+	for i := range 3 {
+		ops = append(ops, store.Op{Put: padded(fmt.Sprintf("dp-%d", i), 700<<10)})
+	}
+	if err := s.Apply(ctx, ops); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if got, _ := s.List(ctx, resource.DataplaneType, ""); len(got) != 3 {
+		t.Errorf("%d resources written, want 3", len(got))
+	}
+}
