@@ -48,7 +48,7 @@ var _ kds.ZoneHandler = (*zoneSync)(nil)
 func newZoneSync(st store.Store, cache *store.Cache, instanceID string, withdrawAfter time.Duration, reg prometheus.Registerer, log *slog.Logger) *zoneSync {
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "atoll_kds_refused_resources_total",
-		Help: "Resources from zones refused by the global, by zone and reason (invalid, spoof).",
+		Help: "Resources from zones refused by the global, by zone and reason (invalid, spoof, limit, too-large).",
 	}, []string{"zone", "reason"})
 	reg.MustRegister(refused)
 	z := &zoneSync{store: st, cache: cache, wire: &kds.WireMemo{}, instanceID: instanceID, withdrawAfter: withdrawAfter,

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/kds"
@@ -76,13 +78,13 @@ func (f *floodStream) state() (recvs, readEarly, acks int) {
 func TestAPeerThatDoesNotReadIsHeldBack(t *testing.T) {
 	// The peer pushes without end and reads nothing. The session owes its
 	// subscriptions (the first one is stuck in Send) and an ACK per push
-	// it handles; once it owes 32 messages it must stop handling, and
+	// it handles; once it owes 16 messages it must stop handling, and
 	// stop reading once it holds 5 messages read (4 queued, 1 in its
 	// reader). That holds the peer back through flow control instead of
 	// queueing in memory. Once the peer reads, everything is handled.
 	const pushes = 1000
 	cfg := zoneConfig()
-	settled := 32 - (len(cfg.Receive) - 1) + 5
+	settled := 16 - (len(cfg.Receive) - 1) + 5
 	maxRead := settled
 	f := &floodStream{pushes: pushes, maxRead: maxRead, released: make(chan struct{}), closed: make(chan struct{})}
 	t.Cleanup(func() { f.once.Do(func() { close(f.closed) }) })
@@ -112,7 +114,7 @@ func TestAPeerThatDoesNotReadIsHeldBack(t *testing.T) {
 
 func TestPushesWaitForAcksBeyondTheWindow(t *testing.T) {
 	// The peer subscribes and acknowledges nothing: the session sends only
-	// a window of pushes (8), then waits; each ACK lets one more go.
+	// a window of pushes (4), then waits; each ACK lets one more go.
 	ep := newEndpoint()
 	for i := range 200 {
 		ep.want(resource.DataplaneType, dataplane(t, fmt.Sprintf("dp-%03d", i), 8080))
@@ -125,17 +127,17 @@ func TestPushesWaitForAcksBeyondTheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pushes []*v1alpha1.Push
-	for range 8 {
+	for range 4 {
 		pushes = append(pushes, global.next(t).GetPush())
 	}
 	// A probe: the session answers it at once, so its ACK comes next
-	// unless the session sent a ninth push without waiting for an ACK.
+	// unless the session sent a fifth push without waiting for an ACK.
 	probe := &v1alpha1.Push{Type: string(resource.MeshType), Nonce: "probe", Resources: []*v1alpha1.WireResource{mesh(t, "default")}}
 	if err := global.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Push{Push: probe}}); err != nil {
 		t.Fatal(err)
 	}
 	if m := global.next(t); m.GetAck().GetNonce() != "probe" {
-		t.Fatalf("got %.200v after 8 unacknowledged pushes, want the probe's ACK: the window is 8 pushes", m)
+		t.Fatalf("got %.200v after 4 unacknowledged pushes, want the probe's ACK: the window is 4 pushes", m)
 	}
 	got := 0
 	for _, p := range pushes {
@@ -217,4 +219,32 @@ func TestTypeNamesFromThePeerAreCheckedFirst(t *testing.T) {
 		}
 		zone.stillRunning(t)
 	})
+}
+
+func TestAnAckFitsAMessageWhateverThePushHeld(t *testing.T) {
+	// 5,000 tiny resources of a type the zone does not accept: a reason
+	// for each would make the ACK five times larger than a message may
+	// be. The ACK names every key, with reasons while they fit.
+	cfg := zoneConfig()
+	cfg.MaxMessageSize = 128 << 10
+	zone, global := peerOf(t, newEndpoint(), cfg)
+	push := &v1alpha1.Push{Type: "NoSuchType", Nonce: "1"}
+	for i := range 5000 {
+		push.Resources = append(push.Resources, &v1alpha1.WireResource{Mesh: "m", Name: fmt.Sprint(i)})
+	}
+	if err := global.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Push{Push: push}}); err != nil {
+		t.Fatal(err)
+	}
+	m := global.next(t)
+	if size := proto.Size(m); size > cfg.MaxMessageSize {
+		t.Errorf("the ACK is %d bytes, over the %d-byte message cap", size, cfg.MaxMessageSize)
+	}
+	errs := m.GetAck().GetErrors()
+	if len(errs) != 5000 {
+		t.Fatalf("the ACK refuses %d resources, want 5000", len(errs))
+	}
+	if errs[0].GetMessage() == "" {
+		t.Error("the first refusal carries no reason")
+	}
+	zone.stillRunning(t)
 }

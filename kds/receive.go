@@ -94,10 +94,25 @@ func shorten(s string) string {
 func (s *Session) receive(ctx context.Context, p *v1alpha1.Push) error {
 	t := resource.Type(p.GetType())
 	ack := &v1alpha1.Ack{Type: p.GetType(), Nonce: p.GetNonce()}
+	// The ACK must fit a message whatever the push held: once reasons
+	// would take it over, further refusals carry only their key. Only a
+	// push of many tiny resources, all refused, gets there.
+	size, budget := len(ack.Type)+len(ack.Nonce), s.cfg.MaxMessageSize-envelope
+	nack := func(key, why string) {
+		if len(why) > maxReason {
+			why = why[:maxReason] + "…"
+		}
+		n := len(key) + len(why) + 8
+		if size+n > budget {
+			why, n = "", len(key)+8
+		}
+		size += n
+		ack.Errors = append(ack.Errors, &v1alpha1.ResourceError{Key: key, Message: why})
+	}
 	if !s.receives[t] {
 		why := fmt.Sprintf("type %s is not accepted from this peer", shorten(string(t)))
 		for _, r := range p.GetResources() {
-			ack.Errors = append(ack.Errors, &v1alpha1.ResourceError{Key: WireKey(r.GetMesh(), r.GetName()), Message: why})
+			nack(WireKey(r.GetMesh(), r.GetName()), why)
 		}
 		s.Stats.refused(t, len(ack.Errors))
 	} else {
@@ -106,10 +121,7 @@ func (s *Session) receive(ctx context.Context, p *v1alpha1.Push) error {
 			return fmt.Errorf("applying %s: %w", t, err)
 		}
 		for key, why := range refused {
-			if len(why) > maxReason {
-				why = why[:maxReason] + "…"
-			}
-			ack.Errors = append(ack.Errors, &v1alpha1.ResourceError{Key: key, Message: why})
+			nack(key, why)
 		}
 		s.Stats.received(t, len(p.GetResources())+len(p.GetRemoved()), len(refused))
 	}

@@ -75,14 +75,14 @@ const (
 	recvQueue = 4
 	// pushWindow is how many of this end's pushes may await the peer's
 	// ACK; further pushes wait in this end's queue.
-	pushWindow = 8
+	pushWindow = 4
 	// maxOwed is how many control messages (ACKs, subscriptions, a
 	// heartbeat) may wait to be sent. While that many wait, the session
 	// handles nothing more of what it reads. It is well above what a peer
 	// keeping to pushWindow can make this end owe (one ACK per push in
 	// flight, this end's subscriptions, one heartbeat), so such a peer
 	// never makes this end stop reading.
-	maxOwed = 4 * pushWindow
+	maxOwed = 16
 )
 
 // Session runs the delta sync of one stream until ctx ends or the stream
@@ -178,8 +178,8 @@ func (s *Session) takeChanged() []resource.Type {
 //
 // Memory is bounded whatever the peer does: at most recvQueue messages
 // read and not yet handled (then reading stops and gRPC flow control holds
-// the peer back), at most maxOwed control messages, and this end's own
-// pushes from one flush at a time.
+// the peer back), at most maxOwed control messages, each under
+// MaxMessageSize, and this end's own pushes from one flush at a time.
 //
 // Two ends pushing at once never deadlock. Were both blocked in Send, each
 // waiting for the other to read, neither would read again. Here:
