@@ -142,12 +142,20 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(s.cfg.Session.MaxMessageSize + envelope),
 		grpc.MaxSendMsgSize(s.cfg.Session.MaxMessageSize + envelope),
 		grpc.MaxConcurrentStreams(s.cfg.Limits.StreamsPerConnection),
+		// Fixed flow-control windows, without gRPC's dynamic growth: what
+		// the transport buffers for a stream whose session stopped reading
+		// is at most one window, whatever the peer does.
+		grpc.InitialWindowSize(streamWindow),
+		grpc.InitialConnWindowSize(4 * streamWindow),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time: 30 * time.Second, Timeout: 10 * time.Second, MaxConnectionIdle: s.cfg.Limits.IdleConnection,
 		}),
 	}
 }
+
+// streamWindow is the HTTP/2 flow-control window of each KDS stream.
+const streamWindow = 1 << 20
 
 // acquire takes a slot of sem, or says which limit is reached.
 func acquire(sem chan struct{}, what, setting string) (release func(), err error) {
