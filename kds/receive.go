@@ -69,9 +69,13 @@ func (s *Session) handle(ctx context.Context, msg *v1alpha1.SyncMessage) error {
 		delete(s.inFlight, key)
 		errs := m.Ack.GetErrors()
 		s.Stats.acked(t, m.Ack.GetNonce(), errs)
-		if len(errs) > 0 {
-			s.cfg.Log.Warn("peer refused resources", "type", t, "count", len(errs),
-				"key", shorten(errs[0].GetKey()), "reason", shorten(errs[0].GetMessage()))
+		// A few lines per ACK, however many it refuses.
+		const logged = 10
+		for _, e := range errs[:min(len(errs), logged)] {
+			s.cfg.Log.Warn("peer refused a resource", "type", t, "key", shorten(e.GetKey()), "reason", e.GetMessage())
+		}
+		if len(errs) > logged {
+			s.cfg.Log.Warn("peer refused more resources", "type", t, "more", len(errs)-logged)
 		}
 	case *v1alpha1.SyncMessage_Heartbeat:
 	case *v1alpha1.SyncMessage_Hello:
