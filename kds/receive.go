@@ -72,7 +72,11 @@ func (s *Session) handle(ctx context.Context, msg *v1alpha1.SyncMessage) error {
 		// A few lines per ACK, however many it refuses.
 		const logged = 10
 		for _, e := range errs[:min(len(errs), logged)] {
-			s.cfg.Log.Warn("peer refused a resource", "type", t, "key", shorten(e.GetKey()), "reason", e.GetMessage())
+			why := e.GetMessage()
+			if len(why) > maxReason {
+				why = why[:maxReason] + "…"
+			}
+			s.cfg.Log.Warn("peer refused a resource", "type", t, "key", shorten(e.GetKey()), "reason", why)
 		}
 		if len(errs) > logged {
 			s.cfg.Log.Warn("peer refused more resources", "type", t, "more", len(errs)-logged)
