@@ -115,6 +115,8 @@ fuzz:
 	$(GO) test ./internal/resource -run '^$$' -fuzz FuzzDecodeValidate -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/apiserver -run '^$$' -fuzz FuzzPut -fuzztime $(FUZZTIME)
 	$(GO) test ./kds -run '^$$' -fuzz FuzzSessionRecv -fuzztime $(FUZZTIME)
+	$(GO) test ./global -run '^$$' -fuzz FuzzZoneApply -fuzztime $(FUZZTIME)
+	$(GO) test ./zone -run '^$$' -fuzz FuzzGlobalApply -fuzztime $(FUZZTIME)
 	$(GO) test ./dns -run '^$$' -fuzz FuzzServeDNS -fuzztime $(FUZZTIME)
 	$(GO) test ./dns -run '^$$' -fuzz FuzzFastPath -fuzztime $(FUZZTIME)
 	$(GO) test ./zone/xds -run '^$$' -fuzz FuzzAdmission -fuzztime $(FUZZTIME)

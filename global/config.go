@@ -85,6 +85,24 @@ type KDS struct {
 	// offline this long from every other zone; 0 keeps them (its data
 	// plane may still work while its control plane is cut off).
 	WithdrawOfflineAfter time.Duration `yaml:"withdrawOfflineAfter" json:"withdrawOfflineAfter"`
+	// MaxResourcesPerZone bounds how many resources one zone may keep at
+	// the global; further new ones are refused (NACKed) one by one.
+	MaxResourcesPerZone int `yaml:"maxResourcesPerZone" json:"maxResourcesPerZone"`
+	// MaxStreams bounds concurrent zone streams on this replica.
+	MaxStreams int `yaml:"maxStreams" json:"maxStreams"`
+	// MaxPendingStreams bounds streams not yet identified (Hello and
+	// credentials not yet checked; each has 10s for it).
+	MaxPendingStreams int `yaml:"maxPendingStreams" json:"maxPendingStreams"`
+	// MaxPendingStreamsPerPeer bounds those from one IP address.
+	MaxPendingStreamsPerPeer int `yaml:"maxPendingStreamsPerPeer" json:"maxPendingStreamsPerPeer"`
+	// MaxStreamsPerConnection bounds concurrent streams on one connection.
+	MaxStreamsPerConnection int `yaml:"maxStreamsPerConnection" json:"maxStreamsPerConnection"`
+	// MaxConnectionsPerPeer bounds open connections from one IP address;
+	// 0 means no limit (zones behind one NAT or proxy share an address).
+	MaxConnectionsPerPeer int `yaml:"maxConnectionsPerPeer" json:"maxConnectionsPerPeer"`
+	// IdleConnectionTimeout closes connections that carry no stream for
+	// this long.
+	IdleConnectionTimeout time.Duration `yaml:"idleConnectionTimeout" json:"idleConnectionTimeout"`
 }
 
 // Etcd says which etcd holds the global's state.
@@ -135,6 +153,14 @@ func Default() Config {
 			MaxMessageSize:   4 << 20,
 			Debounce:         20 * time.Millisecond,
 			ZoneOfflineAfter: 30 * time.Second,
+
+			MaxResourcesPerZone:      50000,
+			MaxStreams:               10000,
+			MaxPendingStreams:        256,
+			MaxPendingStreamsPerPeer: 16,
+			MaxStreamsPerConnection:  8,
+			MaxConnectionsPerPeer:    100,
+			IdleConnectionTimeout:    5 * time.Minute,
 		},
 		VIP: VIP{CIDR: "240.0.0.0/4", Cooldown: time.Hour},
 		Log: logging.Default(),
@@ -203,6 +229,7 @@ func (c Config) Validate() error {
 	if c.KDS.WithdrawOfflineAfter < 0 || (c.KDS.WithdrawOfflineAfter > 0 && c.KDS.WithdrawOfflineAfter < c.KDS.ZoneOfflineAfter) {
 		add(fmt.Errorf("kds.withdrawOfflineAfter: %s must be 0 (keep) or at least kds.zoneOfflineAfter (%s)", c.KDS.WithdrawOfflineAfter, c.KDS.ZoneOfflineAfter))
 	}
+	add(c.KDS.validateLimits())
 	add(config.CheckCIDR("vip.cidr", c.VIP.CIDR))
 	if c.VIP.CIDR6 != "" {
 		add(config.CheckCIDR("vip.cidr6", c.VIP.CIDR6))
@@ -218,4 +245,27 @@ func (c Config) Validate() error {
 func (c Config) apiTLS() apiserver.TLS {
 	return apiserver.TLS{CertFile: c.APITLSCert, KeyFile: c.APITLSKey, Generate: c.APITLS,
 		Dir: filepath.Join(c.DataDir, "api-tls"), SANs: c.APITLSSANs}
+}
+
+// validateLimits checks the bounds on what zones may hold open and store.
+func (k KDS) validateLimits() error {
+	var errs []error
+	atLeast := func(name string, v, least int, example string) {
+		if v < least {
+			errs = append(errs, fmt.Errorf("kds.%s: %d must be at least %d (default %s)", name, v, least, example))
+		}
+	}
+	atLeast("maxResourcesPerZone", k.MaxResourcesPerZone, 1, "50000")
+	atLeast("maxStreams", k.MaxStreams, 1, "10000")
+	atLeast("maxPendingStreams", k.MaxPendingStreams, 1, "256")
+	atLeast("maxPendingStreamsPerPeer", k.MaxPendingStreamsPerPeer, 1, "16")
+	atLeast("maxStreamsPerConnection", k.MaxStreamsPerConnection, 1, "8")
+	if k.MaxStreamsPerConnection > 1000 {
+		errs = append(errs, fmt.Errorf("kds.maxStreamsPerConnection: %d is too many: use at most 1000 (a zone needs one; default 8)", k.MaxStreamsPerConnection))
+	}
+	atLeast("maxConnectionsPerPeer", k.MaxConnectionsPerPeer, 0, "100; 0 means no limit")
+	if k.IdleConnectionTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("kds.idleConnectionTimeout: %s is too short: use at least 1s (default 5m)", k.IdleConnectionTimeout))
+	}
+	return errors.Join(errs...)
 }

@@ -87,6 +87,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cache := store.NewCache(st, resource.MeshType, resource.ZoneType, resource.ZoneInsightType,
 		resource.ZoneIngressType, resource.VIPTableType)
 	sync := newZoneSync(st, cache, instanceID, cfg.KDS.WithdrawOfflineAfter, reg, log.With("component", "kds"))
+	sync.maxResourcesPerZone = cfg.KDS.MaxResourcesPerZone
 	var auth kds.Authenticator = kds.AcceptAll{}
 	var tokens *zoneauth.Authority
 	if cfg.KDS.ZoneAuth == ZoneAuthNone {

@@ -39,6 +39,8 @@ type zoneSync struct {
 	// ServiceEndpoints is gone while the global is still loading them.
 	loaded     chan struct{}
 	loadedOnce sync.Once
+	// maxResourcesPerZone caps each zone's resources (kds.maxResourcesPerZone).
+	maxResourcesPerZone int
 
 	mu       sync.Mutex
 	sessions map[string]*liveSession
@@ -65,7 +67,7 @@ var _ kds.ZoneHandler = (*zoneSync)(nil)
 func newZoneSync(st store.Store, cache *store.Cache, instanceID string, withdrawAfter time.Duration, reg prometheus.Registerer, log *slog.Logger) *zoneSync {
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "atoll_kds_refused_resources_total",
-		Help: "Resources from zones refused by the global, by zone and reason (invalid, spoof).",
+		Help: "Resources from zones refused by the global, by zone and reason (invalid, spoof, limit, too-large).",
 	}, []string{"zone", "reason"})
 	reg.MustRegister(refused)
 	z := &zoneSync{store: st, cache: cache, wire: &kds.WireMemo{}, instanceID: instanceID, withdrawAfter: withdrawAfter,
@@ -160,7 +162,7 @@ func (z *zoneSync) Connect(ctx context.Context, zone string, hello *v1alpha1.Hel
 		return nil, fmt.Errorf("registering zone: %w", err)
 	}
 	return &zoneEndpoint{zone: zone, store: z.store, cache: z.cache, wire: z.wire, endpoints: z.endpoints,
-		refused: z.refused, withdrawAfter: z.withdrawAfter}, nil
+		refused: z.refused, withdrawAfter: z.withdrawAfter, maxResources: z.maxResourcesPerZone}, nil
 }
 
 // Loaded reports, for /readyz, whether sessions are served: nil once the

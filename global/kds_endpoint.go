@@ -15,7 +15,8 @@ import (
 )
 
 // zoneEndpoint is the global's data for one zone's session. The zone's
-// identity comes from the session, never from what it sends.
+// identity comes from the session, never from what it sends. Its session
+// calls it from one goroutine only.
 type zoneEndpoint struct {
 	zone  string
 	store store.Store
@@ -26,7 +27,17 @@ type zoneEndpoint struct {
 	refused   *prometheus.CounterVec
 	// withdrawAfter, when positive, hides zones offline for longer.
 	withdrawAfter time.Duration
+	// maxResources bounds what the zone keeps at the global, over every
+	// type it sends (0: DefaultMaxResourcesPerZone).
+	maxResources int
+	// held are the wire keys the zone keeps at the global, per type: read
+	// from the store by Held (or the first Apply), then kept in step with
+	// what Apply writes, so the cap needs no listing per push.
+	held map[resource.Type]map[string]bool
 }
+
+// DefaultMaxResourcesPerZone is the cap when none is configured.
+const DefaultMaxResourcesPerZone = 50000
 
 var _ kds.Endpoint = (*zoneEndpoint)(nil)
 
@@ -116,7 +127,30 @@ func (e *zoneEndpoint) Held(ctx context.Context, t resource.Type) (map[string]st
 		}
 		out[kds.WireKey(r.Meta.Mesh, name)] = v
 	}
+	keys := make(map[string]bool, len(out))
+	for k := range out {
+		keys[k] = true
+	}
+	if e.held == nil {
+		e.held = map[resource.Type]map[string]bool{}
+	}
+	e.held[t] = keys
 	return out, nil
+}
+
+// stored returns how many resources the zone keeps at the global, reading
+// what it keeps of t first if no Held did yet.
+func (e *zoneEndpoint) stored(ctx context.Context, t resource.Type) (int, error) {
+	if _, ok := e.held[t]; !ok {
+		if _, err := e.Held(ctx, t); err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	for _, keys := range e.held {
+		n += len(keys)
+	}
+	return n, nil
 }
 
 func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1alpha1.WireResource, removed []string) (map[string]string, error) {
@@ -125,11 +159,49 @@ func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1
 		refused[key] = why
 		e.refused.WithLabelValues(e.zone, reason).Inc()
 	}
+	limit := e.maxResources
+	if limit <= 0 {
+		limit = DefaultMaxResourcesPerZone
+	}
+	total, err := e.stored(ctx, t)
+	if err != nil {
+		return nil, fmt.Errorf("counting zone %q's resources: %w", e.zone, err)
+	}
+	held := e.held[t]
 	meshes := map[string]bool{}
 	for _, m := range e.cache.List(resource.MeshType, "") {
 		meshes[m.Meta.Name] = true
 	}
+	// Removals are counted first: a push that removes some and adds as
+	// many stays within the cap.
+	type removal struct {
+		wireKey string
+		key     resource.Key
+	}
+	var removals []removal
+	for _, key := range removed {
+		mesh, name, err := kds.SplitWireKey(key)
+		if err != nil {
+			refuse(key, "invalid", err.Error())
+			continue
+		}
+		stored := StoredName(name, e.zone)
+		if t == resource.ZoneIngressType {
+			if name != e.zone {
+				refuse(key, "spoof", fmt.Sprintf("zone %q may only remove its own ZoneIngress", e.zone))
+				continue
+			}
+			stored = e.zone
+		}
+		removals = append(removals, removal{key, resource.Key{Type: t, Mesh: mesh, Name: stored}})
+		if held[key] {
+			total--
+		}
+	}
 	var ops []store.Op
+	// wireKeys maps each put back to the key the zone knows it by.
+	wireKeys := map[resource.Key]string{}
+	added := map[string]bool{}
 	for _, w := range upserts {
 		key := kds.WireKey(w.GetMesh(), w.GetName())
 		r, err := kds.FromWire(t, w)
@@ -155,6 +227,14 @@ func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1
 			refuse(key, "invalid", fmt.Sprintf("mesh %q does not exist on the global", r.Meta.Mesh))
 			continue
 		}
+		if !held[key] && !added[key] {
+			if total >= limit {
+				refuse(key, "limit", fmt.Sprintf("zone %q already keeps %d resources at the global, its limit: remove some, or raise the global's --max-resources-per-zone (kds.maxResourcesPerZone)", e.zone, limit))
+				continue
+			}
+			total++
+			added[key] = true
+		}
 		r.Meta.Name = StoredName(r.Meta.Name, e.zone)
 		if t == resource.ZoneIngressType {
 			r.Meta.Name = e.zone
@@ -162,27 +242,71 @@ func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1
 		r.Meta.Labels[resource.ZoneLabel] = e.zone
 		r.Meta.Labels[resource.OriginLabel] = resource.OriginZone
 		ops = append(ops, store.Op{Put: r})
+		wireKeys[r.Key()] = key
 	}
-	for _, key := range removed {
-		mesh, name, err := kds.SplitWireKey(key)
-		if err != nil {
-			refuse(key, "invalid", err.Error())
-			continue
-		}
-		stored := StoredName(name, e.zone)
-		if t == resource.ZoneIngressType {
-			if name != e.zone {
-				refuse(key, "spoof", fmt.Sprintf("zone %q may only remove its own ZoneIngress", e.zone))
-				continue
-			}
-			stored = e.zone
-		}
-		ops = append(ops, store.Op{Delete: resource.Key{Type: t, Mesh: mesh, Name: stored}})
+	for _, rm := range removals {
+		ops = append(ops, store.Op{Delete: rm.key})
 	}
-	if err := e.store.Apply(ctx, ops); err != nil {
+	ops, err = e.apply(ctx, ops, wireKeys, refuse)
+	if err != nil {
 		return nil, err
 	}
+	for _, op := range ops {
+		if op.Put != nil {
+			held[wireKeys[op.Put.Key()]] = true
+		}
+	}
+	for _, rm := range removals {
+		delete(held, rm.wireKey)
+	}
 	return refused, nil
+}
+
+// apply writes ops. Resources too large to store are refused one by one
+// and the rest written: one such resource never blocks the others, and the
+// zone, told which, does not send it again until it changes. It returns
+// the ops written.
+func (e *zoneEndpoint) apply(ctx context.Context, ops []store.Op, wireKeys map[resource.Key]string, refuse func(key, reason, why string)) ([]store.Op, error) {
+	for {
+		err := e.store.Apply(ctx, ops)
+		if err == nil {
+			return ops, nil
+		}
+		tooLarge := map[resource.Key]*store.TooLargeError{}
+		for _, tl := range store.TooLargeErrors(err) {
+			if _, ours := wireKeys[tl.Key]; ours {
+				tooLarge[tl.Key] = tl
+			}
+		}
+		if len(tooLarge) == 0 {
+			return nil, err
+		}
+		kept := ops[:0:0]
+		dropped := 0
+		for _, op := range ops {
+			if op.Put == nil {
+				kept = append(kept, op)
+				continue
+			}
+			tl, ok := tooLarge[op.Put.Key()]
+			if !ok {
+				kept = append(kept, op)
+				continue
+			}
+			limit := "the store's request limit"
+			if tl.Limit > 0 {
+				limit = fmt.Sprintf("the global's limit of %d bytes per resource", tl.Limit)
+			}
+			refuse(wireKeys[op.Put.Key()], "too-large", fmt.Sprintf(
+				"%s %q is %d bytes stored, over %s (kept under etcd's request limit, --max-request-bytes): it is not stored; make it smaller, e.g. fewer inbounds, tags or labels",
+				op.Put.Meta.Type, wireKeys[op.Put.Key()], tl.Size, limit))
+			dropped++
+		}
+		if dropped == 0 {
+			return nil, err // the store names a resource not in ops: do not retry
+		}
+		ops = kept
+	}
 }
 
 // offlineFor is how long a zone has not been heard from, by its latest

@@ -47,7 +47,14 @@ func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, auth kds
 		// Three heartbeats fit in the offline timeout.
 		ZoneHeartbeat: cfg.KDS.ZoneOfflineAfter / 3,
 		Session:       kds.SessionConfig{MaxMessageSize: cfg.KDS.MaxMessageSize, Debounce: cfg.KDS.Debounce},
-		Log:           log,
+		Limits: kds.Limits{
+			Streams:               cfg.KDS.MaxStreams,
+			PendingStreams:        cfg.KDS.MaxPendingStreams,
+			PendingStreamsPerPeer: cfg.KDS.MaxPendingStreamsPerPeer,
+			StreamsPerConnection:  uint32(cfg.KDS.MaxStreamsPerConnection),
+			IdleConnection:        cfg.KDS.IdleConnectionTimeout,
+		},
+		Log: log,
 	})
 	// Stop waits for handlers: each records its session's end in etcd.
 	opts := append(srv.GRPCServerOptions(), grpc.WaitForHandlers(true))
@@ -92,7 +99,7 @@ func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, auth kds
 	if err != nil {
 		return nil, fmt.Errorf("kdsAddr: %w", err)
 	}
-	ep.listener = ln
+	ep.listener = kds.LimitPerPeer(ln, cfg.KDS.MaxConnectionsPerPeer)
 	return ep, nil
 }
 

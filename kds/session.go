@@ -25,8 +25,11 @@ type Endpoint interface {
 	Held(ctx context.Context, t resource.Type) (map[string]string, error)
 	// Apply stores what the peer sent. Refused resources are returned by
 	// wire key with the reason (they are NACKed, the rest applied). An
-	// error means nothing could be stored: the session ends and the next
-	// one reconciles.
+	// error means the push could not be stored at all (the store is
+	// unavailable): the session ends and the next one reconciles. A
+	// resource that can never be stored (invalid, too large, over a cap)
+	// must be refused, not failed, or the peer would send the same push
+	// again on every reconnect.
 	Apply(ctx context.Context, t resource.Type, upserts []*v1alpha1.WireResource, removed []string) (map[string]string, error)
 }
 
@@ -62,6 +65,26 @@ const (
 // ErrProtocol marks a peer that broke the protocol.
 var ErrProtocol = errors.New("kds protocol violation")
 
+// Bounds on what one session holds for its peer. They keep a session's
+// memory independent of how much the peer sends, and, together, keep two
+// ends that push at once from deadlocking; Run explains why.
+const (
+	// recvQueue is how many messages read from the stream may wait to be
+	// handled. When it is full the reader stops calling Recv, and gRPC's
+	// per-stream flow control stops the peer's sends.
+	recvQueue = 4
+	// pushWindow is how many of this end's pushes may await the peer's
+	// ACK; further pushes wait in this end's queue.
+	pushWindow = 4
+	// maxOwed is how many control messages (ACKs, subscriptions, a
+	// heartbeat) may wait to be sent. While that many wait, the session
+	// handles nothing more of what it reads. It is well above what a peer
+	// keeping to pushWindow can make this end owe (one ACK per push in
+	// flight, this end's subscriptions, one heartbeat), so such a peer
+	// never makes this end stop reading.
+	maxOwed = 16
+)
+
 // Session runs the delta sync of one stream until ctx ends or the stream
 // breaks.
 type Session struct {
@@ -76,14 +99,22 @@ type Session struct {
 
 	sends    map[resource.Type]bool
 	receives map[resource.Type]bool
+	// The rest is Run's alone.
 	// peerHas is what the peer holds, per type, by wire key: from its
 	// Subscribe, then from what was sent. Nil until the peer subscribed.
 	peerHas map[resource.Type]map[string]string
 	nonce   uint64
-	// out feeds the goroutine that sends, so Run returns when its context
-	// ends even while the transport blocks a Send; sendErr reports its end.
-	out     chan *v1alpha1.SyncMessage
-	sendErr <-chan error
+	// owed are control messages to send, in order; pushes are this end's
+	// pushes not yet sent, in order; inFlight are the type/nonce of pushes
+	// sent and not yet acknowledged. Control messages go first, pushes
+	// only while fewer than pushWindow are in flight.
+	owed          []*v1alpha1.SyncMessage
+	heartbeatOwed bool
+	pushes        []*v1alpha1.SyncMessage
+	inFlight      map[string]bool
+	// out feeds the goroutine that sends, so Run never blocks on the
+	// transport and returns when its context ends even while a Send blocks.
+	out chan *v1alpha1.SyncMessage
 }
 
 // NewSession prepares a session on stream.
@@ -101,13 +132,14 @@ func NewSession(stream Stream, ep Endpoint, cfg SessionConfig) *Session {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Session{
-		cfg: cfg, ep: ep, stream: stream, Stats: newStats(),
+		cfg: cfg, ep: ep, stream: stream, Stats: newStats(resource.Types),
 		changed:  map[resource.Type]bool{},
 		out:      make(chan *v1alpha1.SyncMessage),
 		signal:   make(chan struct{}, 1),
 		sends:    map[resource.Type]bool{},
 		receives: map[resource.Type]bool{},
 		peerHas:  map[resource.Type]map[string]string{},
+		inFlight: map[string]bool{},
 	}
 	for _, t := range cfg.Send {
 		s.sends[t] = true
@@ -143,21 +175,39 @@ func (s *Session) takeChanged() []resource.Type {
 }
 
 // Run subscribes to what this end receives and then serves the stream.
+//
+// Memory is bounded whatever the peer does: at most recvQueue messages
+// read and not yet handled (then reading stops and gRPC flow control holds
+// the peer back), at most maxOwed control messages, each under
+// MaxMessageSize, and this end's own pushes from one flush at a time.
+//
+// Two ends pushing at once never deadlock. Were both blocked in Send, each
+// waiting for the other to read, neither would read again. Here:
+//   - Run itself never waits on the transport: it hands a message to the
+//     sending goroutine only when that goroutine is free (a select case), and
+//     otherwise goes on handling what it reads. Handling waits only on this
+//     end's endpoint (Apply, Desired), never on the peer.
+//   - Run stops handling what it reads only while maxOwed control messages
+//     wait to be sent. It sends at most pushWindow pushes the peer has not
+//     acknowledged, and an ACK answers each push, so a peer doing the same
+//     never owes more than pushWindow ACKs plus a few control messages, below
+//     maxOwed: two such ends always keep reading, so every Send completes.
+//   - Against a peer that ignores the window or never reads, this end stops
+//     reading once it owes maxOwed messages, which holds the peer back
+//     instead of queueing without limit.
 func (s *Session) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	in, recvErr := s.receiveAll(ctx)
-	s.sendErr = s.sendAll(ctx)
+	in := s.receiveAll(ctx)
+	sendErr := s.sendAll(ctx)
 	for _, t := range s.cfg.Receive {
 		held, err := s.ep.Held(ctx, t)
 		if err != nil {
 			return fmt.Errorf("reading held %s: %w", t, err)
 		}
-		if err := s.send(ctx, &v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Subscribe{
+		s.owe(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Subscribe{
 			Subscribe: &v1alpha1.Subscribe{Type: string(t), InitialVersions: held},
-		}}); err != nil {
-			return err
-		}
+		}})
 	}
 
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
@@ -165,7 +215,6 @@ func (s *Session) Run(ctx context.Context) error {
 	// Per type, a change goes out at once when that type was quiet for
 	// Debounce, and changes that come in bursts are gathered for up to
 	// Debounce. Types do not delay each other.
-	dirty := map[resource.Type]bool{}
 	lastFlush := map[resource.Type]time.Time{}
 	due := map[resource.Type]time.Time{}
 	timer := time.NewTimer(time.Hour)
@@ -181,43 +230,59 @@ func (s *Session) Run(ctx context.Context) error {
 			timer.Reset(time.Until(next))
 		}
 	}
+	// waiting are types to flush once this end's queued pushes are sent:
+	// a flush computes its difference only when none are queued, so a slow
+	// peer gets changes gathered, not a growing queue.
+	waiting := map[resource.Type]bool{}
 	flushTypes := func(types ...resource.Type) error {
-		batch := map[resource.Type]bool{}
 		now := time.Now()
 		for _, t := range types {
-			batch[t] = true
-			delete(dirty, t)
+			waiting[t] = true
 			delete(due, t)
 			lastFlush[t] = now
 		}
-		err := s.flush(ctx, batch)
-		for t := range batch { // not yet subscribed: keep for later
-			dirty[t] = true
+		if len(s.pushes) > 0 || len(waiting) == 0 {
+			return nil
 		}
-		return err
+		batch := waiting
+		waiting = map[resource.Type]bool{}
+		return s.flush(ctx, batch)
 	}
 	for {
+		var out chan<- *v1alpha1.SyncMessage
+		next := s.nextOut()
+		if next != nil {
+			out = s.out
+		}
+		reading := in
+		if len(s.owed) >= maxOwed {
+			reading = nil
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-recvErr:
+		case err := <-sendErr:
 			return err
-		case err := <-s.sendErr:
-			return err
-		case msg := <-in:
-			s.Stats.seen()
-			if sub := msg.GetSubscribe(); sub != nil {
-				// A subscription is answered at once.
-				if err := s.handle(ctx, msg, map[resource.Type]bool{}); err != nil {
+		case out <- next:
+			s.handedOver(next)
+			if len(s.pushes) == 0 {
+				if err := flushTypes(); err != nil {
 					return err
 				}
+			}
+		case r := <-reading:
+			if r.err != nil {
+				return r.err
+			}
+			s.Stats.seen()
+			if err := s.handle(ctx, r.msg); err != nil {
+				return err
+			}
+			if sub := r.msg.GetSubscribe(); sub != nil {
+				// A subscription is answered at once.
 				if err := flushTypes(resource.Type(sub.GetType())); err != nil {
 					return err
 				}
-				continue
-			}
-			if err := s.handle(ctx, msg, dirty); err != nil {
-				return err
 			}
 		case <-s.signal:
 			var now []resource.Type
@@ -229,7 +294,6 @@ func (s *Session) Run(ctx context.Context) error {
 					now = append(now, t)
 					continue
 				}
-				dirty[t] = true
 				due[t] = lastFlush[t].Add(s.cfg.Debounce)
 			}
 			if len(now) > 0 {
@@ -250,16 +314,47 @@ func (s *Session) Run(ctx context.Context) error {
 			}
 			arm()
 		case <-heartbeat.C:
-			if err := s.send(ctx, &v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Heartbeat{
-				Heartbeat: &v1alpha1.Heartbeat{Time: timestamppb.Now()},
-			}}); err != nil {
-				return err
+			if !s.heartbeatOwed { // one waiting heartbeat says enough
+				s.heartbeatOwed = true
+				s.owe(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Heartbeat{
+					Heartbeat: &v1alpha1.Heartbeat{Time: timestamppb.Now()},
+				}})
 			}
 		}
 	}
 }
 
-// sendAll sends what send queues, in order, until ctx ends or a Send
+// owe queues a control message.
+func (s *Session) owe(m *v1alpha1.SyncMessage) { s.owed = append(s.owed, m) }
+
+// nextOut is the message to send next, if any may go now.
+func (s *Session) nextOut() *v1alpha1.SyncMessage {
+	if len(s.owed) > 0 {
+		return s.owed[0]
+	}
+	if len(s.pushes) > 0 && len(s.inFlight) < pushWindow {
+		return s.pushes[0]
+	}
+	return nil
+}
+
+// handedOver takes m, which nextOut returned, off its queue.
+func (s *Session) handedOver(m *v1alpha1.SyncMessage) {
+	if len(s.owed) > 0 && s.owed[0] == m {
+		s.owed[0] = nil
+		s.owed = s.owed[1:]
+		if m.GetHeartbeat() != nil {
+			s.heartbeatOwed = false
+		}
+		return
+	}
+	s.pushes[0] = nil
+	s.pushes = s.pushes[1:]
+	p := m.GetPush()
+	s.inFlight[p.GetType()+"/"+p.GetNonce()] = true
+}
+
+// sendAll sends what Run hands it, in order, until ctx ends or a Send
 // fails. A Send the transport blocks outlives Run: the stream's end (the
 // RPC returning, the connection closing) releases it.
 func (s *Session) sendAll(ctx context.Context) <-chan error {
@@ -278,131 +373,6 @@ func (s *Session) sendAll(ctx context.Context) <-chan error {
 		}
 	}()
 	return errc
-}
-
-// send queues m for sendAll.
-func (s *Session) send(ctx context.Context, m *v1alpha1.SyncMessage) error {
-	select {
-	case s.out <- m:
-		return nil
-	case err := <-s.sendErr:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// receiveAll reads the stream until it breaks or ctx ends, queueing what
-// it reads for in, then the error for recvErr. Reading never waits for
-// handling: were both ends blocked in Send, each waiting for the other to
-// read, the stream would deadlock once both directions' buffers filled.
-func (s *Session) receiveAll(ctx context.Context) (in <-chan *v1alpha1.SyncMessage, recvErr <-chan error) {
-	out, errc := make(chan *v1alpha1.SyncMessage), make(chan error, 1)
-	type item struct {
-		msg *v1alpha1.SyncMessage
-		err error
-	}
-	read := make(chan item)
-	go func() {
-		for {
-			msg, err := s.stream.Recv()
-			select {
-			case read <- item{msg, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	go func() {
-		var queue []*v1alpha1.SyncMessage
-		var failed error
-		for {
-			if failed != nil && len(queue) == 0 {
-				errc <- failed
-				return
-			}
-			var next chan<- *v1alpha1.SyncMessage
-			if len(queue) > 0 {
-				next = out
-			}
-			reading := read
-			if failed != nil {
-				reading = nil
-			}
-			var first *v1alpha1.SyncMessage
-			if len(queue) > 0 {
-				first = queue[0]
-			}
-			select {
-			case it := <-reading:
-				if it.err != nil {
-					failed = it.err
-				} else {
-					queue = append(queue, it.msg)
-				}
-			case next <- first:
-				queue[0] = nil
-				queue = queue[1:]
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out, errc
-}
-
-func (s *Session) handle(ctx context.Context, msg *v1alpha1.SyncMessage, dirty map[resource.Type]bool) error {
-	switch m := msg.GetMessage().(type) {
-	case *v1alpha1.SyncMessage_Subscribe:
-		t := resource.Type(m.Subscribe.GetType())
-		if !s.sends[t] {
-			return fmt.Errorf("%w: peer subscribed to %q, which this end does not send", ErrProtocol, t)
-		}
-		held := map[string]string{}
-		for k, v := range m.Subscribe.GetInitialVersions() {
-			held[k] = v
-		}
-		s.peerHas[t] = held
-		dirty[t] = true
-	case *v1alpha1.SyncMessage_Push:
-		return s.receive(ctx, m.Push)
-	case *v1alpha1.SyncMessage_Ack:
-		s.Stats.acked(resource.Type(m.Ack.GetType()), m.Ack.GetNonce(), m.Ack.GetErrors())
-		for _, e := range m.Ack.GetErrors() {
-			s.cfg.Log.Warn("peer refused a resource", "type", m.Ack.GetType(), "key", e.GetKey(), "reason", e.GetMessage())
-		}
-	case *v1alpha1.SyncMessage_Heartbeat:
-	case *v1alpha1.SyncMessage_Hello:
-		return fmt.Errorf("%w: a second hello", ErrProtocol)
-	default:
-		return fmt.Errorf("%w: empty or unknown message", ErrProtocol)
-	}
-	return nil
-}
-
-func (s *Session) receive(ctx context.Context, p *v1alpha1.Push) error {
-	t := resource.Type(p.GetType())
-	ack := &v1alpha1.Ack{Type: p.GetType(), Nonce: p.GetNonce()}
-	if !s.receives[t] {
-		for _, r := range p.GetResources() {
-			ack.Errors = append(ack.Errors, &v1alpha1.ResourceError{
-				Key: WireKey(r.GetMesh(), r.GetName()), Message: fmt.Sprintf("%s is not accepted from this peer", t)})
-		}
-		s.Stats.refused(t, len(ack.Errors))
-	} else {
-		refused, err := s.ep.Apply(ctx, t, p.GetResources(), p.GetRemoved())
-		if err != nil {
-			return fmt.Errorf("applying %s: %w", t, err)
-		}
-		for key, why := range refused {
-			ack.Errors = append(ack.Errors, &v1alpha1.ResourceError{Key: key, Message: why})
-		}
-		s.Stats.received(t, len(p.GetResources())+len(p.GetRemoved()), len(refused))
-	}
-	return s.send(ctx, &v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Ack{Ack: ack}})
 }
 
 // flush pushes the difference between what this end has and what the peer
@@ -430,9 +400,7 @@ func (s *Session) flush(ctx context.Context, dirty map[resource.Type]bool) error
 				removed = append(removed, key)
 			}
 		}
-		if err := s.push(ctx, t, upserts, removed); err != nil {
-			return err
-		}
+		s.push(t, upserts, removed)
 		for _, r := range upserts {
 			has[WireKey(r.GetMesh(), r.GetName())] = r.GetVersion()
 		}
@@ -444,8 +412,8 @@ func (s *Session) flush(ctx context.Context, dirty map[resource.Type]bool) error
 	return nil
 }
 
-// push sends changes in messages that each stay under MaxMessageSize.
-func (s *Session) push(ctx context.Context, t resource.Type, upserts []*v1alpha1.WireResource, removed []string) error {
+// push queues changes in messages that each stay under MaxMessageSize.
+func (s *Session) push(t resource.Type, upserts []*v1alpha1.WireResource, removed []string) {
 	limit := s.cfg.MaxMessageSize - envelope
 	for len(upserts) > 0 || len(removed) > 0 {
 		s.nonce++
@@ -485,9 +453,6 @@ func (s *Session) push(ctx context.Context, t resource.Type, upserts []*v1alpha1
 			continue
 		}
 		s.Stats.sent(t, p.GetNonce(), len(p.Resources)+len(p.Removed))
-		if err := s.send(ctx, &v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Push{Push: p}}); err != nil {
-			return err
-		}
+		s.pushes = append(s.pushes, &v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Push{Push: p}})
 	}
-	return nil
 }

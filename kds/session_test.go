@@ -331,8 +331,18 @@ func TestAPushOfATypeNotReceivedIsNacked(t *testing.T) {
 			if got, want := strings.Join(keys, " "), "default/dp-1 default/dp-2 default/dp-3"; got != want {
 				t.Errorf("NACKed %q, want %q", got, want)
 			}
-			if got := zone.stats(typ).Refused; got != 3 {
-				t.Errorf("the zone counts %d refused, want 3", got)
+			snap := zone.Stats.Snapshot()
+			if _, registered := resource.Types.ByName(string(typ)); registered {
+				if got := snap.Types[typ].Refused; got != 3 {
+					t.Errorf("the zone counts %d refused, want 3", got)
+				}
+			} else {
+				if _, kept := snap.Types[typ]; kept {
+					t.Errorf("the zone keeps counters for %q, a type the registry does not know", typ)
+				}
+				if snap.RefusedUnknown != 3 {
+					t.Errorf("the zone counts %d refused of unknown types, want 3", snap.RefusedUnknown)
+				}
 			}
 
 			// The session goes on: an accepted push is applied and acked.

@@ -19,27 +19,39 @@ type TypeStats struct {
 	Subscribed bool
 }
 
-// Stats is a session's counters, safe for concurrent reads.
 type unacked struct {
 	at time.Time
 	n  int
 }
 
+// Stats is a session's counters, safe for concurrent reads. It keeps
+// counters only for registered types: a type name a peer makes up is
+// counted in one counter for all of them, so a peer cannot grow it.
 type Stats struct {
 	mu          sync.Mutex
+	registered  map[resource.Type]bool
 	types       map[resource.Type]*TypeStats
+	unknown     uint64
 	unacked     map[string]unacked
 	connected   time.Time
 	lastSeen    time.Time
 	lastAckTime time.Duration
 }
 
-func newStats() *Stats {
+func newStats(reg *resource.Registry) *Stats {
 	now := time.Now()
-	return &Stats{types: map[resource.Type]*TypeStats{}, unacked: map[string]unacked{}, connected: now, lastSeen: now}
+	s := &Stats{registered: map[resource.Type]bool{}, types: map[resource.Type]*TypeStats{}, unacked: map[string]unacked{}, connected: now, lastSeen: now}
+	for _, d := range reg.All() {
+		s.registered[d.Type] = true
+	}
+	return s
 }
 
+// of returns t's counters; those of an unregistered type are not kept.
 func (s *Stats) of(t resource.Type) *TypeStats {
+	if !s.registered[t] {
+		return &TypeStats{}
+	}
 	ts := s.types[t]
 	if ts == nil {
 		ts = &TypeStats{}
@@ -64,15 +76,18 @@ func (s *Stats) sent(t resource.Type, nonce string, n int) {
 func (s *Stats) acked(t resource.Type, nonce string, errs []*v1alpha1.ResourceError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ts := s.of(t)
 	key := string(t) + "/" + nonce
-	if u, ok := s.unacked[key]; ok {
-		s.lastAckTime = time.Since(u.at)
-		delete(s.unacked, key)
-		ts.Acked += uint64(max(0, u.n-len(errs)))
+	u, ok := s.unacked[key]
+	if !ok {
+		return // not a push of this session's
 	}
+	ts := s.of(t)
+	s.lastAckTime = time.Since(u.at)
+	delete(s.unacked, key)
+	nacked := min(len(errs), u.n)
+	ts.Acked += uint64(u.n - nacked)
+	ts.Nacked += uint64(nacked)
 	ts.LastAckedNonce = nonce
-	ts.Nacked += uint64(len(errs))
 }
 
 func (s *Stats) received(t resource.Type, n, refused int) {
@@ -89,17 +104,25 @@ func (s *Stats) subscribed(t resource.Type) {
 	s.of(t).Subscribed = true
 }
 
+// refused counts resources of a type this end does not accept.
 func (s *Stats) refused(t resource.Type, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.registered[t] {
+		s.unknown += uint64(n)
+		return
+	}
 	s.of(t).Refused += uint64(n)
 }
 
 // Snapshot is a copy of a session's counters.
 type Snapshot struct {
-	Types     map[resource.Type]TypeStats
-	Connected time.Time
-	LastSeen  time.Time
+	Types map[resource.Type]TypeStats
+	// RefusedUnknown counts resources refused because their type is not
+	// registered at all.
+	RefusedUnknown uint64
+	Connected      time.Time
+	LastSeen       time.Time
 	// SyncLag is how long the oldest unacknowledged push has waited; zero
 	// when the peer has acknowledged everything.
 	SyncLag time.Duration
@@ -111,7 +134,7 @@ type Snapshot struct {
 func (s *Stats) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := Snapshot{Types: map[resource.Type]TypeStats{}, Connected: s.connected, LastSeen: s.lastSeen, LastAckLatency: s.lastAckTime}
+	out := Snapshot{Types: map[resource.Type]TypeStats{}, RefusedUnknown: s.unknown, Connected: s.connected, LastSeen: s.lastSeen, LastAckLatency: s.lastAckTime}
 	for t, ts := range s.types {
 		out.Types[t] = *ts
 	}

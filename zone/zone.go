@@ -158,7 +158,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return nil
 		}
 		if st := client.Status(); st.Refused {
-			return fmt.Errorf("the global refuses this zone's credentials: %s", st.LastError)
+			return fmt.Errorf("the global refuses this zone's credentials: %s (for this zone: atollctl generate zone-token --zone %s on the global, written to the --global-token-file)", st.LastError, cfg.Zone)
 		}
 		return nil
 	}}, apiserver.Check{Name: "global identity", Check: func(context.Context) error { return guard.Problem() }})

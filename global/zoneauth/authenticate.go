@@ -22,18 +22,31 @@ var _ kds.Authenticator = (*Authority)(nil)
 
 // howToIssue is the remedy every refusal names.
 func howToIssue(zone string) string {
+	if zone == "" {
+		zone = "NAME"
+	}
 	return fmt.Sprintf("issue one on the global with `atollctl generate zone-token --zone %s` and start the zone with --global-token-file FILE (the zone reads the file again on every connection)", zone)
 }
 
-// Authenticate admits a stream for zone when it carries a valid, unexpired,
-// unrevoked token for that zone signed by a key the global still has. The
-// returned context ends, with a gRPC status as its cause, when the token
-// stops being valid: revoked, its key retired, or expired.
-func (a *Authority) Authenticate(ctx context.Context, zone string) (context.Context, error) {
+var errBadSubject = errors.New("the token's subject is not a zone name")
+
+// credential is a valid token, not yet bound to the zone a Hello names.
+type credential struct {
+	a      *Authority
+	ctx    context.Context
+	claims claims
+	keyID  string
+}
+
+// Authenticate checks the stream's token before anything is read from the
+// stream: well formed, signed by a key the global still has, unexpired and
+// not revoked. Which zone it admits is checked by Admit, once the Hello
+// names one.
+func (a *Authority) Authenticate(ctx context.Context) (kds.Credential, error) {
 	raw, err := bearer(ctx)
 	if err != nil {
 		a.refused.WithLabelValues("missing").Inc()
-		return nil, status.Errorf(codes.Unauthenticated, "zone %q sent no zone token (%v): %s", zone, err, howToIssue(zone))
+		return nil, status.Errorf(codes.Unauthenticated, "no zone token (%v): %s", err, howToIssue(""))
 	}
 	var key storedKey
 	var rec zoneRecord
@@ -47,18 +60,21 @@ func (a *Authority) Authenticate(ctx context.Context, zone string) (context.Cont
 		if id == "" || len(id) > 64 {
 			return nil, fmt.Errorf("%w: the token names no signing key", errUnknownKey)
 		}
-		key, rec, lookupErr = a.lookup(ctx, id, zone)
+		sub, _ := t.Claims.GetSubject()
+		key, rec, lookupErr = a.lookup(ctx, id, sub)
 		if lookupErr != nil {
 			return nil, lookupErr
 		}
 		return ed25519.NewKeyFromSeed(key.Seed).Public(), nil
 	})
 	if err != nil {
-		reason, code, what := "invalid", codes.Unauthenticated, "is not valid"
+		reason, what := "invalid", "is not valid"
 		switch {
+		case errors.Is(lookupErr, errBadSubject):
+			reason, what = "malformed", "names no zone"
 		case lookupErr != nil && !errors.Is(lookupErr, errUnknownKey):
 			a.refused.WithLabelValues("unavailable").Inc()
-			return nil, status.Errorf(codes.Unavailable, "checking zone %q's token: %v", zone, lookupErr)
+			return nil, status.Errorf(codes.Unavailable, "checking the zone token: %v", lookupErr)
 		case errors.Is(err, errUnknownKey):
 			reason, what = "unknown_key", "was signed by a key this global does not have (retired, or another global's)"
 		case errors.Is(err, jwt.ErrTokenExpired):
@@ -67,17 +83,22 @@ func (a *Authority) Authenticate(ctx context.Context, zone string) (context.Cont
 			reason, what = "malformed", "is not a zone token"
 		}
 		a.refused.WithLabelValues(reason).Inc()
-		return nil, status.Errorf(code, "zone %q: the zone token %s (%v): %s", zone, what, err, howToIssue(zone))
-	}
-	if c.Subject != zone {
-		a.refused.WithLabelValues("wrong_zone").Inc()
-		return nil, status.Errorf(codes.PermissionDenied, "the zone token is for zone %q, but this connection says it is zone %q: a token admits only its own zone; %s", c.Subject, zone, howToIssue(zone))
+		return nil, status.Errorf(codes.Unauthenticated, "the zone token %s (%v): %s", what, err, howToIssue(c.Subject))
 	}
 	if c.Generation != rec.Generation {
 		a.refused.WithLabelValues("revoked").Inc()
-		return nil, status.Errorf(codes.Unauthenticated, "zone %q: the zone token was revoked (or the zone deleted) at %s: %s", zone, rec.RevokedAt.Format(time.RFC3339), howToIssue(zone))
+		return nil, status.Errorf(codes.Unauthenticated, "the token of zone %q was revoked (or the zone deleted) at %s: %s", c.Subject, rec.RevokedAt.Format(time.RFC3339), howToIssue(c.Subject))
 	}
-	return a.admit(ctx, zone, c, key.ID), nil
+	return &credential{a: a, ctx: ctx, claims: c, keyID: key.ID}, nil
+}
+
+// Admit binds the token to the zone the Hello names: only its own.
+func (c *credential) Admit(zone string) (context.Context, error) {
+	if c.claims.Subject != zone {
+		c.a.refused.WithLabelValues("wrong_zone").Inc()
+		return nil, status.Errorf(codes.PermissionDenied, "the zone token is for zone %q, but this connection says it is zone %q: a token admits only its own zone; %s", c.claims.Subject, zone, howToIssue(zone))
+	}
+	return c.a.admit(c.ctx, zone, c.claims, c.keyID), nil
 }
 
 // bearer returns the token of the stream's "authorization: Bearer" header.
@@ -104,8 +125,8 @@ func bearer(ctx context.Context) (string, error) {
 // record as they are now, so a revocation or retirement made on another
 // replica a moment ago already counts.
 func (a *Authority) lookup(ctx context.Context, keyID, zone string) (storedKey, zoneRecord, error) {
-	if !validZoneName(zone) {
-		return storedKey{}, zoneRecord{}, fmt.Errorf("%w: zone name %q", errUnknownKey, zone)
+	if !validZoneName(zone) || len(zone) > 63 {
+		return storedKey{}, zoneRecord{}, errBadSubject
 	}
 	ctx, cancel := etcdCtx(ctx)
 	defer cancel()

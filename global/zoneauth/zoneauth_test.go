@@ -41,6 +41,16 @@ func withToken(token string) context.Context {
 	return metadata.NewIncomingContext(context.Background(), metadata.Pairs(kds.TokenHeader, "Bearer "+token))
 }
 
+// authenticate does what the KDS server does: the token, then the zone the
+// Hello names.
+func authenticate(a *Authority, ctx context.Context, zone string) (context.Context, error) {
+	cred, err := a.Authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cred.Admit(zone)
+}
+
 func issue(t *testing.T, a *Authority, zone string) string {
 	t.Helper()
 	out, err := a.Issue(context.Background(), zone, time.Hour)
@@ -77,16 +87,16 @@ func TestAuthenticate(t *testing.T) {
 	a := replica(t, client)
 	tok := issue(t, a, "zone-1")
 
-	if _, err := a.Authenticate(withToken(tok), "zone-1"); err != nil {
+	if _, err := authenticate(a, withToken(tok), "zone-1"); err != nil {
 		t.Fatalf("a fresh token for zone-1: %v", err)
 	}
-	_, err := a.Authenticate(context.Background(), "zone-1")
-	wantCode(t, err, codes.Unauthenticated, "atollctl generate zone-token --zone zone-1")
-	_, err = a.Authenticate(withToken("not-a-token"), "zone-1")
+	_, err := authenticate(a, context.Background(), "zone-1")
+	wantCode(t, err, codes.Unauthenticated, "atollctl generate zone-token --zone NAME")
+	_, err = authenticate(a, withToken("not-a-token"), "zone-1")
 	wantCode(t, err, codes.Unauthenticated, "is not a zone token")
-	_, err = a.Authenticate(withToken(tok), "zone-2")
+	_, err = authenticate(a, withToken(tok), "zone-2")
 	wantCode(t, err, codes.PermissionDenied, `the zone token is for zone "zone-1", but this connection says it is zone "zone-2"`)
-	_, err = a.Authenticate(withToken(strings.Repeat("a", MaxTokenBytes+1)), "zone-1")
+	_, err = authenticate(a, withToken(strings.Repeat("a", MaxTokenBytes+1)), "zone-1")
 	wantCode(t, err, codes.Unauthenticated, "more than")
 
 	// A token signed by another global's key under a known key id.
@@ -96,7 +106,7 @@ func TestAuthenticate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.Authenticate(withToken(parts[0]+"."+parts[1]+"."+strings.Split(forged, ".")[2]), "zone-1")
+	_, err = authenticate(a, withToken(parts[0]+"."+parts[1]+"."+strings.Split(forged, ".")[2]), "zone-1")
 	wantCode(t, err, codes.Unauthenticated, "is not valid")
 
 	if got := testutil.ToFloat64(a.refused.WithLabelValues("wrong_zone")); got != 1 {
@@ -131,17 +141,17 @@ func TestExpiry(t *testing.T) {
 	now := time.Now()
 	c := claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: issuer, Subject: "zone-1", Audience: jwt.ClaimStrings{audience},
 		IssuedAt: jwt.NewNumericDate(now.Add(-2 * time.Hour)), ExpiresAt: jwt.NewNumericDate(now.Add(-time.Hour))}}
-	_, err := a.Authenticate(withToken(signWith(t, a, c)), "zone-1")
+	_, err := authenticate(a, withToken(signWith(t, a, c)), "zone-1")
 	wantCode(t, err, codes.Unauthenticated, "has expired")
 
 	// No expiry at all is refused too.
 	c.ExpiresAt = nil
-	_, err = a.Authenticate(withToken(signWith(t, a, c)), "zone-1")
+	_, err = authenticate(a, withToken(signWith(t, a, c)), "zone-1")
 	wantCode(t, err, codes.Unauthenticated, "is not valid")
 
 	// A live stream ends when its token expires.
 	c.IssuedAt, c.ExpiresAt = jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(1500*time.Millisecond-clockSkew))
-	ctx, err := a.Authenticate(withToken(signWith(t, a, c)), "zone-1")
+	ctx, err := authenticate(a, withToken(signWith(t, a, c)), "zone-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +163,11 @@ func TestRevokeCutsLiveStreamsOnEveryReplica(t *testing.T) {
 	a, b := replica(t, client), replica(t, client)
 	old := issue(t, a, "zone-1")
 	other := issue(t, a, "zone-2")
-	onB, err := b.Authenticate(withToken(old), "zone-1")
+	onB, err := authenticate(b, withToken(old), "zone-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	zone2, err := b.Authenticate(withToken(other), "zone-2")
+	zone2, err := authenticate(b, withToken(other), "zone-2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,13 +184,13 @@ func TestRevokeCutsLiveStreamsOnEveryReplica(t *testing.T) {
 		t.Errorf("zone-2's stream was cut by zone-1's revocation: %v", context.Cause(zone2))
 	}
 	for _, r := range []*Authority{a, b} {
-		_, err := r.Authenticate(withToken(old), "zone-1")
+		_, err := authenticate(r, withToken(old), "zone-1")
 		wantCode(t, err, codes.Unauthenticated, "revoked")
 	}
 	// A token issued after the revocation works, on both replicas.
 	fresh := issue(t, b, "zone-1")
 	for _, r := range []*Authority{a, b} {
-		if _, err := r.Authenticate(withToken(fresh), "zone-1"); err != nil {
+		if _, err := authenticate(r, withToken(fresh), "zone-1"); err != nil {
 			t.Errorf("a token issued after the revocation: %v", err)
 		}
 	}
@@ -195,7 +205,7 @@ func TestKeyRotation(t *testing.T) {
 	}
 	first := keys[0].ID
 	oldTok := issue(t, a, "zone-1")
-	live, err := b.Authenticate(withToken(oldTok), "zone-1")
+	live, err := authenticate(b, withToken(oldTok), "zone-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +216,7 @@ func TestKeyRotation(t *testing.T) {
 	}
 	newTok := issue(t, b, "zone-2")
 	for _, c := range []struct{ tok, zone string }{{oldTok, "zone-1"}, {newTok, "zone-2"}} {
-		if _, err := b.Authenticate(withToken(c.tok), c.zone); err != nil {
+		if _, err := authenticate(b, withToken(c.tok), c.zone); err != nil {
 			t.Errorf("after rotation, a token of %s: %v", c.zone, err)
 		}
 	}
@@ -220,9 +230,9 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCode(t, waitCut(t, live, "key retired on another replica"), codes.Unauthenticated, "retired")
-	_, err = b.Authenticate(withToken(oldTok), "zone-1")
+	_, err = authenticate(b, withToken(oldTok), "zone-1")
 	wantCode(t, err, codes.Unauthenticated, "a key this global does not have")
-	if _, err := a.Authenticate(withToken(newTok), "zone-2"); err != nil {
+	if _, err := authenticate(a, withToken(newTok), "zone-2"); err != nil {
 		t.Errorf("a token of the new key after the old one retired: %v", err)
 	}
 }

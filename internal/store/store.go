@@ -37,7 +37,12 @@ type Writer interface {
 	Delete(ctx context.Context, key resource.Key, version string) error
 	// Apply writes many resources at once, unconditionally: puts store the
 	// resource as given (meta times included), deletes of missing keys are
-	// no-ops. Backends group at most MaxBatch operations per transaction.
+	// no-ops. Backends group at most MaxBatch operations per transaction,
+	// and stay under their request size limit. A put too large to store
+	// fails Apply with an error satisfying IsTooLarge that names each such
+	// resource (see TooLargeErrors); when the backend knows its limit,
+	// before anything is written. Puts are idempotent: Apply again without
+	// them.
 	Apply(ctx context.Context, ops []Op) error
 }
 
@@ -95,7 +100,50 @@ var (
 	ErrNotFound      = errors.New("not found")
 	ErrAlreadyExists = errors.New("already exists")
 	ErrConflict      = errors.New("was changed by someone else: read it again and retry")
+	ErrTooLarge      = errors.New("too large to store")
 )
+
+// TooLargeError names a resource too large for the store.
+type TooLargeError struct {
+	Key resource.Key
+	// Size is the resource's encoded size; Limit the most the store takes
+	// (0 when the backend refused it without saying its limit).
+	Size, Limit int
+}
+
+func (e *TooLargeError) Error() string {
+	if e.Limit <= 0 {
+		return fmt.Sprintf("%s is %v: %d bytes encoded, over the backend's request limit", e.Key, ErrTooLarge, e.Size)
+	}
+	return fmt.Sprintf("%s is %v: %d bytes encoded, over the limit of %d bytes per resource", e.Key, ErrTooLarge, e.Size, e.Limit)
+}
+
+func (e *TooLargeError) Unwrap() error { return ErrTooLarge }
+
+// IsTooLarge reports whether err means a resource is too large to store.
+func IsTooLarge(err error) bool { return errors.Is(err, ErrTooLarge) }
+
+// TooLargeErrors returns every TooLargeError within err, which may join
+// several.
+func TooLargeErrors(err error) []*TooLargeError {
+	var out []*TooLargeError
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case nil:
+		case *TooLargeError:
+			out = append(out, e)
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		case interface{ Unwrap() error }:
+			walk(e.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}
 
 // IsNotFound reports whether err means the resource does not exist.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

@@ -31,8 +31,9 @@ func dialRaw(t *testing.T, g *process, zone string) *rawZone {
 	return dialRawToken(t, g, zone, zoneToken(t, g, zone))
 }
 
-// dialRawToken says Hello as zone presenting token ("" sends none).
-func dialRawToken(t *testing.T, g *process, zone, token string) *rawZone {
+// dialRawToken says Hello as zone presenting token ("" sends none), with
+// opts on the stream.
+func dialRawToken(t *testing.T, g *process, zone, token string, opts ...grpc.CallOption) *rawZone {
 	pem, err := os.ReadFile(g.caFile())
 	if err != nil {
 		t.Fatal(err)
@@ -44,12 +45,12 @@ func dialRawToken(t *testing.T, g *process, zone, token string) *rawZone {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	if token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, kds.TokenHeader, "Bearer "+token)
 	}
-	stream, err := v1alpha1.NewKDSClient(conn).Sync(ctx)
+	stream, err := v1alpha1.NewKDSClient(conn).Sync(ctx, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

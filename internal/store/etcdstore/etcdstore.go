@@ -5,11 +5,15 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
@@ -22,11 +26,25 @@ const DefaultPrefix = "/atoll/resources/"
 // response.
 const listPage = 1000
 
+// DefaultMaxTxnBytes is the default of Store.MaxTxnBytes: well under
+// etcd's default request limit (--max-request-bytes, 1.5 MiB), leaving
+// room for the request's own framing.
+const DefaultMaxTxnBytes = 1 << 20
+
+// opOverhead is what etcd's request encoding adds to each operation's key
+// and value, rounded up.
+const opOverhead = 32
+
 // Store keeps resources in etcd under a key prefix.
 type Store struct {
 	client *clientv3.Client
 	prefix string
 	now    func() time.Time
+	// MaxTxnBytes bounds the keys and values of one Apply transaction; it
+	// must stay under the cluster's --max-request-bytes. A resource larger
+	// than this cannot be stored (store.IsTooLarge). Zero means
+	// DefaultMaxTxnBytes.
+	MaxTxnBytes int
 }
 
 var _ store.Store = (*Store)(nil)
@@ -194,29 +212,79 @@ func (s *Store) Delete(ctx context.Context, key resource.Key, ver string) error 
 	return nil
 }
 
-// Apply commits ops in transactions of at most store.MaxBatch operations,
-// etcd's default limit per transaction.
+// Apply commits ops in transactions of at most store.MaxBatch operations
+// (etcd's default limit per transaction) and at most MaxTxnBytes. Every put
+// is encoded and checked first: if any is too large on its own, nothing is
+// written and the error lists each one.
 func (s *Store) Apply(ctx context.Context, ops []store.Op) error {
+	limit := s.MaxTxnBytes
+	if limit <= 0 {
+		limit = DefaultMaxTxnBytes
+	}
 	now := s.now()
-	for start := 0; start < len(ops); start += store.MaxBatch {
-		chunk := ops[start:min(start+store.MaxBatch, len(ops))]
-		etcdOps := make([]clientv3.Op, 0, len(chunk))
-		for _, op := range chunk {
-			if op.Put == nil {
-				etcdOps = append(etcdOps, clientv3.OpDelete(s.key(op.Delete)))
-				continue
-			}
-			val, err := store.Marshal(store.ForApply(op.Put, now))
-			if err != nil {
+	etcdOps := make([]clientv3.Op, 0, len(ops))
+	sizes := make([]int, 0, len(ops))
+	var tooLarge []error
+	for _, op := range ops {
+		if op.Put == nil {
+			k := s.key(op.Delete)
+			etcdOps = append(etcdOps, clientv3.OpDelete(k))
+			sizes = append(sizes, len(k)+opOverhead)
+			continue
+		}
+		val, err := store.Marshal(store.ForApply(op.Put, now))
+		if err != nil {
+			return err
+		}
+		k := s.key(op.Put.Key())
+		n := len(k) + len(val) + opOverhead
+		if n > limit {
+			tooLarge = append(tooLarge, &store.TooLargeError{Key: op.Put.Key(), Size: n, Limit: limit})
+			continue
+		}
+		etcdOps = append(etcdOps, clientv3.OpPut(k, string(val)))
+		sizes = append(sizes, n)
+	}
+	if len(tooLarge) > 0 {
+		return errors.Join(tooLarge...)
+	}
+	start, size := 0, 0
+	for i := range etcdOps {
+		if i-start == store.MaxBatch || size+sizes[i] > limit {
+			if err := s.commit(ctx, etcdOps[start:i], ops[start:i]); err != nil {
 				return err
 			}
-			etcdOps = append(etcdOps, clientv3.OpPut(s.key(op.Put.Key()), string(val)))
+			start, size = i, 0
 		}
-		if _, err := s.client.Txn(ctx).Then(etcdOps...).Commit(); err != nil {
-			return fmt.Errorf("applying %d changes to etcd: %w", len(etcdOps), err)
-		}
+		size += sizes[i]
 	}
-	return nil
+	return s.commit(ctx, etcdOps[start:], ops[start:])
+}
+
+// commit runs one transaction of Apply. A cluster whose request limit is
+// below MaxTxnBytes refuses it as too large: it is split in halves until a
+// single put is refused, which is then named as when Apply finds it too
+// large itself, so one resource never fails the others.
+func (s *Store) commit(ctx context.Context, etcdOps []clientv3.Op, ops []store.Op) error {
+	if len(etcdOps) == 0 {
+		return nil
+	}
+	_, err := s.client.Txn(ctx).Then(etcdOps...).Commit()
+	if err == nil {
+		return nil
+	}
+	tooLarge := errors.Is(err, rpctypes.ErrRequestTooLarge) || status.Code(err) == codes.ResourceExhausted
+	switch {
+	case tooLarge && len(ops) > 1:
+		half := len(ops) / 2
+		if err := s.commit(ctx, etcdOps[:half], ops[:half]); err != nil {
+			return err
+		}
+		return s.commit(ctx, etcdOps[half:], ops[half:])
+	case tooLarge && ops[0].Put != nil:
+		return fmt.Errorf("%w (etcd: %v)", &store.TooLargeError{Key: ops[0].Put.Key(), Size: len(etcdOps[0].ValueBytes())}, err)
+	}
+	return fmt.Errorf("applying %d changes to etcd: %w", len(etcdOps), err)
 }
 
 // Watch starts an etcd watch at the current revision, so no write made
