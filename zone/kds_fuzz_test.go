@@ -2,6 +2,8 @@ package zone
 
 import (
 	"context"
+	"log/slog"
+	"path/filepath"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -97,7 +99,12 @@ func FuzzGlobalApply(f *testing.F) {
 		if err := cache.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		ep := &globalEndpoint{zone: "zone-1", store: st, cache: cache, wire: &kds.WireMemo{}}
+		// A zone in step with its global: no other identity to refuse.
+		guard, err := loadGlobalGuard(filepath.Join(t.TempDir(), globalIdentityFile), "global:5685", slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep := &globalEndpoint{zone: "zone-1", store: st, cache: cache, wire: &kds.WireMemo{}, guard: guard}
 		before := snapshot(t, st)
 
 		refused, err := ep.Apply(ctx, typ, push.GetResources(), push.GetRemoved())
