@@ -218,8 +218,16 @@ func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1
 			continue
 		}
 		if t == resource.ZoneIngressType {
-			if zi := r.Spec.(*v1alpha1.ZoneIngress); r.Meta.Name != e.zone || zi.GetZone() != e.zone {
+			zi := r.Spec.(*v1alpha1.ZoneIngress)
+			if r.Meta.Name != e.zone || zi.GetZone() != e.zone {
 				refuse(key, "spoof", fmt.Sprintf("a ZoneIngress named %q for zone %q: zone %q may only send its own", r.Meta.Name, zi.GetZone(), e.zone))
+				continue
+			}
+			if m := unknownMesh(zi, meshes); m != "" {
+				// A mesh cannot be deleted while a zone has Dataplanes in
+				// it: offering services in one that does not exist is a
+				// zone's bug or a lie. The last good ZoneIngress stays.
+				refuse(key, "invalid", fmt.Sprintf("the ZoneIngress offers services in mesh %q, which does not exist on the global", m))
 				continue
 			}
 		}
@@ -317,4 +325,15 @@ func offlineFor(in *v1alpha1.ZoneInsight) time.Duration {
 		return 0
 	}
 	return time.Since(subs[0].GetLastSeen().AsTime())
+}
+
+// unknownMesh returns the first mesh zi offers services in that is not in
+// meshes, or "".
+func unknownMesh(zi *v1alpha1.ZoneIngress, meshes map[string]bool) string {
+	for _, svc := range zi.GetAvailableServices() {
+		if !meshes[svc.GetMesh()] {
+			return svc.GetMesh()
+		}
+	}
+	return ""
 }

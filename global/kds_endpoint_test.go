@@ -179,3 +179,37 @@ func TestAResourceTooLargeToStoreIsRefusedAlone(t *testing.T) {
 		t.Errorf("the zone is counted at %d resources, want 3", n)
 	}
 }
+
+// A zone's ZoneIngress may offer services only in meshes that exist: one
+// naming another mesh is refused whole, and the last good one stays.
+func TestAZoneIngressNamesOnlyExistingMeshes(t *testing.T) {
+	st := memstore.New()
+	ep := endpointFor(t, st, "zone-1", 100)
+	ingress := func(meshes ...string) *v1alpha1.WireResource {
+		zi := &v1alpha1.ZoneIngress{Zone: "zone-1", Networking: &v1alpha1.ZoneIngress_Networking{Address: "10.0.0.1", Port: 10001}}
+		for _, m := range meshes {
+			zi.AvailableServices = append(zi.AvailableServices, &v1alpha1.ZoneIngress_AvailableService{
+				Mesh: m, Tags: map[string]string{resource.ServiceTag: "backend"}, Port: 9001, Instances: 1})
+		}
+		w, err := kds.ToWire(&resource.Resource{Meta: resource.Meta{Type: resource.ZoneIngressType, Name: "zone-1"}, Spec: zi}, "zone-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	ctx := context.Background()
+	if refused, err := ep.Apply(ctx, resource.ZoneIngressType, []*v1alpha1.WireResource{ingress("default")}, nil); err != nil || len(refused) != 0 {
+		t.Fatalf("a ZoneIngress of the default mesh: %v %v", refused, err)
+	}
+	refused, err := ep.Apply(ctx, resource.ZoneIngressType, []*v1alpha1.WireResource{ingress("default", "ghost")}, nil)
+	if err != nil || !strings.Contains(refused[kds.WireKey("", "zone-1")], `mesh "ghost", which does not exist`) {
+		t.Fatalf("a ZoneIngress naming mesh ghost: refused %v, err %v", refused, err)
+	}
+	stored, err := st.Get(ctx, resource.Key{Type: resource.ZoneIngressType, Name: "zone-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(stored.Spec.(*v1alpha1.ZoneIngress).GetAvailableServices()); n != 1 {
+		t.Errorf("the stored ZoneIngress offers %d services, want the last good one's 1", n)
+	}
+}

@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,76 +43,17 @@ func startTLSGlobal(t *testing.T, dataDir string, args ...string) *process {
 }
 
 // startTLSAtoll is startAtoll for a control plane serving its API over
-// TLS: it takes the API's URL from the start log (apiURL, https://) and
-// waits for /readyz over TLS, verified with the CA in caFile (which a
-// generated certificate's CA appears in during the start).
+// TLS: its URL (from the start log) must be https://, and /readyz is polled
+// over TLS verified with the CA in caFile (a generated certificate's CA
+// appears there during the start).
 func startTLSAtoll(t *testing.T, dataDir, caFile string, args ...string) *process {
 	t.Helper()
-	args = append(args, "--api-addr", "127.0.0.1:0", "--log-format", "json")
-	p := &process{t: t, logs: &syncBuffer{}, done: make(chan struct{}), dataDir: dataDir}
-	p.cmd = exec.Command(filepath.Join(binDir, "atoll"), args...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stdout = p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan [2]string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.logs.Write([]byte(line + "\n"))
-			var entry struct {
-				Msg     string `json:"msg"`
-				APIURL  string `json:"apiURL"`
-				KDSAddr string `json:"kdsAddr"`
-			}
-			if json.Unmarshal([]byte(line), &entry) == nil && strings.HasSuffix(entry.Msg, "control plane started") {
-				started <- [2]string{entry.APIURL, entry.KDSAddr}
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(p.stop)
-	select {
-	case s := <-started:
-		p.apiURL, p.kdsAddr = s[0], s[1]
-	case <-p.done:
-		t.Fatalf("atoll %v exited before it was ready: %v\n%s", args, p.err, p.logs)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("atoll %v did not start within 60s:\n%s", args, p.logs)
-	}
+	p := startAtollUnready(t, args...)
+	p.dataDir = dataDir
 	if !strings.HasPrefix(p.apiURL, "https://") {
 		t.Fatalf("atoll %v logged apiURL %q, want https://\n%s", args, p.apiURL, p.logs)
 	}
-	waitFor(t, 30*time.Second, "readyz over TLS", func() error {
-		select {
-		case <-p.done:
-			t.Fatalf("atoll %v exited after starting: %v\n%s", args, p.err, p.logs)
-		default:
-		}
-		c, err := httpsClient(caFile)
-		if err != nil {
-			return err
-		}
-		resp, err := c.Get(p.apiURL + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %s", resp.Status)
-		}
-		return nil
-	})
+	p.waitReady(func() (*http.Client, error) { return httpsClient(caFile) })
 	return p
 }
 

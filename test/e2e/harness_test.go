@@ -89,13 +89,26 @@ func (s *syncBuffer) String() string {
 func startAtoll(t *testing.T, args ...string) *process {
 	t.Helper()
 	p := startAtollUnready(t, args...)
+	p.waitReady(func() (*http.Client, error) { return http.DefaultClient, nil })
+	return p
+}
+
+// waitReady polls /readyz with the client client returns until it answers
+// 200, failing the test if the process exits or 30 s pass.
+func (p *process) waitReady(client func() (*http.Client, error)) {
+	t := p.t
+	t.Helper()
 	waitFor(t, 30*time.Second, "readyz", func() error {
 		select {
 		case <-p.done:
-			t.Fatalf("atoll %v exited after starting: %v\n%s", args, p.err, p.logs)
+			t.Fatalf("atoll %v exited after starting: %v\n%s", p.cmd.Args[1:], p.err, p.logs)
 		default:
 		}
-		resp, err := http.Get(p.apiURL + "/readyz")
+		c, err := client()
+		if err != nil {
+			return err
+		}
+		resp, err := c.Get(p.apiURL + "/readyz")
 		if err != nil {
 			return err
 		}
@@ -105,7 +118,6 @@ func startAtoll(t *testing.T, args ...string) *process {
 		}
 		return nil
 	})
-	return p
 }
 
 // startAtollUnready is startAtoll without waiting for /readyz, for
@@ -132,11 +144,11 @@ func startAtollUnready(t *testing.T, args ...string) *process {
 			p.logs.Write([]byte(line + "\n"))
 			var entry struct {
 				Msg     string `json:"msg"`
-				APIAddr string `json:"apiAddr"`
+				APIURL  string `json:"apiURL"`
 				KDSAddr string `json:"kdsAddr"`
 			}
 			if json.Unmarshal([]byte(line), &entry) == nil && strings.HasSuffix(entry.Msg, "control plane started") {
-				addr <- [2]string{entry.APIAddr, entry.KDSAddr}
+				addr <- [2]string{entry.APIURL, entry.KDSAddr}
 			}
 		}
 		io.Copy(io.Discard, stderr)
@@ -153,7 +165,7 @@ func startAtollUnready(t *testing.T, args ...string) *process {
 	})
 	select {
 	case a := <-addr:
-		p.apiURL, p.kdsAddr = "http://"+a[0], a[1]
+		p.apiURL, p.kdsAddr = a[0], a[1]
 	case <-p.done:
 		t.Fatalf("atoll %v exited before it was ready: %v\n%s", args, p.err, p.logs)
 	case <-time.After(60 * time.Second):
