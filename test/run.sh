@@ -182,6 +182,9 @@ Try, in another terminal:
   bin/atollctl --api-url $ZONE1 get services            # zone-2's services withdrawn
   bin/grpcdemo call -bootstrap $RUN_DIR/kong-xds.json xds:///backend.mesh:$BACKEND_PORT   # now fails: no instance anywhere
   bin/atollctl --api-url $GLOBAL get zones
+  bin/atollctl --api-url $GLOBAL revoke zone-token --zone zone-2   # zone-2's connection is cut; it cannot reconnect
+  curl -s $ZONE2/readyz                                 # zone-2 says the global refuses its credentials
+  bin/atollctl --api-url $GLOBAL generate zone-token --zone zone-2 > $RUN_DIR/zone-2.token   # a new token: zone-2 is back
   curl -s $ZONE1/zone                                   # zone-1's own view of its sync
   curl -s $GLOBAL/metrics | grep atoll_
 
