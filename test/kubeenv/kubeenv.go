@@ -136,7 +136,7 @@ func Start(t testing.TB) *Env {
 
 // apiserverArgs configures a single apiserver for tests: TLS with the
 // generated certificates, client-certificate admin, ServiceAccount tokens,
-// RBAC, and default admission less ServiceAccount, which would refuse every
+// RBAC, no endpoint reconciler, and default admission less ServiceAccount, which would refuse every
 // Pod until a controller (not run here) creates each namespace's "default"
 // ServiceAccount.
 func apiserverArgs(certs *pki, dir, etcdEndpoint string, port int) []string {
@@ -144,6 +144,9 @@ func apiserverArgs(certs *pki, dir, etcdEndpoint string, port int) []string {
 		"--etcd-servers=" + etcdEndpoint,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
+		// The endpoint reconciler refuses a loopback advertise address; with
+		// none, the "kubernetes" Service simply has no endpoints.
+		"--endpoint-reconciler-type=none",
 		"--secure-port=" + strconv.Itoa(port),
 		"--cert-dir=" + dir,
 		"--tls-cert-file=" + certs.servingCertFile,
