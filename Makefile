@@ -32,8 +32,14 @@ COREDNS := $(TOOLS)/coredns-$(COREDNS_VERSION)
 # k8s.io/kubernetes module that test/kubeapiserver/go.mod pins. It is cached
 # outside the repository, keyed by version, so clones and worktrees share it.
 KUBE_VERSION := $(shell sed -n 's/^[[:space:]]*k8s.io\/kubernetes \(v[^ ]*\).*/\1/p' test/kubeapiserver/go.mod)
-KUBE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/atoll/tools
+KUBE_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/atoll/tools
 KUBE_APISERVER := $(KUBE_CACHE)/kube-apiserver-$(KUBE_VERSION)
+# What Kubernetes' own release build stamps, so /version reports the pin.
+KUBE_VERSION_PKG := k8s.io/component-base/version
+KUBE_LDFLAGS := -X $(KUBE_VERSION_PKG).gitVersion=$(KUBE_VERSION) \
+  -X $(KUBE_VERSION_PKG).gitMajor=$(patsubst v%,%,$(word 1,$(subst ., ,$(KUBE_VERSION)))) \
+  -X $(KUBE_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) \
+  -X $(KUBE_VERSION_PKG).gitTreeState=clean
 
 .PHONY: all build run test test-race unit vet check-generated generate tools bench bench-dns dnsperf fuzz kube-apiserver clean
 all: build
@@ -123,7 +129,7 @@ $(KUBE_APISERVER):
 	@echo "building kube-apiserver $(KUBE_VERSION) into $@ (a cold build takes several minutes)"
 	@mkdir -p $(KUBE_CACHE)
 	@start=$$(date +%s); \
-	cd test/kubeapiserver && $(GO) build -trimpath -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver; \
+	cd test/kubeapiserver && $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver; \
 	mv $@.tmp $@; \
 	echo "built kube-apiserver $(KUBE_VERSION) in $$(( $$(date +%s) - start ))s: $@"
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,7 +36,7 @@ func TestVersionMatchesToolsModule(t *testing.T) {
 
 // TestEnv proves the environment is a real apiserver: objects are
 // validated and stored, the status subresource takes a pod IP, Services get
-// cluster IPs, and RBAC decides what a ServiceAccount's token may do.
+// cluster IPs, ServiceAccount tokens pass TokenReview, and RBAC decides what a ServiceAccount's token may do.
 func TestEnv(t *testing.T) {
 	start := time.Now()
 	env := kubeenv.Start(t)
@@ -44,6 +45,12 @@ func TestEnv(t *testing.T) {
 	defer cancel()
 	admin := env.Clientset(t)
 	const ns = "shop"
+
+	if v, err := admin.Discovery().ServerVersion(); err != nil {
+		t.Fatalf("server version: %v", err)
+	} else if v.GitVersion != kubeenv.Version {
+		t.Errorf("server version = %s, want the pinned %s (rebuild: remove the cached binary, make kube-apiserver)", v.GitVersion, kubeenv.Version)
+	}
 
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{Name: ns},
@@ -116,6 +123,26 @@ func TestEnv(t *testing.T) {
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create role binding: %v", err)
+	}
+
+	// TokenReview, as the zone will check a proxy's ServiceAccount token.
+	review, err := admin.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: env.ServiceAccountToken(t, ns, sa)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token review: %v", err)
+	}
+	if want := "system:serviceaccount:" + ns + ":" + sa; !review.Status.Authenticated || review.Status.User.Username != want {
+		t.Errorf("token review = authenticated %v as %q (%s), want %q", review.Status.Authenticated, review.Status.User.Username, review.Status.Error, want)
+	}
+	review, err = admin.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: "not-a-token"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token review: %v", err)
+	}
+	if review.Status.Authenticated {
+		t.Errorf("token review of a made-up token: authenticated as %q", review.Status.User.Username)
 	}
 
 	reader, err := kubernetes.NewForConfig(env.ServiceAccountConfig(t, ns, sa))
