@@ -28,7 +28,20 @@ BENCH ?= .
 COREDNS_VERSION := $(shell sed -n 's/^require github.com\/coredns\/coredns //p' test/dnsbench/coredns/go.mod)
 COREDNS := $(TOOLS)/coredns-$(COREDNS_VERSION)
 
-.PHONY: all build run test test-race unit vet check-generated generate tools bench bench-dns dnsperf fuzz clean
+# kube-apiserver for the Kubernetes tests (test/kubeenv), built from the
+# k8s.io/kubernetes module that test/kubeapiserver/go.mod pins. It is cached
+# outside the repository, keyed by version, so clones and worktrees share it.
+KUBE_VERSION := $(shell sed -n 's/^[[:space:]]*k8s.io\/kubernetes \(v[^ ]*\).*/\1/p' test/kubeapiserver/go.mod)
+KUBE_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/atoll/tools
+KUBE_APISERVER := $(KUBE_CACHE)/kube-apiserver-$(KUBE_VERSION)
+# What Kubernetes' own release build stamps, so /version reports the pin.
+KUBE_VERSION_PKG := k8s.io/component-base/version
+KUBE_LDFLAGS := -X $(KUBE_VERSION_PKG).gitVersion=$(KUBE_VERSION) \
+  -X $(KUBE_VERSION_PKG).gitMajor=$(patsubst v%,%,$(word 1,$(subst ., ,$(KUBE_VERSION)))) \
+  -X $(KUBE_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) \
+  -X $(KUBE_VERSION_PKG).gitTreeState=clean
+
+.PHONY: all build run test test-race unit vet check-generated generate tools bench bench-dns dnsperf fuzz kube-apiserver clean
 all: build
 
 ## build: compile bin/atoll and bin/atollctl
@@ -108,6 +121,17 @@ dnsperf:
 	  echo "installing dnsperf (Debian)"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dnsperf >/dev/null; }
+
+## kube-apiserver: build the pinned kube-apiserver for test/kubeenv into ~/.cache/atoll/tools, once (several minutes cold)
+kube-apiserver: $(KUBE_APISERVER)
+
+$(KUBE_APISERVER):
+	@echo "building kube-apiserver $(KUBE_VERSION) into $@ (a cold build takes several minutes)"
+	@mkdir -p $(KUBE_CACHE)
+	@start=$$(date +%s); \
+	cd test/kubeapiserver && $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver; \
+	mv $@.tmp $@; \
+	echo "built kube-apiserver $(KUBE_VERSION) in $$(( $$(date +%s) - start ))s: $@"
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 1m)
 FUZZTIME ?= 1m
