@@ -1,0 +1,108 @@
+// Package kubernetes holds the rules of a zone on Kubernetes, as pure
+// functions of Kubernetes objects: which pods are in the mesh, the
+// Dataplane each pod gets, and the service-upstream annotations of
+// Services. It reads no API server and never imports package zone; the
+// controller that watches Pods, Services and Namespaces calls it and
+// writes what it returns.
+//
+// # Mesh membership
+//
+// A pod is in the mesh when its namespace is labelled
+// atoll.io/sidecar-injection: enabled, or the pod itself is annotated
+// atoll.io/sidecar-injection: enabled. A pod annotated
+// atoll.io/sidecar-injection: disabled stays out of a mesh namespace; any
+// other value is a problem. The mesh is the pod's atoll.io/mesh annotation,
+// else its namespace's, else "default"; it must be a valid resource name
+// (a DNS label).
+//
+// # Pods → Dataplanes
+//
+// A pod in the mesh that has an IP, is not terminating and has not
+// finished (phase Succeeded or Failed) gets a Dataplane at its pod IP in
+// its mesh, with the labels atoll.io/origin: zone, atoll.io/zone: <zone>
+// and k8s.atoll.io/namespace: <namespace>. Which one depends on
+// atoll.io/gateway:
+//
+//   - "enabled": a delegated gateway (an ingress controller such as Kong):
+//     networking.gateway.type DELEGATED and no inbounds. Its one
+//     atoll.io/service tag names the first Service selecting the pod that
+//     has a TCP port (Services with a ClusterIP before headless ones, each
+//     by name), at its lowest TCP port:
+//     <service>_<namespace>_svc_<port>. With no such Service there is no
+//     Dataplane, and a problem.
+//   - absent: a workload, with one inbound per TCP port of each Service
+//     selecting the pod, on the pod port the Service sends to (targetPort:
+//     a number, or the name of a container port, sidecar containers
+//     included). An inbound is ready only while the pod's Ready condition
+//     is True. A named targetPort no container declares gets no inbound,
+//     and a problem. A pod port has one inbound: Services are taken with
+//     a ClusterIP first, then headless ones, each by name, their ports as
+//     listed, and the first to reach a pod port has it. A later Service
+//     port on the same pod port gets no inbound and a problem, except for
+//     a headless Service (a StatefulSet's governing Service beside its
+//     client Service is common and needs no change). A pod no Service
+//     selects gets no Dataplane.
+//   - any other value: no Dataplane, and a problem naming the allowed
+//     value. A pod annotated as a gateway but not in the mesh has no
+//     sidecar: no Dataplane, and a problem.
+//
+// Tags of an inbound or a gateway: atoll.io/service, k8s.atoll.io/namespace,
+// k8s.atoll.io/service-name (the Service), atoll.io/zone, atoll.io/protocol
+// from the Service port's appProtocol (tcp, http, http2, grpc,
+// kubernetes.io/h2c), and the pod's labels that are valid tags, except
+// keys under atoll.io/ and *.atoll.io/ and labels that differ per pod of a
+// workload (pod-template-hash, controller-revision-hash,
+// statefulset.kubernetes.io/pod-name, apps.kubernetes.io/pod-index, job
+// labels), which would split the service per pod in the ZoneIngress.
+//
+// A Service selects a pod when it is in the pod's namespace, is not of
+// type ExternalName, and has a non-empty selector the pod's labels match.
+//
+// # Dataplane names
+//
+// The Dataplane of pod P in namespace N is named "<P>-<N>-<hash>" (see
+// DataplaneName): a DNS label, as every resource name is. Characters a
+// label may not hold (the dots of a pod name) become '-', the readable
+// part is cut to 54 characters, and hash is 8 base32 characters of
+// SHA-256("N/P"), which keeps pods apart that "<P>-<N>" alone would not
+// (pod a-b in c, pod a in b-c). Pod kong-0 in namespace kong becomes
+// kong-0-kong-<hash>, and on the global kong-0-kong-<hash>.<zone>.
+//
+// # Service-upstream
+//
+// Every Service in a mesh namespace, except ExternalName Services and those
+// annotated atoll.io/ignore: "true", gets
+// ingress.kubernetes.io/service-upstream: "true" and
+// nginx.ingress.kubernetes.io/service-upstream: "true", so the ingress
+// controller sends to the Service's ClusterIP and the gateway's sidecar
+// routes it. The zone only adds an annotation that is missing: a value
+// the user set, "false" included, stays. An ExternalName Service pointing
+// at a .mesh name (backend.mesh, or backend.default.svc.80.mesh for a
+// Service of another zone) needs nothing from the zone: the cluster's DNS
+// forwards the mesh domain to the zone, which answers with the VIP.
+//
+// # Problems
+//
+// Problems carry a reason (InvalidAnnotation, GatewayNotInMesh, NoService,
+// UnresolvedTargetPort, InboundPortConflict, InvalidDataplane) and a
+// message saying what to change; the controller reports them as Events on
+// the Pod.
+//
+// # Usage
+//
+//	dp, problems := kubernetes.DataplaneFor(kubernetes.Input{
+//		Zone: "zone-1", Namespace: ns, Pod: pod, Services: services,
+//	})
+//	for _, p := range problems {
+//		recorder.Event(pod, corev1.EventTypeWarning, p.Reason, p.Message)
+//	}
+//	if dp == nil {
+//		// delete the pod's Dataplane, if it has one
+//	}
+//
+//	if patch, ok := kubernetes.ServiceUpstreamPatch(svc, kubernetes.NamespaceInMesh(ns)); ok {
+//		_, err := client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name,
+//			types.MergePatchType, patch, metav1.PatchOptions{})
+//		...
+//	}
+package kubernetes
