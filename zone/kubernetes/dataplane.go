@@ -94,8 +94,9 @@ func DataplaneFor(in Input) (*resource.Resource, []Problem) {
 }
 
 // selecting returns the Services of pod's namespace whose selector matches
-// the pod: those with a ClusterIP first, then headless ones, each by name. A Service without a selector selects nothing
-// (its endpoints are managed by hand), as in Kubernetes.
+// the pod: those with a ClusterIP first, then headless ones, each by name.
+// A Service without a selector selects nothing (its endpoints are managed
+// by hand), as in Kubernetes.
 func selecting(pod *corev1.Pod, services []*corev1.Service) []*corev1.Service {
 	var out []*corev1.Service
 	for _, svc := range services {
@@ -136,9 +137,9 @@ func serviceName(svc *corev1.Service, port int32) string {
 }
 
 // gatewayTags tags a gateway after one Service selecting it: the first
-// (ClusterIP before headless, then by name) that has a TCP port, with its lowest TCP port. A gateway has one
-// atoll.io/service; the choice does not depend on the order in which
-// Services or ports are listed.
+// (ClusterIP before headless, then by name) that has a TCP port, with its
+// lowest TCP port. A gateway has one atoll.io/service; the choice does not
+// depend on the order in which Services or ports are listed.
 func gatewayTags(zone string, pod *corev1.Pod, services []*corev1.Service) (map[string]string, bool) {
 	for _, svc := range services {
 		var lowest int32
