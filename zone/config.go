@@ -169,13 +169,7 @@ func (c Config) Validate() error {
 	if msg := resource.CheckName(c.Zone); msg != "" {
 		add(fmt.Errorf("zone: %s (name this zone with --zone, e.g. --zone zone-1)", msg))
 	}
-	switch c.Mode {
-	case ModeUniversal:
-	case ModeKubernetes:
-		add(errors.New("mode: kubernetes is not supported yet: use --mode universal and register Dataplanes through the API"))
-	default:
-		add(fmt.Errorf("mode: %q is not a mode: use universal (or kubernetes, once supported)", c.Mode))
-	}
+	add(checkMode(c.Mode))
 	add(config.CheckListenAddr("apiAddr", c.APIAddr))
 	add(c.apiTLS().Check(c.APIAddr, c.APIInsecure))
 	if c.DataDir == "" {

@@ -2,13 +2,8 @@ package zone
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/atoll-mesh/atoll/internal/resource"
@@ -80,52 +75,4 @@ func watchLocal(ctx context.Context, st store.Store, ingress *ingressWriter, idx
 		cancel()
 	}
 	return nil
-}
-
-type noNotify struct{}
-
-func (noNotify) Changed(resource.Type) {}
-
-// clientTLS builds the TLS configuration for a grpcs:// global address, or
-// nil for grpc:// (allowed only with kdsInsecure, checked by Validate).
-func clientTLS(cfg Config) (*tls.Config, string, error) {
-	u, err := url.Parse(cfg.GlobalAddress)
-	if err != nil {
-		return nil, "", fmt.Errorf("globalAddress: %w", err)
-	}
-	if u.Scheme == "grpc" {
-		return nil, u.Host, nil
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
-	if cfg.GlobalCAFile != "" {
-		pem, err := os.ReadFile(cfg.GlobalCAFile)
-		if err != nil {
-			return nil, "", fmt.Errorf("globalCAFile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, "", fmt.Errorf("globalCAFile: %s holds no PEM certificate (get the global's CA from its /kds-ca.pem)", cfg.GlobalCAFile)
-		}
-		tc.RootCAs = pool
-	}
-	return tc, u.Host, nil
-}
-
-// tokenReader returns the zone token source for the KDS client: the file
-// read anew on every connection, so a rotated token needs no restart.
-func tokenReader(cfg Config) func() (string, error) {
-	if cfg.GlobalTokenFile == "" {
-		return nil
-	}
-	return func() (string, error) {
-		data, err := os.ReadFile(cfg.GlobalTokenFile)
-		if err != nil {
-			return "", fmt.Errorf("globalTokenFile: %w (write the token from atollctl generate zone-token --zone %s there)", err, cfg.Zone)
-		}
-		token := strings.TrimSpace(string(data))
-		if token == "" || len(token) > 4096 || strings.ContainsAny(token, " \t\r\n") {
-			return "", fmt.Errorf("globalTokenFile: %s does not hold one zone token: write the output of atollctl generate zone-token --zone %s there", cfg.GlobalTokenFile, cfg.Zone)
-		}
-		return token, nil
-	}
 }

@@ -1,0 +1,84 @@
+package zone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/atoll-mesh/atoll/internal/apiserver"
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/internal/store/boltstore"
+)
+
+// source keeps the zone's local Dataplanes in the zone's store, from
+// wherever a mode finds them, until ctx ends. Everything downstream (the
+// index sent to the global, the ZoneIngress, VIPs, DNS, xDS) follows the
+// store's events, so a source writes Dataplanes and knows nothing else.
+type source interface {
+	Run(ctx context.Context) error
+}
+
+// mode is all that differs between the zone's modes: where its state is
+// kept and where its local Dataplanes come from. Run composes the rest
+// around it the same way for every mode.
+type mode struct {
+	// store keeps the zone's state: its own Dataplanes and ZoneIngress,
+	// and what the global sends. Run closes it.
+	store store.Store
+	// source writes local Dataplanes into store while the zone runs; nil
+	// when they arrive through the REST API only, which every mode serves.
+	source source
+	// checks are the mode's readiness conditions, first on /readyz.
+	checks []apiserver.Check
+}
+
+// opener opens a mode's store and source. ctx bounds the opening only:
+// the source runs under the ctx Run gives it.
+type opener func(ctx context.Context, cfg Config, log *slog.Logger) (*mode, error)
+
+// modes are the modes this zone can run in, by Config.Mode. Validate
+// refuses any other.
+var modes = map[string]opener{
+	ModeUniversal: openUniversal,
+}
+
+// checkMode is Validate's word on cfg.Mode.
+func checkMode(name string) error {
+	if _, ok := modes[name]; ok {
+		return nil
+	}
+	if name == ModeKubernetes {
+		return errors.New("mode: kubernetes is not supported yet: use --mode universal and register Dataplanes through the API")
+	}
+	return fmt.Errorf("mode: %q is not a mode: use universal (or kubernetes, once supported)", name)
+}
+
+// openMode opens the store and source of cfg.Mode.
+func openMode(ctx context.Context, cfg Config, log *slog.Logger) (*mode, error) {
+	open, ok := modes[cfg.Mode]
+	if !ok {
+		return nil, checkMode(cfg.Mode)
+	}
+	return open(ctx, cfg, log)
+}
+
+// openUniversal keeps the zone's state in a bbolt file in the data dir;
+// Dataplanes are registered through the REST API, so there is no source.
+func openUniversal(_ context.Context, cfg Config, _ *slog.Logger) (*mode, error) {
+	st, err := boltstore.Open(filepath.Join(cfg.DataDir, "zone.db"))
+	if err != nil {
+		return nil, fmt.Errorf("dataDir: %w", err)
+	}
+	return &mode{store: st, checks: []apiserver.Check{storeCheck(st)}}, nil
+}
+
+// storeCheck is ready while st answers a read.
+func storeCheck(st store.Reader) apiserver.Check {
+	return apiserver.Check{Name: "store", Check: func(ctx context.Context) error {
+		_, err := st.List(ctx, resource.MeshType, "")
+		return err
+	}}
+}

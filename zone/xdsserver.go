@@ -1,0 +1,118 @@
+package zone
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/atoll-mesh/atoll/internal/certs"
+	"github.com/atoll-mesh/atoll/internal/store"
+	"github.com/atoll-mesh/atoll/zone/xds"
+)
+
+// newXDSServer builds the xDS server for cfg.XDS: the ingress certificate,
+// the key proxies' tokens are signed with and, with xds.tls, a certificate
+// kept current until ctx ends, all in the data dir. Proxies' Dataplanes
+// are read from st, what other zones offer from cache, VIPs from vips.
+func newXDSServer(ctx context.Context, cfg Config, st xdsStore, cache *store.Cache, vips func(mesh string) map[string]netip.Addr,
+	reg prometheus.Registerer, log *slog.Logger) (*xds.Server, error) {
+	ingress, err := ingressTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	tokenKey, err := certs.LoadOrCreateSecret(filepath.Join(cfg.DataDir, "xds-token.key"))
+	if err != nil {
+		return nil, fmt.Errorf("dataDir: the xDS token key: %w", err)
+	}
+	log = log.With("component", "xds")
+	var xdsTLS *tls.Config
+	var xdsCA []byte
+	if cfg.XDS.TLS {
+		if xdsTLS, xdsCA, err = xdsCertificate(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	return xds.NewServer(xds.Config{
+		Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: vips,
+		Ingress: ingress, TokenKey: []byte(tokenKey), RequireTokens: cfg.XDS.RequireTokens, TLS: xdsTLS, CAPEM: xdsCA,
+		Debounce: cfg.XDS.Debounce, Log: log, Registry: reg,
+	}), nil
+}
+
+// xdsStore is what the xDS server reads Dataplanes from.
+type xdsStore interface {
+	store.Reader
+	store.Watcher
+}
+
+// routeXDS serves the xDS server's views and bootstraps on mux.
+func routeXDS(mux *http.ServeMux, srv *xds.Server) {
+	mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/xds", srv.Handler)
+	mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/xds/config", srv.ConfigHandler)
+	mux.HandleFunc("GET /zoneingresses/{name}/xds", srv.IngressHandler)
+	mux.HandleFunc("GET /proxies", srv.ListHandler)
+	mux.HandleFunc("GET /xds-ca.pem", srv.CAHandler)
+	mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/bootstrap", srv.BootstrapHandler)
+	mux.HandleFunc("GET /zoneingresses/{name}/bootstrap", srv.IngressBootstrapHandler)
+}
+
+// ingressTLS is where the zone's ingress listens and the certificate it
+// presents to other zones' proxies: generated once into the data dir.
+func ingressTLS(cfg Config) (xds.IngressConfig, error) {
+	hosts := []string{cfg.Ingress.Address}
+	if cfg.Ingress.AdvertisedAddress != "" {
+		hosts = append(hosts, cfg.Ingress.AdvertisedAddress)
+	}
+	// Re-issued (same CA) at start when it no longer covers the addresses
+	// or nears its end; nothing verifies it yet (no mesh CA).
+	files, _, err := certs.EnsureSelfSigned(filepath.Join(cfg.DataDir, "ingress-tls"), hosts, 5*365*24*time.Hour)
+	if err != nil {
+		return xds.IngressConfig{}, fmt.Errorf("dataDir: creating the ingress certificate: %w", err)
+	}
+	out := xds.IngressConfig{Address: cfg.Ingress.Address, Port: uint32(cfg.Ingress.Port)}
+	if out.CertPEM, err = os.ReadFile(files.Cert); err == nil {
+		out.KeyPEM, err = os.ReadFile(files.Key)
+	}
+	if err != nil {
+		return xds.IngressConfig{}, fmt.Errorf("dataDir: reading the ingress certificate: %w", err)
+	}
+	return out, nil
+}
+
+// xdsCertificate keeps the xDS server's CA and certificate in
+// dataDir/xds-tls current while the zone runs, and returns the server's TLS
+// configuration and the CA.
+func xdsCertificate(ctx context.Context, cfg Config, log *slog.Logger) (*tls.Config, []byte, error) {
+	dir := filepath.Join(cfg.DataDir, "xds-tls")
+	hosts := func() []string { return append(certs.DefaultHosts(), cfg.XDS.TLSSANs...) }
+	files, err := certs.Maintain(ctx, dir, hosts, 365*24*time.Hour, 12*time.Hour, func(out certs.Outcome, err error) {
+		switch {
+		case err != nil:
+			log.Error("keeping the xDS certificate current failed; retrying in 12h", "dir", dir, "error", err)
+		case out.ReplacedCA:
+			log.Warn("generated a new xDS CA: proxies need bootstraps (or /xds-ca.pem) fetched again", "dir", dir, "reason", out.Reason)
+		case out.Issued:
+			log.Info("issued the xDS certificate", "reason", out.Reason, "dir", dir)
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("dataDir: keeping the xDS certificate in %s: %w", dir, err)
+	}
+	ca, err := os.ReadFile(files.CA)
+	if err != nil {
+		return nil, nil, err
+	}
+	reloader, err := certs.NewReloader(files.Cert, files.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &tls.Config{GetCertificate: reloader.GetCertificate, MinVersion: tls.VersionTLS12}, ca, nil
+}
