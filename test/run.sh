@@ -139,7 +139,7 @@ echo "waiting for zone-1 to learn that backend runs in zone-2 ..."
 for _ in $(seq 1 100); do
   curl -fsS "$ZONE1/meshes/default/services" 2>/dev/null | grep -q '"zone-2":3' &&
     curl -fsS "$ZONE1/meshes/default/vips" 2>/dev/null | grep -q '"service":"backend","vip"' &&
-    curl -fsS "$ZONE1/meshes/default/serviceendpoints" 2>/dev/null | grep -q '"service":"backend"' && break
+    [ "$(curl -fsS "$ZONE1/meshes/default/serviceendpoints" 2>/dev/null | grep -o '"address":"[^"]*"' | sort -u | wc -l)" -ge 3 ] && break
   sleep 0.1
 done
 
