@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/internal/resource"
 )
 
@@ -104,6 +106,9 @@ func toObject(r *resource.Resource, ns, home string) (*unstructured.Unstructured
 	if key.Mesh != "" {
 		content["mesh"] = key.Mesh
 	}
+	if dp, ok := r.Spec.(*v1alpha1.Dataplane); ok {
+		content["role"], content["services"] = display(dp)
+	}
 	if len(r.Meta.Labels) > 0 {
 		ls := make(map[string]any, len(r.Meta.Labels))
 		for k, v := range r.Meta.Labels {
@@ -123,6 +128,22 @@ func toObject(r *resource.Resource, ns, home string) (*unstructured.Unstructured
 	obj.SetLabels(kubeLabels(r, home))
 	obj.SetResourceVersion(r.Meta.Version)
 	return obj, nil
+}
+
+// display returns the printer columns of a Dataplane that its spec holds
+// only in parts: its role (gateway or standard) and its services.
+func display(dp *v1alpha1.Dataplane) (role, services string) {
+	n := dp.GetNetworking()
+	if gw := n.GetGateway(); gw != nil {
+		return "gateway", gw.GetTags()[resource.ServiceTag]
+	}
+	var names []string
+	for _, in := range n.GetInbound() {
+		if s := in.GetTags()[resource.ServiceTag]; s != "" && !slices.Contains(names, s) {
+			names = append(names, s)
+		}
+	}
+	return "standard", strings.Join(names, ",")
 }
 
 // kubeLabels are the object's metadata.labels: the store's own, plus each
