@@ -74,6 +74,9 @@ type Store struct {
 	owners func(*resource.Resource) []metav1.OwnerReference
 	log    *slog.Logger
 	now    func() time.Time
+	// watchTimeout, when set, asks the API server to end each watch
+	// request after so many seconds (tests: resuming a watch).
+	watchTimeout *int64
 
 	// ctx ends every watch on Close.
 	ctx    context.Context

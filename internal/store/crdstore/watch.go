@@ -40,6 +40,7 @@ func (s *Store) Watch(ctx context.Context, t resource.Type) (<-chan store.Event,
 		LabelSelector:       opts.LabelSelector,
 		ResourceVersion:     list.GetResourceVersion(),
 		AllowWatchBookmarks: true,
+		TimeoutSeconds:      s.watchTimeout,
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
