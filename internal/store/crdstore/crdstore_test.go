@@ -69,8 +69,28 @@ func (c *cluster) store(t *testing.T, cfg crdstore.Config) *crdstore.Store {
 	return s
 }
 
-func TestConformance(t *testing.T) {
+// TestOnKubernetes runs every test that needs an API server against one:
+// starting one takes seconds of two shared cores. Each test keeps to its
+// own namespaces.
+func TestOnKubernetes(t *testing.T) {
 	c := startCluster(t)
+	for _, tc := range []struct {
+		name string
+		test func(*testing.T, *cluster)
+	}{
+		{"conformance", conformance},
+		{"schema refuses invalid dataplanes", schemaRefusesInvalidDataplanes},
+		{"every field survives the schema", everyFieldSurvivesTheSchema},
+		{"dataplane lives in its pod's namespace", dataplaneLivesInItsPodsNamespace},
+		{"printer columns", printerColumns},
+		{"too large", tooLarge},
+		{"watch resumes when the server ends it", watchResumesWhenTheServerEndsIt},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.test(t, c) })
+	}
+}
+
+func conformance(t *testing.T, c *cluster) {
 	n := 0
 	storetest.Run(t, func(t *testing.T) store.Store {
 		n++ // each subtest gets its own home namespace: an empty store

@@ -106,9 +106,8 @@ func setPaths(prefix string, m protoreflect.Message, out map[string]bool) {
 
 // Every field of every type survives the API server: none is pruned by a
 // schema that forgot it, none changes its form.
-func TestEveryFieldSurvivesTheSchema(t *testing.T) {
+func everyFieldSurvivesTheSchema(t *testing.T, c *cluster) {
 	ctx := context.Background()
-	c := startCluster(t)
 	s := c.store(t, crdstore.Config{Namespace: "fields"})
 	set := map[string]bool{}
 	for _, r := range full() {

@@ -32,9 +32,8 @@ func big(name string, inbounds int) *resource.Resource {
 // Both limits a resource can run into, etcd's (about 1.5 MiB per value)
 // and the API server's (3 MiB per request body), come back as IsTooLarge
 // naming the resource.
-func TestTooLarge(t *testing.T) {
+func tooLarge(t *testing.T, c *cluster) {
 	ctx := context.Background()
-	c := startCluster(t)
 	s := c.store(t, crdstore.Config{Namespace: "limits"})
 	for _, tc := range []struct {
 		name     string

@@ -20,9 +20,8 @@ import (
 
 // A Dataplane labelled with a Kubernetes namespace lives there, owned by
 // its Pod; the store still finds it by atoll key alone.
-func TestDataplaneLivesInItsPodsNamespace(t *testing.T) {
+func dataplaneLivesInItsPodsNamespace(t *testing.T, c *cluster) {
 	ctx := context.Background()
-	c := startCluster(t)
 	c.namespace(t, "kong")
 	pod, err := c.admin.CoreV1().Pods("kong").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "kong-0"},
@@ -114,10 +113,9 @@ func TestDataplaneLivesInItsPodsNamespace(t *testing.T) {
 
 // `kubectl get dataplanes -A` prints the columns the CRD declares: the API
 // server renders them as a Table.
-func TestPrinterColumns(t *testing.T) {
+func printerColumns(t *testing.T, c *cluster) {
 	ctx := context.Background()
-	c := startCluster(t)
-	s := c.store(t, crdstore.Config{Namespace: "atoll-system"})
+	s := c.store(t, crdstore.Config{Namespace: "printer"})
 	gw := storetest.Dataplane("default", "kong", 1)
 	n := gw.Spec.(*v1alpha1.Dataplane).Networking
 	n.Inbound, n.Gateway = nil, gateway()
@@ -130,7 +128,7 @@ func TestPrinterColumns(t *testing.T) {
 		}
 	}
 	raw, err := c.admin.Discovery().RESTClient().Get().
-		AbsPath("/apis/atoll.io/v1alpha1/dataplanes").
+		AbsPath("/apis/atoll.io/v1alpha1/namespaces/printer/dataplanes").
 		SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").
 		Do(ctx).Raw()
 	if err != nil {

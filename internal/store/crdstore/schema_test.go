@@ -24,9 +24,8 @@ func gateway() *v1alpha1.Dataplane_Networking_Gateway {
 // The CRDs' schemas refuse, at the API server, Dataplanes that atoll's own
 // validation refuses: the store writes what it is given, so what reaches
 // the API server unchecked (kubectl apply, a bug) meets the same bounds.
-func TestSchemaRefusesInvalidDataplanes(t *testing.T) {
+func schemaRefusesInvalidDataplanes(t *testing.T, c *cluster) {
 	ctx := context.Background()
-	c := startCluster(t)
 	s := c.store(t, crdstore.Config{Namespace: "schema"})
 	for _, tc := range []struct {
 		name   string

@@ -15,9 +15,8 @@ import (
 // The API server ends watch requests on its own; the store resumes them
 // from the last version seen, so the watcher misses nothing and sees
 // nothing twice.
-func TestWatchResumesWhenTheServerEndsIt(t *testing.T) {
+func watchResumesWhenTheServerEndsIt(t *testing.T, c *cluster) {
 	ctx := context.Background()
-	c := startCluster(t)
 	s := c.store(t, crdstore.Config{Namespace: "resume"})
 	crdstore.SetWatchTimeout(s, 1)
 	wctx, cancel := context.WithCancel(ctx)
