@@ -77,6 +77,8 @@ type Store struct {
 	// watchTimeout, when set, asks the API server to end each watch
 	// request after so many seconds (tests: resuming a watch).
 	watchTimeout *int64
+	// watchBuffer is how many events a watcher may lag behind.
+	watchBuffer int
 
 	// ctx ends every watch on Close.
 	ctx    context.Context
@@ -97,13 +99,14 @@ func New(cfg Config) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Store{
-		client: cfg.Client,
-		home:   cfg.Namespace,
-		owners: cfg.Owners,
-		log:    log.With("component", "crdstore", "namespace", cfg.Namespace),
-		now:    time.Now,
-		ctx:    ctx,
-		cancel: cancel,
+		client:      cfg.Client,
+		home:        cfg.Namespace,
+		owners:      cfg.Owners,
+		log:         log.With("component", "crdstore", "namespace", cfg.Namespace),
+		now:         time.Now,
+		watchBuffer: watchBuffer,
+		ctx:         ctx,
+		cancel:      cancel,
 	}, nil
 }
 

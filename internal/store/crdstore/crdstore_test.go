@@ -85,6 +85,7 @@ func TestOnKubernetes(t *testing.T) {
 		{"printer columns", printerColumns},
 		{"too large", tooLarge},
 		{"watch resumes when the server ends it", watchResumesWhenTheServerEndsIt},
+		{"watch closes when the watcher falls behind", watchClosesWhenTheWatcherFallsBehind},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, c) })
 	}

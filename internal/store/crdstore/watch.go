@@ -50,7 +50,7 @@ func (s *Store) Watch(ctx context.Context, t resource.Type) (<-chan store.Event,
 		cancel()
 		return nil, mapErr(resource.Key{Type: t}, err, 0)
 	}
-	out := make(chan store.Event, watchBuffer)
+	out := make(chan store.Event, s.watchBuffer)
 	go func() {
 		defer close(out)
 		defer cancel()

@@ -56,3 +56,36 @@ func watchResumesWhenTheServerEndsIt(t *testing.T, c *cluster) {
 	case <-time.After(1500 * time.Millisecond):
 	}
 }
+
+// A watcher that falls behind has its channel closed, so it lists again,
+// instead of holding the watch (and the API server's buffers) up.
+func watchClosesWhenTheWatcherFallsBehind(t *testing.T, c *cluster) {
+	ctx := context.Background()
+	s := c.store(t, crdstore.Config{Namespace: "behind"})
+	crdstore.SetWatchBuffer(s, 2)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := s.Watch(wctx, resource.DataplaneType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := s.Create(ctx, storetest.Dataplane("default", fmt.Sprintf("dp-%d", i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.After(10 * time.Second)
+	for got := 0; ; got++ {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				if got > 2 {
+					t.Fatalf("%d events before the close, want at most the buffer's 2", got)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("watch not closed after %d events, though the watcher fell behind", got)
+		}
+	}
+}
