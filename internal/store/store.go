@@ -1,7 +1,7 @@
 // Package store defines how atoll keeps resources: one small interface with
 // optimistic concurrency and watches, errors callers can test for, and the
 // encoding of resources at rest. Implementations live in sub-packages
-// (memstore, boltstore, etcdstore) and all pass storetest's conformance suite.
+// (memstore, boltstore, etcdstore, crdstore) and all pass storetest's conformance suite.
 package store
 
 import (
