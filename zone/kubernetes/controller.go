@@ -1,0 +1,441 @@
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	k8s "k8s.io/client-go/kubernetes"
+	listersv1 "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store"
+)
+
+// Store is the part of a store the controller writes Dataplanes to.
+type Store interface {
+	List(ctx context.Context, t resource.Type, mesh string) ([]*resource.Resource, error)
+	Apply(ctx context.Context, ops []store.Op) error
+}
+
+// Config configures a Controller.
+type Config struct {
+	// Client reads Pods, Services and Namespaces, patches Services and
+	// creates Events. Build it with NewClientset for sensible rate limits.
+	Client k8s.Interface
+	// Store receives the zone's Dataplanes.
+	Store Store
+	// Zone is the zone's name, written as the atoll.io/zone label and tag.
+	Zone string
+	// Log defaults to a logger that discards.
+	Log *slog.Logger
+}
+
+// queueKey is one unit of work: the pod or the Service named by
+// namespace/name.
+type queueKey struct {
+	service   bool
+	namespace string
+	name      string
+}
+
+// Controller keeps one Dataplane per pod in the mesh in the store, reports
+// the pods' problems as Events, and adds the service-upstream annotations
+// to the Services of mesh namespaces.
+type Controller struct {
+	cfg   Config
+	log   *slog.Logger
+	queue workqueue.TypedRateLimitingInterface[queueKey]
+
+	factory    informers.SharedInformerFactory
+	pods       listersv1.PodLister
+	services   listersv1.ServiceLister
+	namespaces listersv1.NamespaceLister
+	synced     []cache.InformerSynced
+
+	// Owned by the one worker (and by the first reconcile before it).
+	// written is what the store holds of the controller's Dataplanes,
+	// by name; reported is the problems last reported per pod.
+	written  map[string]*resource.Resource
+	reported map[queueKey]string
+}
+
+// NewController returns a controller for cfg; Run starts it.
+func NewController(cfg Config) (*Controller, error) {
+	switch {
+	case cfg.Client == nil:
+		return nil, errors.New("kubernetes controller: Config.Client is nil: pass a clientset (see NewClientset)")
+	case cfg.Store == nil:
+		return nil, errors.New("kubernetes controller: Config.Store is nil: pass the zone's store")
+	case cfg.Zone == "":
+		return nil, errors.New("kubernetes controller: Config.Zone is empty: pass the zone's name")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// No resync: every change arrives as an event, and a periodic
+	// recompute of thousands of pods would only burn CPU.
+	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0,
+		informers.WithTransform(stripManagedFields))
+	c := &Controller{
+		cfg: cfg,
+		log: log.With("component", "kubernetes-controller"),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[queueKey](),
+			workqueue.TypedRateLimitingQueueConfig[queueKey]{Name: "atoll-zone"}),
+		factory:  factory,
+		written:  map[string]*resource.Resource{},
+		reported: map[queueKey]string{},
+	}
+	podInformer := factory.Core().V1().Pods()
+	serviceInformer := factory.Core().V1().Services()
+	namespaceInformer := factory.Core().V1().Namespaces()
+	c.pods = podInformer.Lister()
+	c.services = serviceInformer.Lister()
+	c.namespaces = namespaceInformer.Lister()
+	handlers := []struct {
+		informer cache.SharedIndexInformer
+		changed  func(namespace, name string)
+	}{
+		{podInformer.Informer(), func(ns, name string) { c.queue.Add(queueKey{namespace: ns, name: name}) }},
+		{serviceInformer.Informer(), c.serviceChanged},
+		{namespaceInformer.Informer(), func(_, name string) { c.namespaceChanged(name) }},
+	}
+	for _, h := range handlers {
+		changed := h.changed
+		on := func(obj any) {
+			key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+			if err != nil {
+				c.log.Warn("ignoring an object without a key", "error", err)
+				return
+			}
+			ns, name, err := cache.SplitMetaNamespaceKey(key)
+			if err != nil {
+				c.log.Warn("ignoring an object with a bad key", "key", key, "error", err)
+				return
+			}
+			changed(ns, name)
+		}
+		if _, err := h.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    on,
+			UpdateFunc: func(_, obj any) { on(obj) },
+			DeleteFunc: on,
+		}); err != nil {
+			return nil, fmt.Errorf("kubernetes controller: adding an event handler: %w", err)
+		}
+		c.synced = append(c.synced, h.informer.HasSynced)
+	}
+	return c, nil
+}
+
+// stripManagedFields drops what the controller never reads and would
+// otherwise keep in memory for every cached object.
+func stripManagedFields(obj any) (any, error) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// serviceChanged queues the Service and every pod of its namespace: the
+// pods it selects now and those it selected before.
+func (c *Controller) serviceChanged(namespace, name string) {
+	c.queue.Add(queueKey{service: true, namespace: namespace, name: name})
+	c.queuePods(namespace)
+}
+
+// namespaceChanged queues every pod and Service of the namespace.
+func (c *Controller) namespaceChanged(namespace string) {
+	c.queuePods(namespace)
+	services, err := c.services.Services(namespace).List(labels.Everything())
+	if err != nil {
+		c.log.Warn("listing services from the cache", "namespace", namespace, "error", err)
+		return
+	}
+	for _, svc := range services {
+		c.queue.Add(queueKey{service: true, namespace: namespace, name: svc.Name})
+	}
+}
+
+func (c *Controller) queuePods(namespace string) {
+	pods, err := c.pods.Pods(namespace).List(labels.Everything())
+	if err != nil {
+		c.log.Warn("listing pods from the cache", "namespace", namespace, "error", err)
+		return
+	}
+	for _, pod := range pods {
+		c.queue.Add(queueKey{namespace: namespace, name: pod.Name})
+	}
+}
+
+// Run watches Pods, Services and Namespaces until ctx ends. Once the
+// caches are filled it reconciles the store with every pod, deleting the
+// Dataplanes of pods that are gone, then follows changes.
+func (c *Controller) Run(ctx context.Context) error {
+	defer c.queue.ShutDown()
+	c.factory.Start(ctx.Done())
+	defer c.factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return fmt.Errorf("kubernetes controller: the caches of Pods, Services and Namespaces did not fill: %w", context.Cause(ctx))
+	}
+	if err := c.firstReconcile(ctx); err != nil {
+		return err
+	}
+	c.log.Info("watching pods", "zone", c.cfg.Zone, "dataplanes", len(c.written))
+	go func() {
+		<-ctx.Done()
+		c.queue.ShutDown()
+	}()
+	for c.processBatch(ctx) {
+	}
+	return nil
+}
+
+// firstReconcile retries the full reconcile with backoff until it
+// succeeds or ctx ends: the store may not be ready yet.
+func (c *Controller) firstReconcile(ctx context.Context) error {
+	delay := 100 * time.Millisecond
+	for {
+		err := c.reconcileAll(ctx)
+		if err == nil {
+			return nil
+		}
+		c.log.Warn("reconciling all pods failed, retrying", "in", delay, "error", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kubernetes controller: first reconcile: %w", err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// reconcileAll computes the Dataplane of every pod and makes the store's
+// zone Dataplanes from Kubernetes exactly those.
+func (c *Controller) reconcileAll(ctx context.Context) error {
+	pods, err := c.pods.List(labels.Everything())
+	if err != nil {
+		return fmt.Errorf("listing pods from the cache: %w", err)
+	}
+	want := map[resource.Key]*resource.Resource{}
+	for _, pod := range pods {
+		dp, problems := c.compute(pod.Namespace, pod.Name)
+		c.report(ctx, queueKey{namespace: pod.Namespace, name: pod.Name}, pod, problems)
+		if dp != nil {
+			want[dp.Key()] = dp
+		}
+	}
+	stored, err := c.cfg.Store.List(ctx, resource.DataplaneType, "")
+	if err != nil {
+		return fmt.Errorf("listing Dataplanes: %w", err)
+	}
+	var ops []store.Op
+	for _, dp := range stored {
+		if !ours(dp) {
+			continue
+		}
+		switch w, ok := want[dp.Key()]; {
+		case !ok:
+			ops = append(ops, store.Op{Delete: dp.Key()})
+		case same(w, dp):
+			delete(want, dp.Key())
+			c.written[dp.Meta.Name] = w
+		}
+	}
+	for _, dp := range want {
+		ops = append(ops, store.Op{Put: dp})
+	}
+	if err := c.apply(ctx, ops); err != nil {
+		return err
+	}
+	for _, dp := range want {
+		c.written[dp.Meta.Name] = dp
+	}
+	return nil
+}
+
+// ours reports whether dp is a Dataplane this controller writes: from the
+// zone and from a Kubernetes namespace.
+func ours(dp *resource.Resource) bool {
+	_, ok := dp.Meta.Labels[resource.NamespaceLabel]
+	return ok && dp.Meta.Labels[resource.OriginLabel] == resource.OriginZone
+}
+
+// same reports whether a and b have the same key, labels and spec.
+func same(a, b *resource.Resource) bool {
+	return a.Key() == b.Key() && maps.Equal(a.Meta.Labels, b.Meta.Labels) && proto.Equal(a.Spec, b.Spec)
+}
+
+// compute returns the Dataplane and problems of the pod namespace/name as
+// the caches have it; a pod the cache lacks has neither.
+func (c *Controller) compute(namespace, name string) (*resource.Resource, []Problem) {
+	pod, err := c.pods.Pods(namespace).Get(name)
+	if err != nil {
+		return nil, nil
+	}
+	ns, err := c.namespaces.Get(namespace)
+	if err != nil {
+		ns = nil
+	}
+	services, err := c.services.Services(namespace).List(labels.Everything())
+	if err != nil {
+		services = nil
+	}
+	return DataplaneFor(Input{Zone: c.cfg.Zone, Namespace: ns, Pod: pod, Services: services})
+}
+
+// processBatch takes what is queued (up to store.MaxBatch keys), patches
+// the Services, and writes the pods' Dataplanes in one Apply. It returns
+// false once the queue is shut down.
+func (c *Controller) processBatch(ctx context.Context) bool {
+	first, shutdown := c.queue.Get()
+	if shutdown {
+		return false
+	}
+	keys := []queueKey{first}
+	// Only this goroutine takes from the queue, so Get does not block
+	// while Len is positive.
+	for len(keys) < store.MaxBatch && c.queue.Len() > 0 {
+		k, shutdown := c.queue.Get()
+		if shutdown {
+			break
+		}
+		keys = append(keys, k)
+	}
+	defer func() {
+		for _, k := range keys {
+			c.queue.Done(k)
+		}
+	}()
+
+	var ops []store.Op
+	var podKeys []queueKey
+	next := map[string]*resource.Resource{}
+	for _, k := range keys {
+		if k.service {
+			if err := c.syncService(ctx, k.namespace, k.name); err != nil {
+				c.log.Warn("adding service-upstream annotations failed, retrying",
+					"namespace", k.namespace, "service", k.name, "error", err)
+				c.queue.AddRateLimited(k)
+			} else {
+				c.queue.Forget(k)
+			}
+			continue
+		}
+		podKeys = append(podKeys, k)
+		dp, problems := c.compute(k.namespace, k.name)
+		pod, _ := c.pods.Pods(k.namespace).Get(k.name)
+		c.report(ctx, k, pod, problems)
+		name := DataplaneName(k.namespace, k.name)
+		old := c.written[name]
+		next[name] = dp
+		if old != nil && (dp == nil || old.Key() != dp.Key()) {
+			ops = append(ops, store.Op{Delete: old.Key()})
+		}
+		if dp != nil && (old == nil || !same(old, dp)) {
+			ops = append(ops, store.Op{Put: dp})
+		}
+	}
+	if err := c.apply(ctx, ops); err != nil {
+		c.log.Warn("writing Dataplanes failed, retrying", "pods", len(podKeys), "error", err)
+		for _, k := range podKeys {
+			c.queue.AddRateLimited(k)
+		}
+		return true
+	}
+	for name, dp := range next {
+		if dp == nil {
+			delete(c.written, name)
+		} else {
+			c.written[name] = dp
+		}
+	}
+	for _, k := range podKeys {
+		c.queue.Forget(k)
+	}
+	return true
+}
+
+func (c *Controller) apply(ctx context.Context, ops []store.Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if err := c.cfg.Store.Apply(ctx, ops); err != nil {
+		return fmt.Errorf("writing %d Dataplane changes: %w", len(ops), err)
+	}
+	c.log.Debug("wrote Dataplanes", "changes", len(ops))
+	return nil
+}
+
+// syncService adds the service-upstream annotations the Service lacks.
+// The patch carries the resourceVersion it was computed from; on a
+// conflict it is computed again from the fresh Service.
+func (c *Controller) syncService(ctx context.Context, namespace, name string) error {
+	svc, err := c.services.Services(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	ns, err := c.namespaces.Get(namespace)
+	if err != nil {
+		return nil // namespace gone: its Services go with it
+	}
+	inMesh := NamespaceInMesh(ns)
+	api := c.cfg.Client.CoreV1().Services(namespace)
+	for attempt := 0; ; attempt++ {
+		patch, ok := ServiceUpstreamPatch(svc, inMesh)
+		if !ok {
+			return nil
+		}
+		_, err := api.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+		if err == nil || apierrors.IsNotFound(err) {
+			return nil
+		}
+		if !apierrors.IsConflict(err) || attempt >= 4 {
+			return fmt.Errorf("patching service %s/%s: %w", namespace, name, err)
+		}
+		if svc, err = api.Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("reading service %s/%s again after a conflict: %w", namespace, name, err)
+		}
+	}
+}
+
+// report records problems of the pod as Events when they differ from
+// those reported last.
+func (c *Controller) report(ctx context.Context, k queueKey, pod *corev1.Pod, problems []Problem) {
+	if pod == nil {
+		delete(c.reported, k)
+		return
+	}
+	sig := signature(problems)
+	if c.reported[k] == sig {
+		return
+	}
+	if err := c.emit(ctx, pod, problems); err != nil {
+		c.log.Warn("reporting a pod's problems as Events failed",
+			"namespace", pod.Namespace, "pod", pod.Name, "error", err)
+		return
+	}
+	if sig == "" {
+		delete(c.reported, k)
+	} else {
+		c.reported[k] = sig
+	}
+}
