@@ -1,9 +1,9 @@
 // Package kubernetes holds the rules of a zone on Kubernetes, as pure
 // functions of Kubernetes objects: which pods are in the mesh, the
 // Dataplane each pod gets, and the service-upstream annotations of
-// Services. It reads no API server and never imports package zone; the
-// controller that watches Pods, Services and Namespaces calls it and
-// writes what it returns.
+// Services; and the Controller that watches Pods, Services and Namespaces,
+// applies those rules and writes what they return. It never imports
+// package zone.
 //
 // # Mesh membership
 //
@@ -88,7 +88,39 @@
 // message saying what to change; the controller reports them as Events on
 // the Pod.
 //
-// # Usage
+// # The controller
+//
+// Controller.Run fills shared informers for Pods, Services and Namespaces
+// (no periodic resync: every change arrives as an event), then reconciles
+// every pod once: it writes the Dataplanes that differ from the store's
+// and deletes the zone Dataplanes of Kubernetes pods that are gone (those
+// labelled atoll.io/origin: zone and k8s.atoll.io/namespace that no pod
+// maps to; Dataplanes registered through the API have no namespace label
+// and are left alone). It then follows changes through one rate-limited
+// workqueue: a change of a pod queues the pod, a change of a Service or a
+// Namespace queues every pod of the namespace (those a Service selects
+// now and those it selected before). One worker takes up to
+// store.MaxBatch queued pods at a time and writes their differences in
+// one Apply; a failed Apply queues them again with backoff.
+//
+// A pod's problems become Warning Events on the Pod, only when its set of
+// problems changes. Services of mesh namespaces get the service-upstream
+// annotations by a merge patch carrying the resourceVersion; on a
+// conflict the patch is computed again from the fresh Service.
+//
+// Build the client with NewClientset: it raises client-go's default rate
+// limit (5 requests per second, bursts of 10, minutes of Service patches
+// and Events for 2,000 pods) to DefaultQPS and DefaultBurst.
+//
+//	client, err := kubernetes.NewClientset(restConfig)
+//	...
+//	c, err := kubernetes.NewController(kubernetes.Config{
+//		Client: client, Store: st, Zone: "zone-1", Log: log,
+//	})
+//	...
+//	err = c.Run(ctx) // until ctx ends
+//
+// # Usage of the rules
 //
 //	dp, problems := kubernetes.DataplaneFor(kubernetes.Input{
 //		Zone: "zone-1", Namespace: ns, Pod: pod, Services: services,
