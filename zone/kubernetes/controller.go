@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -71,6 +72,11 @@ type Controller struct {
 	// by name; reported is the problems last reported per pod.
 	written  map[string]*resource.Resource
 	reported map[queueKey]string
+
+	// owners maps the name of each Dataplane about to be written to its
+	// pod, for Owners.
+	ownersMu sync.Mutex
+	owners   map[string]metav1.OwnerReference
 }
 
 // NewController returns a controller for cfg; Run starts it.
@@ -100,6 +106,7 @@ func NewController(cfg Config) (*Controller, error) {
 		factory:  factory,
 		written:  map[string]*resource.Resource{},
 		reported: map[queueKey]string{},
+		owners:   map[string]metav1.OwnerReference{},
 	}
 	podInformer := factory.Core().V1().Pods()
 	serviceInformer := factory.Core().V1().Services()
@@ -285,6 +292,9 @@ func same(a, b *resource.Resource) bool {
 func (c *Controller) compute(namespace, name string) (*resource.Resource, []Problem) {
 	pod, err := c.pods.Pods(namespace).Get(name)
 	if err != nil {
+		c.ownersMu.Lock()
+		delete(c.owners, DataplaneName(namespace, name))
+		c.ownersMu.Unlock()
 		return nil, nil
 	}
 	ns, err := c.namespaces.Get(namespace)
@@ -295,7 +305,31 @@ func (c *Controller) compute(namespace, name string) (*resource.Resource, []Prob
 	if err != nil {
 		services = nil
 	}
-	return DataplaneFor(Input{Zone: c.cfg.Zone, Namespace: ns, Pod: pod, Services: services})
+	dp, problems := DataplaneFor(Input{Zone: c.cfg.Zone, Namespace: ns, Pod: pod, Services: services})
+	c.ownersMu.Lock()
+	if dp != nil {
+		c.owners[dp.Meta.Name] = metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}
+	} else {
+		delete(c.owners, DataplaneName(namespace, name))
+	}
+	c.ownersMu.Unlock()
+	return dp, problems
+}
+
+// Owners returns the owner reference of the pod r was made from, or nil
+// when r is not a Dataplane this controller wrote. Give it to a store
+// that keeps owners (crdstore.Config.Owners) so Kubernetes deletes a
+// pod's Dataplane with the pod even when the zone is down.
+func (c *Controller) Owners(r *resource.Resource) []metav1.OwnerReference {
+	if r.Meta.Type != resource.DataplaneType || !ours(r) {
+		return nil
+	}
+	c.ownersMu.Lock()
+	defer c.ownersMu.Unlock()
+	if o, ok := c.owners[r.Meta.Name]; ok {
+		return []metav1.OwnerReference{o}
+	}
+	return nil
 }
 
 // processBatch takes what is queued (up to store.MaxBatch keys), patches

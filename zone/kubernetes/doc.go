@@ -108,6 +108,10 @@
 // annotations by a merge patch carrying the resourceVersion; on a
 // conflict the patch is computed again from the fresh Service.
 //
+// Controller.Owners gives the owner reference of a Dataplane's pod: pass
+// it to crdstore.Config.Owners so a pod owns its Dataplane object and
+// Kubernetes deletes the two together, even while the zone is down.
+//
 // Build the client with NewClientset: it raises client-go's default rate
 // limit (5 requests per second, bursts of 10, minutes of Service patches
 // and Events for 2,000 pods) to DefaultQPS and DefaultBurst.
