@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -306,6 +307,13 @@ func TestController(t *testing.T) {
 		if evs := k.events("edge", "proxy-0"); len(evs) != 2 {
 			t.Errorf("%d events, want 2: %v", len(evs), evs)
 		}
+		// An Event's name is cut to fit however long the pod's name is.
+		long := strings.Repeat("p", 250)
+		k.pod(newPod("edge", long, map[string]string{"app": "proxy"}, annotated(kubernetes.GatewayAnnotation, "yes")))
+		eventually(t, "an Event on the pod with a long name", func() (bool, string) {
+			evs := k.events("edge", long)
+			return len(evs) == 1, fmt.Sprintf("%d events", len(evs))
+		})
 		key := resource.Key{Type: resource.DataplaneType, Mesh: resource.DefaultMesh, Name: kubernetes.DataplaneName("edge", "proxy-0")}
 		if _, err := st.Get(k.ctx(), key); !store.IsNotFound(err) {
 			t.Errorf("Get %s: %v, want not found", key, err)

@@ -38,10 +38,9 @@ func (c *Controller) emit(ctx context.Context, pod *corev1.Pod, problems []Probl
 			msg = msg[:maxEventMessage-3] + "..."
 		}
 		ev := &corev1.Event{
-			ObjectMeta: metav1.ObjectMeta{
-				Name:      fmt.Sprintf("%s.%x", pod.Name, now.UnixNano()),
-				Namespace: pod.Namespace,
-			},
+			// The API server adds a random suffix, cutting a long pod
+			// name to fit.
+			ObjectMeta: metav1.ObjectMeta{GenerateName: pod.Name + ".", Namespace: pod.Namespace},
 			InvolvedObject: corev1.ObjectReference{
 				APIVersion: "v1", Kind: "Pod",
 				Namespace: pod.Namespace, Name: pod.Name,
@@ -60,7 +59,6 @@ func (c *Controller) emit(ctx context.Context, pod *corev1.Pod, problems []Probl
 		if _, err := c.cfg.Client.CoreV1().Events(pod.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating Event %s on pod %s/%s: %w", p.Reason, pod.Namespace, pod.Name, err)
 		}
-		now = metav1.NewTime(now.Add(time.Nanosecond))
 	}
 	return nil
 }
