@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/atoll-mesh/atoll/dns"
 	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/config"
@@ -73,8 +75,29 @@ type Config struct {
 	// uses it for its own proposals while the global is unreachable.
 	VIPCIDR string `yaml:"vipCIDR" json:"vipCIDR"`
 	// VIPCIDR6 is the global's vip.cidr6 (empty: IPv4 VIPs only).
-	VIPCIDR6 string         `yaml:"vipCIDR6" json:"vipCIDR6"`
-	Log      logging.Config `yaml:"log" json:"log"`
+	VIPCIDR6 string `yaml:"vipCIDR6" json:"vipCIDR6"`
+	// Kubernetes configures --mode kubernetes; other modes ignore it.
+	Kubernetes Kubernetes     `yaml:"kubernetes" json:"kubernetes"`
+	Log        logging.Config `yaml:"log" json:"log"`
+}
+
+// Kubernetes configures a zone in Kubernetes mode: where the API server
+// is, where the zone keeps its own state, and how fast it may talk.
+type Kubernetes struct {
+	// Kubeconfig is a kubeconfig file; empty uses the in-cluster config
+	// (the pod's ServiceAccount).
+	Kubeconfig string `yaml:"kubeconfig" json:"kubeconfig"`
+	// Context is the kubeconfig context to use; empty uses its current one.
+	Context string `yaml:"context" json:"context"`
+	// Namespace is the zone's system namespace: the home of its
+	// ZoneIngress, of what the global sends and of its leader Lease.
+	// Empty uses the namespace of the pod the zone runs in.
+	Namespace string `yaml:"namespace" json:"namespace"`
+	// QPS and Burst bound the zone's requests to the API server (watches
+	// are not counted). client-go's defaults (5 and 10) would take
+	// minutes to write the Dataplanes of a few thousand pods.
+	QPS   int `yaml:"qps" json:"qps"`
+	Burst int `yaml:"burst" json:"burst"`
 }
 
 // XDS configures the zone's xDS server, which Envoy sidecars and proxyless
@@ -150,9 +173,10 @@ func Default() Config {
 		Ingress: Ingress{Address: "127.0.0.1", Port: 10001},
 		DNS: DNS{Addr: ":5653", Domain: "mesh", TTL: 5 * time.Second,
 			UpstreamAllow: slices.Clone(dns.DefaultUpstreamAllow), MaxInFlight: dns.DefaultMaxInFlight, MaxTCPConns: dns.DefaultMaxTCPConns},
-		XDS:     XDS{Addr: ":5678", TLSSANs: []string{}, Debounce: 20 * time.Millisecond},
-		VIPCIDR: "240.0.0.0/4",
-		Log:     logging.Default(),
+		XDS:        XDS{Addr: ":5678", TLSSANs: []string{}, Debounce: 20 * time.Millisecond},
+		VIPCIDR:    "240.0.0.0/4",
+		Kubernetes: Kubernetes{QPS: 200, Burst: 400},
+		Log:        logging.Default(),
 
 		APITLSSANs: []string{},
 	}
@@ -241,6 +265,9 @@ func (c Config) Validate() error {
 	if c.VIPCIDR6 != "" {
 		add(config.CheckCIDR("vipCIDR6", c.VIPCIDR6))
 	}
+	if c.Mode == ModeKubernetes {
+		add(c.Kubernetes.validate())
+	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)
 }
@@ -249,4 +276,25 @@ func (c Config) Validate() error {
 func (c Config) apiTLS() apiserver.TLS {
 	return apiserver.TLS{CertFile: c.APITLSCert, KeyFile: c.APITLSKey, Generate: c.APITLS,
 		Dir: filepath.Join(c.DataDir, "api-tls"), SANs: c.APITLSSANs}
+}
+
+// validate checks the Kubernetes settings; the kubeconfig file and the
+// namespace are checked when the zone starts, against the API server.
+func (k Kubernetes) validate() error {
+	var errs []error
+	if k.Namespace != "" {
+		if msgs := validation.IsDNS1123Label(k.Namespace); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("kubernetes.namespace: %q is not a namespace name: %s", k.Namespace, strings.Join(msgs, "; ")))
+		}
+	}
+	if k.Context != "" && k.Kubeconfig == "" {
+		errs = append(errs, errors.New("kubernetes.context: a kubeconfig context, but no kubeconfig: give --kubeconfig too, or drop it"))
+	}
+	if k.QPS < 1 || k.QPS > 100000 {
+		errs = append(errs, fmt.Errorf("kubernetes.qps: %d is out of range: use 1-100000 (default 200)", k.QPS))
+	}
+	if k.Burst < k.QPS || k.Burst > 100000 {
+		errs = append(errs, fmt.Errorf("kubernetes.burst: %d is out of range: use kubernetes.qps (%d) to 100000 (default 400)", k.Burst, k.QPS))
+	}
+	return errors.Join(errs...)
 }

@@ -2,7 +2,6 @@ package zone
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -42,7 +41,8 @@ type opener func(ctx context.Context, cfg Config, log *slog.Logger) (*mode, erro
 // modes are the modes this zone can run in, by Config.Mode. Validate
 // refuses any other.
 var modes = map[string]opener{
-	ModeUniversal: openUniversal,
+	ModeUniversal:  openUniversal,
+	ModeKubernetes: openKubernetes,
 }
 
 // checkMode is Validate's word on cfg.Mode.
@@ -50,10 +50,7 @@ func checkMode(name string) error {
 	if _, ok := modes[name]; ok {
 		return nil
 	}
-	if name == ModeKubernetes {
-		return errors.New("mode: kubernetes is not supported yet: use --mode universal and register Dataplanes through the API")
-	}
-	return fmt.Errorf("mode: %q is not a mode: use universal (or kubernetes, once supported)", name)
+	return fmt.Errorf("mode: %q is not a mode: use universal or kubernetes", name)
 }
 
 // openMode opens the store and source of cfg.Mode.

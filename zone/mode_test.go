@@ -23,7 +23,7 @@ func TestOpenModeRefusesModesItCannotRun(t *testing.T) {
 	}{
 		{mode: "foo", want: []string{"mode:", `"foo"`, "use universal"}},
 		{mode: "", want: []string{"mode:", `""`}},
-		{mode: ModeKubernetes, want: []string{"mode:", "kubernetes is not supported yet", "--mode universal"}},
+		{mode: "k8s", want: []string{"mode:", `"k8s"`, "use universal or kubernetes"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {

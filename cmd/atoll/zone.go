@@ -11,7 +11,7 @@ import (
 
 var zoneSettings = []setting{
 	{"zone", "zone", "this zone's name (lowercase letters, digits, '-')"},
-	{"mode", "mode", "where Dataplanes come from: universal (the API)"},
+	{"mode", "mode", "where Dataplanes come from: universal (the API) or kubernetes (annotated pods)"},
 	{"api-addr", "apiAddr", "REST API listen address"},
 	{"api-token-file", "apiTokenFile", "file holding the API token callers on other machines must send; empty generates one in the data dir"},
 	{"api-auth-loopback", "apiAuthLoopback", "ask loopback callers for the API token too"},
@@ -43,6 +43,11 @@ var zoneSettings = []setting{
 	{"dns-max-tcp-conns", "dns.maxTCPConns", "TCP connections the DNS server serves at once; more wait"},
 	{"vip-cidr", "vipCIDR", "range of service VIPs (the global's --vip-cidr)"},
 	{"vip-cidr6", "vipCIDR6", "IPv6 range of service VIPs (the global's --vip-cidr6); empty: IPv4 only"},
+	{"kubeconfig", "kubernetes.kubeconfig", "kubernetes mode: kubeconfig file; empty uses the in-cluster config"},
+	{"kube-context", "kubernetes.context", "kubernetes mode: kubeconfig context; empty uses the current one"},
+	{"namespace", "kubernetes.namespace", "kubernetes mode: the zone's system namespace (its ZoneIngress, remote state, leader Lease); empty uses the pod's own"},
+	{"kube-api-qps", "kubernetes.qps", "kubernetes mode: requests per second to the API server (watches excluded)"},
+	{"kube-api-burst", "kubernetes.burst", "kubernetes mode: burst of requests to the API server"},
 	{"log-level", "log.level", "log level: debug, info, warn, error"},
 	{"log-format", "log.format", "log format: text or json"},
 }
@@ -52,7 +57,9 @@ func zoneCommand() *cobra.Command {
 		Use:   "zone",
 		Short: "Run a zone control plane",
 		Long: `Run a zone control plane. In universal mode Dataplanes are registered
-through its REST API (or atollctl apply) and kept under --data-dir.`,
+through its REST API (or atollctl apply) and kept under --data-dir. In
+kubernetes mode the zone makes Dataplanes of the pods in the mesh and keeps
+its state as custom resources (install charts/atoll/crds first).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg := zone.Default()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -72,6 +73,10 @@ type Controller struct {
 	// by name; reported is the problems last reported per pod.
 	written  map[string]*resource.Resource
 	reported map[queueKey]string
+
+	// reconciled is set once the first reconcile has made the store
+	// match the pods, for Ready.
+	reconciled atomic.Bool
 
 	// owners maps the name of each Dataplane about to be written to its
 	// pod, for Owners.
@@ -202,6 +207,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := c.firstReconcile(ctx); err != nil {
 		return err
 	}
+	c.reconciled.Store(true)
 	c.log.Info("watching pods", "zone", c.cfg.Zone, "dataplanes", len(c.written))
 	go func() {
 		<-ctx.Done()
@@ -210,6 +216,15 @@ func (c *Controller) Run(ctx context.Context) error {
 	for c.processBatch(ctx) {
 	}
 	return nil
+}
+
+// Ready returns nil once the store holds the Dataplanes of every pod the
+// caches held when Run started, and an error saying what is awaited before.
+func (c *Controller) Ready() error {
+	if c.reconciled.Load() {
+		return nil
+	}
+	return errors.New("waiting for the Pod, Service and Namespace caches to fill and the first reconcile of their Dataplanes")
 }
 
 // firstReconcile retries the full reconcile with backoff until it

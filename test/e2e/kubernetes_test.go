@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	k8s "k8s.io/client-go/kubernetes"
+
+	"github.com/atoll-mesh/atoll/internal/store/crdstore"
+	"github.com/atoll-mesh/atoll/test/kubeenv"
+	"github.com/atoll-mesh/atoll/zone/kubernetes"
+)
+
+// zoneNamespace is the system namespace Kubernetes zones run in.
+const zoneNamespace = "atoll-system"
+
+// kubeCluster is one Kubernetes cluster of a test: a real kube-apiserver
+// with atoll's CRDs and the zone's system namespace.
+type kubeCluster struct {
+	env    *kubeenv.Env
+	client *k8s.Clientset
+	dyn    *dynamic.DynamicClient
+}
+
+func startKubeCluster(t *testing.T) *kubeCluster {
+	t.Helper()
+	env := kubeenv.Start(t)
+	dyn, err := dynamic.NewForConfig(env.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := crdstore.InstallCRDs(ctx, dyn, filepath.Join("..", "..", "charts", "atoll", "crds")); err != nil {
+		t.Fatal(err)
+	}
+	c := &kubeCluster{env: env, client: env.Clientset(t), dyn: dyn}
+	c.createNamespace(t, zoneNamespace, nil)
+	return c
+}
+
+func (c *kubeCluster) createNamespace(t *testing.T, name string, labels map[string]string) {
+	t.Helper()
+	if _, err := c.client.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating namespace %s: %v", name, err)
+	}
+}
+
+// startKubernetesZone runs a zone in Kubernetes mode against c, synced
+// with the global g.
+func startKubernetesZone(t *testing.T, c *kubeCluster, zone string, g *process, args ...string) *process {
+	t.Helper()
+	kubeconfig := kubeenv.WriteKubeconfig(t, c.env.Config())
+	base := []string{"--mode", "kubernetes", "--kubeconfig", kubeconfig, "--namespace", zoneNamespace}
+	return startSyncedZone(t, zone, t.TempDir(), g.kdsAddr, g.caFile(), append(base, args...)...)
+}
+
+// createGatewayPod creates the pod namespace/name labelled app: kong and
+// annotated as a delegated gateway, then plays the kubelet: it gives the
+// pod ip and marks it Ready.
+func (c *kubeCluster) createGatewayPod(t *testing.T, namespace, name, ip string) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	pod, err := c.client.CoreV1().Pods(namespace).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "kong"},
+			Annotations: map[string]string{kubernetes.GatewayAnnotation: kubernetes.Enabled}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "proxy", Image: "kong:3.9",
+			Ports: []corev1.ContainerPort{{Name: "proxy", ContainerPort: 8000}}}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating pod %s/%s: %v", namespace, name, err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}},
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	if pod, err = c.client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("setting the status of pod %s/%s: %v", namespace, name, err)
+	}
+	return pod
+}
+
+// globalDataplane is a Dataplane as the global's REST API lists it.
+type globalDataplane struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels"`
+	// Networking is the spec, inline as the API serves it.
+	Networking struct {
+		Address string `json:"address"`
+		Gateway struct {
+			Type string `json:"type"`
+		} `json:"gateway"`
+	} `json:"networking"`
+}
+
+func globalDataplanes(t *testing.T, g *process) []globalDataplane {
+	t.Helper()
+	status, body := call(t, "GET", g.apiURL+"/meshes/default/dataplanes", "")
+	if status != 200 {
+		t.Fatalf("GET /meshes/default/dataplanes: %d %s", status, body)
+	}
+	var list struct {
+		Items []globalDataplane `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatalf("GET /meshes/default/dataplanes: %v\n%s", err, body)
+	}
+	return list.Items
+}
+
+// TestKubernetesZoneContract is the contract of the Kubernetes zone: an
+// annotated gateway pod in a mesh namespace becomes a DELEGATED Dataplane
+// custom resource, reaches the global with its pod IP and zone label, its
+// Service gets the service-upstream annotations, and deleting the pod
+// removes it from the global.
+func TestKubernetesZoneContract(t *testing.T) {
+	c := startKubeCluster(t)
+	g := startGlobal(t, t.TempDir())
+	startKubernetesZone(t, c, "zone-1", g)
+
+	ctx := context.Background()
+	c.createNamespace(t, "kong", map[string]string{kubernetes.SidecarInjection: kubernetes.Enabled})
+	if _, err := c.client.CoreV1().Services("kong").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kong-proxy"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "kong"},
+			Ports: []corev1.ServicePort{{Name: "proxy", Port: 80, TargetPort: intstr.FromString("proxy")}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.createGatewayPod(t, "kong", "kong-0", "10.244.1.7")
+
+	// The Dataplane custom resource, next to its pod.
+	dpGVR, err := crdstore.GVR("Dataplane")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the gateway's Dataplane custom resource", func() error {
+		list, err := c.dyn.Resource(dpGVR).Namespace("kong").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if len(list.Items) != 1 {
+			return fmt.Errorf("%d Dataplanes in namespace kong, want 1", len(list.Items))
+		}
+		obj := list.Items[0].Object
+		typ := fmt.Sprint(nested(obj, "spec", "networking", "gateway", "type"))
+		if typ != "DELEGATED" {
+			return fmt.Errorf("Dataplane %s has gateway type %q, want DELEGATED", list.Items[0].GetName(), typ)
+		}
+		if owners := list.Items[0].GetOwnerReferences(); len(owners) != 1 || owners[0].Kind != "Pod" || owners[0].Name != "kong-0" {
+			return fmt.Errorf("Dataplane owners = %+v, want the pod kong-0", owners)
+		}
+		return nil
+	})
+
+	// At the global.
+	waitFor(t, 20*time.Second, "the gateway's Dataplane at the global", func() error {
+		for _, dp := range globalDataplanes(t, g) {
+			if !strings.Contains(dp.Name, "kong-0") {
+				continue
+			}
+			if dp.Networking.Address != "10.244.1.7" || dp.Labels["atoll.io/zone"] != "zone-1" || dp.Networking.Gateway.Type != "DELEGATED" {
+				return fmt.Errorf("global has %+v, want address 10.244.1.7, label atoll.io/zone zone-1, gateway DELEGATED", dp)
+			}
+			return nil
+		}
+		return fmt.Errorf("no Dataplane named after kong-0 at the global")
+	})
+
+	// service-upstream on the Service.
+	waitFor(t, 20*time.Second, "service-upstream annotations", func() error {
+		svc, err := c.client.CoreV1().Services("kong").Get(ctx, "kong-proxy", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, k := range []string{kubernetes.ServiceUpstream, kubernetes.NginxServiceUpstream} {
+			if svc.Annotations[k] != "true" {
+				return fmt.Errorf("Service kong/kong-proxy annotations = %v, want %s: \"true\"", svc.Annotations, k)
+			}
+		}
+		return nil
+	})
+
+	// Deleting the pod removes its Dataplane from the global.
+	zero := int64(0)
+	if err := c.client.CoreV1().Pods("kong").Delete(ctx, "kong-0", metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the Dataplane to leave the global", func() error {
+		for _, dp := range globalDataplanes(t, g) {
+			if strings.Contains(dp.Name, "kong-0") {
+				return fmt.Errorf("the global still lists %s", dp.Name)
+			}
+		}
+		return nil
+	})
+}
+
+// nested returns the value at path in obj, or nil.
+func nested(obj map[string]any, path ...string) any {
+	var v any = obj
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
