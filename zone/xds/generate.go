@@ -231,8 +231,10 @@ func Generate(in Input, proxy Proxy) (Resources, error) {
 	add := func(t resourcev3.Type, r types.Resource) { out[t] = append(out[t], r) }
 	ingressMode := in.Mesh.GetCrossZone().GetMode() == v1alpha1.Mesh_CrossZone_Ingress
 	sps := model(in)
-	for _, sp := range sps {
+	names := make([]string, len(sps)) // of the clusters
+	for i, sp := range sps {
 		name := ClusterName(sp.service, sp.port)
+		names[i] = name
 		if proxy.Kind == Envoy && ingressMode {
 			add(resourcev3.ClusterType, edsClusterSNI(name, SNI(in.MeshName, sp.service, sp.port)))
 		} else {
@@ -249,8 +251,8 @@ func Generate(in Input, proxy Proxy) (Resources, error) {
 	}
 	if proxy.Kind == Envoy {
 		clusters := func(yield func(string, clusterID) bool) {
-			for _, sp := range sps {
-				if !yield(ClusterName(sp.service, sp.port), clusterID{sp.service, sp.port}) {
+			for i, sp := range sps {
+				if !yield(names[i], clusterID{sp.service, sp.port}) {
 					return
 				}
 			}
