@@ -1,14 +1,20 @@
 package kubernetes_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/store/memstore"
 	"github.com/atoll-mesh/atoll/zone/kubernetes"
 )
 
@@ -115,5 +121,71 @@ func TestServiceAddressesNameTheInboundsService(t *testing.T) {
 		if got := addrs[name]; !slices.Equal(got, []netip.AddrPort{netip.MustParseAddrPort("10.96.0.10:80")}) {
 			t.Errorf("addresses of %s: %v (have %v)", name, got, fmt.Sprint(addrs))
 		}
+	}
+}
+
+// The controller's view follows Services and Namespaces, dual-stack
+// ClusterIPs included (the test API server is IPv4 only: this runs on a
+// fake clientset), and tells its listeners of each change.
+func TestControllerServiceAddresses(t *testing.T) {
+	web := withIPs(service("shop", "web", map[string]string{"app": "web"}, tcp(80, intstr.FromInt32(8080))), "10.96.0.10", "fd00:10:96::a")
+	client := fake.NewClientset(meshNS("shop"), web)
+	c, err := kubernetes.NewController(kubernetes.Config{Client: client, Store: memstore.New(), Zone: "zone-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	told := make(chan struct{}, 16)
+	c.OnServiceAddresses(func() { told <- struct{}{} })
+	if got := c.ServiceAddresses(resource.DefaultMesh); len(got) != 0 {
+		t.Errorf("addresses before Run: %v, want none", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	// next waits for a change to be told, then checks the view.
+	next := func(what string, want ...string) {
+		t.Helper()
+		select {
+		case <-told:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: not told within 30s", what)
+		}
+		if got := renderAddresses(kubernetes.MeshAddresses{resource.DefaultMesh: c.ServiceAddresses(resource.DefaultMesh)}); !slices.Equal(got, want) {
+			t.Fatalf("%s: %q, want %q", what, got, want)
+		}
+	}
+	next("both ClusterIPs", "default/web_shop_svc_80=10.96.0.10:80,[fd00:10:96::a]:80")
+
+	services := client.CoreV1().Services("shop")
+	web.Spec.ClusterIPs = []string{"fd00:10:96::a"}
+	web.Spec.ClusterIP = "fd00:10:96::a"
+	if _, err := services.Update(ctx, web, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	next("IPv6 only", "default/web_shop_svc_80=[fd00:10:96::a]:80")
+
+	ns := meshNS("shop")
+	ns.Annotations = map[string]string{kubernetes.MeshAnnotation: "payments"}
+	if _, err := client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	next("moved to mesh payments")
+	if got := c.ServiceAddresses("payments")["web_shop_svc_80"]; len(got) != 1 || got[0].String() != "[fd00:10:96::a]:80" {
+		t.Errorf("mesh payments: %v, want web's IPv6 ClusterIP", got)
+	}
+
+	ns.Labels = nil
+	if _, err := client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	next("namespace out of the mesh")
+	if got := c.ServiceAddresses("payments"); len(got) != 0 {
+		t.Errorf("mesh payments after the namespace left: %v, want none", got)
 	}
 }
