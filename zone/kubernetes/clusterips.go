@@ -138,13 +138,9 @@ func (c *Controller) watchAddresses(informers ...cache.SharedIndexInformer) erro
 	return nil
 }
 
-// keepAddresses recomputes the view from the caches once they are filled
-// and after every change, until ctx ends, and tells the listeners when it
-// differs.
-func (c *Controller) keepAddresses(ctx context.Context, synced ...cache.InformerSynced) {
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return
-	}
+// keepAddresses recomputes the view from the filled caches now and after
+// every change, until ctx ends, and tells the listeners when it differs.
+func (c *Controller) keepAddresses(ctx context.Context) {
 	for {
 		c.recomputeAddresses()
 		select {

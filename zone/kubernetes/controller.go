@@ -208,10 +208,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	var addresses sync.WaitGroup
 	defer addresses.Wait()
 	defer cancel()
-	addresses.Go(func() { c.keepAddresses(ctx, c.synced...) })
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return fmt.Errorf("kubernetes controller: the caches of Pods, Services and Namespaces did not fill: %w", context.Cause(ctx))
 	}
+	addresses.Go(func() { c.keepAddresses(ctx) })
 	if err := c.firstReconcile(ctx); err != nil {
 		return err
 	}
