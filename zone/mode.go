@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 
 	"github.com/atoll-mesh/atoll/internal/apiserver"
@@ -32,6 +33,15 @@ type mode struct {
 	source source
 	// checks are the mode's readiness conditions, first on /readyz.
 	checks []apiserver.Check
+	// serviceAddresses, when set, returns the addresses a mesh's services
+	// have of their own, by service name (in Kubernetes, each mesh
+	// Service's ClusterIP:port): proxies get outbound listeners on them
+	// besides the VIPs' (xds.Config.ServiceAddresses). It must cost a map
+	// read. onServiceAddresses registers the function to call after what
+	// it returns changed; Run gives it the xDS server's Changed. Both nil
+	// in universal mode.
+	serviceAddresses   func(mesh string) map[string][]netip.AddrPort
+	onServiceAddresses func(changed func())
 }
 
 // opener opens a mode's store and source. ctx bounds the opening only:

@@ -21,9 +21,10 @@ import (
 // newXDSServer builds the xDS server for cfg.XDS: the ingress certificate,
 // the key proxies' tokens are signed with and, with xds.tls, a certificate
 // kept current until ctx ends, all in the data dir. Proxies' Dataplanes
-// are read from st, what other zones offer from cache, VIPs from vips.
+// are read from st, what other zones offer from cache, VIPs from vips,
+// services' own addresses (optional) from addrs.
 func newXDSServer(ctx context.Context, cfg Config, st xdsStore, cache *store.Cache, vips func(mesh string) map[string]netip.Addr,
-	reg prometheus.Registerer, log *slog.Logger) (*xds.Server, error) {
+	addrs func(mesh string) map[string][]netip.AddrPort, reg prometheus.Registerer, log *slog.Logger) (*xds.Server, error) {
 	ingress, err := ingressTLS(cfg)
 	if err != nil {
 		return nil, err
@@ -41,7 +42,7 @@ func newXDSServer(ctx context.Context, cfg Config, st xdsStore, cache *store.Cac
 		}
 	}
 	return xds.NewServer(xds.Config{
-		Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: vips,
+		Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: vips, ServiceAddresses: addrs,
 		Ingress: ingress, TokenKey: []byte(tokenKey), RequireTokens: cfg.XDS.RequireTokens, TLS: xdsTLS, CAPEM: xdsCA,
 		Debounce: cfg.XDS.Debounce, Log: log, Registry: reg,
 	}), nil

@@ -62,10 +62,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	res := newServiceResolver(cfg, cache, log, reg)
 	var proxies *xds.Server
 	if cfg.XDS.Addr != "" {
-		if proxies, err = newXDSServer(ctx, cfg, st, cache, res.VIPs, reg, log); err != nil {
+		if proxies, err = newXDSServer(ctx, cfg, st, cache, res.VIPs, m.serviceAddresses, reg, log); err != nil {
 			return err
 		}
 		res.onChange = proxies.Changed
+		if m.onServiceAddresses != nil {
+			m.onServiceAddresses(proxies.Changed)
+		}
 		routeXDS(mux, proxies)
 	}
 	if err := cache.Start(ctx); err != nil {

@@ -82,6 +82,9 @@ type Controller struct {
 	// pod, for Owners.
 	ownersMu sync.Mutex
 	owners   map[string]metav1.OwnerReference
+
+	// addrs is the ClusterIPs of mesh Services (clusterips.go).
+	addrs *addressView
 }
 
 // NewController returns a controller for cfg; Run starts it.
@@ -112,6 +115,7 @@ func NewController(cfg Config) (*Controller, error) {
 		written:  map[string]*resource.Resource{},
 		reported: map[queueKey]string{},
 		owners:   map[string]metav1.OwnerReference{},
+		addrs:    newAddressView(),
 	}
 	podInformer := factory.Core().V1().Pods()
 	serviceInformer := factory.Core().V1().Services()
@@ -150,6 +154,9 @@ func NewController(cfg Config) (*Controller, error) {
 			return nil, fmt.Errorf("kubernetes controller: adding an event handler: %w", err)
 		}
 		c.synced = append(c.synced, h.informer.HasSynced)
+	}
+	if err := c.watchAddresses(serviceInformer.Informer(), namespaceInformer.Informer()); err != nil {
+		return nil, fmt.Errorf("kubernetes controller: adding an event handler: %w", err)
 	}
 	return c, nil
 }
@@ -196,14 +203,20 @@ func (c *Controller) queuePods(namespace string) {
 
 // Run watches Pods, Services and Namespaces until ctx ends. Once the
 // caches are filled it reconciles the store with every pod, deleting the
-// Dataplanes of pods that are gone, then follows changes.
+// Dataplanes of pods that are gone, then follows changes. It keeps what
+// ServiceAddresses returns current meanwhile.
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.queue.ShutDown()
 	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()
+	ctx, cancel := context.WithCancel(ctx)
+	var addresses sync.WaitGroup
+	defer addresses.Wait()
+	defer cancel()
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return fmt.Errorf("kubernetes controller: the caches of Pods, Services and Namespaces did not fill: %w", context.Cause(ctx))
 	}
+	addresses.Go(func() { c.keepAddresses(ctx) })
 	if err := c.firstReconcile(ctx); err != nil {
 		return err
 	}

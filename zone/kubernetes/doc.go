@@ -81,6 +81,23 @@
 // Service of another zone) needs nothing from the zone: the cluster's DNS
 // forwards the mesh domain to the zone, which answers with the VIP.
 //
+// # ClusterIPs
+//
+// Service-upstream makes ingress controllers connect to Service
+// ClusterIPs, so the gateway's sidecar needs a listener on each. The
+// Services that have them (ServiceAddressesFor) are those of mesh
+// namespaces (labelled atoll.io/sidecar-injection: enabled; their mesh is
+// the namespace's atoll.io/mesh annotation, else "default"), not of type
+// ExternalName, not headless and not annotated atoll.io/ignore: "true":
+// each ClusterIP (spec.clusterIPs, IPv4 and IPv6) with each TCP port, by
+// the service name the inbounds of the Service's pods are tagged with
+// (<service>_<namespace>_svc_<port>). The controller keeps them from its
+// Service and Namespace caches, recomputed once per burst of changes, and
+// serves them with Controller.ServiceAddresses (a map read);
+// Controller.OnServiceAddresses registers a function called after they
+// change. Give both to the zone's xDS server (xds.Config.ServiceAddresses
+// and Server.Changed).
+//
 // # Problems
 //
 // Problems carry a reason (InvalidAnnotation, GatewayNotInMesh, NoService,

@@ -47,6 +47,10 @@ type Input struct {
 	Endpoints []*resource.Resource
 	// VIPs maps each service to its IPv4 VIP.
 	VIPs map[string]netip.Addr
+	// ServiceAddresses maps services to addresses of their own, such as a
+	// Kubernetes Service's ClusterIP:port, on which Envoy proxies get
+	// outbound listeners besides the VIP's (see outbound.go). Optional.
+	ServiceAddresses map[string][]netip.AddrPort
 }
 
 // Kind is the consumer of a configuration.
@@ -226,31 +230,37 @@ func Generate(in Input, proxy Proxy) (Resources, error) {
 	out := Resources{resourcev3.ListenerType: nil, resourcev3.ClusterType: nil, resourcev3.EndpointType: nil}
 	add := func(t resourcev3.Type, r types.Resource) { out[t] = append(out[t], r) }
 	ingressMode := in.Mesh.GetCrossZone().GetMode() == v1alpha1.Mesh_CrossZone_Ingress
-	for _, sp := range model(in) {
+	sps := model(in)
+	names := make([]string, len(sps)) // of the clusters
+	for i, sp := range sps {
 		name := ClusterName(sp.service, sp.port)
+		names[i] = name
 		if proxy.Kind == Envoy && ingressMode {
 			add(resourcev3.ClusterType, edsClusterSNI(name, SNI(in.MeshName, sp.service, sp.port)))
 		} else {
 			add(resourcev3.ClusterType, edsCluster(name))
 		}
 		add(resourcev3.EndpointType, loadAssignment(name, in.Zone, sp))
-		switch proxy.Kind {
-		case Proxyless:
-			// A service without a VIP lost its name to another (a name
-			// conflict, see internal/vip): it gets no listener either.
-			if _, ok := in.VIPs[sp.service]; !ok {
-				break
-			}
+		// A service without a VIP lost its name to another (a name
+		// conflict, see internal/vip): it gets no listener either.
+		if _, named := in.VIPs[sp.service]; proxy.Kind == Proxyless && named {
 			for _, n := range dns.ServiceNames(sp.service) {
 				add(resourcev3.ListenerType, apiListener(n+"."+in.Domain+":"+strconv.FormatUint(uint64(sp.port), 10), name))
-			}
-		case Envoy:
-			if vip, ok := in.VIPs[sp.service]; ok {
-				add(resourcev3.ListenerType, outboundListener(vip, sp.port, name))
 			}
 		}
 	}
 	if proxy.Kind == Envoy {
+		clusters := func(yield func(string, clusterID) bool) {
+			for i, sp := range sps {
+				if !yield(names[i], clusterID{sp.service, sp.port}) {
+					return
+				}
+			}
+		}
+		obs := outbounds(clusters, in.VIPs, in.ServiceAddresses)
+		for _, name := range slices.Sorted(maps.Keys(obs)) {
+			add(resourcev3.ListenerType, outboundListener(name, obs[name].addr, obs[name].cluster))
+		}
 		dp := proxy.Dataplane.Spec.(*v1alpha1.Dataplane).GetNetworking()
 		if dp.GetGateway() == nil {
 			for _, ib := range dp.GetInbound() {
@@ -375,13 +385,13 @@ func tcpProxy(statPrefix, cluster string) *listenerv3.Filter {
 	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tcpProxyWire(statPrefix, cluster)}}
 }
 
-// outboundListener takes connections to a service's VIP and port, handed
-// over by the virtual outbound listener (it binds nothing itself).
-// A gateway has one per service port: written in wire form (wire.go).
-func outboundListener(vip netip.Addr, port uint32, cluster string) *listenerv3.Listener {
-	name := "outbound:" + netip.AddrPortFrom(vip, uint16(port)).String()
+// outboundListener takes connections to addr (a service's VIP and port,
+// or an address of its own), handed over by the virtual outbound listener
+// (it binds nothing itself). A gateway has one per service port: written
+// in wire form (wire.go).
+func outboundListener(name string, addr netip.AddrPort, cluster string) *listenerv3.Listener {
 	l := &listenerv3.Listener{Name: name}
-	l.ProtoReflect().SetUnknown(outboundListenerWire(vip.String(), port, name, cluster))
+	l.ProtoReflect().SetUnknown(outboundListenerWire(addr.Addr().String(), uint32(addr.Port()), name, cluster))
 	return l
 }
 

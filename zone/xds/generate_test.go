@@ -244,6 +244,7 @@ func TestGolden(t *testing.T) {
 		{"gateway-envoy-ingress", fixture(v1alpha1.Mesh_CrossZone_Ingress, true), Envoy, "kong"},
 		{"sidecar-envoy-ingress", fixture(v1alpha1.Mesh_CrossZone_Ingress, true), Envoy, "web-1"},
 		{"gateway-proxyless-direct", fixture(v1alpha1.Mesh_CrossZone_Direct, false), Proxyless, "kong"},
+		{"gateway-envoy-service-addresses", withAddresses(v1alpha1.Mesh_CrossZone_Ingress), Envoy, "kong"},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {

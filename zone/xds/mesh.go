@@ -43,8 +43,9 @@ type meshConfig struct {
 	byCluster  map[string][]resource.Key // the inputs of each cluster
 	clusters   map[string]clusterID      // the EDS clusters that exist
 	vips       map[string]netip.Addr
-	listeners  map[string]string // gateway listener → cluster, for VIP changes
-	local      map[uint32]bool   // servicePorts with a localhost cluster
+	addrs      map[string][]netip.AddrPort // services' own addresses
+	listeners  map[string]outbound         // Envoy outbound listeners, by name
+	local      map[uint32]bool             // servicePorts with a localhost cluster
 	// Listeners of a kind are built once a proxy of that kind connects.
 	withProxyless, withGateway bool
 	clustersMoved              bool // since listeners were last updated
@@ -52,8 +53,8 @@ type meshConfig struct {
 
 // serve makes sure the mesh has clusters and listeners for proxies of kind
 // (Envoy gateways and sidecars share them): a mesh builds for the kinds of
-// proxy it has.
-func (m *meshConfig) serve(kind Kind, vips map[string]netip.Addr) {
+// proxy it has. vips and addrs are as in Input.
+func (m *meshConfig) serve(kind Kind, vips map[string]netip.Addr, addrs map[string][]netip.AddrPort) {
 	switch kind {
 	case Proxyless:
 		if m.withProxyless {
@@ -80,7 +81,7 @@ func (m *meshConfig) serve(kind Kind, vips map[string]netip.Addr) {
 		}
 		m.cdsEnvoy.UpdateResources(upd, nil)
 	}
-	m.updateListeners(vips)
+	m.updateListeners(vips, addrs)
 }
 
 type clusterID struct {
@@ -115,7 +116,7 @@ func newMeshConfig(zone, domain, name, versionPrefix string, logger log.Logger) 
 		proxyless:    cachev3.NewLinearCache(typeLDS, opts()...),
 		gateway:      cachev3.NewLinearCache(typeLDS, opts()...),
 		inputs:       map[resource.Key]*input{}, byCluster: map[string][]resource.Key{},
-		clusters: map[string]clusterID{}, vips: map[string]netip.Addr{}, listeners: map[string]string{},
+		clusters: map[string]clusterID{}, vips: map[string]netip.Addr{}, listeners: map[string]outbound{},
 		local: map[uint32]bool{},
 	}
 	l := virtualOutbound()
@@ -318,9 +319,15 @@ func (m *meshConfig) update(in Input) {
 	if m.withGateway && len(updEnvoy)+len(delCDS) > 0 {
 		m.cdsEnvoy.UpdateResources(updEnvoy, delCDS)
 	}
-	if m.clustersMoved || !maps.Equal(in.VIPs, m.vips) {
-		m.updateListeners(in.VIPs)
+	if m.clustersMoved || !maps.Equal(in.VIPs, m.vips) || !sameAddresses(in.ServiceAddresses, m.addrs) {
+		m.updateListeners(in.VIPs, in.ServiceAddresses)
 	}
+}
+
+// sameAddresses reports whether two maps of services' own addresses are
+// equal (nil and empty alike).
+func sameAddresses(a, b map[string][]netip.AddrPort) bool {
+	return maps.EqualFunc(a, b, slices.Equal)
 }
 
 func (m *meshConfig) drop(k resource.Key, old *input, dirty map[string]bool) {
@@ -396,29 +403,25 @@ func compareKeys(a, b resource.Key) int {
 
 // updateListeners adds and removes the proxyless and gateway listeners of
 // clusters that appeared or went, and moves gateway listeners whose
-// service's VIP changed.
-func (m *meshConfig) updateListeners(vips map[string]netip.Addr) {
+// service's VIP or own addresses changed.
+func (m *meshConfig) updateListeners(vips map[string]netip.Addr, addrs map[string][]netip.AddrPort) {
 	m.clustersMoved = false
-	m.vips = maps.Clone(vips)
-	var wantProxyless, wantGateway map[string]string // listener → cluster
-	var gatewayVIP map[string]netip.Addr
+	m.vips, m.addrs = maps.Clone(vips), maps.Clone(addrs)
+	var wantProxyless map[string]string // listener → cluster
+	var wantGateway map[string]outbound
 	if m.withProxyless {
 		wantProxyless = make(map[string]string, 2*len(m.clusters))
-	}
-	if m.withGateway {
-		wantGateway, gatewayVIP = make(map[string]string, len(m.clusters)), make(map[string]netip.Addr, len(m.clusters))
-	}
-	for name, id := range m.clusters {
-		port := strconv.FormatUint(uint64(id.port), 10)
-		if _, named := vips[id.service]; m.withProxyless && named {
-			for _, n := range dns.ServiceNames(id.service) {
-				wantProxyless[n+"."+m.domain+":"+port] = name
+		for name, id := range m.clusters {
+			if _, named := vips[id.service]; named {
+				port := strconv.FormatUint(uint64(id.port), 10)
+				for _, n := range dns.ServiceNames(id.service) {
+					wantProxyless[n+"."+m.domain+":"+port] = name
+				}
 			}
 		}
-		if vip, ok := vips[id.service]; ok && m.withGateway {
-			l := "outbound:" + netip.AddrPortFrom(vip, uint16(id.port)).String()
-			wantGateway[l], gatewayVIP[l] = name, vip
-		}
+	}
+	if m.withGateway {
+		wantGateway = outbounds(maps.All(m.clusters), vips, addrs)
 	}
 	have := m.proxyless.GetResources()
 	upd, del := make(map[string]types.Resource, len(wantProxyless)), []string(nil)
@@ -436,10 +439,9 @@ func (m *meshConfig) updateListeners(vips map[string]netip.Addr) {
 		m.proxyless.UpdateResources(upd, del)
 	}
 	upd, del = make(map[string]types.Resource, len(wantGateway)), nil
-	for l, c := range wantGateway {
-		if m.listeners[l] != c {
-			id := m.clusters[c]
-			upd[l] = outboundListener(gatewayVIP[l], id.port, c)
+	for l, o := range wantGateway {
+		if have, ok := m.listeners[l]; !ok || have != o {
+			upd[l] = outboundListener(l, o.addr, o.cluster)
 		}
 	}
 	for l := range m.listeners {

@@ -58,14 +58,14 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 		versioned(in.Ingresses, "1")
 		versioned(in.Endpoints, "1")
 		m.update(in)
-		m.serve(Envoy, in.VIPs)
-		m.serve(Proxyless, in.VIPs)
+		m.serve(Envoy, in.VIPs, in.ServiceAddresses)
+		m.serve(Proxyless, in.VIPs, in.ServiceAddresses)
 		late.update(in)
 		if steps >= 2 {
-			late.serve(Proxyless, in.VIPs)
+			late.serve(Proxyless, in.VIPs, in.ServiceAddresses)
 		}
 		if steps >= 5 {
-			late.serve(Envoy, in.VIPs)
+			late.serve(Envoy, in.VIPs, in.ServiceAddresses)
 		}
 		localhost := func(n string) bool { return strings.HasPrefix(n, "localhost:") }
 		none := func(string) bool { return false }
@@ -90,8 +90,8 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 	in := fixture(v1alpha1.Mesh_CrossZone_Ingress, true)
 	check("ingress", in)
 
-	in = fixture(v1alpha1.Mesh_CrossZone_Direct, true)
-	check("switched to direct", in)
+	in = withAddresses(v1alpha1.Mesh_CrossZone_Direct)
+	check("switched to direct, Services' own addresses", in)
 
 	// One remote endpoint goes: a new version of its ServiceEndpoints.
 	se := in.Endpoints[0].Spec.(*v1alpha1.ServiceEndpoints)
@@ -107,7 +107,7 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 	check("local instance gone, api added, web's VIP moved", in)
 
 	in = fixture(v1alpha1.Mesh_CrossZone_Ingress, false)
-	check("back to ingress", in)
+	check("back to ingress, no own addresses", in)
 }
 
 // BenchmarkMeshUpdate: a mesh with 1,000 services × 10 endpoints in
@@ -126,15 +126,15 @@ func BenchmarkMeshUpdate(b *testing.B) {
 			for b.Loop() {
 				m := newMeshConfig("zone-1", "mesh", "default", "bench-", quietLogger{slogDiscard()})
 				m.update(in)
-				m.serve(kind.kind, in.VIPs)
+				m.serve(kind.kind, in.VIPs, in.ServiceAddresses)
 			}
 		})
 	}
 	b.Run("one-endpoint", func(b *testing.B) {
 		m := newMeshConfig("zone-1", "mesh", "default", "bench-", quietLogger{slogDiscard()})
 		m.update(in)
-		m.serve(Envoy, in.VIPs)
-		m.serve(Proxyless, in.VIPs)
+		m.serve(Envoy, in.VIPs, in.ServiceAddresses)
+		m.serve(Proxyless, in.VIPs, in.ServiceAddresses)
 		ep := in.Endpoints[500].Spec.(*v1alpha1.ServiceEndpoints).Endpoints[3]
 		b.ReportAllocs()
 		i := 0

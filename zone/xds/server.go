@@ -49,6 +49,13 @@ type Config struct {
 	}
 	// VIPs returns a mesh's service VIPs.
 	VIPs func(mesh string) map[string]netip.Addr
+	// ServiceAddresses, when set, returns the addresses a mesh's services
+	// have of their own (in Kubernetes, each Service's ClusterIP:port, by
+	// service name): Envoy proxies get outbound listeners on them too (see
+	// Input.ServiceAddresses). It is called on every rebuild, so it should
+	// cost a map read; call Changed after what it returns changes. The
+	// server does not modify the maps and slices it returns.
+	ServiceAddresses func(mesh string) map[string][]netip.AddrPort
 	// Ingress is where the zone's ingress listens and the certificate it
 	// presents; its proxy connects with node.id = the zone's name.
 	Ingress IngressConfig
@@ -284,12 +291,21 @@ func (s *Server) updateMesh(m *meshConfig) error {
 		Ingresses:  s.cfg.Cache.List(resource.ZoneIngressType, ""),
 		Endpoints:  s.cfg.Cache.List(resource.ServiceEndpointsType, m.name),
 	}
-	if s.cfg.VIPs != nil {
-		in.VIPs = s.cfg.VIPs(m.name)
-	}
+	in.VIPs, in.ServiceAddresses = s.outboundAddresses(m.name)
 	m.update(in)
 	s.builds.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// outboundAddresses are the VIPs and own addresses of mesh's services.
+func (s *Server) outboundAddresses(mesh string) (vips map[string]netip.Addr, addrs map[string][]netip.AddrPort) {
+	if s.cfg.VIPs != nil {
+		vips = s.cfg.VIPs(mesh)
+	}
+	if s.cfg.ServiceAddresses != nil {
+		addrs = s.cfg.ServiceAddresses(mesh)
+	}
+	return vips, addrs
 }
 
 // updateSidecar keeps a sidecar's listeners: its mesh's outbounds (the
@@ -373,11 +389,8 @@ func (s *Server) admit(ctx context.Context, streamID streamKey, cn *corev3.Node)
 			}
 			s.meshes[mesh] = m
 		}
-		var vips map[string]netip.Addr
-		if s.cfg.VIPs != nil {
-			vips = s.cfg.VIPs(mesh)
-		}
-		s.meshes[mesh].serve(kind, vips)
+		vips, addrs := s.outboundAddresses(mesh)
+		s.meshes[mesh].serve(kind, vips, addrs)
 		if kind == Envoy && !n.gateway {
 			n.lds = cachev3.NewLinearCache(typeLDS, cachev3.WithVersionPrefix(s.versionPrefix), cachev3.WithLogger(quietLogger{s.cfg.Log}))
 			if err := s.updateSidecar(n); err != nil {

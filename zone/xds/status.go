@@ -151,9 +151,7 @@ func (s *Server) ConfigHandler(w http.ResponseWriter, r *http.Request) {
 		Ingresses:  s.cfg.Cache.List(resource.ZoneIngressType, ""),
 		Endpoints:  s.cfg.Cache.List(resource.ServiceEndpointsType, mesh),
 	}
-	if s.cfg.VIPs != nil {
-		in.VIPs = s.cfg.VIPs(mesh)
-	}
+	in.VIPs, in.ServiceAddresses = s.outboundAddresses(mesh)
 	res, err := Generate(in, Proxy{Kind: kind, Dataplane: dp})
 	if err == nil {
 		var body []byte

@@ -165,7 +165,7 @@ func TestWireOutboundListenerMatchesMessages(t *testing.T) {
 			BindToPort:   wrapperspb.Bool(false),
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxy(name, cluster)}}},
 		}
-		got := expand(outboundListener(vip, c.port, cluster))
+		got := expand(outboundListener(name, netip.AddrPortFrom(vip, uint16(c.port)), cluster))
 		if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 			t.Errorf("%s: wire form differs (-want +got):\n%s", name, diff)
 		}
