@@ -71,7 +71,7 @@ func openKubernetes(ctx context.Context, cfg Config, log *slog.Logger) (*mode, e
 	return &mode{store: st, source: controller, checks: []apiserver.Check{
 		storeCheck(st),
 		{Name: "kubernetes", Check: func(context.Context) error { return controller.Ready() }},
-	}}, nil
+	}, serviceAddresses: controller.ServiceAddresses, onServiceAddresses: controller.OnServiceAddresses}, nil
 }
 
 // checkKubernetes checks that the API server at host answers, serves the
