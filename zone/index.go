@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
+	"github.com/atoll-mesh/atoll/internal/naming"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
 	"github.com/atoll-mesh/atoll/kds"
@@ -81,10 +82,13 @@ func (x *localIndex) put(r *resource.Resource) error {
 		if h := in.GetHealth(); h != nil && !h.GetReady() {
 			continue
 		}
-		id := r.Meta.Mesh + "\x00" + tagKey(in.GetTags()) + "\x00" + strconv.FormatUint(uint64(in.GetPort()), 10)
+		// Other zones reach the service at its port (naming.ServicePort),
+		// whatever port this zone's instances listen on.
+		port := naming.ServicePort(in.GetTags()[resource.ServiceTag], in.GetPort())
+		id := r.Meta.Mesh + "\x00" + tagKey(in.GetTags()) + "\x00" + strconv.FormatUint(uint64(port), 10)
 		g := x.groups[id]
 		if g == nil {
-			g = &ingressGroup{mesh: r.Meta.Mesh, tags: maps.Clone(in.GetTags()), port: in.GetPort()}
+			g = &ingressGroup{mesh: r.Meta.Mesh, tags: maps.Clone(in.GetTags()), port: port}
 			x.groups[id] = g
 		}
 		g.n++

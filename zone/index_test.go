@@ -1,6 +1,8 @@
 package zone
 
 import (
+	"fmt"
+	"maps"
 	"testing"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
@@ -68,5 +70,28 @@ func TestIndexReportsOnlyChangesThatMoveCounts(t *testing.T) {
 				t.Errorf("%s: %s has %d instances, want %d", s.what, svc, have[svc], n)
 			}
 		}
+	}
+}
+
+// Other zones are offered a Kubernetes-form service at its Service port,
+// as one group however many ports its pods listen on.
+func TestIndexOffersKubernetesServicesAtTheirServicePort(t *testing.T) {
+	x := newLocalIndex()
+	for _, r := range []*resource.Resource{
+		localDP("a", 8080, true, "web_shop_svc_80"),
+		localDP("b", 8081, true, "web_shop_svc_80"), // mid-rollout of a targetPort change
+		localDP("c", 9001, true, "backend"),
+	} {
+		if _, err := x.apply(store.Event{Kind: store.Put, Resource: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]string{}
+	for _, a := range x.available() {
+		got[a.GetTags()[resource.ServiceTag]] += fmt.Sprintf("%d×%d ", a.GetPort(), a.GetInstances())
+	}
+	want := map[string]string{"web_shop_svc_80": "80×2 ", "backend": "9001×1 "}
+	if !maps.Equal(got, want) {
+		t.Errorf("available %v, want %v", got, want)
 	}
 }

@@ -117,7 +117,7 @@ func TestRunGivesAModesServiceAddressesToTheXDSServer(t *testing.T) {
 	}
 	if sa := l.Address.SocketAddress; sa.Address != "10.96.0.11" || sa.PortValue != 80 ||
 		len(l.FilterChains) != 1 || len(l.FilterChains[0].Filters) != 1 ||
-		l.FilterChains[0].Filters[0].TypedConfig.Cluster != "web_shop_svc_80:8080" {
-		t.Errorf("the listener on web's address: %+v, want 10.96.0.11:80 routed to web_shop_svc_80:8080", l)
+		l.FilterChains[0].Filters[0].TypedConfig.Cluster != "web_shop_svc_80:80" {
+		t.Errorf("the listener on web's address: %+v, want 10.96.0.11:80 routed to web_shop_svc_80:80", l)
 	}
 }

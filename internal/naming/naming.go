@@ -69,6 +69,22 @@ func DNSNames(service string) []string {
 	return names
 }
 
+// ServicePort is the port clients reach service at, given the port of one
+// of its instances (an inbound's port). For the Kubernetes form it is the
+// Service's port the name carries — backend_default_svc_80 is reached at
+// :80 wherever its pods listen (the Service's targetPort, which may differ
+// per zone) — and otherwise the instance's port. Listeners, clusters,
+// proxyless names and what zones offer one another are keyed by it;
+// endpoints keep their instances' own ports.
+func ServicePort(service string, instancePort uint32) uint32 {
+	if _, _, port, ok := kubernetesForm(service, false); ok {
+		if p, err := strconv.ParseUint(port, 10, 16); err == nil && p > 0 {
+			return uint32(p)
+		}
+	}
+	return instancePort
+}
+
 // kubernetesForm splits <name>_<namespace>_svc_<port>. strict checks name
 // and namespace as DNS-1123 labels and the port as 1–65535 in canonical
 // form; otherwise any non-empty parts and a run of digits are accepted,

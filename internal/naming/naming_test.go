@@ -111,3 +111,26 @@ func FuzzValidNamesMapOneToOne(f *testing.F) {
 		}
 	})
 }
+
+func TestServicePort(t *testing.T) {
+	for _, tt := range []struct {
+		service string
+		port    uint32
+		want    uint32
+	}{
+		{"backend_default_svc_80", 8080, 80},
+		{"backend_default_svc_80", 80, 80},
+		{"web_shop_svc_65535", 1, 65535},
+		{"backend", 9001, 9001},
+		{"backend_v2", 9001, 9001},
+		{"a_b_svc_x", 9001, 9001},            // not the Kubernetes form
+		{"a_b_svc_0", 9001, 9001},            // no port 0
+		{"a_b_svc_70000", 9001, 9001},        // out of range
+		{"a_b_c_svc_80", 9001, 9001},         // five parts
+		{"Backend_Default_svc_80", 8080, 80}, // stored before the rule: still the Service's port
+	} {
+		if got := naming.ServicePort(tt.service, tt.port); got != tt.want {
+			t.Errorf("naming.ServicePort(%q, %d) = %d, want %d", tt.service, tt.port, got, tt.want)
+		}
+	}
+}

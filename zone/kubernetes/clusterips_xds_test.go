@@ -105,7 +105,7 @@ func TestClusterIPListenersReachTheGateway(t *testing.T) {
 	lds := gatewayListeners(t, srv.Addr().String(), resource.DefaultMesh+"."+kubernetes.DataplaneName("kong", "kong-0"))
 	listener := func(port uint16) string { return xds.AddressListener(netip.AddrPortFrom(ip, port)) }
 	lds.until(t, "the listener on web's ClusterIP:80", func(ls map[string]string) (bool, string) {
-		got, want := ls[listener(80)], netip.AddrPortFrom(ip, 80).String()+" → "+xds.ClusterName("web_shop_svc_80", 8080)
+		got, want := ls[listener(80)], netip.AddrPortFrom(ip, 80).String()+" → "+xds.ClusterName("web_shop_svc_80", 80)
 		return got == want, fmt.Sprintf("%s is %q, want %q", listener(80), got, want)
 	})
 
@@ -113,7 +113,7 @@ func TestClusterIPListenersReachTheGateway(t *testing.T) {
 	// listener moves to the new port.
 	k.updateService("shop", "web", func(s *corev1.Service) { s.Spec.Ports[0].Port = 8081 })
 	lds.until(t, "the listener on web's ClusterIP:8081", func(ls map[string]string) (bool, string) {
-		got, want := ls[listener(8081)], netip.AddrPortFrom(ip, 8081).String()+" → "+xds.ClusterName("web_shop_svc_8081", 8080)
+		got, want := ls[listener(8081)], netip.AddrPortFrom(ip, 8081).String()+" → "+xds.ClusterName("web_shop_svc_8081", 8081)
 		_, old := ls[listener(80)]
 		return got == want && !old, fmt.Sprintf("%s is %q, want %q; the one on port 80 still there: %v", listener(8081), got, want, old)
 	})

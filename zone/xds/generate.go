@@ -29,6 +29,7 @@ import (
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/dns"
+	"github.com/atoll-mesh/atoll/internal/naming"
 	"github.com/atoll-mesh/atoll/internal/resource"
 )
 
@@ -126,7 +127,8 @@ func model(in Input) []*servicePort {
 			if h := ib.GetHealth(); h != nil && !h.GetReady() {
 				continue
 			}
-			sp := get(ib.GetTags()[resource.ServiceTag], ib.GetPort())
+			service := ib.GetTags()[resource.ServiceTag]
+			sp := get(service, naming.ServicePort(service, ib.GetPort()))
 			sp.local = append(sp.local, weighted{addr: cmp.Or(ib.GetAddress(), n.GetAddress()), port: ib.GetPort(), weight: 1})
 		}
 	}
@@ -146,7 +148,7 @@ func model(in Input) []*servicePort {
 				continue
 			}
 			portRuns(se, func(port uint32, ws []weighted) {
-				remote(get(se.GetService(), port), se.GetZone(), ws...)
+				remote(get(se.GetService(), naming.ServicePort(se.GetService(), port)), se.GetZone(), ws...)
 			})
 		}
 	} else {
@@ -160,7 +162,8 @@ func model(in Input) []*servicePort {
 				if s.GetMesh() != in.MeshName || s.GetPort() == 0 || s.GetInstances() == 0 {
 					continue
 				}
-				remote(get(s.GetTags()[resource.ServiceTag], s.GetPort()), zi.GetZone(),
+				service := s.GetTags()[resource.ServiceTag]
+				remote(get(service, naming.ServicePort(service, s.GetPort())), zi.GetZone(),
 					weighted{addr: net.GetAdvertisedAddress(), port: net.GetAdvertisedPort(), weight: s.GetInstances(), ingress: true})
 			}
 		}
@@ -473,7 +476,8 @@ func GenerateIngress(in IngressInput) (Resources, error) {
 			if h := ib.GetHealth(); h != nil && !h.GetReady() {
 				continue
 			}
-			k := key{r.Meta.Mesh, ib.GetTags()[resource.ServiceTag], ib.GetPort()}
+			service := ib.GetTags()[resource.ServiceTag]
+			k := key{r.Meta.Mesh, service, naming.ServicePort(service, ib.GetPort())}
 			groups[k] = append(groups[k], weighted{addr: cmp.Or(ib.GetAddress(), n.GetAddress()), port: ib.GetPort(), weight: 1})
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/dns"
+	"github.com/atoll-mesh/atoll/internal/naming"
 	"github.com/atoll-mesh/atoll/internal/resource"
 )
 
@@ -144,7 +145,8 @@ func (m *meshConfig) contributions(r *resource.Resource) []contribution {
 			if h := ib.GetHealth(); h != nil && !h.GetReady() {
 				continue
 			}
-			add(ib.GetTags()[resource.ServiceTag], ib.GetPort(), m.zone, true, weighted{addr: cmp.Or(ib.GetAddress(), n.GetAddress()), port: ib.GetPort(), weight: 1})
+			service := ib.GetTags()[resource.ServiceTag]
+			add(service, naming.ServicePort(service, ib.GetPort()), m.zone, true, weighted{addr: cmp.Or(ib.GetAddress(), n.GetAddress()), port: ib.GetPort(), weight: 1})
 		}
 	case *v1alpha1.ServiceEndpoints:
 		if spec.GetZone() == m.zone {
@@ -152,6 +154,7 @@ func (m *meshConfig) contributions(r *resource.Resource) []contribution {
 		}
 		// Usually one port: one contribution holding every endpoint.
 		portRuns(spec, func(port uint32, ws []weighted) {
+			port = naming.ServicePort(spec.GetService(), port)
 			out = append(out, contribution{cluster: ClusterName(spec.GetService(), port),
 				id: clusterID{spec.GetService(), port}, zone: spec.GetZone(), eps: ws})
 		})
@@ -165,7 +168,8 @@ func (m *meshConfig) contributions(r *resource.Resource) []contribution {
 			if s.GetMesh() != m.name || s.GetPort() == 0 || s.GetInstances() == 0 {
 				continue
 			}
-			add(s.GetTags()[resource.ServiceTag], s.GetPort(), spec.GetZone(), false,
+			service := s.GetTags()[resource.ServiceTag]
+			add(service, naming.ServicePort(service, s.GetPort()), spec.GetZone(), false,
 				weighted{addr: net.GetAdvertisedAddress(), port: net.GetAdvertisedPort(), weight: s.GetInstances(), ingress: true})
 		}
 	}

@@ -206,13 +206,13 @@ func TestServerPushesServiceAddressListeners(t *testing.T) {
 	}
 	lds := watchListeners(t, s, "default.kong")
 	lds.until(t, "web's ClusterIP listener", func(ls map[string]string) bool {
-		return ls["outbound-ip:10.96.0.11:80"] == "10.96.0.11:80 unbound → web_shop_svc_80:8080"
+		return ls["outbound-ip:10.96.0.11:80"] == "10.96.0.11:80 unbound → web_shop_svc_80:80"
 	})
 	current.Store(&map[string][]netip.AddrPort{"web_shop_svc_80": addrs("10.96.0.12:80")})
 	s.Changed()
 	lds.until(t, "the listener moved to the new ClusterIP", func(ls map[string]string) bool {
 		_, old := ls["outbound-ip:10.96.0.11:80"]
-		return !old && ls["outbound-ip:10.96.0.12:80"] == "10.96.0.12:80 unbound → web_shop_svc_80:8080"
+		return !old && ls["outbound-ip:10.96.0.12:80"] == "10.96.0.12:80 unbound → web_shop_svc_80:80"
 	})
 	current.Store(&map[string][]netip.AddrPort{})
 	s.Changed()
