@@ -16,21 +16,22 @@ import (
 )
 
 // loadLocal indexes the local Dataplanes st holds and brings the zone's
-// ZoneIngress in step with them; watchLocal keeps both current after.
-func loadLocal(ctx context.Context, st store.Store, zone string, cfg Ingress) (*localIndex, *ingressWriter, error) {
-	idx := newLocalIndex()
+// ZoneIngress in step with them; watchLocal keeps both current after. A
+// replica runs it when it starts to lead: what another replica wrote
+// meanwhile is read again.
+func loadLocal(ctx context.Context, st store.Reader, idx *localIndex, ingress *ingressWriter) error {
 	all, err := st.List(ctx, resource.DataplaneType, "")
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	if err := idx.reset(all); err != nil {
-		return nil, nil, err
+		return err
 	}
-	ingress := &ingressWriter{store: st, zone: zone, cfg: cfg}
+	ingress.last = nil
 	if _, err := ingress.update(ctx, idx); err != nil {
-		return nil, nil, fmt.Errorf("computing the zone ingress: %w", err)
+		return fmt.Errorf("computing the zone ingress: %w", err)
 	}
-	return idx, ingress, nil
+	return nil
 }
 
 // newServiceResolver keeps service VIPs and, when cfg enables it, the DNS
@@ -60,7 +61,7 @@ func newZoneCache(st store.Store) *store.Cache {
 // registerZoneAPI serves the REST resource API from st, where what callers
 // write is the zone's own, labelled with its name, and the zone's status
 // and services from cache and its link to the global.
-func registerZoneAPI(mux *http.ServeMux, cfg Config, st apiserver.Store, cache *store.Cache, global *globalLink, log *slog.Logger) {
+func registerZoneAPI(mux *http.ServeMux, cfg Config, st apiserver.Store, cache *store.Cache, global *globalLink, elected election, log *slog.Logger) {
 	apiserver.NewResources(apiserver.ResourcesConfig{
 		Store: st,
 		Side:  resource.WrittenOnZone,
@@ -70,7 +71,7 @@ func registerZoneAPI(mux *http.ServeMux, cfg Config, st apiserver.Store, cache *
 		},
 		Log: log.With("component", "api"),
 	}).Register(mux)
-	(&statusAPI{zone: cfg.Zone, cache: cache, client: global.client, global: cfg.GlobalAddress, guard: global.guard}).register(mux)
+	(&statusAPI{zone: cfg.Zone, cache: cache, client: global.client, global: cfg.GlobalAddress, guard: global.guard, election: elected}).register(mux)
 }
 
 // listenAPI protects mux with the API token and listens on cfg.APIAddr. It

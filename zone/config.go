@@ -98,6 +98,36 @@ type Kubernetes struct {
 	// minutes to write the Dataplanes of a few thousand pods.
 	QPS   int `yaml:"qps" json:"qps"`
 	Burst int `yaml:"burst" json:"burst"`
+	// LeaderElection decides which of the zone's replicas writes.
+	LeaderElection LeaderElection `yaml:"leaderElection" json:"leaderElection"`
+}
+
+// LeaderElection configures the Lease the replicas of a Kubernetes zone
+// compete for: only its holder writes (Dataplanes, Service patches, the
+// ZoneIngress) and talks to the global; every replica serves DNS, xDS and
+// the read API. A holder that stops cleanly releases the Lease at once; one
+// that dies is replaced within LeaseDuration.
+type LeaderElection struct {
+	// LeaseName names the Lease in the zone's system namespace; empty
+	// uses atoll-zone-<zone>.
+	LeaseName string `yaml:"leaseName" json:"leaseName"`
+	// LeaseDuration is how long followers wait, after the holder's last
+	// renewal, before taking over.
+	LeaseDuration time.Duration `yaml:"leaseDuration" json:"leaseDuration"`
+	// RenewDeadline is how long the holder keeps trying to renew before it
+	// stops writing; shorter than LeaseDuration, so it stops before anyone
+	// may take over.
+	RenewDeadline time.Duration `yaml:"renewDeadline" json:"renewDeadline"`
+	// RetryPeriod is the wait between attempts to acquire or renew.
+	RetryPeriod time.Duration `yaml:"retryPeriod" json:"retryPeriod"`
+}
+
+// Lease is the name of the zone's Lease.
+func (l LeaderElection) Lease(zone string) string {
+	if l.LeaseName != "" {
+		return l.LeaseName
+	}
+	return "atoll-zone-" + zone
 }
 
 // XDS configures the zone's xDS server, which Envoy sidecars and proxyless
@@ -173,10 +203,11 @@ func Default() Config {
 		Ingress: Ingress{Address: "127.0.0.1", Port: 10001},
 		DNS: DNS{Addr: ":5653", Domain: "mesh", TTL: 5 * time.Second,
 			UpstreamAllow: slices.Clone(dns.DefaultUpstreamAllow), MaxInFlight: dns.DefaultMaxInFlight, MaxTCPConns: dns.DefaultMaxTCPConns},
-		XDS:        XDS{Addr: ":5678", TLSSANs: []string{}, Debounce: 20 * time.Millisecond},
-		VIPCIDR:    "240.0.0.0/4",
-		Kubernetes: Kubernetes{QPS: 200, Burst: 400},
-		Log:        logging.Default(),
+		XDS:     XDS{Addr: ":5678", TLSSANs: []string{}, Debounce: 20 * time.Millisecond},
+		VIPCIDR: "240.0.0.0/4",
+		Kubernetes: Kubernetes{QPS: 200, Burst: 400, LeaderElection: LeaderElection{
+			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}},
+		Log: logging.Default(),
 
 		APITLSSANs: []string{},
 	}
@@ -267,6 +298,7 @@ func (c Config) Validate() error {
 	}
 	if c.Mode == ModeKubernetes {
 		add(c.Kubernetes.validate())
+		add(c.Kubernetes.LeaderElection.validate(c.Zone))
 	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)
@@ -295,6 +327,34 @@ func (k Kubernetes) validate() error {
 	}
 	if k.Burst < k.QPS || k.Burst > 100000 {
 		errs = append(errs, fmt.Errorf("kubernetes.burst: %d is out of range: use kubernetes.qps (%d) to 100000 (default 400)", k.Burst, k.QPS))
+	}
+	return errors.Join(errs...)
+}
+
+// validate checks the election's timing as client-go's leader election
+// needs it (a renewal deadline above 1.2 retry periods, for the jitter)
+// and the Lease name, derived from zone when empty.
+func (l LeaderElection) validate(zone string) error {
+	const p = "kubernetes.leaderElection."
+	var errs []error
+	if l.LeaseName != "" {
+		if msgs := validation.IsDNS1123Subdomain(l.LeaseName); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf(p+"leaseName: %q is not a Lease name: %s", l.LeaseName, strings.Join(msgs, "; ")))
+		}
+	} else if zone != "" && len(validation.IsDNS1123Subdomain(l.Lease(zone))) > 0 {
+		errs = append(errs, fmt.Errorf(p+"leaseName: the default %q is not a Lease name: set one with --leader-election-lease-name", l.Lease(zone)))
+	}
+	if l.RetryPeriod < 100*time.Millisecond || l.RetryPeriod > time.Minute {
+		errs = append(errs, fmt.Errorf(p+"retryPeriod: %s is out of range: use 100ms to 1m (default 2s)", l.RetryPeriod))
+	}
+	if floor := l.RetryPeriod * 6 / 5; l.RenewDeadline <= floor {
+		errs = append(errs, fmt.Errorf(p+"renewDeadline: %s must exceed 1.2 times retryPeriod (%s), so a renewal is retried before it: raise it or lower retryPeriod (defaults 10s and 2s)", l.RenewDeadline, l.RetryPeriod))
+	}
+	if l.LeaseDuration <= l.RenewDeadline {
+		errs = append(errs, fmt.Errorf(p+"leaseDuration: %s must exceed renewDeadline (%s), so a leader stops writing before another may take over: raise it or lower renewDeadline (defaults 15s and 10s)", l.LeaseDuration, l.RenewDeadline))
+	}
+	if l.LeaseDuration > 10*time.Minute {
+		errs = append(errs, fmt.Errorf(p+"leaseDuration: %s is out of range: use at most 10m (default 15s); a dead leader is replaced only after it", l.LeaseDuration))
 	}
 	return errors.Join(errs...)
 }

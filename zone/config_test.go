@@ -68,6 +68,25 @@ func TestValidate(t *testing.T) {
 		{name: "kubernetes context without kubeconfig", edit: func(c *Config) { c.Mode, c.Kubernetes.Context = ModeKubernetes, "kind-zone-1" }, want: []string{"kubernetes.context", "--kubeconfig"}},
 		{name: "kubernetes qps zero", edit: func(c *Config) { c.Mode, c.Kubernetes.QPS = ModeKubernetes, 0 }, want: []string{"kubernetes.qps", "1-100000"}},
 		{name: "kubernetes burst below qps", edit: func(c *Config) { c.Mode, c.Kubernetes.Burst = ModeKubernetes, 100 }, want: []string{"kubernetes.burst", "kubernetes.qps (200)"}},
+		{name: "kubernetes short leases", edit: func(c *Config) {
+			c.Mode = ModeKubernetes
+			c.Kubernetes.LeaderElection = LeaderElection{LeaseName: "zone-1-leader", LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond}
+		}},
+		{name: "kubernetes renew deadline not below lease duration", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.LeaderElection.RenewDeadline = ModeKubernetes, 15*time.Second
+		}, want: []string{"kubernetes.leaderElection.leaseDuration: 15s must exceed renewDeadline (15s)"}},
+		{name: "kubernetes retry period not below renew deadline", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.LeaderElection.RetryPeriod = ModeKubernetes, 9*time.Second
+		}, want: []string{"kubernetes.leaderElection.renewDeadline: 10s must exceed 1.2 times retryPeriod (9s)"}},
+		{name: "kubernetes retry period zero", edit: func(c *Config) { c.Mode, c.Kubernetes.LeaderElection.RetryPeriod = ModeKubernetes, 0 },
+			want: []string{"kubernetes.leaderElection.retryPeriod: 0s is out of range"}},
+		{name: "kubernetes lease too long", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.LeaderElection.LeaseDuration = ModeKubernetes, time.Hour
+		}, want: []string{"kubernetes.leaderElection.leaseDuration: 1h0m0s is out of range"}},
+		{name: "kubernetes lease name invalid", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.LeaderElection.LeaseName = ModeKubernetes, "Zone_1"
+		}, want: []string{`kubernetes.leaderElection.leaseName: "Zone_1" is not a Lease name`}},
+		{name: "kubernetes leases ignored in universal mode", edit: func(c *Config) { c.Kubernetes.LeaderElection.RetryPeriod = 0 }},
 		{name: "unknown mode", edit: func(c *Config) { c.Mode = "foo" }, want: []string{"mode", `"foo"`}},
 		{name: "empty mode", edit: func(c *Config) { c.Mode = "" }, want: []string{"mode"}},
 		{name: "apiAddr without port", edit: func(c *Config) { c.APIAddr = "foo" }, want: []string{"apiAddr"}},
@@ -119,5 +138,14 @@ func TestValidateReportsEverySetting(t *testing.T) {
 		if !strings.Contains(err.Error(), setting) {
 			t.Errorf("Validate() = %q, want it to name %s", err, setting)
 		}
+	}
+}
+
+func TestLeaseName(t *testing.T) {
+	if got := (LeaderElection{}).Lease("zone-1"); got != "atoll-zone-zone-1" {
+		t.Errorf("default Lease name = %q, want atoll-zone-zone-1", got)
+	}
+	if got := (LeaderElection{LeaseName: "mine"}).Lease("zone-1"); got != "mine" {
+		t.Errorf("Lease name = %q, want mine", got)
 	}
 }

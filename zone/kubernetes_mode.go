@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 
 	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/resource"
@@ -67,12 +68,44 @@ func openKubernetes(ctx context.Context, cfg Config, log *slog.Logger) (*mode, e
 		st.Close()
 		return nil, err
 	}
-	log.Info("kubernetes mode", "component", "zone", "apiServer", rc.Host, "namespace", namespace)
-	return &mode{store: st, source: controller, checks: []apiserver.Check{
-		storeCheck(st),
-		{Name: "kubernetes", Check: func(context.Context) error { return controller.Ready() }},
-	}, serviceAddresses: controller.ServiceAddresses, onServiceAddresses: controller.OnServiceAddresses}, nil
+	elected, err := newElection(rc, namespace, cfg, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	log.Info("kubernetes mode", "component", "zone", "apiServer", rc.Host, "namespace", namespace,
+		"lease", cfg.Kubernetes.LeaderElection.Lease(cfg.Zone), "identity", elected.Identity())
+	return &mode{store: st, source: sourceFunc(controller.Lead), watch: controller.Watch, election: elected,
+		checks: []apiserver.Check{
+			storeCheck(st),
+			{Name: "kubernetes", Check: func(context.Context) error { return controller.Ready() }},
+		},
+		serviceAddresses: controller.ServiceAddresses, onServiceAddresses: controller.OnServiceAddresses}, nil
 }
+
+var _ election = (*kubernetes.Election)(nil)
+
+// newElection is the election among the zone's replicas, over the Lease
+// cfg names in the zone's namespace, with a client of its own so that
+// renewals never queue behind the controller's writes.
+func newElection(rc *rest.Config, namespace string, cfg Config, log *slog.Logger) (*kubernetes.Election, error) {
+	client, err := kubernetes.NewClientset(rest.CopyConfig(rc))
+	if err != nil {
+		return nil, err
+	}
+	identity, err := kubernetes.NewIdentity()
+	if err != nil {
+		return nil, err
+	}
+	le := cfg.Kubernetes.LeaderElection
+	return kubernetes.NewElection(kubernetes.ElectionConfig{Client: client, Namespace: namespace, Name: le.Lease(cfg.Zone),
+		Identity: identity, LeaseDuration: le.LeaseDuration, RenewDeadline: le.RenewDeadline, RetryPeriod: le.RetryPeriod, Log: log})
+}
+
+// sourceFunc is a function run as a source.
+type sourceFunc func(ctx context.Context) error
+
+func (f sourceFunc) Run(ctx context.Context) error { return f(ctx) }
 
 // checkKubernetes checks that the API server at host answers, serves the
 // CRDs of charts/atoll/crds and has the namespace (namespaceExists).

@@ -28,9 +28,17 @@ type mode struct {
 	// store keeps the zone's state: its own Dataplanes and ZoneIngress,
 	// and what the global sends. Run closes it.
 	store store.Store
-	// source writes local Dataplanes into store while the zone runs; nil
-	// when they arrive through the REST API only, which every mode serves.
+	// source writes local Dataplanes into store while this replica leads
+	// (see election); nil when they arrive through the REST API only,
+	// which every mode serves.
 	source source
+	// watch, when set, runs on every replica for the zone's whole life:
+	// what source reads from (the Kubernetes informers), kept warm on
+	// followers so that a new leader writes at once.
+	watch func(ctx context.Context) error
+	// election decides which replica of the zone writes (leader.go); nil
+	// when a zone runs as one replica, which always writes.
+	election election
 	// checks are the mode's readiness conditions, first on /readyz.
 	checks []apiserver.Check
 	// serviceAddresses, when set, returns the addresses a mesh's services

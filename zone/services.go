@@ -30,6 +30,8 @@ type statusAPI struct {
 	client *kds.Client  // nil when the zone runs on its own
 	global string
 	guard  *globalGuard
+	// election is the zone's (nil in tests that need none).
+	election election
 }
 
 func (a *statusAPI) register(mux *http.ServeMux) {
@@ -101,10 +103,13 @@ type ZoneStatus struct {
 	// and how to accept it.
 	RefusedClusterID string `json:"refusedClusterId,omitempty"`
 	GlobalProblem    string `json:"globalProblem,omitempty"`
+	// Leader is set in modes with several replicas (kubernetes): whether
+	// this one leads, and which does. Only the leader is connected.
+	Leader *LeaderStatus `json:"leader,omitempty"`
 }
 
 func (a *statusAPI) status(w http.ResponseWriter, r *http.Request) {
-	st := ZoneStatus{Zone: a.zone, GlobalAddress: a.global}
+	st := ZoneStatus{Zone: a.zone, GlobalAddress: a.global, Leader: leaderStatus(a.election)}
 	st.GlobalClusterID, st.RefusedClusterID = a.guard.identity()
 	if err := a.guard.Problem(); err != nil {
 		st.GlobalProblem = err.Error()

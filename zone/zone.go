@@ -43,11 +43,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := store.EnsureMesh(ctx, st, resource.DefaultMesh, resource.OriginGlobal); err != nil {
 		return err
 	}
-	// Load the index before any session can ask for it: an empty index
-	// would tell the global to remove this zone's Dataplanes.
-	idx, ingress, err := loadLocal(ctx, st, cfg.Zone, cfg.Ingress)
-	if err != nil {
-		return err
+	// The index of local Dataplanes and the ZoneIngress are loaded when
+	// this replica comes to lead, before its session with the global.
+	idx := newLocalIndex()
+	ingress := &ingressWriter{store: st, zone: cfg.Zone, cfg: cfg.Ingress}
+	elected := m.election
+	if elected == nil {
+		elected = &soleReplica{}
 	}
 	cache := newZoneCache(st)
 	// The link, the resolver and the xDS server subscribe to the cache:
@@ -58,7 +60,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	reg := apiserver.NewRegistry()
 	mux := http.NewServeMux()
-	registerZoneAPI(mux, cfg, st, cache, global, log)
+	registerZoneAPI(mux, cfg, st, cache, global, elected, log)
+	registerLeaderMetric(reg, elected)
 	res := newServiceResolver(cfg, cache, log, reg)
 	var proxies *xds.Server
 	if cfg.XDS.Addr != "" {
@@ -83,23 +86,37 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("zone control plane started", "component", "api", "zone", cfg.Zone, "mode", cfg.Mode, "apiAddr", api.Addr(), "apiURL", api.URL(), "apiTokenFile", tokenFile)
 
+	// Every replica serves the API, DNS and xDS from the store and its
+	// cache; the writers run only while this replica leads.
+	lead := func(ctx context.Context) error {
+		if err := loadLocal(ctx, st, idx, ingress); err != nil {
+			return err
+		}
+		g, ctx := errgroup.WithContext(ctx)
+		run := func(part func(context.Context) error) { g.Go(func() error { return part(ctx) }) }
+		run(func(ctx context.Context) error {
+			return watchLocal(ctx, st, ingress, idx, global, kds.DefaultDebounce, log.With("component", "zone"))
+		})
+		run(global.Run)
+		if m.source != nil {
+			run(m.source.Run)
+		}
+		return g.Wait()
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	run := func(part func(context.Context) error) { g.Go(func() error { return part(ctx) }) }
 	run(api.Run)
-	run(func(ctx context.Context) error {
-		return watchLocal(ctx, st, ingress, idx, global, kds.DefaultDebounce, log.With("component", "zone"))
-	})
 	run(res.Run)
-	run(global.Run)
 	if proxies != nil {
 		run(proxies.Run)
 	}
 	if res.srv != nil {
 		run(res.srv.Run)
 	}
-	if m.source != nil {
-		run(m.source.Run)
+	if m.watch != nil {
+		run(m.watch)
 	}
+	run(func(ctx context.Context) error { return elected.Run(ctx, lead) })
 	err = g.Wait()
 	log.Info("zone control plane stopped", "zone", cfg.Zone)
 	return err

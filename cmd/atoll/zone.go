@@ -48,6 +48,10 @@ var zoneSettings = []setting{
 	{"namespace", "kubernetes.namespace", "kubernetes mode: the zone's system namespace (its ZoneIngress, remote state, leader Lease); empty uses the pod's own"},
 	{"kube-api-qps", "kubernetes.qps", "kubernetes mode: requests per second to the API server (watches excluded)"},
 	{"kube-api-burst", "kubernetes.burst", "kubernetes mode: burst of requests to the API server"},
+	{"leader-election-lease-name", "kubernetes.leaderElection.leaseName", "kubernetes mode: the Lease the zone's replicas compete for, in --namespace; empty uses atoll-zone-<zone>"},
+	{"leader-election-lease-duration", "kubernetes.leaderElection.leaseDuration", "kubernetes mode: how long after the leader's last renewal another replica takes over"},
+	{"leader-election-renew-deadline", "kubernetes.leaderElection.renewDeadline", "kubernetes mode: how long the leader tries to renew before it stops writing (below the lease duration)"},
+	{"leader-election-retry-period", "kubernetes.leaderElection.retryPeriod", "kubernetes mode: wait between attempts to acquire or renew the Lease"},
 	{"log-level", "log.level", "log level: debug, info, warn, error"},
 	{"log-format", "log.format", "log format: text or json"},
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -58,9 +59,11 @@ type queueKey struct {
 // the pods' problems as Events, and adds the service-upstream annotations
 // to the Services of mesh namespaces.
 type Controller struct {
-	cfg   Config
-	log   *slog.Logger
-	queue workqueue.TypedRateLimitingInterface[queueKey]
+	cfg Config
+	log *slog.Logger
+	// queue is the current term's (see Lead); nil while not leading, when
+	// changes are dropped: the next term starts with a full reconcile.
+	queue atomic.Pointer[workqueue.TypedRateLimitingInterface[queueKey]]
 
 	factory    informers.SharedInformerFactory
 	pods       listersv1.PodLister
@@ -68,15 +71,17 @@ type Controller struct {
 	namespaces listersv1.NamespaceLister
 	synced     []cache.InformerSynced
 
-	// Owned by the one worker (and by the first reconcile before it).
+	// Owned by the one worker of the current term (and by the first
+	// reconcile before it).
 	// written is what the store holds of the controller's Dataplanes,
 	// by name; reported is the problems last reported per pod.
 	written  map[string]*resource.Resource
 	reported map[queueKey]string
 
-	// reconciled is set once the first reconcile has made the store
-	// match the pods, for Ready.
-	reconciled atomic.Bool
+	// For Ready: cachesSynced once the informers' caches are filled;
+	// leading while Lead runs; reconciled once its first reconcile has
+	// made the store match the pods.
+	cachesSynced, leading, reconciled atomic.Bool
 
 	// owners maps the name of each Dataplane about to be written to its
 	// pod, for Owners.
@@ -106,11 +111,8 @@ func NewController(cfg Config) (*Controller, error) {
 	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0,
 		informers.WithTransform(stripManagedFields))
 	c := &Controller{
-		cfg: cfg,
-		log: log.With("component", "kubernetes-controller"),
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.DefaultTypedControllerRateLimiter[queueKey](),
-			workqueue.TypedRateLimitingQueueConfig[queueKey]{Name: "atoll-zone"}),
+		cfg:      cfg,
+		log:      log.With("component", "kubernetes-controller"),
 		factory:  factory,
 		written:  map[string]*resource.Resource{},
 		reported: map[queueKey]string{},
@@ -127,7 +129,7 @@ func NewController(cfg Config) (*Controller, error) {
 		informer cache.SharedIndexInformer
 		changed  func(namespace, name string)
 	}{
-		{podInformer.Informer(), func(ns, name string) { c.queue.Add(queueKey{namespace: ns, name: name}) }},
+		{podInformer.Informer(), func(ns, name string) { c.enqueue(queueKey{namespace: ns, name: name}) }},
 		{serviceInformer.Informer(), c.serviceChanged},
 		{namespaceInformer.Informer(), func(_, name string) { c.namespaceChanged(name) }},
 	}
@@ -173,7 +175,7 @@ func stripManagedFields(obj any) (any, error) {
 // serviceChanged queues the Service and every pod of its namespace: the
 // pods it selects now and those it selected before.
 func (c *Controller) serviceChanged(namespace, name string) {
-	c.queue.Add(queueKey{service: true, namespace: namespace, name: name})
+	c.enqueue(queueKey{service: true, namespace: namespace, name: name})
 	c.queuePods(namespace)
 }
 
@@ -186,7 +188,7 @@ func (c *Controller) namespaceChanged(namespace string) {
 		return
 	}
 	for _, svc := range services {
-		c.queue.Add(queueKey{service: true, namespace: namespace, name: svc.Name})
+		c.enqueue(queueKey{service: true, namespace: namespace, name: svc.Name})
 	}
 }
 
@@ -197,16 +199,30 @@ func (c *Controller) queuePods(namespace string) {
 		return
 	}
 	for _, pod := range pods {
-		c.queue.Add(queueKey{namespace: namespace, name: pod.Name})
+		c.enqueue(queueKey{namespace: namespace, name: pod.Name})
 	}
 }
 
-// Run watches Pods, Services and Namespaces until ctx ends. Once the
-// caches are filled it reconciles the store with every pod, deleting the
-// Dataplanes of pods that are gone, then follows changes. It keeps what
-// ServiceAddresses returns current meanwhile.
+// enqueue queues k for the current term, if any.
+func (c *Controller) enqueue(k queueKey) {
+	if q := c.queue.Load(); q != nil {
+		(*q).Add(k)
+	}
+}
+
+// Run watches Pods, Services and Namespaces and writes until ctx ends: it
+// is Watch and Lead together, for a zone of one replica.
 func (c *Controller) Run(ctx context.Context) error {
-	defer c.queue.ShutDown()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.Watch(ctx) })
+	g.Go(func() error { return c.Lead(ctx) })
+	return g.Wait()
+}
+
+// Watch fills the caches of Pods, Services and Namespaces and keeps them
+// current until ctx ends. Every replica of a zone watches, so that its
+// caches are warm when it comes to lead.
+func (c *Controller) Watch(ctx context.Context) error {
 	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()
 	ctx, cancel := context.WithCancel(ctx)
@@ -214,30 +230,74 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer addresses.Wait()
 	defer cancel()
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return fmt.Errorf("kubernetes controller: the caches of Pods, Services and Namespaces did not fill: %w", context.Cause(ctx))
+		return nil // ctx ended
 	}
+	c.cachesSynced.Store(true)
 	addresses.Go(func() { c.keepAddresses(ctx) })
+	<-ctx.Done()
+	return nil
+}
+
+// Lead writes until ctx ends: once Watch has filled the caches it
+// reconciles the store with every pod, deleting the Dataplanes of pods
+// that are gone, then follows changes. Only the replica that leads the
+// zone runs it; it may run again for a later term, never twice at once.
+func (c *Controller) Lead(ctx context.Context) error {
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New("kubernetes controller: the caches of Pods, Services and Namespaces did not fill")
+	}
+	// A queue per term: the one of a term that ended is shut down, and the
+	// Dataplanes written since by another replica are read again.
+	q := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[queueKey](),
+		workqueue.TypedRateLimitingQueueConfig[queueKey]{Name: "atoll-zone"})
+	c.queue.Store(&q)
+	c.leading.Store(true)
+	defer func() {
+		c.queue.Store(nil)
+		q.ShutDown()
+		c.leading.Store(false)
+		c.reconciled.Store(false)
+	}()
+	// Services are patched from the queue: queue them all, as changes
+	// before the term were dropped.
+	services, err := c.services.List(labels.Everything())
+	if err != nil {
+		return fmt.Errorf("kubernetes controller: listing services from the cache: %w", err)
+	}
+	for _, svc := range services {
+		q.Add(queueKey{service: true, namespace: svc.Namespace, name: svc.Name})
+	}
+	c.written = map[string]*resource.Resource{}
 	if err := c.firstReconcile(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	c.reconciled.Store(true)
 	c.log.Info("watching pods", "zone", c.cfg.Zone, "dataplanes", len(c.written))
-	go func() {
-		<-ctx.Done()
-		c.queue.ShutDown()
-	}()
-	for c.processBatch(ctx) {
+	stop := context.AfterFunc(ctx, q.ShutDown)
+	defer stop()
+	for c.processBatch(ctx, q) {
 	}
 	return nil
 }
 
-// Ready returns nil once the store holds the Dataplanes of every pod the
-// caches held when Run started, and an error saying what is awaited before.
+// Ready returns nil once the caches are filled and, while leading, the
+// store holds the Dataplanes of every pod the caches held when the term
+// started; an error saying what is awaited before.
 func (c *Controller) Ready() error {
-	if c.reconciled.Load() {
-		return nil
+	switch {
+	case !c.cachesSynced.Load():
+		return errors.New("waiting for the Pod, Service and Namespace caches to fill")
+	case c.leading.Load() && !c.reconciled.Load():
+		return errors.New("leading: waiting for the first reconcile of the pods' Dataplanes")
 	}
-	return errors.New("waiting for the Pod, Service and Namespace caches to fill and the first reconcile of their Dataplanes")
+	return nil
 }
 
 // firstReconcile retries the full reconcile with backoff until it
@@ -363,16 +423,16 @@ func (c *Controller) Owners(r *resource.Resource) []metav1.OwnerReference {
 // processBatch takes what is queued (up to store.MaxBatch keys), patches
 // the Services, and writes the pods' Dataplanes in one Apply. It returns
 // false once the queue is shut down.
-func (c *Controller) processBatch(ctx context.Context) bool {
-	first, shutdown := c.queue.Get()
+func (c *Controller) processBatch(ctx context.Context, q workqueue.TypedRateLimitingInterface[queueKey]) bool {
+	first, shutdown := q.Get()
 	if shutdown {
 		return false
 	}
 	keys := []queueKey{first}
 	// Only this goroutine takes from the queue, so Get does not block
 	// while Len is positive.
-	for len(keys) < store.MaxBatch && c.queue.Len() > 0 {
-		k, shutdown := c.queue.Get()
+	for len(keys) < store.MaxBatch && q.Len() > 0 {
+		k, shutdown := q.Get()
 		if shutdown {
 			break
 		}
@@ -380,7 +440,7 @@ func (c *Controller) processBatch(ctx context.Context) bool {
 	}
 	defer func() {
 		for _, k := range keys {
-			c.queue.Done(k)
+			q.Done(k)
 		}
 	}()
 
@@ -392,9 +452,9 @@ func (c *Controller) processBatch(ctx context.Context) bool {
 			if err := c.syncService(ctx, k.namespace, k.name); err != nil {
 				c.log.Warn("adding service-upstream annotations failed, retrying",
 					"namespace", k.namespace, "service", k.name, "error", err)
-				c.queue.AddRateLimited(k)
+				q.AddRateLimited(k)
 			} else {
-				c.queue.Forget(k)
+				q.Forget(k)
 			}
 			continue
 		}
@@ -415,7 +475,7 @@ func (c *Controller) processBatch(ctx context.Context) bool {
 	if err := c.apply(ctx, ops); err != nil {
 		c.log.Warn("writing Dataplanes failed, retrying", "pods", len(podKeys), "error", err)
 		for _, k := range podKeys {
-			c.queue.AddRateLimited(k)
+			q.AddRateLimited(k)
 		}
 		return true
 	}
@@ -427,7 +487,7 @@ func (c *Controller) processBatch(ctx context.Context) bool {
 		}
 	}
 	for _, k := range podKeys {
-		c.queue.Forget(k)
+		q.Forget(k)
 	}
 	return true
 }

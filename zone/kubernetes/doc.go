@@ -107,8 +107,11 @@
 //
 // # The controller
 //
-// Controller.Run fills shared informers for Pods, Services and Namespaces
-// (no periodic resync: every change arrives as an event), then reconciles
+// Controller.Watch fills shared informers for Pods, Services and
+// Namespaces (no periodic resync: every change arrives as an event) and
+// keeps them current; every replica of a zone runs it. Controller.Lead,
+// run only by the replica that leads (see Election), waits for those
+// caches, queues every Service, then reconciles
 // every pod once: it writes the Dataplanes that differ from the store's
 // and deletes the zone Dataplanes of Kubernetes pods that are gone (those
 // labelled atoll.io/origin: zone and k8s.atoll.io/namespace that no pod
@@ -118,7 +121,10 @@
 // Namespace queues every pod of the namespace (those a Service selects
 // now and those it selected before). One worker takes up to
 // store.MaxBatch queued pods at a time and writes their differences in
-// one Apply; a failed Apply queues them again with backoff.
+// one Apply; a failed Apply queues them again with backoff. The queue
+// lives for one term: when Lead's context ends it is shut down, changes
+// are dropped until the next term, which reconciles everything again.
+// Controller.Run is Watch and Lead together, for a zone of one replica.
 //
 // A pod's problems become Warning Events on the Pod, only when its set of
 // problems changes. Services of mesh namespaces get the service-upstream
@@ -128,6 +134,24 @@
 // Controller.Owners gives the owner reference of a Dataplane's pod: pass
 // it to crdstore.Config.Owners so a pod owns its Dataplane object and
 // Kubernetes deletes the two together, even while the zone is down.
+//
+// # Leader election
+//
+// Election runs a function only while this replica holds a Lease
+// (client-go's leader election), and campaigns again after losing it.
+// The function's context ends when a renewal fails for RenewDeadline,
+// before another replica may take the Lease (LeaseDuration); on a clean
+// stop the Lease is released, but only once the function has returned,
+// so two replicas never write at once and a follower takes over at once.
+//
+//	e, err := kubernetes.NewElection(kubernetes.ElectionConfig{
+//		Client: leaseClient, Namespace: "atoll-system", Name: "atoll-zone-zone-1",
+//		Identity: id, // kubernetes.NewIdentity()
+//		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+//	})
+//	...
+//	go c.Watch(ctx)
+//	err = e.Run(ctx, c.Lead) // Lead runs in each term this replica leads
 //
 // Build the client with NewClientset: it raises client-go's default rate
 // limit (5 requests per second, bursts of 10, minutes of Service patches
