@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/klog/v2"
 	"k8s.io/client-go/rest"
 
 	"github.com/atoll-mesh/atoll/internal/apiserver"
@@ -30,6 +31,9 @@ var kubernetesTypes = []resource.Type{resource.MeshType, resource.DataplaneType,
 // the CRDs exist, so a missing install step is named at start.
 func openKubernetes(ctx context.Context, cfg Config, log *slog.Logger) (*mode, error) {
 	k := cfg.Kubernetes
+	// client-go logs (leader election, watch errors) through klog: send
+	// them to the zone's log, in its format.
+	klog.SetSlogLogger(log.With("component", "client-go"))
 	rc, err := kubernetes.RESTConfig(k.Kubeconfig, k.Context)
 	if err != nil {
 		return nil, err
