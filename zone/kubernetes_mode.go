@@ -11,8 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/klog/v2"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/resource"
