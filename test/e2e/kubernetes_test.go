@@ -17,6 +17,7 @@ import (
 
 	"github.com/atoll-mesh/atoll/internal/store/crdstore"
 	"github.com/atoll-mesh/atoll/test/kubeenv"
+	"github.com/atoll-mesh/atoll/test/zonerbac"
 	"github.com/atoll-mesh/atoll/zone/kubernetes"
 )
 
@@ -56,11 +57,45 @@ func (c *kubeCluster) createNamespace(t *testing.T, name string, labels map[stri
 	}
 }
 
+// zoneServiceAccount is the ServiceAccount Kubernetes zones run as, in
+// zoneNamespace.
+const zoneServiceAccount = "atoll-zone"
+
+// chartRBAC is the RBAC rules charts/atoll gives the zone.
+func chartRBAC(t *testing.T) zonerbac.Rules {
+	t.Helper()
+	rules, err := zonerbac.Load(zonerbac.Dir(filepath.Join("..", "..")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
+// zoneKubeconfig binds the zone's ServiceAccount to exactly rules (the
+// last call wins for every zone of c) and writes a kubeconfig with a token
+// of it, so the zone runs with the permissions an installed one has.
+func (c *kubeCluster) zoneKubeconfig(t *testing.T, rules zonerbac.Rules) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := zonerbac.Grant(ctx, c.client, zoneNamespace, zoneServiceAccount, rules); err != nil {
+		t.Fatal(err)
+	}
+	return kubeenv.WriteKubeconfig(t, c.env.ServiceAccountConfig(t, zoneNamespace, zoneServiceAccount))
+}
+
 // startKubernetesZone runs a zone in Kubernetes mode against c, synced
-// with the global g.
+// with the global g, as the zone's ServiceAccount bound to the chart's
+// RBAC rules: a verb the zone uses and the rules lack fails the test.
 func startKubernetesZone(t *testing.T, c *kubeCluster, zone string, g *process, args ...string) *process {
 	t.Helper()
-	kubeconfig := kubeenv.WriteKubeconfig(t, c.env.Config())
+	return startKubernetesZoneAs(t, c, zone, g, c.zoneKubeconfig(t, chartRBAC(t)), args...)
+}
+
+// startKubernetesZoneAs runs a zone in Kubernetes mode against c with the
+// credentials of kubeconfig.
+func startKubernetesZoneAs(t *testing.T, c *kubeCluster, zone string, g *process, kubeconfig string, args ...string) *process {
+	t.Helper()
 	base := []string{"--mode", "kubernetes", "--kubeconfig", kubeconfig, "--namespace", zoneNamespace}
 	return startSyncedZone(t, zone, t.TempDir(), g.kdsAddr, g.caFile(), append(base, args...)...)
 }

@@ -9,7 +9,9 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 
+	"github.com/atoll-mesh/atoll/internal/store/crdstore"
 	"github.com/atoll-mesh/atoll/test/zonerbac"
+	"github.com/atoll-mesh/atoll/zone/kubernetes"
 )
 
 // TestChartRules checks the rules the chart ships: they parse strictly
@@ -48,6 +50,20 @@ func grants(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
 		}
 	}
 	return false
+}
+
+// TestErrorsNameTheRules keeps the directory that Forbidden errors of the
+// store and the controller name equal to where the rules are.
+func TestErrorsNameTheRules(t *testing.T) {
+	dir := filepath.ToSlash(zonerbac.Dir(""))
+	if _, err := os.Stat(zonerbac.Dir(filepath.Join("..", ".."))); err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string]string{"crdstore.RBACRules": crdstore.RBACRules, "kubernetes.RBACRules": kubernetes.RBACRules} {
+		if got != dir {
+			t.Errorf("%s = %q, want %q", name, got, dir)
+		}
+	}
 }
 
 // TestChartRulesAreExplained keeps a comment saying why above every rule.
