@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -70,4 +71,50 @@ func TestKubernetesZoneMissingRBACRule(t *testing.T) {
 	if v, ok := svc.Annotations[kubernetes.ServiceUpstream]; ok {
 		t.Errorf("Service kong/kong-proxy has %s=%q, though the zone may not patch services", kubernetes.ServiceUpstream, v)
 	}
+}
+
+// TestKubernetesZoneUnreadyWhileARuleIsMissing starts the zone with a pod
+// already in the mesh and the chart's rules less create on dataplanes: the
+// zone cannot write the pod's Dataplane, and /readyz says so, naming the
+// refused request and the rules; once the rules are granted it becomes
+// ready without a restart.
+func TestKubernetesZoneUnreadyWhileARuleIsMissing(t *testing.T) {
+	c := startKubeCluster(t)
+	g := startGlobal(t, t.TempDir())
+	c.createNamespace(t, "kong", map[string]string{kubernetes.SidecarInjection: kubernetes.Enabled})
+	c.createService(t, "kong", "kong-proxy", nil)
+	c.createGatewayPod(t, "kong", "kong-0", "10.244.1.7")
+	rules, err := chartRBAC(t).Without("atoll.io", "dataplanes", "create")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--global-address", "grpcs://" + g.kdsAddr, "--global-ca-file", g.caFile(),
+		"--mode", "kubernetes", "--kubeconfig", c.zoneKubeconfig(t, rules), "--namespace", zoneNamespace}
+	args = append(args, syncedTokenFlags(t, g, "zone-1")...)
+	z := startAtollUnready(t, zoneArgs("zone-1", t.TempDir(), args)...)
+
+	want := []string{"not ready: kubernetes:", `cannot create resource "dataplanes"`, zonerbac.Dir("")}
+	waitFor(t, 20*time.Second, "/readyz to name the refused create", func() error {
+		status, body := call(t, "GET", z.apiURL+"/readyz", "")
+		if status != http.StatusServiceUnavailable {
+			return fmt.Errorf("/readyz: %d %s, want 503", status, body)
+		}
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				return fmt.Errorf("/readyz: %s, want it to contain %q", body, w)
+			}
+		}
+		return nil
+	})
+
+	c.zoneKubeconfig(t, chartRBAC(t))
+	z.waitReady(func() (*http.Client, error) { return http.DefaultClient, nil })
+	waitFor(t, 20*time.Second, "the gateway's Dataplane at the global", func() error {
+		for _, dp := range globalDataplanes(t, g) {
+			if strings.Contains(dp.Name, "kong-0") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no Dataplane named after kong-0 at the global")
+	})
 }
