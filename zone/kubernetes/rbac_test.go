@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store/crdstore"
@@ -17,6 +19,29 @@ import (
 	"github.com/atoll-mesh/atoll/test/zonerbac"
 	"github.com/atoll-mesh/atoll/zone/kubernetes"
 )
+
+// zoneConfig binds the zone's ServiceAccount (in atoll-system, created
+// when missing) to exactly the chart's RBAC rules and returns a client
+// config with its token, so a test runs the controller with no more than
+// an installed zone may do.
+func zoneConfig(t *testing.T, env *kubeenv.Env) *rest.Config {
+	t.Helper()
+	const ns, sa = "atoll-system", "atoll-zone"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := env.Clientset(t)
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, namespace(ns, nil, nil), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	rules, err := zonerbac.Load(zonerbac.Dir(filepath.Join("..", "..")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := zonerbac.Grant(ctx, admin, ns, sa, rules); err != nil {
+		t.Fatal(err)
+	}
+	return env.ServiceAccountConfig(t, ns, sa)
+}
 
 // TestControllerUnderZoneRBAC runs the controller and the CRD store as the
 // zone's ServiceAccount, bound to the chart's rules less what a step takes
