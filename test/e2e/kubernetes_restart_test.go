@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/atoll-mesh/atoll/internal/resource"
@@ -19,10 +20,12 @@ import (
 // so, restarted with a fresh data directory while the global is down, it
 // still answers the same VIP for a service of another zone and knows that
 // zone's instances. It is live and ready (it serves what it has), and its
-// status says the global is not connected.
+// status says the global is not connected. Once the global is back, the
+// zone follows it again.
 func TestKubernetesZoneRestartWithGlobalDown(t *testing.T) {
 	c := startKubeCluster(t)
-	g := startGlobal(t, t.TempDir())
+	kdsAddr, gdir := freePort(t), t.TempDir()
+	g := startGlobal(t, gdir, "--kds-addr", kdsAddr)
 	dns1 := freePort(t)
 	z1 := startKubernetesZone(t, c, "zone-1", g, "--dns-addr", dns1)
 	z2 := startSyncedZone(t, "zone-2", t.TempDir(), g.kdsAddr, g.caFile())
@@ -83,5 +86,20 @@ func TestKubernetesZoneRestartWithGlobalDown(t *testing.T) {
 			return fmt.Errorf("GET /zone = %s, want connected false and a last error naming %s", body, g.kdsAddr)
 		}
 		return nil
+	})
+
+	// Back online, the zone follows the global again: disabling zone-2
+	// there deletes zone-2's ZoneIngress object here.
+	g = startGlobal(t, gdir, "--kds-addr", kdsAddr)
+	if status, body := call(t, "PUT", g.apiURL+"/zones/zone-2", `{"type":"Zone","enabled":false}`); status != http.StatusOK {
+		t.Fatalf("disabling zone-2: %d %s", status, body)
+	}
+	waitServices(t, z1, "")
+	waitFor(t, syncWait, "zone-2's ZoneIngress object deleted", func() error {
+		_, err := c.dyn.Resource(ziGVR).Namespace(zoneNamespace).Get(context.Background(), "zone-2", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("zone-2's ZoneIngress in namespace %s: still there (%v)", zoneNamespace, err)
 	})
 }
