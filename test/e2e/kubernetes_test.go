@@ -87,10 +87,25 @@ func (c *kubeCluster) zoneKubeconfig(t *testing.T, rules zonerbac.Rules) string 
 
 // startKubernetesZone runs a zone in Kubernetes mode against c, synced
 // with the global g, as the zone's ServiceAccount bound to the chart's
-// RBAC rules: a verb the zone uses and the rules lack fails the test.
+// RBAC rules. A request the API server refuses fails the test when it
+// ends, even one the zone recovers from (an informer that cannot watch
+// lists again and again): the rules lack a verb the zone uses.
 func startKubernetesZone(t *testing.T, c *kubeCluster, zone string, g *process, args ...string) *process {
 	t.Helper()
-	return startKubernetesZoneAs(t, c, zone, g, c.zoneKubeconfig(t, chartRBAC(t)), args...)
+	p := startKubernetesZoneAs(t, c, zone, g, c.zoneKubeconfig(t, chartRBAC(t)), args...)
+	t.Cleanup(func() {
+		var refused []string
+		for _, line := range strings.Split(p.logs.String(), "\n") {
+			if strings.Contains(line, "is forbidden") {
+				refused = append(refused, line)
+			}
+		}
+		if len(refused) > 0 {
+			t.Errorf("zone %s was refused requests under the rules of %s, which lack a verb it uses:\n%s",
+				zone, zonerbac.Dir(""), strings.Join(refused, "\n"))
+		}
+	})
+	return p
 }
 
 // startKubernetesZoneAs runs a zone in Kubernetes mode against c with the
