@@ -11,12 +11,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	k8s "k8s.io/client-go/kubernetes"
 
 	"github.com/atoll-mesh/atoll/internal/store/crdstore"
 	"github.com/atoll-mesh/atoll/test/kubeenv"
+	"github.com/atoll-mesh/atoll/test/zonerbac"
 	"github.com/atoll-mesh/atoll/zone/kubernetes"
 )
 
@@ -56,11 +58,60 @@ func (c *kubeCluster) createNamespace(t *testing.T, name string, labels map[stri
 	}
 }
 
+// zoneServiceAccount is the ServiceAccount Kubernetes zones run as, in
+// zoneNamespace.
+const zoneServiceAccount = "atoll-zone"
+
+// chartRBAC is the RBAC rules charts/atoll gives the zone.
+func chartRBAC(t *testing.T) zonerbac.Rules {
+	t.Helper()
+	rules, err := zonerbac.Load(zonerbac.Dir(filepath.Join("..", "..")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
+// zoneKubeconfig binds the zone's ServiceAccount to exactly rules (the
+// last call wins for every zone of c) and writes a kubeconfig with a token
+// of it, so the zone runs with the permissions an installed one has.
+func (c *kubeCluster) zoneKubeconfig(t *testing.T, rules zonerbac.Rules) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := zonerbac.Grant(ctx, c.client, zoneNamespace, zoneServiceAccount, rules); err != nil {
+		t.Fatal(err)
+	}
+	return kubeenv.WriteKubeconfig(t, c.env.ServiceAccountConfig(t, zoneNamespace, zoneServiceAccount))
+}
+
 // startKubernetesZone runs a zone in Kubernetes mode against c, synced
-// with the global g.
+// with the global g, as the zone's ServiceAccount bound to the chart's
+// RBAC rules. A request the API server refuses fails the test when it
+// ends, even one the zone recovers from (an informer that cannot watch
+// lists again and again): the rules lack a verb the zone uses.
 func startKubernetesZone(t *testing.T, c *kubeCluster, zone string, g *process, args ...string) *process {
 	t.Helper()
-	kubeconfig := kubeenv.WriteKubeconfig(t, c.env.Config())
+	p := startKubernetesZoneAs(t, c, zone, g, c.zoneKubeconfig(t, chartRBAC(t)), args...)
+	t.Cleanup(func() {
+		var refused []string
+		for _, line := range strings.Split(p.logs.String(), "\n") {
+			if strings.Contains(line, "is forbidden") {
+				refused = append(refused, line)
+			}
+		}
+		if len(refused) > 0 {
+			t.Errorf("zone %s was refused requests under the rules of %s, which lack a verb it uses:\n%s",
+				zone, zonerbac.Dir(""), strings.Join(refused, "\n"))
+		}
+	})
+	return p
+}
+
+// startKubernetesZoneAs runs a zone in Kubernetes mode against c with the
+// credentials of kubeconfig.
+func startKubernetesZoneAs(t *testing.T, c *kubeCluster, zone string, g *process, kubeconfig string, args ...string) *process {
+	t.Helper()
 	base := []string{"--mode", "kubernetes", "--kubeconfig", kubeconfig, "--namespace", zoneNamespace}
 	return startSyncedZone(t, zone, t.TempDir(), g.kdsAddr, g.caFile(), append(base, args...)...)
 }
@@ -86,6 +137,34 @@ func (c *kubeCluster) createGatewayPod(t *testing.T, namespace, name, ip string)
 		t.Fatalf("setting the status of pod %s/%s: %v", namespace, name, err)
 	}
 	return pod
+}
+
+// createService creates the Service namespace/name selecting app: kong,
+// port 80 to the pod's port "proxy".
+func (c *kubeCluster) createService(t *testing.T, namespace, name string, annotations map[string]string) {
+	t.Helper()
+	if _, err := c.client.CoreV1().Services(namespace).Create(context.Background(), &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "kong"},
+			Ports: []corev1.ServicePort{{Name: "proxy", Port: 80, TargetPort: intstr.FromString("proxy")}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating service %s/%s: %v", namespace, name, err)
+	}
+}
+
+// annotationsAre checks the Service's service-upstream annotations ("" for
+// absent).
+func annotationsAre(ctx context.Context, c *kubeCluster, namespace, name, upstream, nginx string) error {
+	svc, err := c.client.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	a := svc.Annotations
+	if a[kubernetes.ServiceUpstream] != upstream || a[kubernetes.NginxServiceUpstream] != nginx {
+		return fmt.Errorf("Service %s/%s annotations = %v, want %s=%q and %s=%q", namespace, name, a,
+			kubernetes.ServiceUpstream, upstream, kubernetes.NginxServiceUpstream, nginx)
+	}
+	return nil
 }
 
 // globalDataplane is a Dataplane as the global's REST API lists it.
@@ -119,8 +198,10 @@ func globalDataplanes(t *testing.T, g *process) []globalDataplane {
 // TestKubernetesZoneContract is the contract of the Kubernetes zone: an
 // annotated gateway pod in a mesh namespace becomes a DELEGATED Dataplane
 // custom resource, reaches the global with its pod IP and zone label, its
-// Service gets the service-upstream annotations, and deleting the pod
-// removes it from the global.
+// Service gets the service-upstream annotations (a value the user set
+// stands, atoll.io/ignore opts out), and deleting the pod removes it from
+// the global. The zone runs as a ServiceAccount bound to the chart's RBAC
+// rules.
 func TestKubernetesZoneContract(t *testing.T) {
 	c := startKubeCluster(t)
 	g := startGlobal(t, t.TempDir())
@@ -128,13 +209,11 @@ func TestKubernetesZoneContract(t *testing.T) {
 
 	ctx := context.Background()
 	c.createNamespace(t, "kong", map[string]string{kubernetes.SidecarInjection: kubernetes.Enabled})
-	if _, err := c.client.CoreV1().Services("kong").Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "kong-proxy"},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "kong"},
-			Ports: []corev1.ServicePort{{Name: "proxy", Port: 80, TargetPort: intstr.FromString("proxy")}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	// Opted out, and with a value of the user's: created first, so the
+	// zone has seen them by the time kong-proxy is annotated.
+	c.createService(t, "kong", "kong-ignored", map[string]string{kubernetes.IgnoreAnnotation: "true"})
+	c.createService(t, "kong", "kong-admin", map[string]string{kubernetes.ServiceUpstream: "false"})
+	c.createService(t, "kong", "kong-proxy", nil)
 	c.createGatewayPod(t, "kong", "kong-0", "10.244.1.7")
 
 	// The Dataplane custom resource, next to its pod.
@@ -187,6 +266,22 @@ func TestKubernetesZoneContract(t *testing.T) {
 			}
 		}
 		return nil
+	})
+
+	// The user's value stands, the missing annotation is added; an opted
+	// out Service is left alone until the opt-out is removed.
+	waitFor(t, 20*time.Second, "kong-admin annotated, its own value kept", func() error {
+		return annotationsAre(ctx, c, "kong", "kong-admin", "false", "true")
+	})
+	if err := annotationsAre(ctx, c, "kong", "kong-ignored", "", ""); err != nil {
+		t.Errorf("opted out: %v", err)
+	}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, kubernetes.IgnoreAnnotation)
+	if _, err := c.client.CoreV1().Services("kong").Patch(ctx, "kong-ignored", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "kong-ignored annotated once no longer opted out", func() error {
+		return annotationsAre(ctx, c, "kong", "kong-ignored", "true", "true")
 	})
 
 	// Deleting the pod removes its Dataplane from the global.

@@ -82,6 +82,9 @@ type Controller struct {
 	// leading while Lead runs; reconciled once its first reconcile has
 	// made the store match the pods.
 	cachesSynced, leading, reconciled atomic.Bool
+	// problem is the last error that holds the current wait of Ready back
+	// (a cache that cannot list, a refused write), cleared when it ends.
+	problem atomic.Pointer[error]
 
 	// owners maps the name of each Dataplane about to be written to its
 	// pod, for Owners.
@@ -147,6 +150,13 @@ func NewController(cfg Config) (*Controller, error) {
 				return
 			}
 			changed(ns, name)
+		}
+		if err := h.informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+			err = explainForbidden(err)
+			c.problem.Store(&err)
+			cache.DefaultWatchErrorHandler(ctx, r, err)
+		}); err != nil {
+			return nil, fmt.Errorf("kubernetes controller: adding a watch error handler: %w", err)
 		}
 		if _, err := h.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    on,
@@ -233,6 +243,7 @@ func (c *Controller) Watch(ctx context.Context) error {
 		return nil // ctx ended
 	}
 	c.cachesSynced.Store(true)
+	c.problem.Store(nil)
 	addresses.Go(func() { c.keepAddresses(ctx) })
 	<-ctx.Done()
 	return nil
@@ -279,6 +290,7 @@ func (c *Controller) Lead(ctx context.Context) error {
 		return err
 	}
 	c.reconciled.Store(true)
+	c.problem.Store(nil)
 	c.log.Info("watching pods", "zone", c.cfg.Zone, "dataplanes", len(c.written))
 	stop := context.AfterFunc(ctx, q.ShutDown)
 	defer stop()
@@ -291,13 +303,19 @@ func (c *Controller) Lead(ctx context.Context) error {
 // store holds the Dataplanes of every pod the caches held when the term
 // started; an error saying what is awaited before.
 func (c *Controller) Ready() error {
+	var waiting string
 	switch {
 	case !c.cachesSynced.Load():
-		return errors.New("waiting for the Pod, Service and Namespace caches to fill")
+		waiting = "waiting for the Pod, Service and Namespace caches to fill"
 	case c.leading.Load() && !c.reconciled.Load():
-		return errors.New("leading: waiting for the first reconcile of the pods' Dataplanes")
+		waiting = "leading: waiting for the first reconcile of the pods' Dataplanes"
+	default:
+		return nil
 	}
-	return nil
+	if p := c.problem.Load(); p != nil {
+		return fmt.Errorf("%s: %w", waiting, *p)
+	}
+	return errors.New(waiting)
 }
 
 // firstReconcile retries the full reconcile with backoff until it
@@ -309,6 +327,8 @@ func (c *Controller) firstReconcile(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		err = explainForbidden(err)
+		c.problem.Store(&err)
 		c.log.Warn("reconciling all pods failed, retrying", "in", delay, "error", err)
 		select {
 		case <-ctx.Done():
@@ -529,7 +549,7 @@ func (c *Controller) syncService(ctx context.Context, namespace, name string) er
 			return nil
 		}
 		if !apierrors.IsConflict(err) || attempt >= 4 {
-			return fmt.Errorf("patching service %s/%s: %w", namespace, name, err)
+			return fmt.Errorf("patching service %s/%s: %w", namespace, name, explainForbidden(err))
 		}
 		if svc, err = api.Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 			return nil

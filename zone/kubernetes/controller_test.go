@@ -190,8 +190,12 @@ func (c cluster) events(ns, pod string) []corev1.Event {
 func TestController(t *testing.T) {
 	env := kubeenv.Start(t)
 	client := env.Clientset(t)
+	zoneClient, err := kubernetes.NewClientset(zoneConfig(t, env)) // the chart's RBAC rules
+	if err != nil {
+		t.Fatal(err)
+	}
 	st := memstore.New()
-	stop := startController(t, client, st)
+	stop := startController(t, zoneClient, st)
 
 	t.Run("delegated gateway", func(t *testing.T) {
 		k := cluster{t: t, client: client}
@@ -352,7 +356,7 @@ func TestController(t *testing.T) {
 	if err := st.Apply(ctx, []store.Op{{Put: stale}, {Put: universal}}); err != nil {
 		t.Fatal(err)
 	}
-	startController(t, client, st)
+	startController(t, zoneClient, st)
 	gone := resource.Key{Type: resource.DataplaneType, Mesh: resource.DefaultMesh, Name: kubernetes.DataplaneName("batch", "worker-0")}
 	for _, key := range []resource.Key{stale.Key(), gone} {
 		eventually(t, "stale "+key.String()+" deleted", func() (bool, string) {

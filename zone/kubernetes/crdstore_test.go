@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -22,7 +23,8 @@ type lateOwners struct{ c *kubernetes.Controller }
 
 // TestControllerWithCRDStore runs the controller over the CRD-backed
 // store, as a Kubernetes zone does: a pod's Dataplane is an object in the
-// pod's namespace, owned by the pod.
+// pod's namespace, owned by the pod. Both run as the zone's ServiceAccount
+// bound to the chart's RBAC rules.
 func TestControllerWithCRDStore(t *testing.T) {
 	env := kubeenv.Start(t)
 	cfg := env.Config()
@@ -41,14 +43,24 @@ func TestControllerWithCRDStore(t *testing.T) {
 	}
 	k := cluster{t: t, client: client}
 	k.namespace("atoll-system", false)
+	// The store and the controller run as the zone's ServiceAccount.
+	zoneCfg := zoneConfig(t, env)
+	zoneDyn, err := dynamic.NewForConfig(zoneCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zoneClient, err := kubernetes.NewClientset(zoneCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	owners := &lateOwners{}
-	st, err := crdstore.New(crdstore.Config{Client: dyn, Namespace: "atoll-system",
+	st, err := crdstore.New(crdstore.Config{Client: zoneDyn, Namespace: "atoll-system",
 		Owners: func(r *resource.Resource) []metav1.OwnerReference { return owners.c.Owners(r) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	c, err := kubernetes.NewController(kubernetes.Config{Client: client, Store: st, Zone: "zone-1"})
+	c, err := kubernetes.NewController(kubernetes.Config{Client: zoneClient, Store: st, Zone: "zone-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +97,15 @@ func TestControllerWithCRDStore(t *testing.T) {
 	if len(refs) != 1 || refs[0].Kind != "Pod" || refs[0].Name != "web-0" || refs[0].UID != pod.UID {
 		t.Errorf("owner references %v, want pod web-0 (uid %s)", refs, pod.UID)
 	}
+
+	// A new pod IP updates the object.
+	k.updatePod("apps", "web-0", func(p *corev1.Pod) { p.Status.PodIP = "10.1.2.4" }, true)
+	dataplaneIs(t, st, resource.DefaultMesh, "apps", "web-0", "the Dataplane at the new pod IP", func(r *resource.Resource) (bool, string) {
+		if r == nil {
+			return false, "no Dataplane"
+		}
+		return networking(r).GetAddress() == "10.1.2.4", "address " + networking(r).GetAddress()
+	})
 
 	if err := client.CoreV1().Pods("apps").Delete(ctx, "web-0", *metav1.NewDeleteOptions(0)); err != nil {
 		t.Fatal(err)

@@ -57,7 +57,7 @@ func (c *Controller) emit(ctx context.Context, pod *corev1.Pod, problems []Probl
 			ReportingInstance:   EventSource + "-" + c.cfg.Zone,
 		}
 		if _, err := c.cfg.Client.CoreV1().Events(pod.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating Event %s on pod %s/%s: %w", p.Reason, pod.Namespace, pod.Name, err)
+			return fmt.Errorf("creating Event %s on pod %s/%s: %w", p.Reason, pod.Namespace, pod.Name, explainForbidden(err))
 		}
 	}
 	return nil

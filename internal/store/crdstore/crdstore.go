@@ -487,6 +487,8 @@ func mapErr(key resource.Key, err error, size int) error {
 	case apierrors.IsRequestEntityTooLargeError(err) || strings.Contains(err.Error(), "request is too large"):
 		// 413 from the API server, or etcd's own limit passed through.
 		return &store.TooLargeError{Key: key, Size: size}
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("%s: %w: bind the zone's ServiceAccount to the ClusterRole and Role of charts/atoll (rules in %s)", key, err, RBACRules)
 	case apierrors.IsInvalid(err):
 		return fmt.Errorf("%s was refused by the Kubernetes API server's schema: %w", key, err)
 	default:

@@ -17,6 +17,10 @@ import (
 	"github.com/atoll-mesh/atoll/internal/resource"
 )
 
+// RBACRules is where charts/atoll keeps the rules of the zone's
+// ClusterRole and Role; errors the API server answers 403 Forbidden name it.
+const RBACRules = "charts/atoll/files/zone-rbac"
+
 // Group and Version of atoll's custom resources.
 const (
 	Group   = "atoll.io"
