@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -70,7 +71,11 @@ external cluster given with --etcd-endpoints.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return global.Run(cmd.Context(), cfg, logging.New(cfg.Log, os.Stderr))
+			log := logging.New(cfg.Log, os.Stderr)
+			// The process's own messages (a signal received) in the same
+			// format.
+			slog.SetDefault(log)
+			return global.Run(cmd.Context(), cfg, log)
 		},
 	}
 	bindSettings(cmd, global.Default(), globalSettings)

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,8 +20,8 @@ func main() {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		<-signals
-		fmt.Fprintln(os.Stderr, "stopping (send the signal again to exit now)")
+		sig := <-signals
+		slog.Info("stopping; send the signal again to exit now", "signal", sig.String())
 		cancel()
 		<-signals
 		os.Exit(1)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -76,7 +77,11 @@ its state as custom resources (install charts/atoll/crds first).`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return zone.Run(cmd.Context(), cfg, logging.New(cfg.Log, os.Stderr))
+			log := logging.New(cfg.Log, os.Stderr)
+			// The process's own messages (a signal received) in the same
+			// format.
+			slog.SetDefault(log)
+			return zone.Run(cmd.Context(), cfg, log)
 		},
 	}
 	bindSettings(cmd, zone.Default(), zoneSettings)

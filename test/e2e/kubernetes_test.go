@@ -94,11 +94,19 @@ func startKubernetesZone(t *testing.T, c *kubeCluster, zone string, g *process, 
 	t.Helper()
 	p := startKubernetesZoneAs(t, c, zone, g, c.zoneKubeconfig(t, chartRBAC(t)), args...)
 	t.Cleanup(func() {
-		var refused []string
+		var refused, plain []string
 		for _, line := range strings.Split(p.logs.String(), "\n") {
 			if strings.Contains(line, "is forbidden") {
 				refused = append(refused, line)
 			}
+			// Every line is in the zone's format (--log-format json),
+			// client-go's included.
+			if line != "" && !json.Valid([]byte(line)) {
+				plain = append(plain, line)
+			}
+		}
+		if len(plain) > 0 {
+			t.Errorf("zone %s logged %d lines that are not JSON, e.g. %q", zone, len(plain), plain[0])
 		}
 		if len(refused) > 0 {
 			t.Errorf("zone %s was refused requests under the rules of %s, which lack a verb it uses:\n%s",
