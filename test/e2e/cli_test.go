@@ -106,7 +106,9 @@ func TestConfiguration(t *testing.T) {
 		want string
 	}{
 		{"zone name", nil, []string{"zone", "--zone", "Zone_1"}, "zone:"},
-		{"kubernetes mode", nil, []string{"zone", "--zone", "z", "--mode", "kubernetes"}, "not supported yet"},
+		{"kubernetes mode outside a pod", nil, []string{"zone", "--zone", "z", "--mode", "kubernetes", "--data-dir", t.TempDir()}, "not running in a pod"},
+		{"kubeconfig missing", nil, []string{"zone", "--zone", "z", "--mode", "kubernetes", "--data-dir", t.TempDir(), "--kubeconfig", "/nonexistent/kubeconfig"}, "kubernetes.kubeconfig: /nonexistent/kubeconfig"},
+		{"kubernetes burst below qps", nil, []string{"zone", "--zone", "z", "--mode", "kubernetes", "--kube-api-qps", "50", "--kube-api-burst", "10"}, "kubernetes.burst"},
 		{"api address", nil, []string{"zone", "--zone", "z", "--api-addr", "nowhere"}, "apiAddr"},
 		{"global address", []string{"ATOLL_GLOBAL_ADDRESS=ftp://x:1"}, []string{"zone", "--zone", "z"}, "globalAddress"},
 		{"etcd endpoint", nil, []string{"global", "--etcd-endpoints", "nope"}, "etcd.endpoints[0]"},
