@@ -383,6 +383,10 @@ func (s *Store) Apply(ctx context.Context, ops []store.Op) error {
 		}
 		last[key] = i
 	}
+	where, err := s.placeAll(ctx, last)
+	if err != nil {
+		return err
+	}
 	now := s.now()
 	var (
 		mu       sync.Mutex
@@ -396,9 +400,14 @@ func (s *Store) Apply(ctx context.Context, ops []store.Op) error {
 		}
 		g.Go(func() error {
 			var err error
-			if op.Put != nil {
+			switch {
+			case op.Put != nil && where[op.Put.Meta.Type] != nil:
+				err = s.applyPutPlaced(gctx, store.ForApply(op.Put, now), where[op.Put.Meta.Type])
+			case op.Put != nil:
 				err = s.applyPut(gctx, store.ForApply(op.Put, now))
-			} else {
+			case where[op.Delete.Type] != nil:
+				err = s.applyDeletePlaced(gctx, op.Delete, where[op.Delete.Type])
+			default:
 				err = s.applyDelete(gctx, op.Delete)
 			}
 			if store.IsTooLarge(err) {
@@ -419,8 +428,14 @@ func (s *Store) Apply(ctx context.Context, ops []store.Op) error {
 func (s *Store) applyPut(ctx context.Context, c *resource.Resource) error {
 	key := c.Key()
 	ns := s.namespaceOf(c)
-	for range applyAttempts {
-		old, err := s.locate(ctx, key)
+	for attempt := range applyAttempts {
+		var old *unstructured.Unstructured
+		var err error
+		if attempt == 0 {
+			old, err = s.locateIn(ctx, key, ns)
+		} else {
+			old, err = s.locate(ctx, key)
+		}
 		switch {
 		case store.IsNotFound(err):
 			c.Meta.Version = ""
