@@ -67,7 +67,7 @@ func TestValidate(t *testing.T) {
 		{name: "kubernetes namespace ignored in universal mode", edit: func(c *Config) { c.Kubernetes.Namespace = "Atoll_System" }},
 		{name: "kubernetes context without kubeconfig", edit: func(c *Config) { c.Mode, c.Kubernetes.Context = ModeKubernetes, "kind-zone-1" }, want: []string{"kubernetes.context", "--kubeconfig"}},
 		{name: "kubernetes qps zero", edit: func(c *Config) { c.Mode, c.Kubernetes.QPS = ModeKubernetes, 0 }, want: []string{"kubernetes.qps", "1-100000"}},
-		{name: "kubernetes burst below qps", edit: func(c *Config) { c.Mode, c.Kubernetes.Burst = ModeKubernetes, 100 }, want: []string{"kubernetes.burst", "kubernetes.qps (200)"}},
+		{name: "kubernetes burst below qps", edit: func(c *Config) { c.Mode, c.Kubernetes.Burst = ModeKubernetes, 100 }, want: []string{"kubernetes.burst", "kubernetes.qps (1000)"}},
 		{name: "unknown mode", edit: func(c *Config) { c.Mode = "foo" }, want: []string{"mode", `"foo"`}},
 		{name: "empty mode", edit: func(c *Config) { c.Mode = "" }, want: []string{"mode"}},
 		{name: "apiAddr without port", edit: func(c *Config) { c.APIAddr = "foo" }, want: []string{"apiAddr"}},
