@@ -204,6 +204,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return fmt.Errorf("kubernetes controller: the caches of Pods, Services and Namespaces did not fill: %w", context.Cause(ctx))
 	}
+	c.log.Info("caches filled, reconciling every pod")
 	if err := c.firstReconcile(ctx); err != nil {
 		return err
 	}
