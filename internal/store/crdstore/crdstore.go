@@ -374,6 +374,8 @@ func (s *Store) delete(ctx context.Context, key resource.Key, ns, version string
 // ops for one key, only the last counts (as it would after a transaction).
 // A put the API server refuses as too large is reported (IsTooLarge) after
 // the other ops were written: Kubernetes does not tell its limit up front.
+// Ops on Dataplanes are located with one List first when there are more
+// than a transaction holds (placeAll), else one by one.
 func (s *Store) Apply(ctx context.Context, ops []store.Op) error {
 	last := make(map[resource.Key]int, len(ops))
 	for i, op := range ops {
