@@ -75,7 +75,8 @@ func (k *kubeTopology) churn(b *testing.B, z *kubeZone) {
 	}
 	var events, failed atomic.Int64
 	var firstErr atomic.Value
-	cpu0, t0 := z.cpu(b), time.Now()
+	apiserver := k.apiserverPID(b)
+	cpu0, api0, t0 := z.cpu(b), processCPU(b, apiserver), time.Now()
 	cctx, stop := context.WithTimeout(ctx, churnWindow)
 	defer stop()
 	var wg sync.WaitGroup
@@ -157,6 +158,7 @@ func (k *kubeTopology) churn(b *testing.B, z *kubeZone) {
 		return k.instancesAtOther(z.name) == want
 	})
 	cpu := z.cpu(b) - cpu0
+	apiCPU := processCPU(b, apiserver) - api0
 	elapsed := time.Since(t0)
 	if f := failed.Load(); f > 0 {
 		b.Fatalf("%d pod events failed, the first: %v", f, firstErr.Load())
@@ -166,6 +168,7 @@ func (k *kubeTopology) churn(b *testing.B, z *kubeZone) {
 	b.ReportMetric(ev/sent.Seconds(), "churn-events/s")
 	b.ReportMetric(ev/cpu.Seconds(), "churn-events/cpu-s")
 	b.ReportMetric(cpu.Seconds()/elapsed.Seconds()*100, "churn-zone-cpu-%core")
+	b.ReportMetric(apiCPU.Seconds()/elapsed.Seconds()*100, "churn-apiserver-cpu-%core")
 	b.ReportMetric(float64(len(lat)), "ready-samples")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "ready-to-other-p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "ready-to-other-p99-ms")

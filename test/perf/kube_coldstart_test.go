@@ -40,7 +40,8 @@ func BenchmarkKubernetes2000Pods(b *testing.B) {
 	baseline := k.baseline(b)
 
 	var prev *kubeZone
-	var opened, filled, crs, atGlobal, atOther, cpu time.Duration
+	apiserver := k.apiserverPID(b)
+	var opened, filled, crs, atGlobal, atOther, cpu, apiCPU time.Duration
 	n := 0
 	for b.Loop() {
 		if prev != nil {
@@ -48,6 +49,7 @@ func BenchmarkKubernetes2000Pods(b *testing.B) {
 			k.deleteDataplaneCRs(b, "atoll-"+prev.name)
 		}
 		n++
+		api0 := processCPU(b, apiserver)
 		z := k.startKubeZone(b, fmt.Sprintf("kube-%d", n), fmt.Sprintf("atoll-kube-%d", n))
 		var reached time.Time
 		k.untilZone(b, z, 2*time.Minute, "the global to hold every Dataplane", func() bool {
@@ -57,12 +59,14 @@ func BenchmarkKubernetes2000Pods(b *testing.B) {
 		})
 		global := reached.Sub(z.started)
 		cpu += z.cpu(b)
+		apiCPU += processCPU(b, apiserver) - api0
 		until(b, time.Minute, "the other zone to see every instance", func() bool {
 			return k.instancesAtOther(z.name) == kubePods
 		})
 		other := time.Since(z.started)
 		b.Logf("cold start %s: checked %s, caches %s, custom resources %s, global %s, other zone %s; zone CPU %s",
 			z.name, z.at(b, logModeOpened), z.at(b, logCachesFilled), z.at(b, logReconciled), global, other, z.cpu(b))
+		b.Logf("the kube-apiserver's CPU over that cold start: %s", processCPU(b, apiserver)-api0)
 		atOther += other
 		atGlobal += global
 		opened += z.at(b, logModeOpened)
@@ -80,6 +84,7 @@ func BenchmarkKubernetes2000Pods(b *testing.B) {
 	b.ReportMetric(avg(atGlobal), "cold-global-s")
 	b.ReportMetric(avg(atOther), "cold-other-zone-s")
 	b.ReportMetric(avg(cpu), "cold-zone-cpu-s")
+	b.ReportMetric(avg(apiCPU), "cold-apiserver-cpu-s")
 	b.ReportMetric(baseline, "baseline-crs-s")
 	b.ReportMetric(baseline/avg(crs), "crs-speedup-x")
 

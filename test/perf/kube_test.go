@@ -2,6 +2,7 @@ package perf
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -402,12 +403,17 @@ func (z *kubeZone) alive(b *testing.B) {
 	}
 }
 
-// cpu is the user and system CPU time the zone process has used, from
-// /proc/<pid>/stat.
+// cpu is the user and system CPU time the zone process has used.
 func (z *kubeZone) cpu(b *testing.B) time.Duration {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", z.cmd.Process.Pid))
+	return processCPU(b, z.cmd.Process.Pid)
+}
+
+// processCPU is the user and system CPU time process pid has used, from
+// /proc/<pid>/stat.
+func processCPU(b *testing.B, pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		b.Fatalf("reading the zone's CPU time: %v", err)
+		b.Fatalf("reading the CPU time of process %d: %v", pid, err)
 	}
 	// Fields after the command name (which is in parentheses): state is
 	// field 3, utime 14 and stime 15, in clock ticks (100 per second on
@@ -416,9 +422,30 @@ func (z *kubeZone) cpu(b *testing.B) time.Duration {
 	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
 	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		b.Fatalf("parsing /proc/%d/stat: %q", z.cmd.Process.Pid, stat)
+		b.Fatalf("parsing /proc/%d/stat: %q", pid, stat)
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// apiserverPID finds the kube-apiserver process of the topology: the one
+// whose command line names its certificate directory.
+func (k *kubeTopology) apiserverPID(b *testing.B) int {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	want := []byte("--cert-dir=" + k.env.Dir + "\x00")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if cmd, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline")); err == nil && bytes.Contains(cmd, want) {
+			return pid
+		}
+	}
+	b.Fatalf("no kube-apiserver process with --cert-dir=%s", k.env.Dir)
+	return 0
 }
 
 // dataplaneCRs counts the Dataplane custom resources of home's store.
