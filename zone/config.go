@@ -95,7 +95,9 @@ type Kubernetes struct {
 	Namespace string `yaml:"namespace" json:"namespace"`
 	// QPS and Burst bound the zone's requests to the API server (watches
 	// are not counted). client-go's defaults (5 and 10) would take
-	// minutes to write the Dataplanes of a few thousand pods.
+	// minutes to write the Dataplanes of a few thousand pods; the defaults
+	// (kubernetes.DefaultQPS, DefaultBurst) leave a cold start of 2,000
+	// pods to the API server's pace.
 	QPS   int `yaml:"qps" json:"qps"`
 	Burst int `yaml:"burst" json:"burst"`
 	// LeaderElection decides which of the zone's replicas writes.
@@ -205,7 +207,7 @@ func Default() Config {
 			UpstreamAllow: slices.Clone(dns.DefaultUpstreamAllow), MaxInFlight: dns.DefaultMaxInFlight, MaxTCPConns: dns.DefaultMaxTCPConns},
 		XDS:     XDS{Addr: ":5678", TLSSANs: []string{}, Debounce: 20 * time.Millisecond},
 		VIPCIDR: "240.0.0.0/4",
-		Kubernetes: Kubernetes{QPS: 200, Burst: 400, LeaderElection: LeaderElection{
+		Kubernetes: Kubernetes{QPS: 1000, Burst: 2000, LeaderElection: LeaderElection{
 			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}},
 		Log: logging.Default(),
 
@@ -323,10 +325,10 @@ func (k Kubernetes) validate() error {
 		errs = append(errs, errors.New("kubernetes.context: a kubeconfig context, but no kubeconfig: give --kubeconfig too, or drop it"))
 	}
 	if k.QPS < 1 || k.QPS > 100000 {
-		errs = append(errs, fmt.Errorf("kubernetes.qps: %d is out of range: use 1-100000 (default 200)", k.QPS))
+		errs = append(errs, fmt.Errorf("kubernetes.qps: %d is out of range: use 1-100000 (default 1000)", k.QPS))
 	}
 	if k.Burst < k.QPS || k.Burst > 100000 {
-		errs = append(errs, fmt.Errorf("kubernetes.burst: %d is out of range: use kubernetes.qps (%d) to 100000 (default 400)", k.Burst, k.QPS))
+		errs = append(errs, fmt.Errorf("kubernetes.burst: %d is out of range: use kubernetes.qps (%d) to 100000 (default 2000)", k.Burst, k.QPS))
 	}
 	return errors.Join(errs...)
 }

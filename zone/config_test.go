@@ -67,7 +67,7 @@ func TestValidate(t *testing.T) {
 		{name: "kubernetes namespace ignored in universal mode", edit: func(c *Config) { c.Kubernetes.Namespace = "Atoll_System" }},
 		{name: "kubernetes context without kubeconfig", edit: func(c *Config) { c.Mode, c.Kubernetes.Context = ModeKubernetes, "kind-zone-1" }, want: []string{"kubernetes.context", "--kubeconfig"}},
 		{name: "kubernetes qps zero", edit: func(c *Config) { c.Mode, c.Kubernetes.QPS = ModeKubernetes, 0 }, want: []string{"kubernetes.qps", "1-100000"}},
-		{name: "kubernetes burst below qps", edit: func(c *Config) { c.Mode, c.Kubernetes.Burst = ModeKubernetes, 100 }, want: []string{"kubernetes.burst", "kubernetes.qps (200)"}},
+		{name: "kubernetes burst below qps", edit: func(c *Config) { c.Mode, c.Kubernetes.Burst = ModeKubernetes, 100 }, want: []string{"kubernetes.burst", "kubernetes.qps (1000)"}},
 		{name: "kubernetes short leases", edit: func(c *Config) {
 			c.Mode = ModeKubernetes
 			c.Kubernetes.LeaderElection = LeaderElection{LeaseName: "zone-1-leader", LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond}

@@ -2,7 +2,6 @@ package zone
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -16,10 +15,32 @@ type changeNotifier interface {
 	Changed(t resource.Type)
 }
 
+// ingressRetry is how long the ZoneIngress writer waits before writing
+// again after a failed write.
+const ingressRetry = time.Second
+
 // watchLocal keeps the zone's ZoneIngress in step with its Dataplanes and
-// tells notify (the KDS client, or nothing) what changed. A change after a
-// quiet interval is handled at once; bursts are gathered for up to debounce.
+// tells notify (the KDS client, or nothing) what changed. The index takes
+// every event as it comes; the ZoneIngress is written by its own goroutine
+// (writeIngress), because a write waits on the store — in Kubernetes mode
+// on the API server — and the global must not hear of new Dataplanes only
+// as fast as the ZoneIngress can be rewritten.
 func watchLocal(ctx context.Context, st store.Store, ingress *ingressWriter, idx *localIndex, notify changeNotifier, debounce time.Duration, log *slog.Logger) error {
+	kick := make(chan struct{}, 1)
+	recompute := func() {
+		select {
+		case kick <- struct{}{}:
+		default: // a recompute is already due; it will see this change
+		}
+	}
+	ictx, stop := context.WithCancel(ctx)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		writeIngress(ictx, ingress, idx, kick, debounce, log)
+	}()
+	defer func() { stop(); <-written }()
+
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(ctx)
 		dps, err := st.Watch(wctx, resource.DataplaneType)
@@ -37,20 +58,10 @@ func watchLocal(ctx context.Context, st store.Store, ingress *ingressWriter, idx
 			cancel()
 			return err
 		}
-		if _, err := ingress.update(ctx, idx); err != nil {
-			cancel()
-			return fmt.Errorf("computing the zone ingress: %w", err)
-		}
+		recompute()
 		// Catch up on anything missed while no watch ran.
 		notify.Changed(resource.DataplaneType)
 		notify.Changed(resource.ZoneIngressType)
-		throttled := throttle.New(debounce)
-		recompute := func() {
-			throttled.Acted()
-			if _, err := ingress.update(ctx, idx); err != nil && ctx.Err() == nil {
-				log.Warn("updating the zone ingress failed; it is retried on the next change", "error", err)
-			}
-		}
 		for open := true; open; {
 			select {
 			case <-ctx.Done():
@@ -65,14 +76,45 @@ func watchLocal(ctx context.Context, st store.Store, ingress *ingressWriter, idx
 					log.Warn("indexing a Dataplane failed", "name", e.Resource.Meta.Name, "error", err)
 				}
 				notify.Changed(resource.DataplaneType)
-				if counts && throttled.Event() {
+				if counts {
 					recompute()
 				}
-			case <-throttled.C():
-				recompute()
 			}
 		}
 		cancel()
 	}
 	return nil
+}
+
+// writeIngress writes the ZoneIngress computed from idx when kicked, until
+// ctx ends: a kick after a quiet interval is acted on at once, kicks in a
+// burst are gathered for up to debounce, and a failed write is tried again
+// after ingressRetry. It is the only writer of ingress while it runs.
+func writeIngress(ctx context.Context, ingress *ingressWriter, idx *localIndex, kick <-chan struct{}, debounce time.Duration, log *slog.Logger) {
+	throttled := throttle.New(debounce)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	write := func() {
+		throttled.Acted()
+		retry.Stop()
+		if _, err := ingress.update(ctx, idx); err != nil && ctx.Err() == nil {
+			log.Warn("updating the zone ingress failed; retrying", "in", ingressRetry, "error", err)
+			retry.Reset(ingressRetry)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+			if throttled.Event() {
+				write()
+			}
+		case <-throttled.C():
+			write()
+		case <-retry.C:
+			write()
+		}
+	}
 }

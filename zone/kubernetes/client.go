@@ -12,12 +12,19 @@ import (
 )
 
 // Client rate limits NewClientset sets when the config has none. client-go
-// defaults to 5 requests per second with bursts of 10: at that pace the
-// Service patches and Events for 2,000 pods take minutes. The watches
-// themselves are not rate limited.
+// defaults to 5 requests per second with bursts of 10 (controller-runtime to
+// 20 and 30): at that pace a zone's first reconcile of 2,000 pods, one
+// Dataplane write each, takes minutes, and even 200 per second takes 10 s.
+// With 1,000 and bursts of 2,000 the client's limit does not slow a cold
+// start of 2,000 pods at all: the API server's pace does. What protects the
+// API server is its own admission: the zone keeps at most 32 Dataplane
+// writes in flight (crdstore), and API Priority and Fairness (on by default
+// since Kubernetes 1.20) queues a ServiceAccount's requests at the
+// workload-low priority level, behind the system's and leader elections'.
+// The watches are not rate limited.
 const (
-	DefaultQPS   = 200
-	DefaultBurst = 400
+	DefaultQPS   = 1000
+	DefaultBurst = 2000
 )
 
 // NewClientset returns a clientset for cfg, with QPS and Burst raised to

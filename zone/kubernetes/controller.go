@@ -283,6 +283,7 @@ func (c *Controller) Lead(ctx context.Context) error {
 		q.Add(queueKey{service: true, namespace: svc.Namespace, name: svc.Name})
 	}
 	c.written = map[string]*resource.Resource{}
+	c.log.Info("caches filled, reconciling every pod")
 	if err := c.firstReconcile(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -84,6 +84,7 @@ func TestOnKubernetes(t *testing.T) {
 		{"dataplane lives in its pod's namespace", dataplaneLivesInItsPodsNamespace},
 		{"printer columns", printerColumns},
 		{"too large", tooLarge},
+		{"bulk apply", bulkApply},
 		{"watch resumes when the server ends it", watchResumesWhenTheServerEndsIt},
 		{"watch closes when the watcher falls behind", watchClosesWhenTheWatcherFallsBehind},
 	} {

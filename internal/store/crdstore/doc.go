@@ -28,7 +28,7 @@
 // Usage:
 //
 //	cfg, _ := clientcmd.BuildConfigFromFlags("", kubeconfig)
-//	cfg.QPS, cfg.Burst = 200, 400
+//	cfg.QPS, cfg.Burst = 1000, 2000
 //	dyn, _ := dynamic.NewForConfig(cfg)
 //	if err := crdstore.InstallCRDs(ctx, dyn, "charts/atoll/crds"); err != nil { ... } // or helm install
 //	st, err := crdstore.New(crdstore.Config{Client: dyn, Namespace: "atoll-system"})
