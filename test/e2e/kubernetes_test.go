@@ -183,7 +183,8 @@ type globalDataplane struct {
 	Networking struct {
 		Address string `json:"address"`
 		Gateway struct {
-			Type string `json:"type"`
+			Type string            `json:"type"`
+			Tags map[string]string `json:"tags"`
 		} `json:"gateway"`
 	} `json:"networking"`
 }
