@@ -1,0 +1,317 @@
+package inject
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func testConfig() Config {
+	c := Default()
+	c.XDSAddress = "atoll-zone.atoll-system.svc:5678"
+	c.Zone = "zone-1"
+	return c
+}
+
+func meshNamespace() *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop",
+		Labels: map[string]string{"atoll.io/sidecar-injection": "enabled"}}}
+}
+
+func plainNamespace() *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other"}}
+}
+
+func newPod(annotations map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", Annotations: annotations},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1"}}},
+	}
+}
+
+// apply applies patch to pod the way the API server does.
+func apply(t *testing.T, pod *corev1.Pod, patch []PatchOp) *corev1.Pod {
+	t.Helper()
+	doc, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := json.Marshal(patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := jsonpatch.DecodePatch(p)
+	if err != nil {
+		t.Fatalf("patch %s does not decode: %v", p, err)
+	}
+	out, err := decoded.Apply(doc)
+	if err != nil {
+		t.Fatalf("patch %s does not apply: %v", p, err)
+	}
+	var got corev1.Pod
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	return &got
+}
+
+func container(cs []corev1.Container, name string) *corev1.Container {
+	for i := range cs {
+		if cs[i].Name == name {
+			return &cs[i]
+		}
+	}
+	return nil
+}
+
+func env(c *corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+				return "field:" + e.ValueFrom.FieldRef.FieldPath
+			}
+			return e.Value
+		}
+	}
+	return "<unset>"
+}
+
+func TestMutateInjects(t *testing.T) {
+	cases := []struct {
+		name        string
+		ns          *corev1.Namespace
+		annotations map[string]string
+		initArgs    string
+		mesh        string
+	}{
+		{
+			name:     "workload in a mesh namespace",
+			ns:       meshNamespace(),
+			initArgs: "--proxy-uid 5678 --outbound-port 15001 --inbound-port 15006 --dns-port 15053 --exclude-inbound-ports 9901",
+			mesh:     "default",
+		},
+		{
+			name:        "gateway keeps its inbound traffic",
+			ns:          meshNamespace(),
+			annotations: map[string]string{"atoll.io/gateway": "enabled", "atoll.io/mesh": "payments"},
+			initArgs:    "--proxy-uid 5678 --outbound-port 15001 --inbound-port 15006 --dns-port 15053 --redirect-inbound=false",
+			mesh:        "payments",
+		},
+		{
+			name:        "pod opted in outside a mesh namespace, with excluded ports",
+			ns:          plainNamespace(),
+			annotations: map[string]string{"atoll.io/sidecar-injection": "enabled", "atoll.io/exclude-inbound-ports": "8443, 9901,15020"},
+			initArgs:    "--proxy-uid 5678 --outbound-port 15001 --inbound-port 15006 --dns-port 15053 --exclude-inbound-ports 9901,8443,15020",
+			mesh:        "default",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := newPod(tc.annotations)
+			patch, err := Mutate(testConfig(), tc.ns, pod)
+			if err != nil {
+				t.Fatalf("Mutate: %v", err)
+			}
+			got := apply(t, pod, patch)
+
+			if got.Annotations[InjectedAnnotation] != "true" {
+				t.Errorf("annotations = %v, want %s: true", got.Annotations, InjectedAnnotation)
+			}
+			for k, v := range tc.annotations {
+				if got.Annotations[k] != v {
+					t.Errorf("annotation %s = %q, want %q kept", k, got.Annotations[k], v)
+				}
+			}
+			if len(got.Spec.Containers) != 2 || got.Spec.Containers[0].Name != "app" {
+				t.Fatalf("containers = %+v, want app then %s", got.Spec.Containers, SidecarContainerName)
+			}
+			init := container(got.Spec.InitContainers, InitContainerName)
+			if init == nil {
+				t.Fatalf("no init container %s in %+v", InitContainerName, got.Spec.InitContainers)
+			}
+			if cmd := strings.Join(init.Command, " "); cmd != "atoll transparent-proxy install" {
+				t.Errorf("init command = %q", cmd)
+			}
+			if args := strings.Join(init.Args, " "); args != tc.initArgs {
+				t.Errorf("init args = %q, want %q", args, tc.initArgs)
+			}
+			sc := init.SecurityContext
+			if sc == nil || *sc.RunAsUser != 0 || *sc.RunAsNonRoot || len(sc.Capabilities.Add) != 2 {
+				t.Errorf("init security context = %+v, want root with NET_ADMIN and NET_RAW", sc)
+			}
+			if init.Image != "atoll-init:latest" {
+				t.Errorf("init image = %q", init.Image)
+			}
+
+			side := container(got.Spec.Containers, SidecarContainerName)
+			if side.Image != "atoll-sidecar:latest" || strings.Join(side.Command, " ") != "atoll sidecar" {
+				t.Errorf("sidecar image %q command %v", side.Image, side.Command)
+			}
+			if *side.SecurityContext.RunAsUser != ProxyUID || *side.SecurityContext.RunAsGroup != ProxyUID {
+				t.Errorf("sidecar runs as %d:%d, want %d", *side.SecurityContext.RunAsUser, *side.SecurityContext.RunAsGroup, ProxyUID)
+			}
+			want := map[string]string{
+				EnvPodName:       "field:metadata.name",
+				EnvPodNamespace:  "field:metadata.namespace",
+				EnvMesh:          tc.mesh,
+				EnvZone:          "zone-1",
+				EnvXDSAddress:    "atoll-zone.atoll-system.svc:5678",
+				EnvTokenFile:     "/var/run/secrets/atoll.io/token",
+				EnvEnvoyLogLevel: "info",
+			}
+			for k, v := range want {
+				if g := env(side, k); g != v {
+					t.Errorf("sidecar env %s = %q, want %q", k, g, v)
+				}
+			}
+			if q := side.Resources.Limits.Memory().String(); q != "512Mi" {
+				t.Errorf("sidecar memory limit = %s, want 512Mi", q)
+			}
+			if q := side.Resources.Requests.Cpu().String(); q != "50m" {
+				t.Errorf("sidecar CPU request = %s, want 50m", q)
+			}
+			if len(side.VolumeMounts) != 1 || side.VolumeMounts[0].MountPath != TokenDir || !side.VolumeMounts[0].ReadOnly {
+				t.Errorf("sidecar mounts = %+v, want %s read-only", side.VolumeMounts, TokenDir)
+			}
+			if len(got.Spec.Volumes) != 1 || got.Spec.Volumes[0].Projected == nil {
+				t.Fatalf("volumes = %+v, want the projected token", got.Spec.Volumes)
+			}
+			tok := got.Spec.Volumes[0].Projected.Sources[0].ServiceAccountToken
+			if tok.Audience != TokenAudience || *tok.ExpirationSeconds != 3600 || tok.Path != "token" {
+				t.Errorf("token projection = %+v", tok)
+			}
+
+			// Admitting the injected pod again changes nothing.
+			again, err := Mutate(testConfig(), tc.ns, got)
+			if err != nil || again != nil {
+				t.Errorf("re-admission = %v, %v: want no patch", again, err)
+			}
+		})
+	}
+}
+
+func TestMutateAppendsToExistingLists(t *testing.T) {
+	pod := newPod(map[string]string{"team": "a"})
+	pod.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "m:1"}}
+	pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	patch, err := Mutate(testConfig(), meshNamespace(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := apply(t, pod, patch)
+	if len(got.Spec.InitContainers) != 2 || got.Spec.InitContainers[0].Name != "migrate" || got.Spec.InitContainers[1].Name != InitContainerName {
+		t.Errorf("init containers = %+v, want migrate then %s", got.Spec.InitContainers, InitContainerName)
+	}
+	if len(got.Spec.Volumes) != 2 || got.Spec.Volumes[0].Name != "data" || got.Spec.Volumes[1].Name != TokenVolumeName {
+		t.Errorf("volumes = %+v, want data then %s", got.Spec.Volumes, TokenVolumeName)
+	}
+	if got.Annotations["team"] != "a" || got.Annotations[InjectedAnnotation] != "true" {
+		t.Errorf("annotations = %v", got.Annotations)
+	}
+}
+
+func TestMutateLeavesAlone(t *testing.T) {
+	withSidecar := newPod(nil)
+	withSidecar.Spec.Containers = append(withSidecar.Spec.Containers, corev1.Container{Name: SidecarContainerName})
+	cases := []struct {
+		name string
+		ns   *corev1.Namespace
+		pod  *corev1.Pod
+	}{
+		{"not in the mesh", plainNamespace(), newPod(nil)},
+		{"opted out", meshNamespace(), newPod(map[string]string{"atoll.io/sidecar-injection": "disabled"})},
+		{"marked injected", meshNamespace(), newPod(map[string]string{InjectedAnnotation: "true"})},
+		{"carrying a sidecar", meshNamespace(), withSidecar},
+		{"gateway outside the mesh", plainNamespace(), newPod(map[string]string{"atoll.io/gateway": "enabled"})},
+		{"bad exclude list outside the mesh", plainNamespace(), newPod(map[string]string{ExcludeInboundPortsAnnotation: "x"})},
+		{"no pod", meshNamespace(), nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			patch, err := Mutate(testConfig(), tc.ns, tc.pod)
+			if err != nil || patch != nil {
+				t.Errorf("Mutate = %v, %v: want no patch and no error", patch, err)
+			}
+		})
+	}
+}
+
+func TestMutateDenies(t *testing.T) {
+	clash := newPod(nil)
+	clash.Spec.Volumes = []corev1.Volume{{Name: TokenVolumeName}}
+	initClash := newPod(nil)
+	initClash.Spec.InitContainers = []corev1.Container{{Name: InitContainerName}}
+	cases := []struct {
+		name string
+		ns   *corev1.Namespace
+		pod  *corev1.Pod
+		want []string // in the message
+	}{
+		{"bad injection value", plainNamespace(), newPod(map[string]string{"atoll.io/sidecar-injection": "yes"}),
+			[]string{"atoll.io/sidecar-injection", `"yes"`, `"enabled"`, `"disabled"`}},
+		{"bad gateway value", meshNamespace(), newPod(map[string]string{"atoll.io/gateway": "true"}),
+			[]string{"atoll.io/gateway", `"true"`, `"enabled"`}},
+		{"bad mesh name", meshNamespace(), newPod(map[string]string{"atoll.io/mesh": "Pay_ments"}),
+			[]string{"atoll.io/mesh", `"Pay_ments"`, "lowercase letters"}},
+		{"port out of range", meshNamespace(), newPod(map[string]string{ExcludeInboundPortsAnnotation: "8080,70000"}),
+			[]string{ExcludeInboundPortsAnnotation, `"8080,70000"`, `"70000" is not a port`, "1 to 65535"}},
+		{"empty entry", meshNamespace(), newPod(map[string]string{ExcludeInboundPortsAnnotation: "8080,"}),
+			[]string{ExcludeInboundPortsAnnotation, "empty entry"}},
+		{"port twice", meshNamespace(), newPod(map[string]string{ExcludeInboundPortsAnnotation: "80,80"}),
+			[]string{ExcludeInboundPortsAnnotation, "port 80 is listed twice"}},
+		{"volume name clash", meshNamespace(), clash, []string{"volume named atoll-token", "atoll.io/sidecar-injection: disabled"}},
+		{"init container name clash", meshNamespace(), initClash, []string{"container named atoll-init"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			patch, err := Mutate(testConfig(), tc.ns, tc.pod)
+			d, ok := err.(*Denial)
+			if !ok || patch != nil {
+				t.Fatalf("Mutate = %v, %v: want a *Denial", patch, err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(d.Message, w) {
+					t.Errorf("message %q does not say %q", d.Message, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		name   string
+		change func(*Config)
+		want   string // in the error; "" for none
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"no resources", func(c *Config) { c.Resources = Resources{} }, ""},
+		{"no sidecar image", func(c *Config) { c.SidecarImage = "" }, "sidecar image is required"},
+		{"no init image", func(c *Config) { c.InitImage = "" }, "init image is required"},
+		{"bad log level", func(c *Config) { c.EnvoyLogLevel = "loud" }, `envoy log level "loud"`},
+		{"bad quantity", func(c *Config) { c.Resources.CPULimit = "lots" }, `sidecar CPU limit "lots" is not a quantity`},
+		{"limit below request", func(c *Config) { c.Resources.MemoryLimit = "32Mi" }, "memory limit 32Mi is below its request 64Mi"},
+		{"no xds address", func(c *Config) { c.XDSAddress = "" }, "xds address"},
+		{"xds address without port", func(c *Config) { c.XDSAddress = "zone.svc" }, `"zone.svc" is not host:port`},
+		{"xds port out of range", func(c *Config) { c.XDSAddress = "zone.svc:0" }, `port "0"`},
+		{"xds address without host", func(c *Config) { c.XDSAddress = ":5678" }, "has no host"},
+		{"bad zone", func(c *Config) { c.Zone = "Zone_1" }, "zone name"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testConfig()
+			tc.change(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Validate = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Validate = %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
+}
