@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
 // MaxBodyBytes bounds an AdmissionReview the handler reads: a pod's
@@ -24,7 +26,18 @@ const Path = "/inject"
 // Namespaces finds a pod's namespace by name (a lister of the zone's
 // informers, or the API).
 type Namespaces interface {
-	Get(name string) (*corev1.Namespace, error)
+	Get(ctx context.Context, name string) (*corev1.Namespace, error)
+}
+
+// APINamespaces reads namespaces from the API server (RBAC: get on
+// namespaces).
+type APINamespaces struct {
+	Client corev1client.NamespaceInterface
+}
+
+// Get reads namespace name.
+func (a APINamespaces) Get(ctx context.Context, name string) (*corev1.Namespace, error) {
+	return a.Client.Get(ctx, name, metav1.GetOptions{})
 }
 
 // Handler answers the API server's AdmissionReview v1 requests for pods
@@ -74,7 +87,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	review.Response = h.admit(review.Request)
+	review.Response = h.admit(r.Context(), review.Request)
 	review.Response.UID = review.Request.UID
 	review.Request = nil
 	out, err := json.Marshal(review)
@@ -108,7 +121,7 @@ func decodeReview(body []byte) (*admissionv1.AdmissionReview, error) {
 // admit decides on one request. Only a pod's creation is mutated: a pod's
 // containers cannot change afterwards, so any other operation is allowed
 // as it is (and an injected pod would get no patch anyway).
-func (h *Handler) admit(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+func (h *Handler) admit(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	if req.Kind != podKind || req.SubResource != "" {
 		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{fmt.Sprintf(
 			"atoll's sidecar injector mutates pods only, not %s %s%s: limit the webhook's rules to pods, operation CREATE",
@@ -121,7 +134,7 @@ func (h *Handler) admit(req *admissionv1.AdmissionRequest) *admissionv1.Admissio
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
 		return deny(http.StatusBadRequest, fmt.Sprintf("the request's object is not a Pod: %v", err))
 	}
-	ns, err := h.namespaces.Get(req.Namespace)
+	ns, err := h.namespaces.Get(ctx, req.Namespace)
 	if err != nil {
 		h.log.Warn("reading a pod's namespace", "namespace", req.Namespace, "error", err)
 		return deny(http.StatusInternalServerError, fmt.Sprintf("atoll's sidecar injector cannot read namespace %q: %v", req.Namespace, err))

@@ -2,6 +2,7 @@ package inject
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -20,7 +21,7 @@ import (
 // namespaceMap is a Namespaces over a map; a missing name is an error.
 type namespaceMap map[string]*corev1.Namespace
 
-func (m namespaceMap) Get(name string) (*corev1.Namespace, error) {
+func (m namespaceMap) Get(_ context.Context, name string) (*corev1.Namespace, error) {
 	if ns, ok := m[name]; ok {
 		return ns, nil
 	}

@@ -72,6 +72,12 @@ func Mutate(cfg Config, ns *corev1.Namespace, pod *corev1.Pod) ([]PatchOp, error
 	patch = appendTo(patch, "/spec/initContainers", len(pod.Spec.InitContainers), initContainer(cfg, gateway, exclude))
 	patch = appendTo(patch, "/spec/containers", len(pod.Spec.Containers), sidecar(cfg, m.Mesh, res))
 	patch = appendTo(patch, "/spec/volumes", len(pod.Spec.Volumes), tokenVolume())
+	if pod.Spec.ServiceAccountName == "" {
+		// A projected token needs a ServiceAccount. Kubernetes' ServiceAccount
+		// admission plugin, which runs before webhooks, sets "default"; where
+		// it is off, the injection does the same.
+		patch = append(patch, PatchOp{Op: "add", Path: "/spec/serviceAccountName", Value: "default"})
+	}
 	if pod.Annotations == nil {
 		patch = append(patch, PatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{InjectedAnnotation: "true"}})
 	} else {

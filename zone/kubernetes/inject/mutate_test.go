@@ -118,6 +118,9 @@ func TestMutateInjects(t *testing.T) {
 			}
 			got := apply(t, pod, patch)
 
+			if got.Spec.ServiceAccountName != "default" {
+				t.Errorf("service account = %q, want default (the projected token needs one)", got.Spec.ServiceAccountName)
+			}
 			if got.Annotations[InjectedAnnotation] != "true" {
 				t.Errorf("annotations = %v, want %s: true", got.Annotations, InjectedAnnotation)
 			}
@@ -197,6 +200,7 @@ func TestMutateInjects(t *testing.T) {
 func TestMutateAppendsToExistingLists(t *testing.T) {
 	pod := newPod(map[string]string{"team": "a"})
 	pod.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "m:1"}}
+	pod.Spec.ServiceAccountName = "web"
 	pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	patch, err := Mutate(testConfig(), meshNamespace(), pod)
 	if err != nil {
@@ -208,6 +212,9 @@ func TestMutateAppendsToExistingLists(t *testing.T) {
 	}
 	if len(got.Spec.Volumes) != 2 || got.Spec.Volumes[0].Name != "data" || got.Spec.Volumes[1].Name != TokenVolumeName {
 		t.Errorf("volumes = %+v, want data then %s", got.Spec.Volumes, TokenVolumeName)
+	}
+	if got.Spec.ServiceAccountName != "web" {
+		t.Errorf("service account = %q, want web kept", got.Spec.ServiceAccountName)
 	}
 	if got.Annotations["team"] != "a" || got.Annotations[InjectedAnnotation] != "true" {
 		t.Errorf("annotations = %v", got.Annotations)
