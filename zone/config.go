@@ -102,6 +102,8 @@ type Kubernetes struct {
 	Burst int `yaml:"burst" json:"burst"`
 	// LeaderElection decides which of the zone's replicas writes.
 	LeaderElection LeaderElection `yaml:"leaderElection" json:"leaderElection"`
+	// Injector is the sidecar injector's webhook (injector.go).
+	Injector Injector `yaml:"injector" json:"injector"`
 }
 
 // LeaderElection configures the Lease the replicas of a Kubernetes zone
@@ -208,7 +210,8 @@ func Default() Config {
 		XDS:     XDS{Addr: ":5678", TLSSANs: []string{}, Debounce: 20 * time.Millisecond},
 		VIPCIDR: "240.0.0.0/4",
 		Kubernetes: Kubernetes{QPS: 1000, Burst: 2000, LeaderElection: LeaderElection{
-			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}},
+			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second},
+			Injector: defaultInjector()},
 		Log: logging.Default(),
 
 		APITLSSANs: []string{},
@@ -301,6 +304,7 @@ func (c Config) Validate() error {
 	if c.Mode == ModeKubernetes {
 		add(c.Kubernetes.validate())
 		add(c.Kubernetes.LeaderElection.validate(c.Zone))
+		add(c.Kubernetes.Injector.validate(c.Zone, c.DataDir))
 	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)

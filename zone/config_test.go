@@ -66,6 +66,20 @@ func TestValidate(t *testing.T) {
 		{name: "kubernetes namespace invalid", edit: func(c *Config) { c.Mode, c.Kubernetes.Namespace = ModeKubernetes, "Atoll_System" }, want: []string{"kubernetes.namespace", `"Atoll_System"`}},
 		{name: "kubernetes namespace ignored in universal mode", edit: func(c *Config) { c.Kubernetes.Namespace = "Atoll_System" }},
 		{name: "kubernetes context without kubeconfig", edit: func(c *Config) { c.Mode, c.Kubernetes.Context = ModeKubernetes, "kind-zone-1" }, want: []string{"kubernetes.context", "--kubeconfig"}},
+		{name: "injector enabled", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "atoll-zone.atoll-system.svc:5678"
+		}},
+		{name: "injector without an xDS address", edit: func(c *Config) { c.Mode, c.Kubernetes.Injector.Addr = ModeKubernetes, ":5443" },
+			want: []string{"kubernetes.injector.xdsAddress: is required", "--injector-xds-address"}},
+		{name: "injector with a cert but no key", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "zone.svc:5678"
+			c.Kubernetes.Injector.TLSCert = "/tls/tls.crt"
+		}, want: []string{"kubernetes.injector: injector TLS: give both"}},
+		{name: "injector with a bad log level", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "zone.svc:5678"
+			c.Kubernetes.Injector.EnvoyLogLevel = "loud"
+		}, want: []string{`envoy log level "loud"`}},
+		{name: "injector off ignores its settings", edit: func(c *Config) { c.Mode, c.Kubernetes.Injector.EnvoyLogLevel = ModeKubernetes, "loud" }},
 		{name: "kubernetes qps zero", edit: func(c *Config) { c.Mode, c.Kubernetes.QPS = ModeKubernetes, 0 }, want: []string{"kubernetes.qps", "1-100000"}},
 		{name: "kubernetes burst below qps", edit: func(c *Config) { c.Mode, c.Kubernetes.Burst = ModeKubernetes, 100 }, want: []string{"kubernetes.burst", "kubernetes.qps (1000)"}},
 		{name: "kubernetes short leases", edit: func(c *Config) {

@@ -77,9 +77,14 @@ func openKubernetes(ctx context.Context, cfg Config, log *slog.Logger) (*mode, e
 		st.Close()
 		return nil, err
 	}
+	watch, err := withInjector(controller.Watch, client, cfg, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	log.Info("kubernetes mode", "component", "zone", "apiServer", rc.Host, "namespace", namespace,
 		"lease", cfg.Kubernetes.LeaderElection.Lease(cfg.Zone), "identity", elected.Identity())
-	return &mode{store: st, source: sourceFunc(controller.Lead), watch: controller.Watch, election: elected,
+	return &mode{store: st, source: sourceFunc(controller.Lead), watch: watch, election: elected,
 		checks: []apiserver.Check{
 			storeCheck(st),
 			{Name: "kubernetes", Check: func(context.Context) error { return controller.Ready() }},

@@ -173,8 +173,9 @@ func createInjected(t *testing.T, ctx context.Context, client kubernetes.Interfa
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		created, err := client.CoreV1().Pods(p.Namespace).Create(ctx, p.DeepCopy(), metav1.CreateOptions{})
 		if err != nil {
-			last = err
-			t.Logf("create: %v", err)
+			if ctx.Err() == nil {
+				last = err
+			}
 			return false, nil
 		}
 		if container(created.Spec.Containers, inject.SidecarContainerName) != nil {

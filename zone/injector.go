@@ -1,0 +1,105 @@
+package zone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"golang.org/x/sync/errgroup"
+	k8s "k8s.io/client-go/kubernetes"
+
+	"github.com/atoll-mesh/atoll/zone/kubernetes/inject"
+)
+
+// Injector configures the sidecar injector, the mutating admission webhook
+// a Kubernetes zone serves (zone/kubernetes/inject).
+type Injector struct {
+	// Addr is its HTTPS listener (such as :5443); empty disables it.
+	Addr string `yaml:"addr" json:"addr"`
+	// TLSCert and TLSKey are its serving certificate, followed on disk
+	// (cert-manager's, whose CA its cainjector puts in the caBundle).
+	// Empty: a CA and certificate are kept in dataDir/injector-tls and the
+	// CA is put into the caBundle of WebhookName.
+	TLSCert string `yaml:"tlsCert" json:"tlsCert"`
+	TLSKey  string `yaml:"tlsKey" json:"tlsKey"`
+	// TLSSANs are names the generated certificate covers besides
+	// loopback and this machine's: the webhook Service's DNS name.
+	TLSSANs []string `yaml:"tlsSANs" json:"tlsSANs"`
+	// WebhookName is the MutatingWebhookConfiguration whose caBundle every
+	// replica keeps holding its generated CA; empty: none.
+	WebhookName string `yaml:"webhookName" json:"webhookName"`
+	// SidecarImage, InitImage, EnvoyLogLevel, XDSAddress and the
+	// resources are what injected pods get (inject.Config).
+	SidecarImage  string `yaml:"sidecarImage" json:"sidecarImage"`
+	InitImage     string `yaml:"initImage" json:"initImage"`
+	EnvoyLogLevel string `yaml:"envoyLogLevel" json:"envoyLogLevel"`
+	XDSAddress    string `yaml:"xdsAddress" json:"xdsAddress"`
+	CPURequest    string `yaml:"cpuRequest" json:"cpuRequest"`
+	MemoryRequest string `yaml:"memoryRequest" json:"memoryRequest"`
+	CPULimit      string `yaml:"cpuLimit" json:"cpuLimit"`
+	MemoryLimit   string `yaml:"memoryLimit" json:"memoryLimit"`
+}
+
+func defaultInjector() Injector {
+	d := inject.Default()
+	return Injector{TLSSANs: []string{}, WebhookName: inject.DefaultWebhookName,
+		SidecarImage: d.SidecarImage, InitImage: d.InitImage, EnvoyLogLevel: d.EnvoyLogLevel,
+		CPURequest: d.Resources.CPURequest, MemoryRequest: d.Resources.MemoryRequest,
+		CPULimit: d.Resources.CPULimit, MemoryLimit: d.Resources.MemoryLimit}
+}
+
+// config is what injected pods get.
+func (i Injector) config(zone string) inject.Config {
+	return inject.Config{SidecarImage: i.SidecarImage, InitImage: i.InitImage, EnvoyLogLevel: i.EnvoyLogLevel,
+		XDSAddress: i.XDSAddress, Zone: zone,
+		Resources: inject.Resources{CPURequest: i.CPURequest, MemoryRequest: i.MemoryRequest, CPULimit: i.CPULimit, MemoryLimit: i.MemoryLimit}}
+}
+
+func (i Injector) serveConfig(dataDir string) inject.ServeConfig {
+	return inject.ServeConfig{Addr: i.Addr, CertFile: i.TLSCert, KeyFile: i.TLSKey,
+		Dir: filepath.Join(dataDir, "injector-tls"), Hosts: i.TLSSANs, WebhookName: i.WebhookName}
+}
+
+// validate checks the injector's settings when it is enabled.
+func (i Injector) validate(zone, dataDir string) error {
+	if i.Addr == "" {
+		return nil
+	}
+	if i.XDSAddress == "" {
+		return errors.New("kubernetes.injector.xdsAddress: is required with kubernetes.injector.addr: set --injector-xds-address to the zone's xDS Service, such as atoll-zone.atoll-system.svc:5678")
+	}
+	if err := i.serveConfig(dataDir).Validate(); err != nil {
+		return fmt.Errorf("kubernetes.injector: %w", err)
+	}
+	if err := i.config(zone).Validate(); err != nil {
+		return fmt.Errorf("kubernetes.injector: %w", err)
+	}
+	return nil
+}
+
+// withInjector returns watch with the injector (when cfg enables it)
+// running beside it: every replica serves the webhook, since the API
+// server calls whichever the Service picks, and keeps its CA in the
+// caBundle.
+func withInjector(watch func(context.Context) error, client k8s.Interface, cfg Config, log *slog.Logger) (func(context.Context) error, error) {
+	ic := cfg.Kubernetes.Injector
+	if ic.Addr == "" {
+		return watch, nil
+	}
+	handler, err := inject.NewHandler(ic.config(cfg.Zone), inject.APINamespaces{Client: client.CoreV1().Namespaces()}, log)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := inject.NewServer(ic.serveConfig(cfg.DataDir), handler, client.AdmissionregistrationV1().MutatingWebhookConfigurations(), log)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return watch(ctx) })
+		g.Go(func() error { return srv.Run(ctx) })
+		return g.Wait()
+	}, nil
+}
