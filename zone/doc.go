@@ -52,5 +52,7 @@
 // mode (kubernetes_mode.go) plugs in here as an opener
 // that builds a CRD-backed store and a source from package
 // zone/kubernetes, which turns Pods into Dataplanes, receives a store
-// writer, informers and a logger, and never imports zone.
+// writer, informers and a logger, and never imports zone. With
+// kubernetes.injector.addr set, its watch also serves the sidecar injector
+// on every replica (injector.go, zone/kubernetes/inject).
 package zone

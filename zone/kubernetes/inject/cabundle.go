@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/atoll-mesh/atoll/zone/kubernetes"
 )
 
 // Webhooks reads, watches and updates MutatingWebhookConfigurations (the
@@ -109,6 +111,10 @@ func syncCABundle(ctx context.Context, client Webhooks, name string, caPEM []byt
 			return nil
 		}
 		if _, err := client.Update(ctx, c, metav1.UpdateOptions{}); err != nil {
+			if apierrors.IsForbidden(err) {
+				return fmt.Errorf("updating the caBundle of MutatingWebhookConfiguration %s: %w: grant the zone update on it (rule in %s/clusterrole-rules.yaml, whose resourceNames must name it)",
+					name, err, kubernetes.RBACRules)
+			}
 			return fmt.Errorf("updating the caBundle of MutatingWebhookConfiguration %s: %w", name, err)
 		}
 		log.Info("webhook caBundle updated with the injector's CA", "webhooks", len(c.Webhooks))
