@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -122,15 +123,21 @@ func syncCABundle(ctx context.Context, client Webhooks, name string, caPEM []byt
 	})
 }
 
+// maxBundleCAs bounds the CAs a caBundle keeps: a replica whose data dir
+// does not survive a restart makes a new CA each time, and the bundle would
+// otherwise grow with every restart for the CAs' ten years.
+const maxBundleCAs = 16
+
 // withCA returns bundle with ca in it, and whether that changed bundle:
 // ca first, then the certificates of bundle that are not ca and have not
-// expired at now. What does not parse as a certificate is dropped.
+// expired at now, newest first, maxBundleCAs in all. What does not parse
+// as a certificate is dropped.
 func withCA(bundle, ca []byte, now time.Time) ([]byte, bool) {
 	caBlock, _ := pem.Decode(ca)
 	if caBlock == nil {
 		return bundle, false
 	}
-	var kept [][]byte
+	var kept []*x509.Certificate
 	present := false
 	for rest := bundle; ; {
 		var b *pem.Block
@@ -149,14 +156,15 @@ func withCA(bundle, ca []byte, now time.Time) ([]byte, bool) {
 		if err != nil || now.After(cert.NotAfter) {
 			continue
 		}
-		kept = append(kept, b.Bytes)
+		kept = append(kept, cert)
 	}
 	if present {
 		return bundle, false
 	}
+	slices.SortStableFunc(kept, func(a, b *x509.Certificate) int { return b.NotBefore.Compare(a.NotBefore) })
 	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caBlock.Bytes})
-	for _, der := range kept {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	for _, cert := range kept[:min(len(kept), maxBundleCAs-1)] {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})...)
 	}
 	return out, true
 }

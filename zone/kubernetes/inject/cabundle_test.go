@@ -16,12 +16,22 @@ import (
 
 func caPEM(t *testing.T, name string, notAfter time.Time) []byte {
 	t.Helper()
+	return caPEMNamed(t, name, notAfter.Add(-48*time.Hour), notAfter)
+}
+
+func caPEMFrom(t *testing.T, notBefore, notAfter time.Time) []byte {
+	t.Helper()
+	return caPEMNamed(t, "restart", notBefore, notAfter)
+}
+
+func caPEMNamed(t *testing.T, name string, notBefore, notAfter time.Time) []byte {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: notAfter.Add(-48 * time.Hour), NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true}
+		NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +57,24 @@ func TestWithCA(t *testing.T) {
 	again, changed := withCA(got, ours, now)
 	if changed || !bytes.Equal(again, got) {
 		t.Error("a bundle holding our CA was changed")
+	}
+	// Restarts that each made a new CA: the newest are kept.
+	var many []byte
+	for i := range 2 * maxBundleCAs {
+		many = append(many, caPEMFrom(t, now.Add(time.Duration(i)*time.Minute-time.Hour), now.Add(time.Hour))...)
+	}
+	got, _ = withCA(many, ours, now)
+	if n := bytes.Count(got, []byte("BEGIN CERTIFICATE")); n != maxBundleCAs {
+		t.Errorf("bundle of %d CAs after adding ours to %d, want %d", n, 2*maxBundleCAs, maxBundleCAs)
+	}
+	var second *x509.Certificate
+	if b, rest := pem.Decode(got); b != nil {
+		if b2, _ := pem.Decode(rest); b2 != nil {
+			second, _ = x509.ParseCertificate(b2.Bytes)
+		}
+	}
+	if want := now.Add(time.Duration(2*maxBundleCAs-1)*time.Minute - time.Hour).Truncate(time.Second); second == nil || !second.NotBefore.Equal(want) {
+		t.Errorf("the CA after ours is %v, want the newest (NotBefore %v)", second, want)
 	}
 	if _, changed := withCA(other, []byte("not PEM"), now); changed {
 		t.Error("a CA that is not PEM changed the bundle")
