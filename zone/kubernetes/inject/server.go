@@ -94,6 +94,9 @@ func (s *Server) Addr(ctx context.Context) (net.Addr, error) {
 
 // Run serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	// Ends the certificate's upkeep too when Run fails before serving.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	certFile, keyFile := s.cfg.CertFile, s.cfg.KeyFile
 	var caPEM []byte
 	g, ctx := errgroup.WithContext(ctx)
