@@ -41,13 +41,21 @@ KUBE_LDFLAGS := -X $(KUBE_VERSION_PKG).gitVersion=$(KUBE_VERSION) \
   -X $(KUBE_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) \
   -X $(KUBE_VERSION_PKG).gitTreeState=clean
 
-.PHONY: all build run test test-race unit vet check-generated generate tools bench bench-dns dnsperf fuzz kube-apiserver clean
+.PHONY: all build run test test-race unit vet check-generated generate tools bench bench-dns dnsperf fuzz kube-apiserver images clean
 all: build
 
 ## build: compile bin/atoll and bin/atollctl
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/atoll ./cmd/atoll
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/atollctl ./cmd/atollctl
+
+## images: build the container images atoll:$(IMAGE_TAG) and atoll-init:$(IMAGE_TAG) (needs a running Docker engine)
+IMAGE_TAG ?= $(VERSION)
+images:
+	@command -v docker >/dev/null || { echo "make images: docker is not installed here; install Docker (with a running engine) to build the images" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make images: the docker client is here but no Docker engine answers (docker info failed); start the engine, or build on a machine that has one" >&2; exit 1; }
+	docker build -f cmd/atoll/images/atoll.Dockerfile --build-arg LDFLAGS='$(LDFLAGS)' -t atoll:$(IMAGE_TAG) .
+	docker build -f cmd/atoll/images/init.Dockerfile --build-arg LDFLAGS='$(LDFLAGS)' -t atoll-init:$(IMAGE_TAG) .
 
 ## run: start a global (embedded etcd) and zones zone-1, zone-2 with a sample topology
 run: build
