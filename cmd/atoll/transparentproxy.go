@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/atoll-mesh/atoll/internal/transparentproxy"
 )
@@ -27,48 +29,69 @@ iptables-restore call per IP family. The init container atoll-init runs
 	return cmd
 }
 
+// installFlags are the flags of "transparent-proxy install".
+type installFlags struct {
+	cfg                                transparentproxy.Config
+	cidrs, inboundPorts, outboundPorts []string
+	backend                            string
+	dryRun                             bool
+}
+
+func (f *installFlags) register(fs *pflag.FlagSet) {
+	f.cfg = transparentproxy.Default()
+	fs.IntVar(&f.cfg.ProxyUID, transparentproxy.FlagProxyUID, f.cfg.ProxyUID, "UID Envoy runs as; its traffic is not redirected")
+	fs.IntVar(&f.cfg.OutboundPort, transparentproxy.FlagOutboundPort, f.cfg.OutboundPort, "Envoy's outbound (original destination) port")
+	fs.IntVar(&f.cfg.InboundPort, transparentproxy.FlagInboundPort, f.cfg.InboundPort, "Envoy's inbound port")
+	fs.IntVar(&f.cfg.DNSPort, transparentproxy.FlagDNSPort, f.cfg.DNSPort, "the sidecar's DNS port (UDP and TCP)")
+	fs.BoolVar(&f.cfg.RedirectInbound, transparentproxy.FlagRedirectInbound, f.cfg.RedirectInbound, "redirect inbound TCP to the inbound port (false for gateways)")
+	fs.BoolVar(&f.cfg.RedirectDNS, transparentproxy.FlagRedirectDNS, f.cfg.RedirectDNS, "redirect DNS queries (port 53) to the DNS port")
+	fs.StringSliceVar(&f.inboundPorts, transparentproxy.FlagExcludeInboundPorts, []string{fmt.Sprint(transparentproxy.DefaultAdminPort)}, "inbound ports not redirected (comma-separate or repeat; empty for none)")
+	fs.StringSliceVar(&f.outboundPorts, transparentproxy.FlagExcludeOutboundPorts, nil, "outbound TCP destination ports not redirected")
+	fs.StringSliceVar(&f.cidrs, transparentproxy.FlagExcludeOutboundCIDRs, nil, "outbound destinations (IPv4 or IPv6 CIDRs) not redirected")
+	fs.BoolVar(&f.cfg.IPv6, transparentproxy.FlagIPv6, false, "install the IPv6 rules too (ip6tables)")
+	registerApplyFlags(fs, &f.backend, &f.dryRun, "print the rules that would be applied and change nothing")
+}
+
+// config is the validated configuration the flags describe.
+func (f *installFlags) config() (transparentproxy.Config, error) {
+	cfg := f.cfg
+	var err error
+	if cfg.ExcludeInboundPorts, err = transparentproxy.ParsePorts(transparentproxy.FlagExcludeInboundPorts, f.inboundPorts); err != nil {
+		return cfg, err
+	}
+	if cfg.ExcludeOutboundPorts, err = transparentproxy.ParsePorts(transparentproxy.FlagExcludeOutboundPorts, f.outboundPorts); err != nil {
+		return cfg, err
+	}
+	if cfg.ExcludeOutboundCIDRs, err = parseCIDRs(f.cidrs); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
 func transparentProxyInstall() *cobra.Command {
-	cfg := transparentproxy.Default()
-	var cidrs []string
-	var backend string
-	var dryRun bool
+	var flags installFlags
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install the rules (again: replaces atoll's earlier rules)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			prefixes, err := parseCIDRs(cidrs)
+			cfg, err := flags.config()
 			if err != nil {
 				return err
 			}
-			cfg.ExcludeOutboundCIDRs = prefixes
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
-			a, err := applier(backend)
+			a, err := applier(flags.backend)
 			if err != nil {
 				return err
 			}
-			plan, err := a.Install(cmd.Context(), cfg, dryRun)
+			plan, err := a.Install(cmd.Context(), cfg, flags.dryRun)
 			if err != nil {
 				return err
 			}
-			report(cmd.OutOrStdout(), plan, dryRun, "installed")
+			report(cmd.OutOrStdout(), plan, flags.dryRun, "installed")
 			return nil
 		},
 	}
-	f := cmd.Flags()
-	f.IntVar(&cfg.ProxyUID, transparentproxy.FlagProxyUID, cfg.ProxyUID, "UID Envoy runs as; its traffic is not redirected")
-	f.IntVar(&cfg.OutboundPort, transparentproxy.FlagOutboundPort, cfg.OutboundPort, "Envoy's outbound (original destination) port")
-	f.IntVar(&cfg.InboundPort, transparentproxy.FlagInboundPort, cfg.InboundPort, "Envoy's inbound port")
-	f.IntVar(&cfg.DNSPort, transparentproxy.FlagDNSPort, cfg.DNSPort, "the sidecar's DNS port (UDP and TCP)")
-	f.BoolVar(&cfg.RedirectInbound, transparentproxy.FlagRedirectInbound, cfg.RedirectInbound, "redirect inbound TCP to the inbound port (false for gateways)")
-	f.BoolVar(&cfg.RedirectDNS, transparentproxy.FlagRedirectDNS, cfg.RedirectDNS, "redirect DNS queries (port 53) to the DNS port")
-	f.IntSliceVar(&cfg.ExcludeInboundPorts, transparentproxy.FlagExcludeInboundPorts, cfg.ExcludeInboundPorts, "inbound ports not redirected (comma-separate or repeat)")
-	f.IntSliceVar(&cfg.ExcludeOutboundPorts, transparentproxy.FlagExcludeOutboundPorts, nil, "outbound TCP destination ports not redirected")
-	f.StringSliceVar(&cidrs, transparentproxy.FlagExcludeOutboundCIDRs, nil, "outbound destinations (IPv4 or IPv6 CIDRs) not redirected")
-	f.BoolVar(&cfg.IPv6, transparentproxy.FlagIPv6, false, "install the IPv6 rules too (ip6tables)")
-	addApplyFlags(cmd, &backend, &dryRun, "print the rules that would be applied and change nothing")
+	flags.register(cmd.Flags())
 	return cmd
 }
 
@@ -93,13 +116,13 @@ func transparentProxyUninstall() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&ipv6, transparentproxy.FlagIPv6, false, "remove the IPv6 rules too (ip6tables)")
-	addApplyFlags(cmd, &backend, &dryRun, "print what would be removed and change nothing")
+	registerApplyFlags(cmd.Flags(), &backend, &dryRun, "print what would be removed and change nothing")
 	return cmd
 }
 
-func addApplyFlags(cmd *cobra.Command, backend *string, dryRun *bool, dryRunUsage string) {
-	cmd.Flags().StringVar(backend, transparentproxy.FlagBackend, string(transparentproxy.BackendAuto), "iptables backend: auto (the one holding rules, else the one iptables uses), nft or legacy")
-	cmd.Flags().BoolVar(dryRun, transparentproxy.FlagDryRun, false, dryRunUsage)
+func registerApplyFlags(fs *pflag.FlagSet, backend *string, dryRun *bool, dryRunUsage string) {
+	fs.StringVar(backend, transparentproxy.FlagBackend, string(transparentproxy.BackendAuto), "iptables backend: auto (the one holding rules, else the one iptables uses), nft or legacy")
+	fs.BoolVar(dryRun, transparentproxy.FlagDryRun, false, dryRunUsage)
 }
 
 func applier(backend string) (*transparentproxy.Applier, error) {
@@ -113,6 +136,9 @@ func applier(backend string) (*transparentproxy.Applier, error) {
 func parseCIDRs(values []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, v := range values {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
 		p, err := netip.ParsePrefix(v)
 		if err != nil {
 			return nil, fmt.Errorf("--%s: %q is not a CIDR: use prefixes such as 10.0.0.0/8 or fd00::/8", transparentproxy.FlagExcludeOutboundCIDRs, v)

@@ -3,8 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/atoll-mesh/atoll/internal/transparentproxy"
 )
 
 func runTransparentProxy(t *testing.T, args ...string) (string, error) {
@@ -48,5 +54,39 @@ func TestTransparentProxyDryRunGateway(t *testing.T) {
 	}
 	if strings.Contains(out, "PREROUTING") || strings.Contains(out, "15006") {
 		t.Errorf("gateway dry run redirects inbound:\n%s", out)
+	}
+}
+
+// The injector writes the init container's command with InstallArgs; the
+// command must read back the very same configuration.
+func TestInstallArgsRoundTrip(t *testing.T) {
+	gateway := transparentproxy.Default()
+	gateway.RedirectInbound = false
+	gateway.ExcludeInboundPorts = nil
+	full := transparentproxy.Default()
+	full.IPv6 = true
+	full.RedirectDNS = false
+	full.ProxyUID = 1337
+	full.ExcludeInboundPorts = []int{9901, 8443}
+	full.ExcludeOutboundPorts = []int{5432}
+	full.ExcludeOutboundCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	for name, want := range map[string]transparentproxy.Config{"workload": transparentproxy.Default(), "gateway": gateway, "full": full} {
+		args := want.InstallArgs()
+		if args[0] != "transparent-proxy" || args[1] != "install" {
+			t.Fatalf("%s: InstallArgs() = %v, want transparent-proxy install first", name, args)
+		}
+		var flags installFlags
+		fs := pflag.NewFlagSet("install", pflag.ContinueOnError)
+		flags.register(fs)
+		if err := fs.Parse(args[2:]); err != nil {
+			t.Fatalf("%s: parsing %v: %v", name, args, err)
+		}
+		got, err := flags.config()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: %v read back as\n%+v, want\n%+v", name, args, got, want)
+		}
 	}
 }

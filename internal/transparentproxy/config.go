@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // Flag names of "atoll transparent-proxy install", shared with the
@@ -140,3 +142,54 @@ func (c Config) Validate() error {
 }
 
 func validPort(p int) bool { return p >= 1 && p <= 65535 }
+
+// InstallArgs is the command line, after the binary's name, that installs
+// c: "transparent-proxy install" and every setting as a flag, for the
+// injected init container. Lists are written even when empty, so the
+// command's defaults never stand in for a setting.
+func (c Config) InstallArgs() []string {
+	args := []string{"transparent-proxy", "install",
+		fmt.Sprintf("--%s=%d", FlagProxyUID, c.ProxyUID),
+		fmt.Sprintf("--%s=%d", FlagOutboundPort, c.OutboundPort),
+		fmt.Sprintf("--%s=%d", FlagInboundPort, c.InboundPort),
+		fmt.Sprintf("--%s=%d", FlagDNSPort, c.DNSPort),
+		fmt.Sprintf("--%s=%t", FlagRedirectInbound, c.RedirectInbound),
+		fmt.Sprintf("--%s=%t", FlagRedirectDNS, c.RedirectDNS),
+		fmt.Sprintf("--%s=%s", FlagExcludeInboundPorts, joinInts(c.ExcludeInboundPorts)),
+		fmt.Sprintf("--%s=%s", FlagExcludeOutboundPorts, joinInts(c.ExcludeOutboundPorts)),
+	}
+	cidrs := make([]string, len(c.ExcludeOutboundCIDRs))
+	for i, p := range c.ExcludeOutboundCIDRs {
+		cidrs[i] = p.String()
+	}
+	args = append(args, fmt.Sprintf("--%s=%s", FlagExcludeOutboundCIDRs, strings.Join(cidrs, ",")))
+	if c.IPv6 {
+		args = append(args, "--"+FlagIPv6)
+	}
+	return args
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+// ParsePorts reads a port list flag (flag names it in errors).
+func ParsePorts(flag string, values []string) ([]int, error) {
+	var ports []int
+	for _, v := range values {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		p, err := strconv.Atoi(v)
+		if err != nil || !validPort(p) {
+			return nil, fmt.Errorf("--%s: %q is not a port: use numbers in 1-65535, comma-separated", flag, v)
+		}
+		ports = append(ports, p)
+	}
+	return ports, nil
+}
