@@ -32,6 +32,8 @@ func TestTransparentProxyFlagErrors(t *testing.T) {
 	}{
 		{[]string{"install", "--dry-run", "--exclude-outbound-cidrs", "10.0.0.0"}, `--exclude-outbound-cidrs: "10.0.0.0" is not a CIDR`},
 		{[]string{"install", "--dry-run", "--dns-port", "0"}, "--dns-port 0 is invalid"},
+		{[]string{"install", "--dry-run", "--exclude-outbound-ports", "80,http"}, `--exclude-outbound-ports: "http" is not a port`},
+		{[]string{"install", "--dry-run", "--exclude-inbound-ports", "0"}, `--exclude-inbound-ports: "0" is not a port`},
 		{[]string{"install", "--dry-run", "--iptables-backend", "xt"}, "--iptables-backend \"xt\" is invalid"},
 		{[]string{"uninstall", "--iptables-backend", "xt"}, "--iptables-backend \"xt\" is invalid"},
 	} {

@@ -116,8 +116,11 @@ func (a *Applier) Install(ctx context.Context, cfg Config, dryRun bool) (Plan, e
 		if err != nil {
 			return Plan{}, fmt.Errorf("reading the nat table: %w", err)
 		}
-		input := replace(parseSaved(saved), map[bool]string{false: v4, true: v6}[f.v6])
-		plan.set(f.v6, input)
+		rules := v4
+		if f.v6 {
+			rules = v6
+		}
+		plan.set(f.v6, replace(parseSaved(saved), rules))
 	}
 	if dryRun {
 		return plan, nil
