@@ -55,7 +55,7 @@ func TestTransparentProxyDNSReachesTheZone(t *testing.T) {
 	}
 	g := startGlobal(t, t.TempDir())
 	zoneDNS := freePort(t)
-	z1 := startSyncedZone(t, "zone-1", t.TempDir(), g.kdsAddr, g.caFile(), "--dns-addr", zoneDNS)
+	startSyncedZone(t, "zone-1", t.TempDir(), g.kdsAddr, g.caFile(), "--dns-addr", zoneDNS)
 	z2 := startSyncedZone(t, "zone-2", t.TempDir(), g.kdsAddr, g.caFile())
 	if status, body := call(t, "PUT", z2.apiURL+"/meshes/default/dataplanes/backend-1", backendJSON); status != 201 {
 		t.Fatalf("%d %s", status, body)
@@ -68,7 +68,6 @@ func TestTransparentProxyDNSReachesTheZone(t *testing.T) {
 		return nil
 	})
 	waitResolve(t, zoneDNS, "backend.mesh", vip)
-	_ = z1
 
 	// The pod's network namespace: a route for the cluster's Service
 	// range (so the lookup leaves through the rules), and the gateway's
