@@ -422,7 +422,11 @@ func (s *Server) admit(ctx context.Context, streamID streamKey, cn *corev3.Node,
 func (s *Server) request(ctx context.Context, streamID streamKey, cn *corev3.Node, typeURL, version string, nonce string, errDetail *status.Status) error {
 	vouched, err := s.authenticate(streamID, cn)
 	if err != nil {
-		s.cfg.Log.Info("refused a proxy's credential", "node", quoteID(cn.GetId()), "error", err)
+		level := slog.LevelInfo
+		if status.Code(err) == codes.Unavailable {
+			level = slog.LevelWarn // the zone could not check it: its own problem
+		}
+		s.cfg.Log.Log(context.Background(), level, "refused a proxy's credential", "node", quoteID(cn.GetId()), "error", err)
 		s.refused.WithLabelValues(status.Code(err).String()).Inc()
 		return err
 	}
