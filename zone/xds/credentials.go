@@ -54,12 +54,11 @@ type ProxyAuthenticator interface {
 // ProxyAuthenticator: the credential is in its metadata, and a check
 // under it ends with the stream.
 func (s *Server) opened(ctx context.Context, streamID streamKey) {
-	if s.cfg.ProxyAuthenticator == nil {
-		return
-	}
 	s.mu.Lock()
-	s.openCtx[streamID] = ctx
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.cfg.ProxyAuthenticator != nil {
+		s.openCtx[streamID] = ctx
+	}
 }
 
 // authenticate checks the credential of a stream's first request when it
@@ -69,15 +68,16 @@ func (s *Server) opened(ctx context.Context, streamID streamKey) {
 // admission. Callers do not hold mu: a check may take a round trip to the
 // Kubernetes API server, and must not hold up other streams.
 func (s *Server) authenticate(streamID streamKey, cn *corev3.Node) (vouched bool, err error) {
-	auth := s.cfg.ProxyAuthenticator
-	if auth == nil {
-		return false, nil
-	}
 	mesh, name, ok := strings.Cut(cn.GetId(), ".")
 	if !ok || mesh == "" || name == "" {
 		return false, nil
 	}
 	s.mu.Lock()
+	auth := s.cfg.ProxyAuthenticator
+	if auth == nil {
+		s.mu.Unlock()
+		return false, nil
+	}
 	_, admitted := s.streams[streamID]
 	ctx := s.openCtx[streamID]
 	var dp *resource.Resource
