@@ -41,13 +41,21 @@ KUBE_LDFLAGS := -X $(KUBE_VERSION_PKG).gitVersion=$(KUBE_VERSION) \
   -X $(KUBE_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) \
   -X $(KUBE_VERSION_PKG).gitTreeState=clean
 
-.PHONY: all build run test test-race unit vet check-generated generate tools bench bench-dns dnsperf fuzz kube-apiserver clean
+.PHONY: all build run test test-race unit vet check-generated generate tools netns-tools bench bench-dns dnsperf fuzz kube-apiserver images clean
 all: build
 
 ## build: compile bin/atoll and bin/atollctl
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/atoll ./cmd/atoll
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/atollctl ./cmd/atollctl
+
+## images: build the container images atoll:$(IMAGE_TAG) and atoll-init:$(IMAGE_TAG) (needs a running Docker engine)
+IMAGE_TAG ?= $(VERSION)
+images:
+	@command -v docker >/dev/null || { echo "make images: docker is not installed here; install Docker (with a running engine) to build the images" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make images: the docker client is here but no Docker engine answers (docker info failed); start the engine, or build on a machine that has one" >&2; exit 1; }
+	docker build -f cmd/atoll/images/atoll.Dockerfile --build-arg LDFLAGS='$(LDFLAGS)' -t atoll:$(IMAGE_TAG) .
+	docker build -f cmd/atoll/images/init.Dockerfile --build-arg LDFLAGS='$(LDFLAGS)' -t atoll-init:$(IMAGE_TAG) .
 
 ## run: start a global (embedded etcd) and zones zone-1, zone-2 with a sample topology
 run: build
@@ -69,12 +77,24 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$') 2>/dev/null); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
-## tools: install protoc (Debian) and the pinned protoc-gen-go, protoc-gen-go-grpc
-tools: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
+## tools: install protoc, iptables and iproute2 (Debian) and the pinned protoc-gen-go, protoc-gen-go-grpc
+tools: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) netns-tools
 	@command -v protoc >/dev/null && [ -f /usr/include/google/protobuf/timestamp.proto ] || { \
 	  echo "installing protoc (Debian protobuf-compiler, libprotobuf-dev)"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq protobuf-compiler libprotobuf-dev >/dev/null; }
+
+# The transparent-proxy tests (internal/transparentproxy) run the real
+# iptables, both its nf_tables and legacy backends, in network namespaces
+# they create with ip(8). Debian's iptables package ships both backends.
+NETNS_TOOLS := ip $(foreach f,iptables ip6tables,$(foreach b,nft legacy,$(f)-$(b) $(f)-$(b)-save $(f)-$(b)-restore))
+netns-tools:
+	@missing=$$(for t in $(NETNS_TOOLS); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null || echo $$t; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing iptables and iproute2 (Debian) for the transparent-proxy tests; missing: $$(echo $$missing)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iptables iproute2 >/dev/null; \
+	fi
 
 $(PROTOC_GEN_GO):
 	mkdir -p $(TOOLS)

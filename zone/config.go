@@ -141,6 +141,9 @@ type XDS struct {
 	Addr string `yaml:"addr" json:"addr"`
 	// RequireTokens refuses Dataplanes' proxies that do not present the
 	// token of the bootstrap the zone serves (the ingress always must).
+	// In Kubernetes mode it governs only Dataplanes registered through the
+	// API: the proxies of pods' Dataplanes must always present their pod's
+	// ServiceAccount token instead (zone/kubernetes ProxyAuthenticator).
 	RequireTokens bool `yaml:"requireTokens" json:"requireTokens"`
 	// TLS serves xDS over TLS, with a CA and certificate the zone keeps in
 	// dataDir/xds-tls (the CA at GET /xds-ca.pem, and in the bootstraps).

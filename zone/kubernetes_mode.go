@@ -18,6 +18,7 @@ import (
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store/crdstore"
 	"github.com/atoll-mesh/atoll/zone/kubernetes"
+	"github.com/atoll-mesh/atoll/zone/xds"
 )
 
 // kubernetesTypes are the custom resources a Kubernetes zone keeps its
@@ -72,6 +73,14 @@ func openKubernetes(ctx context.Context, cfg Config, log *slog.Logger) (*mode, e
 		st.Close()
 		return nil, err
 	}
+	// Sidecars present their pod's ServiceAccount token on their xDS
+	// streams, checked with TokenReviews against the controller's pods.
+	proxyAuth, err := kubernetes.NewProxyAuthenticator(kubernetes.ProxyAuthConfig{
+		Reviews: client.AuthenticationV1().TokenReviews(), PodUID: controller.PodUID})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	elected, err := newElection(rc, namespace, cfg, log)
 	if err != nil {
 		st.Close()
@@ -89,10 +98,13 @@ func openKubernetes(ctx context.Context, cfg Config, log *slog.Logger) (*mode, e
 			storeCheck(st),
 			{Name: "kubernetes", Check: func(context.Context) error { return controller.Ready() }},
 		},
-		serviceAddresses: controller.ServiceAddresses, onServiceAddresses: controller.OnServiceAddresses}, nil
+		serviceAddresses: controller.ServiceAddresses, onServiceAddresses: controller.OnServiceAddresses, proxyAuth: proxyAuth}, nil
 }
 
-var _ election = (*kubernetes.Election)(nil)
+var (
+	_ election               = (*kubernetes.Election)(nil)
+	_ xds.ProxyAuthenticator = (*kubernetes.ProxyAuthenticator)(nil)
+)
 
 // newElection is the election among the zone's replicas, over the Lease
 // cfg names in the zone's namespace, with a client of its own so that

@@ -11,6 +11,7 @@ import (
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
 	"github.com/atoll-mesh/atoll/internal/store/boltstore"
+	"github.com/atoll-mesh/atoll/zone/xds"
 )
 
 // source keeps the zone's local Dataplanes in the zone's store, from
@@ -50,6 +51,11 @@ type mode struct {
 	// in universal mode.
 	serviceAddresses   func(mesh string) map[string][]netip.AddrPort
 	onServiceAddresses func(changed func())
+	// proxyAuth, when set, checks the credentials proxies present on
+	// their xDS streams (xds.Config.ProxyAuthenticator): in Kubernetes,
+	// pods' ServiceAccount tokens. nil in universal mode, where proxies
+	// present the zone's tokens.
+	proxyAuth xds.ProxyAuthenticator
 }
 
 // opener opens a mode's store and source. ctx bounds the opening only:

@@ -22,9 +22,10 @@ import (
 // the key proxies' tokens are signed with and, with xds.tls, a certificate
 // kept current until ctx ends, all in the data dir. Proxies' Dataplanes
 // are read from st, what other zones offer from cache, VIPs from vips,
-// services' own addresses (optional) from addrs.
+// services' own addresses (optional) from addrs; proxies' credentials
+// are checked by auth when set (in Kubernetes mode).
 func newXDSServer(ctx context.Context, cfg Config, st xdsStore, cache *store.Cache, vips func(mesh string) map[string]netip.Addr,
-	addrs func(mesh string) map[string][]netip.AddrPort, reg prometheus.Registerer, log *slog.Logger) (*xds.Server, error) {
+	addrs func(mesh string) map[string][]netip.AddrPort, auth xds.ProxyAuthenticator, reg prometheus.Registerer, log *slog.Logger) (*xds.Server, error) {
 	ingress, err := ingressTLS(cfg)
 	if err != nil {
 		return nil, err
@@ -43,7 +44,7 @@ func newXDSServer(ctx context.Context, cfg Config, st xdsStore, cache *store.Cac
 	}
 	return xds.NewServer(xds.Config{
 		Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: vips, ServiceAddresses: addrs,
-		Ingress: ingress, TokenKey: []byte(tokenKey), RequireTokens: cfg.XDS.RequireTokens, TLS: xdsTLS, CAPEM: xdsCA,
+		Ingress: ingress, TokenKey: []byte(tokenKey), RequireTokens: cfg.XDS.RequireTokens, ProxyAuthenticator: auth, TLS: xdsTLS, CAPEM: xdsCA,
 		Debounce: cfg.XDS.Debounce, Log: log, Registry: reg,
 	}), nil
 }

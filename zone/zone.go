@@ -65,7 +65,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	res := newServiceResolver(cfg, cache, log, reg)
 	var proxies *xds.Server
 	if cfg.XDS.Addr != "" {
-		if proxies, err = newXDSServer(ctx, cfg, st, cache, res.VIPs, m.serviceAddresses, reg, log); err != nil {
+		if proxies, err = newXDSServer(ctx, cfg, st, cache, res.VIPs, m.serviceAddresses, m.proxyAuth, reg, log); err != nil {
 			return err
 		}
 		res.onChange = proxies.Changed

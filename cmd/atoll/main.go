@@ -1,5 +1,6 @@
-// Command atoll runs atoll's control planes: "atoll global" and
-// "atoll zone".
+// Command atoll runs atoll's control planes, "atoll global" and
+// "atoll zone", and installs a pod's transparent proxy rules,
+// "atoll transparent-proxy install" (the injected init container).
 package main
 
 import (
@@ -33,7 +34,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(globalCommand(), zoneCommand(), &cobra.Command{
+	root.AddCommand(globalCommand(), zoneCommand(), transparentProxyCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

@@ -32,7 +32,7 @@ var zoneSettings = []setting{
 	{"ingress-advertised-port", "ingress.advertisedPort", "port published to other zones, when it differs"},
 	{"dns-addr", "dns.addr", "DNS server listen address (UDP and TCP); empty disables it"},
 	{"xds-addr", "xds.addr", "xDS server listen address (gRPC) for Envoy sidecars and proxyless gRPC clients; empty disables it"},
-	{"xds-require-tokens", "xds.requireTokens", "refuse Dataplanes' proxies without the token of the bootstrap the zone serves (the ingress always needs one)"},
+	{"xds-require-tokens", "xds.requireTokens", "refuse Dataplanes' proxies without the token of the bootstrap the zone serves (the ingress always needs one; in kubernetes mode pods' proxies always need their ServiceAccount token instead)"},
 	{"xds-tls", "xds.tls", "serve xDS over TLS with a certificate the zone keeps in the data dir (CA at /xds-ca.pem and in the bootstraps)"},
 	{"xds-tls-san", "xds.tlsSANs", "further DNS names or IP addresses the xDS certificate covers (repeat or comma-separate)"},
 	{"xds-debounce", "xds.debounce", "gather changes for at most this long before proxies get them (1ms-50ms)"},

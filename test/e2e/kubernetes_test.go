@@ -129,22 +129,7 @@ func startKubernetesZoneAs(t *testing.T, c *kubeCluster, zone string, g *process
 // pod ip and marks it Ready.
 func (c *kubeCluster) createGatewayPod(t *testing.T, namespace, name, ip string) *corev1.Pod {
 	t.Helper()
-	ctx := context.Background()
-	pod, err := c.client.CoreV1().Pods(namespace).Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "kong"},
-			Annotations: map[string]string{kubernetes.GatewayAnnotation: kubernetes.Enabled}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "proxy", Image: "kong:3.9",
-			Ports: []corev1.ContainerPort{{Name: "proxy", ContainerPort: 8000}}}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("creating pod %s/%s: %v", namespace, name, err)
-	}
-	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}},
-		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
-	if pod, err = c.client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("setting the status of pod %s/%s: %v", namespace, name, err)
-	}
-	return pod
+	return c.createGatewayPodAs(t, namespace, name, ip, "")
 }
 
 // createService creates the Service namespace/name selecting app: kong,

@@ -46,6 +46,7 @@ func TestGrant(t *testing.T) {
 		{"delete", "", "services", "kong", false},
 		{"get", "", "namespaces", "", true},
 		{"create", "", "events", "kong", true},
+		{"create", "authentication.k8s.io", "tokenreviews", "", true},
 		{"get", "", "secrets", ns, false},
 		{"list", "", "secrets", "", false},
 		{"create", "atoll.io", "dataplanes", "kong", true},

@@ -32,6 +32,7 @@ func TestChartRules(t *testing.T) {
 		{rules.Cluster, "", "events", "create"},
 		{rules.Cluster, "atoll.io", "dataplanes", "create"},
 		{rules.Cluster, "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "update"},
+		{rules.Cluster, "authentication.k8s.io", "tokenreviews", "create"},
 		{rules.Namespace, "atoll.io", "zoneingresses", "update"},
 		{rules.Namespace, "coordination.k8s.io", "leases", "update"},
 	} {

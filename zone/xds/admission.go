@@ -22,7 +22,10 @@ import (
 //
 // A stream is admitted on its first request, as the node it names:
 //   - node.id "<mesh>.<dataplane name>": a Dataplane's proxy. Its token is
-//     required with RequireTokens and checked whenever present.
+//     required with RequireTokens and checked whenever present. With a
+//     ProxyAuthenticator (Kubernetes mode), the proxies of the Dataplanes
+//     it covers present a credential on the stream instead, checked
+//     before admission (credentials.go); their token is then not required.
 //   - node.id = the zone's name: the zone's ingress. Its token is always
 //     required.
 //   - anything else is refused: InvalidArgument (malformed), NotFound

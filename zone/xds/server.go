@@ -69,6 +69,10 @@ type Config struct {
 	// RequireTokens refuses Dataplanes' proxies without a token (the
 	// ingress's always needs one).
 	RequireTokens bool
+	// ProxyAuthenticator, when set, checks the credentials proxies present
+	// on their streams for the Dataplanes it covers, which then need no
+	// token (credentials.go); nil in universal mode.
+	ProxyAuthenticator ProxyAuthenticator
 	// Debounce gathers changes for at most this long before rebuilding.
 	Debounce time.Duration
 	Log      *slog.Logger
@@ -97,6 +101,9 @@ type Server struct {
 	ingress *ingressCaches         // while the zone's ingress is connected
 	nodes   map[string]*node       // by node id
 	streams map[streamKey]string   // stream → the node id it was admitted as
+	// openCtx holds open streams' contexts while there is a
+	// ProxyAuthenticator (credentials.go).
+	openCtx map[streamKey]context.Context
 
 	connected prometheus.Gauge
 	nacks     *prometheus.CounterVec
@@ -143,6 +150,7 @@ func NewServer(cfg Config) *Server {
 		meshes:        map[string]*meshConfig{},
 		nodes:         map[string]*node{},
 		streams:       map[streamKey]string{},
+		openCtx:       map[streamKey]context.Context{},
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "atoll_xds_connected_proxies", Help: "Proxies connected to the zone's xDS server.",
 		}),
@@ -150,7 +158,7 @@ func NewServer(cfg Config) *Server {
 			Name: "atoll_xds_nacks_total", Help: "Configurations proxies refused, by xDS type.",
 		}, []string{"type"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "atoll_xds_refused_total", Help: "Proxy streams refused, by gRPC status: NotFound (unknown Dataplane), InvalidArgument (malformed node.id), Unauthenticated (missing or wrong token), PermissionDenied (a request naming another node than the stream was admitted as), Unavailable.",
+			Name: "atoll_xds_refused_total", Help: "Proxy streams refused, by gRPC status: NotFound (unknown Dataplane), InvalidArgument (malformed node.id), Unauthenticated (missing or wrong token or credential), PermissionDenied (a credential of another workload, or a request naming another node than the stream was admitted as), Unavailable.",
 		}, []string{"code"}),
 		builds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "atoll_xds_build_seconds", Help: "Time to build one proxy's configuration.",
@@ -357,8 +365,14 @@ func (s *Server) updateSidecar(n *node) error {
 // admit admits a stream on its first request (admission.go) and builds
 // the node's configuration when it is the node's first stream. Callers
 // hold mu.
-func (s *Server) admit(ctx context.Context, streamID streamKey, cn *corev3.Node) (*node, error) {
-	who, err := s.admission().admit(cn)
+// vouched is true when the stream's credential was checked
+// (authenticate): the node's token is then not required.
+func (s *Server) admit(ctx context.Context, streamID streamKey, cn *corev3.Node, vouched bool) (*node, error) {
+	a := s.admission()
+	if vouched {
+		a.requireTokens = false
+	}
+	who, err := a.admit(cn)
 	if err != nil {
 		return nil, err
 	}
@@ -406,6 +420,16 @@ func (s *Server) admit(ctx context.Context, streamID streamKey, cn *corev3.Node)
 }
 
 func (s *Server) request(ctx context.Context, streamID streamKey, cn *corev3.Node, typeURL, version string, nonce string, errDetail *status.Status) error {
+	vouched, err := s.authenticate(streamID, cn)
+	if err != nil {
+		level := slog.LevelInfo
+		if status.Code(err) == codes.Unavailable {
+			level = slog.LevelWarn // the zone could not check it: its own problem
+		}
+		s.cfg.Log.Log(context.Background(), level, "refused a proxy's credential", "node", quoteID(cn.GetId()), "error", err)
+		s.refused.WithLabelValues(status.Code(err).String()).Inc()
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var n *node
@@ -422,8 +446,7 @@ func (s *Server) request(ctx context.Context, streamID streamKey, cn *corev3.Nod
 			return status.Errorf(codes.Unavailable, "node.id %q is no longer connected: reconnect", admitted)
 		}
 	} else {
-		var err error
-		if n, err = s.admit(ctx, streamID, cn); err != nil {
+		if n, err = s.admit(ctx, streamID, cn, vouched); err != nil {
 			s.cfg.Log.Info("refused a proxy", "node", quoteID(cn.GetId()), "error", err)
 			s.refused.WithLabelValues(status.Code(err).String()).Inc()
 			return err
@@ -465,6 +488,7 @@ func (s *Server) sentVersion(nodeID, typeURL string) string {
 func (s *Server) closed(streamID streamKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.openCtx, streamID)
 	id, ok := s.streams[streamID]
 	if !ok {
 		return
@@ -500,6 +524,14 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		return status.New(codes.Code(d.GetCode()), d.GetMessage())
 	}
 	return serverv3.CallbackFuncs{
+		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			s.opened(ctx, streamKey{id: id})
+			return nil
+		},
+		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			s.opened(ctx, streamKey{delta: true, id: id})
+			return nil
+		},
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
 			var nack *status.Status
 			if d := req.GetErrorDetail(); d != nil {
