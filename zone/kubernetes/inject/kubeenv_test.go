@@ -93,7 +93,7 @@ func TestWebhookThroughTheAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		init := container(p.Spec.InitContainers, inject.InitContainerName)
-		if init == nil || !strings.HasSuffix(strings.Join(init.Args, " "), "--exclude-inbound-ports 9901,8443") {
+		if init == nil || !strings.Contains(strings.Join(init.Args, " "), "--redirect-inbound=true --redirect-dns=true --exclude-inbound-ports=9901,8443 ") {
 			t.Errorf("workload init container = %+v, want inbound redirection but for 9901 and 8443", init)
 		}
 		side := container(p.Spec.Containers, inject.SidecarContainerName)

@@ -60,6 +60,11 @@ func Mutate(cfg Config, ns *corev1.Namespace, pod *corev1.Pod) ([]PatchOp, error
 	if err != nil {
 		return nil, err
 	}
+	tp := transparentProxy(gateway, exclude)
+	if err := tp.Validate(); err != nil {
+		return nil, &Denial{Message: fmt.Sprintf("annotation %s: %q cannot be installed: %v",
+			ExcludeInboundPortsAnnotation, pod.Annotations[ExcludeInboundPortsAnnotation], err)}
+	}
 	if err := clashes(pod); err != nil {
 		return nil, err
 	}
@@ -69,7 +74,7 @@ func Mutate(cfg Config, ns *corev1.Namespace, pod *corev1.Pod) ([]PatchOp, error
 	}
 
 	var patch []PatchOp
-	patch = appendTo(patch, "/spec/initContainers", len(pod.Spec.InitContainers), initContainer(cfg, gateway, exclude))
+	patch = appendTo(patch, "/spec/initContainers", len(pod.Spec.InitContainers), initContainer(cfg, tp))
 	patch = appendTo(patch, "/spec/containers", len(pod.Spec.Containers), sidecar(cfg, m.Mesh, res))
 	patch = appendTo(patch, "/spec/volumes", len(pod.Spec.Volumes), tokenVolume())
 	if pod.Spec.ServiceAccountName == "" {

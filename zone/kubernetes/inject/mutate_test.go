@@ -91,21 +91,21 @@ func TestMutateInjects(t *testing.T) {
 		{
 			name:     "workload in a mesh namespace",
 			ns:       meshNamespace(),
-			initArgs: "--proxy-uid 5678 --outbound-port 15001 --inbound-port 15006 --dns-port 15053 --exclude-inbound-ports 9901",
+			initArgs: "transparent-proxy install --proxy-uid=5678 --outbound-port=15001 --inbound-port=15006 --dns-port=15053 --redirect-inbound=true --redirect-dns=true --exclude-inbound-ports=9901 --exclude-outbound-ports= --exclude-outbound-cidrs=",
 			mesh:     "default",
 		},
 		{
 			name:        "gateway keeps its inbound traffic",
 			ns:          meshNamespace(),
 			annotations: map[string]string{"atoll.io/gateway": "enabled", "atoll.io/mesh": "payments"},
-			initArgs:    "--proxy-uid 5678 --outbound-port 15001 --inbound-port 15006 --dns-port 15053 --redirect-inbound=false",
+			initArgs:    "transparent-proxy install --proxy-uid=5678 --outbound-port=15001 --inbound-port=15006 --dns-port=15053 --redirect-inbound=false --redirect-dns=true --exclude-inbound-ports= --exclude-outbound-ports= --exclude-outbound-cidrs=",
 			mesh:        "payments",
 		},
 		{
 			name:        "pod opted in outside a mesh namespace, with excluded ports",
 			ns:          plainNamespace(),
 			annotations: map[string]string{"atoll.io/sidecar-injection": "enabled", "atoll.io/exclude-inbound-ports": "8443, 9901,15020"},
-			initArgs:    "--proxy-uid 5678 --outbound-port 15001 --inbound-port 15006 --dns-port 15053 --exclude-inbound-ports 9901,8443,15020",
+			initArgs:    "transparent-proxy install --proxy-uid=5678 --outbound-port=15001 --inbound-port=15006 --dns-port=15053 --redirect-inbound=true --redirect-dns=true --exclude-inbound-ports=9901,8443,15020 --exclude-outbound-ports= --exclude-outbound-cidrs=",
 			mesh:        "default",
 		},
 	}
@@ -136,7 +136,7 @@ func TestMutateInjects(t *testing.T) {
 			if init == nil {
 				t.Fatalf("no init container %s in %+v", InitContainerName, got.Spec.InitContainers)
 			}
-			if cmd := strings.Join(init.Command, " "); cmd != "atoll transparent-proxy install" {
+			if cmd := strings.Join(init.Command, " "); cmd != "atoll" {
 				t.Errorf("init command = %q", cmd)
 			}
 			if args := strings.Join(init.Args, " "); args != tc.initArgs {
@@ -270,6 +270,8 @@ func TestMutateDenies(t *testing.T) {
 			[]string{ExcludeInboundPortsAnnotation, "empty entry"}},
 		{"port twice", meshNamespace(), newPod(map[string]string{ExcludeInboundPortsAnnotation: "80,80"}),
 			[]string{ExcludeInboundPortsAnnotation, "port 80 is listed twice"}},
+		{"inbound port excluded", meshNamespace(), newPod(map[string]string{ExcludeInboundPortsAnnotation: "15006"}),
+			[]string{ExcludeInboundPortsAnnotation, `"15006"`, "lists the inbound port 15006 itself"}},
 		{"volume name clash", meshNamespace(), clash, []string{"volume named atoll-token", "atoll.io/sidecar-injection: disabled"}},
 		{"init container name clash", meshNamespace(), initClash, []string{"container named atoll-init"}},
 	}

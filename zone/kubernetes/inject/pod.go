@@ -1,10 +1,10 @@
 package inject
 
 import (
-	"strconv"
-	"strings"
-
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/atoll-mesh/atoll/internal/transparentproxy"
+	"github.com/atoll-mesh/atoll/zone/kubernetes"
 )
 
 // The injected pod's shape: names, ports and the proxy's user, shared with
@@ -21,29 +21,18 @@ const (
 	// whose inbound traffic bypasses Envoy.
 	ExcludeInboundPortsAnnotation = "atoll.io/exclude-inbound-ports"
 
-	ProxyUID     = 5678
-	OutboundPort = 15001
-	InboundPort  = 15006
-	DNSPort      = 15053
-	AdminPort    = 9901
+	ProxyUID     = transparentproxy.DefaultProxyUID
+	OutboundPort = transparentproxy.DefaultOutboundPort
+	InboundPort  = transparentproxy.DefaultInboundPort
+	DNSPort      = transparentproxy.DefaultDNSPort
+	AdminPort    = transparentproxy.DefaultAdminPort
 
 	// TokenAudience is the audience of the projected ServiceAccount token
-	// the sidecar presents to the zone's xDS server.
-	TokenAudience   = "atoll-xds"
+	// the sidecar presents to the zone's xDS server, which checks it.
+	TokenAudience   = kubernetes.ProxyAudience
 	TokenExpiration = 3600
 	TokenDir        = "/var/run/secrets/atoll.io"
 	TokenFile       = TokenDir + "/token"
-)
-
-// Flags of `atoll transparent-proxy install` (package
-// internal/transparentproxy owns them; these are the same strings).
-const (
-	flagProxyUID            = "--proxy-uid"
-	flagOutboundPort        = "--outbound-port"
-	flagInboundPort         = "--inbound-port"
-	flagDNSPort             = "--dns-port"
-	flagRedirectInbound     = "--redirect-inbound"
-	flagExcludeInboundPorts = "--exclude-inbound-ports"
 )
 
 // Environment of the sidecar container.
@@ -57,34 +46,32 @@ const (
 	EnvEnvoyLogLevel = "ENVOY_LOG_LEVEL"
 )
 
-// initContainer installs the transparent-proxy rules. A gateway's inbound
-// traffic is not redirected; a workload's is, but for Envoy's admin port
-// and the ports the pod excludes.
-func initContainer(cfg Config, gateway bool, excludeInbound []int) corev1.Container {
-	itoa := strconv.Itoa
-	args := []string{
-		flagProxyUID, itoa(ProxyUID),
-		flagOutboundPort, itoa(OutboundPort),
-		flagInboundPort, itoa(InboundPort),
-		flagDNSPort, itoa(DNSPort),
-	}
+// transparentProxy is what the init container installs. A gateway's
+// inbound traffic is not redirected; a workload's is, but for Envoy's
+// admin port and the ports the pod excludes.
+func transparentProxy(gateway bool, excludeInbound []int) transparentproxy.Config {
+	tp := transparentproxy.Default()
 	if gateway {
-		args = append(args, flagRedirectInbound+"=false")
-	} else {
-		ports := []string{itoa(AdminPort)}
-		for _, p := range excludeInbound {
-			if p != AdminPort {
-				ports = append(ports, itoa(p))
-			}
-		}
-		args = append(args, flagExcludeInboundPorts, strings.Join(ports, ","))
+		tp.RedirectInbound, tp.ExcludeInboundPorts = false, nil
+		return tp
 	}
+	tp.ExcludeInboundPorts = []int{AdminPort}
+	for _, p := range excludeInbound {
+		if p != AdminPort {
+			tp.ExcludeInboundPorts = append(tp.ExcludeInboundPorts, p)
+		}
+	}
+	return tp
+}
+
+// initContainer runs `atoll transparent-proxy install` with tp.
+func initContainer(cfg Config, tp transparentproxy.Config) corev1.Container {
 	root, no := int64(0), false
 	return corev1.Container{
 		Name:    InitContainerName,
 		Image:   cfg.InitImage,
-		Command: []string{"atoll", "transparent-proxy", "install"},
-		Args:    args,
+		Command: []string{"atoll"},
+		Args:    tp.InstallArgs(),
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser:    &root,
 			RunAsNonRoot: &no,
