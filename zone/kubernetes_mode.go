@@ -160,7 +160,7 @@ func checkKubernetes(ctx context.Context, disc discovery.DiscoveryInterface, nam
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("kubernetes.namespace: namespace %q does not exist: create it (kubectl create namespace %s) or pass another --namespace", namespace, namespace)
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("kubernetes.namespace: reading namespace %q is forbidden: bind the zone's ServiceAccount to the ClusterRole of charts/atoll: %w", namespace, err)
+		return fmt.Errorf("kubernetes.namespace: reading namespace %q is forbidden: bind the zone's ServiceAccount to the ClusterRole and Role of charts/atoll (rules in charts/atoll/files/zone-rbac): %w", namespace, err)
 	case err != nil:
 		return fmt.Errorf("kubernetes.namespace: reading namespace %q: %w", namespace, err)
 	}
