@@ -331,3 +331,26 @@ func TestListenConflict(t *testing.T) {
 		t.Fatalf("a second proxy on %s: %v, want an error naming the address", p.Addr(), err)
 	}
 }
+
+func TestRunStopsAndReleasesThePort(t *testing.T) {
+	cfg := validConfig()
+	cfg.Listen = "127.0.0.1:0"
+	p, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cancelled before the servers have even started: Run still returns.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	cfg.Listen = p.Addr()
+	again, err := New(cfg, nil)
+	if err != nil {
+		t.Fatalf("the port of a stopped proxy is still taken: %v", err)
+	}
+	if err := again.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
