@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 
 	mdns "github.com/miekg/dns"
 	"golang.org/x/sys/unix"
+
+	"github.com/atoll-mesh/atoll/internal/sidecar/dnsproxy"
 )
 
 // inNetns runs fn on a thread moved into the network namespace ns: sockets
@@ -47,8 +51,8 @@ func inNetns(t *testing.T, ns string, fn func()) {
 // is redirected by the rules atoll transparent-proxy installs to the
 // sidecar's DNS port, and answered — through the sidecar, which forwards
 // the mesh domain to the zone — by a real zone's DNS server with the VIP
-// the global assigned. The sidecar's DNS proxy is played by the test: a
-// forwarder listening on port 15053 inside the pod's network namespace.
+// the global assigned. The sidecar's DNS proxy (internal/sidecar/dnsproxy)
+// listens on port 15053 inside the pod's network namespace.
 func TestTransparentProxyDNSReachesTheZone(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the transparent-proxy test creates a network namespace and needs root")
@@ -86,35 +90,28 @@ func TestTransparentProxyDNSReachesTheZone(t *testing.T) {
 		"--proxy-uid", "5678", "--outbound-port", "15001", "--inbound-port", "15006", "--dns-port", "15053",
 		"--redirect-inbound=false")
 
-	// The sidecar's DNS stand-in: listens in the namespace, forwards to
-	// the zone's DNS server (its sockets to the zone are made outside).
-	forward := mdns.HandlerFunc(func(w mdns.ResponseWriter, q *mdns.Msg) {
-		c := &mdns.Client{Net: "udp", Timeout: 2 * time.Second}
-		r, _, err := c.Exchange(q, zoneDNS)
-		if err != nil {
-			m := new(mdns.Msg)
-			m.SetRcode(q, mdns.RcodeServerFailure)
-			w.WriteMsg(m)
-			return
-		}
-		w.WriteMsg(r)
-	})
-	var udp net.PacketConn
-	var tcp net.Listener
+	// The sidecar's DNS proxy, as atoll sidecar runs it: bound inside the
+	// namespace on the port the rules redirect to; its own queries to the
+	// zone leave from outside (in the pod, its UID keeps them from being
+	// redirected).
+	cfg := dnsproxy.Default()
+	cfg.Mesh, cfg.Upstream = zoneDNS, "127.0.0.1:1" // nothing outside the mesh domain is asked
+	var proxy *dnsproxy.Proxy
 	inNetns(t, ns, func() {
 		var err error
-		if udp, err = net.ListenPacket("udp", "127.0.0.1:15053"); err != nil {
-			t.Fatal(err)
-		}
-		if tcp, err = net.Listen("tcp", "127.0.0.1:15053"); err != nil {
+		if proxy, err = dnsproxy.New(cfg, slog.New(slog.DiscardHandler)); err != nil {
 			t.Fatal(err)
 		}
 	})
-	servers := []*mdns.Server{{PacketConn: udp, Handler: forward}, {Listener: tcp, Handler: forward}}
-	for _, s := range servers {
-		go s.ActivateAndServe()
-		t.Cleanup(func() { s.Shutdown() })
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- proxy.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the DNS proxy: %v", err)
+		}
+	})
 
 	// The gateway's lookups, to the cluster DNS Service IP, from inside.
 	for _, network := range []string{"udp", "tcp"} {
