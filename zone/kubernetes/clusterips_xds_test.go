@@ -50,24 +50,8 @@ func TestClusterIPListenersReachTheGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache := store.NewCache(st, resource.MeshType, resource.ZoneIngressType, resource.ServiceEndpointsType)
-	srv := xds.NewServer(xds.Config{Addr: "127.0.0.1:0", Zone: "zone-1", Domain: "mesh", Cache: cache, Store: st,
-		ServiceAddresses: c.ServiceAddresses, Log: log})
-	c.OnServiceAddresses(srv.Changed)
-	if err := cache.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 2)
-	go func() { done <- c.Run(ctx) }()
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-	})
+	srv := runWithXDS(t, ctx, cancel, c, st, xds.Config{ServiceAddresses: c.ServiceAddresses, Log: log},
+		func(srv *xds.Server) { c.OnServiceAddresses(srv.Changed) })
 
 	k := cluster{t: t, client: client}
 	k.namespace("kong", true)
@@ -216,4 +200,33 @@ func (l *ldsStream) until(t *testing.T, what string, ok func(map[string]string) 
 			return
 		}
 	}
+}
+
+// runWithXDS runs the controller c and a zone-1 xDS server over st (cfg
+// completed with its address, zone, domain, cache and store; before, when
+// set, sees the server first) until the test ends; cancel ends ctx.
+func runWithXDS(t *testing.T, ctx context.Context, cancel context.CancelFunc, c *kubernetes.Controller, st store.Store,
+	cfg xds.Config, before func(*xds.Server)) *xds.Server {
+	t.Helper()
+	cache := store.NewCache(st, resource.MeshType, resource.ZoneIngressType, resource.ServiceEndpointsType)
+	cfg.Addr, cfg.Zone, cfg.Domain, cfg.Cache, cfg.Store = "127.0.0.1:0", "zone-1", "mesh", cache, st
+	srv := xds.NewServer(cfg)
+	if before != nil {
+		before(srv)
+	}
+	if err := cache.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	go func() { done <- c.Run(ctx) }()
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	})
+	return srv
 }

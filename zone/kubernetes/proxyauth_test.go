@@ -74,23 +74,7 @@ func TestProxyCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	cache := store.NewCache(st, resource.MeshType, resource.ZoneIngressType, resource.ServiceEndpointsType)
-	srv := xds.NewServer(xds.Config{Addr: "127.0.0.1:0", Zone: "zone-1", Domain: "mesh", Cache: cache, Store: st,
-		ProxyAuthenticator: auth, Log: log, Registry: reg})
-	if err := cache.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 2)
-	go func() { done <- c.Run(ctx) }()
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-	})
+	srv := runWithXDS(t, ctx, cancel, c, st, xds.Config{ProxyAuthenticator: auth, Log: log, Registry: reg}, nil)
 
 	k := cluster{t: t, client: client}
 	k.namespace("shop", true)
