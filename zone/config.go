@@ -307,7 +307,7 @@ func (c Config) Validate() error {
 	if c.Mode == ModeKubernetes {
 		add(c.Kubernetes.validate())
 		add(c.Kubernetes.LeaderElection.validate(c.Zone))
-		add(c.Kubernetes.Injector.validate(c.Zone, c.DataDir))
+		add(c.Kubernetes.Injector.validate(c.Zone, c.XDS.TLS, c.DataDir))
 	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)

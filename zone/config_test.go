@@ -68,16 +68,28 @@ func TestValidate(t *testing.T) {
 		{name: "kubernetes context without kubeconfig", edit: func(c *Config) { c.Mode, c.Kubernetes.Context = ModeKubernetes, "kind-zone-1" }, want: []string{"kubernetes.context", "--kubeconfig"}},
 		{name: "injector enabled", edit: func(c *Config) {
 			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "atoll-zone.atoll-system.svc:5678"
+			c.Kubernetes.Injector.DNSAddress = "atoll-zone-dns.atoll-system.svc:53"
+		}},
+		{name: "injector without a DNS address", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "zone.svc:5678"
+		}, want: []string{"kubernetes.injector.dnsAddress: is required", "--injector-dns-address"}},
+		{name: "injector with a CA file but plaintext xDS", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "zone.svc:5678"
+			c.Kubernetes.Injector.DNSAddress, c.Kubernetes.Injector.XDSCAFile = "dns.svc:53", "/tls/ca.pem"
+		}, want: []string{"kubernetes.injector.xdsCAFile", "--xds-tls"}},
+		{name: "injector with xDS TLS and the zone's own CA", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "zone.svc:5678"
+			c.Kubernetes.Injector.DNSAddress, c.XDS.TLS = "dns.svc:53", true
 		}},
 		{name: "injector without an xDS address", edit: func(c *Config) { c.Mode, c.Kubernetes.Injector.Addr = ModeKubernetes, ":5443" },
 			want: []string{"kubernetes.injector.xdsAddress: is required", "--injector-xds-address"}},
 		{name: "injector with a cert but no key", edit: func(c *Config) {
 			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "zone.svc:5678"
-			c.Kubernetes.Injector.TLSCert = "/tls/tls.crt"
+			c.Kubernetes.Injector.TLSCert, c.Kubernetes.Injector.DNSAddress = "/tls/tls.crt", "dns.svc:53"
 		}, want: []string{"kubernetes.injector: injector TLS: give both"}},
 		{name: "injector with a bad log level", edit: func(c *Config) {
 			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "zone.svc:5678"
-			c.Kubernetes.Injector.EnvoyLogLevel = "loud"
+			c.Kubernetes.Injector.EnvoyLogLevel, c.Kubernetes.Injector.DNSAddress = "loud", "dns.svc:53"
 		}, want: []string{`envoy log level "loud"`}},
 		{name: "injector off ignores its settings", edit: func(c *Config) { c.Mode, c.Kubernetes.Injector.EnvoyLogLevel = ModeKubernetes, "loud" }},
 		{name: "kubernetes qps zero", edit: func(c *Config) { c.Mode, c.Kubernetes.QPS = ModeKubernetes, 0 }, want: []string{"kubernetes.qps", "1-100000"}},

@@ -36,6 +36,13 @@ type Injector struct {
 	InitImage     string `yaml:"initImage" json:"initImage"`
 	EnvoyLogLevel string `yaml:"envoyLogLevel" json:"envoyLogLevel"`
 	XDSAddress    string `yaml:"xdsAddress" json:"xdsAddress"`
+	// DNSAddress is the zone's DNS Service (host:port) the sidecars send
+	// `.mesh` queries to.
+	DNSAddress string `yaml:"dnsAddress" json:"dnsAddress"`
+	// XDSCAFile is the CA the sidecars verify the zone's xDS server with
+	// (a Secret's file shared by every replica). Empty: the CA the zone
+	// keeps in dataDir/xds-tls when xds.tls is on, else plaintext.
+	XDSCAFile     string `yaml:"xdsCAFile" json:"xdsCAFile"`
 	CPURequest    string `yaml:"cpuRequest" json:"cpuRequest"`
 	MemoryRequest string `yaml:"memoryRequest" json:"memoryRequest"`
 	CPULimit      string `yaml:"cpuLimit" json:"cpuLimit"`
@@ -50,10 +57,15 @@ func defaultInjector() Injector {
 		CPULimit: d.Resources.CPULimit, MemoryLimit: d.Resources.MemoryLimit}
 }
 
-// config is what injected pods get.
-func (i Injector) config(zone string) inject.Config {
+// config is what injected pods get; xdsTLS and dataDir say where the
+// zone's own xDS CA is when no CA file is given.
+func (i Injector) config(zone string, xdsTLS bool, dataDir string) inject.Config {
+	ca := i.XDSCAFile
+	if ca == "" && xdsTLS {
+		ca = xdsCAFile(dataDir)
+	}
 	return inject.Config{SidecarImage: i.SidecarImage, InitImage: i.InitImage, EnvoyLogLevel: i.EnvoyLogLevel,
-		XDSAddress: i.XDSAddress, Zone: zone,
+		XDSAddress: i.XDSAddress, DNSAddress: i.DNSAddress, XDSCAFile: ca, Zone: zone,
 		Resources: inject.Resources{CPURequest: i.CPURequest, MemoryRequest: i.MemoryRequest, CPULimit: i.CPULimit, MemoryLimit: i.MemoryLimit}}
 }
 
@@ -63,17 +75,32 @@ func (i Injector) serveConfig(dataDir string) inject.ServeConfig {
 }
 
 // validate checks the injector's settings when it is enabled.
-func (i Injector) validate(zone, dataDir string) error {
+func (i Injector) validate(zone string, xdsTLS bool, dataDir string) error {
 	if i.Addr == "" {
 		return nil
 	}
 	if i.XDSAddress == "" {
 		return errors.New("kubernetes.injector.xdsAddress: is required with kubernetes.injector.addr: set --injector-xds-address to the zone's xDS Service, such as atoll-zone.atoll-system.svc:5678")
 	}
+	if i.DNSAddress == "" {
+		return errors.New("kubernetes.injector.dnsAddress: is required with kubernetes.injector.addr: set --injector-dns-address to the zone's DNS Service, such as atoll-zone-dns.atoll-system.svc:53")
+	}
+	if i.XDSCAFile != "" && !xdsTLS {
+		return errors.New("kubernetes.injector.xdsCAFile: the zone serves xDS in plaintext (xds.tls is off), so sidecars would fail to connect: turn on --xds-tls or leave --injector-xds-ca-file empty")
+	}
 	if err := i.serveConfig(dataDir).Validate(); err != nil {
 		return fmt.Errorf("kubernetes.injector: %w", err)
 	}
-	if err := i.config(zone).Validate(); err != nil {
+	if xdsTLS && i.XDSCAFile == "" {
+		// The zone's own CA is made when its xDS server starts: checked
+		// at every admission instead.
+		cfg := i.config(zone, false, dataDir)
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("kubernetes.injector: %w", err)
+		}
+		return nil
+	}
+	if err := i.config(zone, xdsTLS, dataDir).Validate(); err != nil {
 		return fmt.Errorf("kubernetes.injector: %w", err)
 	}
 	return nil
@@ -88,7 +115,7 @@ func withInjector(watch func(context.Context) error, client k8s.Interface, cfg C
 	if ic.Addr == "" {
 		return watch, nil
 	}
-	handler, err := inject.NewHandler(ic.config(cfg.Zone), inject.APINamespaces{Client: client.CoreV1().Namespaces()}, log)
+	handler, err := inject.NewHandler(ic.config(cfg.Zone, cfg.XDS.TLS, cfg.DataDir), inject.APINamespaces{Client: client.CoreV1().Namespaces()}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -68,6 +68,7 @@ func TestKubernetesModeServesTheInjector(t *testing.T) {
 	cfg.Kubernetes.Namespace = "atoll-system"
 	cfg.Kubernetes.Injector.Addr = addr
 	cfg.Kubernetes.Injector.XDSAddress = "atoll-zone.atoll-system.svc:5678"
+	cfg.Kubernetes.Injector.DNSAddress = "atoll-zone-dns.atoll-system.svc:53"
 	cfg.Kubernetes.Injector.SidecarImage = "registry.example/atoll-sidecar:1.0"
 	cfg.Kubernetes.Injector.EnvoyLogLevel = "debug"
 	if err := cfg.Validate(); err != nil {

@@ -89,11 +89,16 @@ func ingressTLS(cfg Config) (xds.IngressConfig, error) {
 	return out, nil
 }
 
+func xdsTLSDir(dataDir string) string { return filepath.Join(dataDir, "xds-tls") }
+
+// xdsCAFile is the CA of the certificate xdsCertificate keeps.
+func xdsCAFile(dataDir string) string { return certs.FilesIn(xdsTLSDir(dataDir)).CA }
+
 // xdsCertificate keeps the xDS server's CA and certificate in
 // dataDir/xds-tls current while the zone runs, and returns the server's TLS
 // configuration and the CA.
 func xdsCertificate(ctx context.Context, cfg Config, log *slog.Logger) (*tls.Config, []byte, error) {
-	dir := filepath.Join(cfg.DataDir, "xds-tls")
+	dir := xdsTLSDir(cfg.DataDir)
 	hosts := func() []string { return append(certs.DefaultHosts(), cfg.XDS.TLSSANs...) }
 	files, err := certs.Maintain(ctx, dir, hosts, 365*24*time.Hour, 12*time.Hour, func(out certs.Outcome, err error) {
 		switch {

@@ -62,6 +62,8 @@ var zoneSettings = []setting{
 	{"injector-init-image", "kubernetes.injector.initImage", "kubernetes mode: image of the injected init container (atoll transparent-proxy install, iptables)"},
 	{"injector-envoy-log-level", "kubernetes.injector.envoyLogLevel", "kubernetes mode: the injected Envoy's log level (trace, debug, info, warning, error, critical, off)"},
 	{"injector-xds-address", "kubernetes.injector.xdsAddress", "kubernetes mode: host:port of the zone's xDS Service the injected sidecars connect to"},
+	{"injector-dns-address", "kubernetes.injector.dnsAddress", "kubernetes mode: host:port of the zone's DNS Service the injected sidecars send .mesh queries to"},
+	{"injector-xds-ca-file", "kubernetes.injector.xdsCAFile", "kubernetes mode: the CA (PEM) injected sidecars verify the zone's xDS server with; empty: the zone's own xDS CA with --xds-tls, else plaintext"},
 	{"injector-cpu-request", "kubernetes.injector.cpuRequest", "kubernetes mode: the sidecar's CPU request; empty sets none"},
 	{"injector-memory-request", "kubernetes.injector.memoryRequest", "kubernetes mode: the sidecar's memory request; empty sets none"},
 	{"injector-cpu-limit", "kubernetes.injector.cpuLimit", "kubernetes mode: the sidecar's CPU limit; empty sets none"},

@@ -35,6 +35,13 @@ type Files struct {
 	CA, CAKey, Cert, Key string
 }
 
+// FilesIn names the files EnsureSelfSigned keeps in dir. (They are named
+// kds-* wherever they are, after the first identity made this way.)
+func FilesIn(dir string) Files {
+	return Files{CA: filepath.Join(dir, "kds-ca.pem"), CAKey: filepath.Join(dir, "kds-ca-key.pem"),
+		Cert: filepath.Join(dir, "kds.pem"), Key: filepath.Join(dir, "kds-key.pem")}
+}
+
 // Renewal is when a server certificate is re-issued before it expires.
 const Renewal = 30 * 24 * time.Hour
 
@@ -58,8 +65,7 @@ type Outcome struct {
 // cover every host (an address that changed, a name added) or expires
 // within Renewal.
 func EnsureSelfSigned(dir string, hosts []string, validity time.Duration) (Files, Outcome, error) {
-	f := Files{CA: filepath.Join(dir, "kds-ca.pem"), CAKey: filepath.Join(dir, "kds-ca-key.pem"),
-		Cert: filepath.Join(dir, "kds.pem"), Key: filepath.Join(dir, "kds-key.pem")}
+	f := FilesIn(dir)
 	var out Outcome
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return f, out, err

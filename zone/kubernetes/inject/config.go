@@ -1,9 +1,11 @@
 package inject
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 
@@ -32,6 +34,13 @@ type Config struct {
 	XDSAddress string
 	// Zone is the zone's name, given to the sidecar as ATOLL_ZONE.
 	Zone string
+	// DNSAddress is the host:port of the zone's DNS Service, which the
+	// sidecar's DNS proxy sends `.mesh` queries to.
+	DNSAddress string
+	// XDSCAFile, when set, is the CA (PEM) the sidecar verifies the zone's
+	// xDS server with; it is read at every admission, so a rotated CA
+	// reaches new pods. Empty: the sidecar connects in plaintext.
+	XDSCAFile string
 }
 
 // Resources are the sidecar container's requests and limits.
@@ -76,10 +85,33 @@ func (c Config) Validate() error {
 	if err := checkHostPort(c.XDSAddress); err != nil {
 		errs = append(errs, fmt.Errorf("xds address: %w", err))
 	}
+	if err := checkHostPort(c.DNSAddress); err != nil {
+		errs = append(errs, fmt.Errorf("dns address: %w", err))
+	}
+	if c.XDSCAFile != "" {
+		if _, err := c.xdsCA(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if msg := atollresource.CheckName(c.Zone); msg != "" {
 		errs = append(errs, fmt.Errorf("zone name %s", msg))
 	}
 	return errors.Join(errs...)
+}
+
+// xdsCA reads XDSCAFile: one or more PEM certificates.
+func (c Config) xdsCA() ([]byte, error) {
+	if c.XDSCAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(c.XDSCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("xds CA file: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("xds CA file %s holds no PEM certificate: give the CA of the zone's xDS certificate", c.XDSCAFile)
+	}
+	return pem, nil
 }
 
 func checkHostPort(addr string) error {
@@ -88,7 +120,7 @@ func checkHostPort(addr string) error {
 		return fmt.Errorf("%q is not host:port (such as atoll-zone.atoll-system.svc:5678): %w", addr, err)
 	}
 	if host == "" {
-		return fmt.Errorf("%q has no host: use the zone's xDS Service name, such as atoll-zone.atoll-system.svc:5678", addr)
+		return fmt.Errorf("%q has no host: use the zone's Service name, such as atoll-zone.atoll-system.svc:5678", addr)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, port)

@@ -39,6 +39,7 @@ func TestWebhookThroughTheAPIServer(t *testing.T) {
 
 	cfg := inject.Default()
 	cfg.XDSAddress, cfg.Zone = "atoll-zone.atoll-system.svc:5678", "zone-1"
+	cfg.DNSAddress = "atoll-zone-dns.atoll-system.svc:53"
 	handler, err := inject.NewHandler(cfg, inject.APINamespaces{Client: client.CoreV1().Namespaces()}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +83,8 @@ func TestWebhookThroughTheAPIServer(t *testing.T) {
 	if init == nil || !strings.Contains(strings.Join(init.Args, " "), "--redirect-inbound=false") {
 		t.Errorf("gateway init container = %+v, want inbound redirection off", init)
 	}
-	if gateway.Annotations[inject.InjectedAnnotation] != "true" || len(gateway.Spec.Volumes) != 1 || gateway.Spec.Volumes[0].Name != inject.TokenVolumeName {
+	if gateway.Annotations[inject.InjectedAnnotation] != "true" || len(gateway.Spec.Volumes) != 2 ||
+		gateway.Spec.Volumes[0].Name != inject.TokenVolumeName || gateway.Spec.Volumes[1].Name != inject.RunVolumeName {
 		t.Errorf("gateway annotations %v volumes %+v", gateway.Annotations, gateway.Spec.Volumes)
 	}
 
@@ -112,8 +114,8 @@ func TestWebhookThroughTheAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("update of the injected pod: %v", err)
 		}
-		if len(got.Spec.InitContainers) != 1 || len(got.Spec.Containers) != 2 || len(got.Spec.Volumes) != 1 {
-			t.Errorf("after update: init %d containers %d volumes %d, want 1, 2, 1",
+		if len(got.Spec.InitContainers) != 1 || len(got.Spec.Containers) != 2 || len(got.Spec.Volumes) != 2 {
+			t.Errorf("after update: init %d containers %d volumes %d, want 1, 2, 2",
 				len(got.Spec.InitContainers), len(got.Spec.Containers), len(got.Spec.Volumes))
 		}
 	})

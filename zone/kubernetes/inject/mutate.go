@@ -28,9 +28,9 @@ type Denial struct {
 func (d *Denial) Error() string { return d.Message }
 
 // Mutate returns the JSON Patch that injects pod, in namespace ns, with
-// the init container atoll-init, the sidecar atoll-sidecar, the token
-// volume atoll-token and the annotation atoll.io/injected: "true". It
-// returns no patch for a pod outside the mesh (kubernetes.MembershipOf),
+// the init container atoll-init, the sidecar atoll-sidecar, the volumes
+// atoll-token (its projected token) and atoll-run (its scratch space),
+// and the annotation atoll.io/injected: "true". It returns no patch for a pod outside the mesh (kubernetes.MembershipOf),
 // opted out (atoll.io/sidecar-injection: disabled) or already injected
 // (the annotation, or a container named atoll-sidecar), so that admitting
 // the pod again changes nothing. An invalid atoll annotation, or a pod
@@ -72,11 +72,16 @@ func Mutate(cfg Config, ns *corev1.Namespace, pod *corev1.Pod) ([]PatchOp, error
 	if err != nil {
 		return nil, fmt.Errorf("injector config: %w", err)
 	}
+	caPEM, err := cfg.xdsCA()
+	if err != nil {
+		return nil, fmt.Errorf("injector config: %w", err)
+	}
 
 	var patch []PatchOp
 	patch = appendTo(patch, "/spec/initContainers", len(pod.Spec.InitContainers), initContainer(cfg, tp))
-	patch = appendTo(patch, "/spec/containers", len(pod.Spec.Containers), sidecar(cfg, m.Mesh, res))
+	patch = appendTo(patch, "/spec/containers", len(pod.Spec.Containers), sidecar(cfg, m.Mesh, res, caPEM))
 	patch = appendTo(patch, "/spec/volumes", len(pod.Spec.Volumes), tokenVolume())
+	patch = append(patch, PatchOp{Op: "add", Path: "/spec/volumes/-", Value: runVolume()})
 	if pod.Spec.ServiceAccountName == "" {
 		// A projected token needs a ServiceAccount. Kubernetes' ServiceAccount
 		// admission plugin, which runs before webhooks, sets "default"; where
@@ -121,10 +126,12 @@ func clashes(pod *corev1.Pod) error {
 			"the pod has an init container named %s, which the sidecar injection adds: rename it, or annotate the pod %s: %s",
 			SidecarContainerName, kubernetes.SidecarInjection, kubernetes.Disabled)}
 	}
-	if slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == TokenVolumeName }) {
-		return &Denial{Message: fmt.Sprintf(
-			"the pod has a volume named %s, which the sidecar injection adds: rename it, or annotate the pod %s: %s",
-			TokenVolumeName, kubernetes.SidecarInjection, kubernetes.Disabled)}
+	for _, name := range []string{TokenVolumeName, RunVolumeName} {
+		if slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == name }) {
+			return &Denial{Message: fmt.Sprintf(
+				"the pod has a volume named %s, which the sidecar injection adds: rename it, or annotate the pod %s: %s",
+				name, kubernetes.SidecarInjection, kubernetes.Disabled)}
+		}
 	}
 	return nil
 }

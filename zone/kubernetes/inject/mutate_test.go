@@ -2,17 +2,23 @@ package inject
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/atoll-mesh/atoll/internal/certs"
 )
 
 func testConfig() Config {
 	c := Default()
 	c.XDSAddress = "atoll-zone.atoll-system.svc:5678"
+	c.DNSAddress = "atoll-zone-dns.atoll-system.svc:53"
 	c.Zone = "zone-1"
 	return c
 }
@@ -165,6 +171,9 @@ func TestMutateInjects(t *testing.T) {
 				EnvXDSAddress:    "atoll-zone.atoll-system.svc:5678",
 				EnvTokenFile:     "/var/run/secrets/atoll.io/token",
 				EnvEnvoyLogLevel: "info",
+				EnvDNSAddress:    "atoll-zone-dns.atoll-system.svc:53",
+				EnvRunDir:        RunDir,
+				EnvXDSCA:         "<unset>", // plaintext
 			}
 			for k, v := range want {
 				if g := env(side, k); g != v {
@@ -177,11 +186,19 @@ func TestMutateInjects(t *testing.T) {
 			if q := side.Resources.Requests.Cpu().String(); q != "50m" {
 				t.Errorf("sidecar CPU request = %s, want 50m", q)
 			}
-			if len(side.VolumeMounts) != 1 || side.VolumeMounts[0].MountPath != TokenDir || !side.VolumeMounts[0].ReadOnly {
-				t.Errorf("sidecar mounts = %+v, want %s read-only", side.VolumeMounts, TokenDir)
+			if len(side.VolumeMounts) != 2 || side.VolumeMounts[0].MountPath != TokenDir || !side.VolumeMounts[0].ReadOnly ||
+				side.VolumeMounts[1].Name != RunVolumeName || side.VolumeMounts[1].MountPath != RunDir || side.VolumeMounts[1].ReadOnly {
+				t.Errorf("sidecar mounts = %+v, want %s read-only and %s writable", side.VolumeMounts, TokenDir, RunDir)
 			}
-			if len(got.Spec.Volumes) != 1 || got.Spec.Volumes[0].Projected == nil {
-				t.Fatalf("volumes = %+v, want the projected token", got.Spec.Volumes)
+			if sc := side.SecurityContext; !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || !*sc.RunAsNonRoot ||
+				len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" || len(sc.Capabilities.Add) != 0 {
+				t.Errorf("sidecar security context = %+v, want read-only root, no privilege escalation, non-root, no capabilities", sc)
+			}
+			if len(got.Spec.Volumes) != 2 || got.Spec.Volumes[0].Projected == nil {
+				t.Fatalf("volumes = %+v, want the projected token and the run dir", got.Spec.Volumes)
+			}
+			if run := got.Spec.Volumes[1]; run.Name != RunVolumeName || run.EmptyDir == nil || run.EmptyDir.Medium != corev1.StorageMediumMemory {
+				t.Errorf("run volume = %+v, want an emptyDir in memory", run)
 			}
 			tok := got.Spec.Volumes[0].Projected.Sources[0].ServiceAccountToken
 			if tok.Audience != TokenAudience || *tok.ExpirationSeconds != 3600 || tok.Path != "token" {
@@ -194,6 +211,52 @@ func TestMutateInjects(t *testing.T) {
 				t.Errorf("re-admission = %v, %v: want no patch", again, err)
 			}
 		})
+	}
+}
+
+// The zone's xDS CA reaches the sidecar as ATOLL_XDS_CA, read from its
+// file at every admission: a CA replaced on disk reaches the next pod.
+func TestMutateGivesTheSidecarTheXDSCA(t *testing.T) {
+	dir := t.TempDir()
+	files, _, err := certs.EnsureSelfSigned(dir, []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.XDSCAFile = files.CA
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	caOf := func() string {
+		t.Helper()
+		pod := newPod(nil)
+		patch, err := Mutate(cfg, meshNamespace(), pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env(container(apply(t, pod, patch).Spec.Containers, SidecarContainerName), EnvXDSCA)
+	}
+	first, _ := os.ReadFile(files.CA)
+	if got := caOf(); got != string(first) {
+		t.Fatalf("%s = %q, want the CA file's content", EnvXDSCA, got)
+	}
+	// A new CA in its place (a rotated Secret, say).
+	other, _, err := certs.EnsureSelfSigned(t.TempDir(), []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _ := os.ReadFile(other.CA)
+	if err := os.WriteFile(files.CA, second, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := caOf(); got != string(second) || got == string(first) {
+		t.Errorf("%s after the CA changed = %q, want the new CA", EnvXDSCA, got)
+	}
+	// A CA file gone at admission time refuses the pod rather than
+	// injecting a sidecar that cannot connect.
+	os.Remove(files.CA)
+	if _, err := Mutate(cfg, meshNamespace(), newPod(nil)); err == nil || !strings.Contains(err.Error(), "xds CA file") {
+		t.Errorf("Mutate without the CA file = %v, want an error naming it", err)
 	}
 }
 
@@ -210,8 +273,8 @@ func TestMutateAppendsToExistingLists(t *testing.T) {
 	if len(got.Spec.InitContainers) != 2 || got.Spec.InitContainers[0].Name != "migrate" || got.Spec.InitContainers[1].Name != InitContainerName {
 		t.Errorf("init containers = %+v, want migrate then %s", got.Spec.InitContainers, InitContainerName)
 	}
-	if len(got.Spec.Volumes) != 2 || got.Spec.Volumes[0].Name != "data" || got.Spec.Volumes[1].Name != TokenVolumeName {
-		t.Errorf("volumes = %+v, want data then %s", got.Spec.Volumes, TokenVolumeName)
+	if len(got.Spec.Volumes) != 3 || got.Spec.Volumes[0].Name != "data" || got.Spec.Volumes[1].Name != TokenVolumeName || got.Spec.Volumes[2].Name != RunVolumeName {
+		t.Errorf("volumes = %+v, want data then %s and %s", got.Spec.Volumes, TokenVolumeName, RunVolumeName)
 	}
 	if got.Spec.ServiceAccountName != "web" {
 		t.Errorf("service account = %q, want web kept", got.Spec.ServiceAccountName)
@@ -291,6 +354,15 @@ func TestMutateDenies(t *testing.T) {
 	}
 }
 
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestConfigValidate(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -309,6 +381,10 @@ func TestConfigValidate(t *testing.T) {
 		{"xds port out of range", func(c *Config) { c.XDSAddress = "zone.svc:0" }, `port "0"`},
 		{"xds address without host", func(c *Config) { c.XDSAddress = ":5678" }, "has no host"},
 		{"bad zone", func(c *Config) { c.Zone = "Zone_1" }, "zone name"},
+		{"no dns address", func(c *Config) { c.DNSAddress = "" }, "dns address"},
+		{"dns address without port", func(c *Config) { c.DNSAddress = "dns.svc" }, `dns address: "dns.svc" is not host:port`},
+		{"missing CA file", func(c *Config) { c.XDSCAFile = "/nonexistent/ca.pem" }, "xds CA file: open /nonexistent/ca.pem"},
+		{"CA file without a certificate", func(c *Config) { c.XDSCAFile = writeTemp(t, "not a certificate") }, "holds no PEM certificate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package inject
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/atoll-mesh/atoll/internal/transparentproxy"
 	"github.com/atoll-mesh/atoll/zone/kubernetes"
@@ -13,6 +14,11 @@ const (
 	InitContainerName    = "atoll-init"
 	SidecarContainerName = "atoll-sidecar"
 	TokenVolumeName      = "atoll-token"
+	// RunVolumeName is the sidecar's only writable place (an emptyDir in
+	// memory, mounted at RunDir): the xDS relay's socket and Envoy's
+	// bootstrap.
+	RunVolumeName = "atoll-run"
+	RunDir        = "/var/run/atoll"
 
 	// InjectedAnnotation marks a pod the webhook injected; a pod carrying
 	// it is left alone.
@@ -44,6 +50,9 @@ const (
 	EnvXDSAddress    = "ATOLL_XDS_ADDRESS"
 	EnvTokenFile     = "ATOLL_TOKEN_FILE"
 	EnvEnvoyLogLevel = "ENVOY_LOG_LEVEL"
+	EnvDNSAddress    = "ATOLL_DNS_ADDRESS"
+	EnvXDSCA         = "ATOLL_XDS_CA"
+	EnvRunDir        = "ATOLL_RUN_DIR"
 )
 
 // transparentProxy is what the init container installs. A gateway's
@@ -83,13 +92,17 @@ func initContainer(cfg Config, tp transparentproxy.Config) corev1.Container {
 	}
 }
 
-// sidecar runs Envoy as ProxyUID, configured by the zone's xDS server.
-func sidecar(cfg Config, mesh string, res corev1.ResourceRequirements) corev1.Container {
+// sidecar runs Envoy as ProxyUID, configured by the zone's xDS server,
+// with the xDS relay and the DNS proxy of `atoll sidecar` beside it. caPEM
+// is the zone's xDS CA (none: plaintext). Nothing in it needs a privilege
+// or a writable root filesystem.
+func sidecar(cfg Config, mesh string, res corev1.ResourceRequirements, caPEM []byte) corev1.Container {
 	uid := int64(ProxyUID)
+	yes, no := true, false
 	field := func(path string) *corev1.EnvVarSource {
 		return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}
 	}
-	return corev1.Container{
+	c := corev1.Container{
 		Name:    SidecarContainerName,
 		Image:   cfg.SidecarImage,
 		Command: []string{"atoll", "sidecar"},
@@ -101,14 +114,34 @@ func sidecar(cfg Config, mesh string, res corev1.ResourceRequirements) corev1.Co
 			{Name: EnvXDSAddress, Value: cfg.XDSAddress},
 			{Name: EnvTokenFile, Value: TokenFile},
 			{Name: EnvEnvoyLogLevel, Value: cfg.EnvoyLogLevel},
+			{Name: EnvDNSAddress, Value: cfg.DNSAddress},
+			{Name: EnvRunDir, Value: RunDir},
 		},
 		Resources: res,
 		SecurityContext: &corev1.SecurityContext{
-			RunAsUser:  &uid,
-			RunAsGroup: &uid,
+			RunAsUser:                &uid,
+			RunAsGroup:               &uid,
+			RunAsNonRoot:             &yes,
+			ReadOnlyRootFilesystem:   &yes,
+			AllowPrivilegeEscalation: &no,
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
-		VolumeMounts: []corev1.VolumeMount{{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true}},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true},
+			{Name: RunVolumeName, MountPath: RunDir},
+		},
 	}
+	if len(caPEM) > 0 {
+		c.Env = append(c.Env, corev1.EnvVar{Name: EnvXDSCA, Value: string(caPEM)})
+	}
+	return c
+}
+
+// runVolume is the sidecar's scratch space, in memory.
+func runVolume() corev1.Volume {
+	limit := resource.MustParse("16Mi")
+	return corev1.Volume{Name: RunVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+		Medium: corev1.StorageMediumMemory, SizeLimit: &limit}}}
 }
 
 // tokenVolume projects the pod's ServiceAccount token for the zone's xDS
