@@ -49,13 +49,14 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/atoll ./cmd/atoll
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/atollctl ./cmd/atollctl
 
-## images: build the container images atoll:$(IMAGE_TAG) and atoll-init:$(IMAGE_TAG) (needs a running Docker engine)
+## images: build the container images atoll, atoll-init and atoll-sidecar, tagged $(IMAGE_TAG) (needs a running Docker engine)
 IMAGE_TAG ?= $(VERSION)
 images:
 	@command -v docker >/dev/null || { echo "make images: docker is not installed here; install Docker (with a running engine) to build the images" >&2; exit 1; }
 	@docker info >/dev/null 2>&1 || { echo "make images: the docker client is here but no Docker engine answers (docker info failed); start the engine, or build on a machine that has one" >&2; exit 1; }
 	docker build -f cmd/atoll/images/atoll.Dockerfile --build-arg LDFLAGS='$(LDFLAGS)' -t atoll:$(IMAGE_TAG) .
 	docker build -f cmd/atoll/images/init.Dockerfile --build-arg LDFLAGS='$(LDFLAGS)' -t atoll-init:$(IMAGE_TAG) .
+	docker build -f cmd/atoll/images/sidecar.Dockerfile --build-arg LDFLAGS='$(LDFLAGS)' -t atoll-sidecar:$(IMAGE_TAG) .
 
 ## run: start a global (embedded etcd) and zones zone-1, zone-2 with a sample topology
 run: build

@@ -7,12 +7,15 @@ package images
 import (
 	"bufio"
 	"debug/elf"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/atoll-mesh/atoll/zone/kubernetes/inject"
 )
 
 // The atoll image has no libc: the binary must be static, as its
@@ -69,7 +72,7 @@ func TestImagesBuildWithTheModulesGo(t *testing.T) {
 		t.Fatal("go.mod has no go directive")
 	}
 	want := "FROM golang:" + string(m[1]) + "-"
-	for _, name := range []string{"atoll.Dockerfile", "init.Dockerfile"} {
+	for _, name := range []string{"atoll.Dockerfile", "init.Dockerfile", "sidecar.Dockerfile"} {
 		lines := dockerfile(t, name)
 		var from, static bool
 		for _, l := range lines {
@@ -88,12 +91,10 @@ func TestImagesBuildWithTheModulesGo(t *testing.T) {
 	}
 }
 
-// The atoll image's last stage runs as a numeric non-root user, so
-// Kubernetes' runAsNonRoot can check it.
-func TestAtollImageRunsAsNonRoot(t *testing.T) {
-	lines := dockerfile(t, "atoll.Dockerfile")
+// lastUser is the USER of a Dockerfile's last stage ("" for none).
+func lastUser(t *testing.T, name string) string {
 	user := ""
-	for _, l := range lines {
+	for _, l := range dockerfile(t, name) {
 		if strings.HasPrefix(l, "FROM ") {
 			user = "" // a new stage
 		}
@@ -101,8 +102,31 @@ func TestAtollImageRunsAsNonRoot(t *testing.T) {
 			user = u
 		}
 	}
+	return user
+}
+
+// The atoll image's last stage runs as a numeric non-root user, so
+// Kubernetes' runAsNonRoot can check it.
+func TestAtollImageRunsAsNonRoot(t *testing.T) {
+	user := lastUser(t, "atoll.Dockerfile")
 	uid, _, _ := strings.Cut(user, ":")
 	if uid == "" || uid == "0" || strings.Trim(uid, "0123456789") != "" {
 		t.Errorf("the atoll image's last stage runs as %q, want a numeric non-root user", user)
+	}
+}
+
+// The sidecar image runs as the proxy's UID and GID, the ones the
+// transparent proxy lets through and the webhook sets.
+func TestSidecarImageRunsAsTheProxyUser(t *testing.T) {
+	want := fmt.Sprintf("%d:%d", inject.ProxyUID, inject.ProxyUID)
+	if user := lastUser(t, "sidecar.Dockerfile"); user != want {
+		t.Errorf("the sidecar image runs as %q, want %s", user, want)
+	}
+	var entry bool
+	for _, l := range dockerfile(t, "sidecar.Dockerfile") {
+		entry = entry || l == `ENTRYPOINT ["/usr/local/bin/atoll", "sidecar"]`
+	}
+	if !entry {
+		t.Error("the sidecar image's entrypoint is not atoll sidecar")
 	}
 }
