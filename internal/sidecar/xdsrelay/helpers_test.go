@@ -32,7 +32,7 @@ const wait = 20 * time.Second
 // registers go-control-plane's ADS and delta ADS services (and the gRPC
 // health service, a method Envoy does not use today), records each
 // stream's metadata and how it ended, and answers every request with a
-// response echoing it.
+// response echoing it, after a header x-zone-header: sent on ADS.
 type zone struct {
 	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
 	addr string
@@ -67,6 +67,11 @@ func (z *zone) streams() []metadata.MD {
 func (z *zone) StreamAggregatedResources(s discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) (err error) {
 	z.opened(s.Context())
 	defer func() { z.ended <- err }()
+	if z.refuse == nil {
+		if err := s.SendHeader(metadata.Pairs("x-zone-header", "sent")); err != nil {
+			return err
+		}
+	}
 	for {
 		req, err := s.Recv()
 		if errors.Is(err, io.EOF) {

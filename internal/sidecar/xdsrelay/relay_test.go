@@ -183,6 +183,9 @@ func roundTrip(t *testing.T, e *relayEnv, ctx context.Context) {
 	if resp, err := s.Recv(); err != nil || resp.GetNonce() != "1" {
 		t.Fatalf("the zone's response: %v, %v", resp, err)
 	}
+	if h, err := s.Header(); err != nil || len(h.Get("x-zone-header")) != 1 {
+		t.Fatalf("the zone's header x-zone-header did not reach the client: %v, %v", h, err)
+	}
 	if err := s.CloseSend(); err != nil {
 		t.Fatal(err)
 	}
@@ -259,6 +262,9 @@ func TestZoneStatusReachesEnvoy(t *testing.T) {
 	if reason := s.Trailer().Get("x-zone-reason"); len(reason) != 1 || reason[0] != "refused" {
 		t.Fatalf("the client got trailer x-zone-reason %q, want [\"refused\"]", reason)
 	}
+	if h, _ := s.Header(); len(h.Get("x-zone-reason")) != 0 {
+		t.Fatalf("the zone's trailer came as a header too: %v", h)
+	}
 }
 
 // TestEnvoyCancelEndsZoneStream: the client cancelling its stream cancels
@@ -330,5 +336,26 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	if c, err := net.Dial("unix", e.sock); err == nil {
 		c.Close()
 		t.Fatal("the relay's socket still accepts connections after Run returned")
+	}
+}
+
+// TestForwardedMetadata: what crosses the relay from either side.
+func TestForwardedMetadata(t *testing.T) {
+	in := metadata.MD{
+		"authorization":        {"Bearer envoys"},
+		"proxy-authorization":  {"Basic x"},
+		":authority":           {"atoll-xds"},
+		"content-type":         {"application/grpc"},
+		"user-agent":           {"envoy/1.36"},
+		"te":                   {"trailers"},
+		"grpc-accept-encoding": {"gzip"},
+		"x-envoy-note":         {"a", "b"},
+		"x-zone-reason":        {"refused"},
+		"trace-bin":            {"\x00\x01"},
+	}
+	want := metadata.MD{"x-envoy-note": {"a", "b"}, "x-zone-reason": {"refused"}, "trace-bin": {"\x00\x01"}}
+	got := forwarded(in)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("forwarded(%v) = %v, want %v", in, got, want)
 	}
 }
