@@ -136,6 +136,7 @@ func startZone(t *testing.T, z *zone, cert *tls.Certificate) *zone {
 // relayEnv is a running relay with its token file, socket and the client
 // standing in for Envoy.
 type relayEnv struct {
+	relay     *Relay
 	tokenFile string
 	sock      string
 	cancel    context.CancelFunc
@@ -170,6 +171,7 @@ func startRelay(t *testing.T, upstream string, cfg Config) *relayEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.relay = r
 	lis, err := ListenUnix(e.sock)
 	if err != nil {
 		t.Fatal(err)

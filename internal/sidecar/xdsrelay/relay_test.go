@@ -319,6 +319,13 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 	e.done <- nil // for the cleanup
+	lis, err := ListenUnix(e.sock)
+	if err != nil {
+		t.Fatalf("listening again on the relay's socket after it stopped: %v", err)
+	}
+	if err := e.relay.Run(testContext(t), lis); err == nil || !strings.Contains(err.Error(), "Run called twice") {
+		t.Fatalf("a second Run: %v, want an error saying Run was called twice", err)
+	}
 	if _, err := s.Recv(); err == nil {
 		t.Fatal("the client's stream is still open after the relay stopped")
 	}
