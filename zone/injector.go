@@ -42,7 +42,11 @@ type Injector struct {
 	// XDSCAFile is the CA the sidecars verify the zone's xDS server with
 	// (a Secret's file shared by every replica). Empty: the CA the zone
 	// keeps in dataDir/xds-tls when xds.tls is on, else plaintext.
-	XDSCAFile     string `yaml:"xdsCAFile" json:"xdsCAFile"`
+	XDSCAFile string `yaml:"xdsCAFile" json:"xdsCAFile"`
+	// NativeSidecar injects the sidecar as a Kubernetes native sidecar
+	// (1.29 and later): started and ready before the application, stopped
+	// after it (inject.Config.NativeSidecar).
+	NativeSidecar bool   `yaml:"nativeSidecar" json:"nativeSidecar"`
 	CPURequest    string `yaml:"cpuRequest" json:"cpuRequest"`
 	MemoryRequest string `yaml:"memoryRequest" json:"memoryRequest"`
 	CPULimit      string `yaml:"cpuLimit" json:"cpuLimit"`
@@ -52,7 +56,7 @@ type Injector struct {
 func defaultInjector() Injector {
 	d := inject.Default()
 	return Injector{TLSSANs: []string{}, WebhookName: inject.DefaultWebhookName,
-		SidecarImage: d.SidecarImage, InitImage: d.InitImage, EnvoyLogLevel: d.EnvoyLogLevel,
+		SidecarImage: d.SidecarImage, InitImage: d.InitImage, EnvoyLogLevel: d.EnvoyLogLevel, NativeSidecar: d.NativeSidecar,
 		CPURequest: d.Resources.CPURequest, MemoryRequest: d.Resources.MemoryRequest,
 		CPULimit: d.Resources.CPULimit, MemoryLimit: d.Resources.MemoryLimit}
 }
@@ -65,7 +69,7 @@ func (i Injector) config(zone string, xdsTLS bool, dataDir string) inject.Config
 		ca = xdsCAFile(dataDir)
 	}
 	return inject.Config{SidecarImage: i.SidecarImage, InitImage: i.InitImage, EnvoyLogLevel: i.EnvoyLogLevel,
-		XDSAddress: i.XDSAddress, DNSAddress: i.DNSAddress, XDSCAFile: ca, Zone: zone,
+		XDSAddress: i.XDSAddress, DNSAddress: i.DNSAddress, XDSCAFile: ca, Zone: zone, NativeSidecar: i.NativeSidecar,
 		Resources: inject.Resources{CPURequest: i.CPURequest, MemoryRequest: i.MemoryRequest, CPULimit: i.CPULimit, MemoryLimit: i.MemoryLimit}}
 }
 

@@ -107,7 +107,7 @@ func TestKubernetesModeServesTheInjector(t *testing.T) {
 			}
 			return false, nil
 		}
-		if len(created.Spec.Containers) == 2 {
+		if len(created.Spec.InitContainers) == 2 {
 			injected = created
 			return true, nil
 		}
@@ -117,7 +117,7 @@ func TestKubernetesModeServesTheInjector(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the pod never came back injected: %v (last refusal: %v)", err, last)
 	}
-	side := injected.Spec.Containers[1]
+	side := injected.Spec.InitContainers[1] // a native sidecar, after the rules
 	if side.Name != inject.SidecarContainerName || side.Image != "registry.example/atoll-sidecar:1.0" {
 		t.Errorf("sidecar %s image %s, want %s image registry.example/atoll-sidecar:1.0", side.Name, side.Image, inject.SidecarContainerName)
 	}

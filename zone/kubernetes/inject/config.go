@@ -37,6 +37,13 @@ type Config struct {
 	// DNSAddress is the host:port of the zone's DNS Service, which the
 	// sidecar's DNS proxy sends `.mesh` queries to.
 	DNSAddress string
+	// NativeSidecar runs the sidecar as a Kubernetes native sidecar (an
+	// init container with restartPolicy Always, Kubernetes 1.29 and
+	// later): it starts, and is ready, before the pod's other init
+	// containers and its containers, and stops after them, so the
+	// application never runs without its proxy. Off: an ordinary
+	// container next to the application's, for older clusters.
+	NativeSidecar bool
 	// XDSCAFile, when set, is the CA (PEM) the sidecar verifies the zone's
 	// xDS server with; it is read at every admission, so a rotated CA
 	// reaches new pods. Empty: the sidecar connects in plaintext.
@@ -55,6 +62,7 @@ func Default() Config {
 		SidecarImage:  "atoll-sidecar:latest",
 		InitImage:     "atoll-init:latest",
 		EnvoyLogLevel: "info",
+		NativeSidecar: true,
 		Resources: Resources{
 			CPURequest:    "50m",
 			MemoryRequest: "64Mi",

@@ -98,8 +98,8 @@ func TestHandlerAdmits(t *testing.T) {
 		if init == nil || !strings.Contains(strings.Join(init.Args, " "), "--redirect-inbound=false") {
 			t.Errorf("init container = %+v, want inbound redirection off", init)
 		}
-		if container(got.Spec.Containers, SidecarContainerName) == nil {
-			t.Errorf("no sidecar in %+v", got.Spec.Containers)
+		if sidecarOf(got) == nil {
+			t.Errorf("no sidecar in %+v", got.Spec)
 		}
 	})
 	t.Run("update passes unchanged", func(t *testing.T) {

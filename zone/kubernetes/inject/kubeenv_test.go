@@ -98,7 +98,7 @@ func TestWebhookThroughTheAPIServer(t *testing.T) {
 		if init == nil || !strings.Contains(strings.Join(init.Args, " "), "--redirect-inbound=true --redirect-dns=true --exclude-inbound-ports=9901,8443 ") {
 			t.Errorf("workload init container = %+v, want inbound redirection but for 9901 and 8443", init)
 		}
-		side := container(p.Spec.Containers, inject.SidecarContainerName)
+		side := container(p.Spec.InitContainers, inject.SidecarContainerName)
 		if side == nil || *side.SecurityContext.RunAsUser != inject.ProxyUID {
 			t.Errorf("workload sidecar = %+v", side)
 		}
@@ -114,8 +114,8 @@ func TestWebhookThroughTheAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("update of the injected pod: %v", err)
 		}
-		if len(got.Spec.InitContainers) != 1 || len(got.Spec.Containers) != 2 || len(got.Spec.Volumes) != 2 {
-			t.Errorf("after update: init %d containers %d volumes %d, want 1, 2, 2",
+		if len(got.Spec.InitContainers) != 2 || len(got.Spec.Containers) != 1 || len(got.Spec.Volumes) != 2 {
+			t.Errorf("after update: init %d containers %d volumes %d, want 2, 1, 2",
 				len(got.Spec.InitContainers), len(got.Spec.Containers), len(got.Spec.Volumes))
 		}
 	})
@@ -180,7 +180,7 @@ func createInjected(t *testing.T, ctx context.Context, client kubernetes.Interfa
 			}
 			return false, nil
 		}
-		if container(created.Spec.Containers, inject.SidecarContainerName) != nil {
+		if container(created.Spec.InitContainers, inject.SidecarContainerName) != nil {
 			got = created
 			return true, nil
 		}

@@ -28,19 +28,22 @@ type Denial struct {
 func (d *Denial) Error() string { return d.Message }
 
 // Mutate returns the JSON Patch that injects pod, in namespace ns, with
-// the init container atoll-init, the sidecar atoll-sidecar, the volumes
-// atoll-token (its projected token) and atoll-run (its scratch space),
-// and the annotation atoll.io/injected: "true". It returns no patch for a pod outside the mesh (kubernetes.MembershipOf),
-// opted out (atoll.io/sidecar-injection: disabled) or already injected
-// (the annotation, or a container named atoll-sidecar), so that admitting
-// the pod again changes nothing. An invalid atoll annotation, or a pod
-// whose names clash with the injected ones, gives a *Denial. cfg must have
-// passed Validate.
+// the init container atoll-init, the sidecar atoll-sidecar (a native
+// sidecar first among the init containers, or with cfg.NativeSidecar off
+// the last container), the volumes atoll-token (its projected token) and
+// atoll-run (its scratch space), and the annotation atoll.io/injected:
+// "true". It returns no patch for a pod outside the mesh
+// (kubernetes.MembershipOf), opted out (atoll.io/sidecar-injection:
+// disabled) or already injected (the annotation, or a container or init
+// container named atoll-sidecar), so that admitting the pod again changes
+// nothing. An invalid atoll annotation, or a pod whose names clash with
+// the injected ones, gives a *Denial. cfg must have passed Validate.
 func Mutate(cfg Config, ns *corev1.Namespace, pod *corev1.Pod) ([]PatchOp, error) {
 	if pod == nil {
 		return nil, nil
 	}
-	if _, ok := pod.Annotations[InjectedAnnotation]; ok || hasContainer(pod.Spec.Containers, SidecarContainerName) {
+	if _, ok := pod.Annotations[InjectedAnnotation]; ok || hasContainer(pod.Spec.Containers, SidecarContainerName) ||
+		hasContainer(pod.Spec.InitContainers, SidecarContainerName) {
 		return nil, nil
 	}
 	gw, gateway := pod.Annotations[kubernetes.GatewayAnnotation]
@@ -78,8 +81,17 @@ func Mutate(cfg Config, ns *corev1.Namespace, pod *corev1.Pod) ([]PatchOp, error
 	}
 
 	var patch []PatchOp
-	patch = appendTo(patch, "/spec/initContainers", len(pod.Spec.InitContainers), initContainer(cfg, tp))
-	patch = appendTo(patch, "/spec/containers", len(pod.Spec.Containers), sidecar(cfg, m.Mesh, res, caPEM))
+	side := sidecar(cfg, m.Mesh, res, caPEM)
+	if cfg.NativeSidecar {
+		// First the rules, then the sidecar, then the pod's own init
+		// containers: their traffic goes through the mesh too.
+		patch = prependTo(patch, "/spec/initContainers", len(pod.Spec.InitContainers), initContainer(cfg, tp), side)
+	} else {
+		// The pod's init containers run before the rules exist, since no
+		// proxy would take their redirected traffic.
+		patch = appendTo(patch, "/spec/initContainers", len(pod.Spec.InitContainers), initContainer(cfg, tp))
+		patch = appendTo(patch, "/spec/containers", len(pod.Spec.Containers), side)
+	}
 	patch = appendTo(patch, "/spec/volumes", len(pod.Spec.Volumes), tokenVolume())
 	patch = append(patch, PatchOp{Op: "add", Path: "/spec/volumes/-", Value: runVolume()})
 	if pod.Spec.ServiceAccountName == "" {
@@ -105,6 +117,18 @@ func appendTo[T any](patch []PatchOp, path string, n int, v T) []PatchOp {
 	return append(patch, PatchOp{Op: "add", Path: path + "/-", Value: v})
 }
 
+// prependTo puts vs, in order, at the start of the list at path, which
+// has n elements (none: the list may be absent, so it is added whole).
+func prependTo[T any](patch []PatchOp, path string, n int, vs ...T) []PatchOp {
+	if n == 0 {
+		return append(patch, PatchOp{Op: "add", Path: path, Value: vs})
+	}
+	for i, v := range vs {
+		patch = append(patch, PatchOp{Op: "add", Path: path + "/" + strconv.Itoa(i), Value: v})
+	}
+	return patch
+}
+
 // escape makes s one JSON Pointer token (RFC 6901).
 func escape(s string) string {
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
@@ -120,11 +144,6 @@ func clashes(pod *corev1.Pod) error {
 		return &Denial{Message: fmt.Sprintf(
 			"the pod has a container named %s, which the sidecar injection adds: rename it, or annotate the pod %s: %s",
 			InitContainerName, kubernetes.SidecarInjection, kubernetes.Disabled)}
-	}
-	if hasContainer(pod.Spec.InitContainers, SidecarContainerName) {
-		return &Denial{Message: fmt.Sprintf(
-			"the pod has an init container named %s, which the sidecar injection adds: rename it, or annotate the pod %s: %s",
-			SidecarContainerName, kubernetes.SidecarInjection, kubernetes.Disabled)}
 	}
 	for _, name := range []string{TokenVolumeName, RunVolumeName} {
 		if slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == name }) {

@@ -74,6 +74,15 @@ func container(cs []corev1.Container, name string) *corev1.Container {
 	return nil
 }
 
+// sidecarOf is the pod's atoll-sidecar: a native sidecar among its init
+// containers, or one of its containers.
+func sidecarOf(pod *corev1.Pod) *corev1.Container {
+	if c := container(pod.Spec.InitContainers, SidecarContainerName); c != nil {
+		return c
+	}
+	return container(pod.Spec.Containers, SidecarContainerName)
+}
+
 func env(c *corev1.Container, name string) string {
 	for _, e := range c.Env {
 		if e.Name == name {
@@ -135,12 +144,16 @@ func TestMutateInjects(t *testing.T) {
 					t.Errorf("annotation %s = %q, want %q kept", k, got.Annotations[k], v)
 				}
 			}
-			if len(got.Spec.Containers) != 2 || got.Spec.Containers[0].Name != "app" {
-				t.Fatalf("containers = %+v, want app then %s", got.Spec.Containers, SidecarContainerName)
+			// A native sidecar: the rules, then the sidecar, before the app.
+			if len(got.Spec.Containers) != 1 || got.Spec.Containers[0].Name != "app" {
+				t.Fatalf("containers = %+v, want app alone", got.Spec.Containers)
 			}
-			init := container(got.Spec.InitContainers, InitContainerName)
-			if init == nil {
-				t.Fatalf("no init container %s in %+v", InitContainerName, got.Spec.InitContainers)
+			if len(got.Spec.InitContainers) != 2 || got.Spec.InitContainers[0].Name != InitContainerName || got.Spec.InitContainers[1].Name != SidecarContainerName {
+				t.Fatalf("init containers = %+v, want %s then %s", got.Spec.InitContainers, InitContainerName, SidecarContainerName)
+			}
+			init := &got.Spec.InitContainers[0]
+			if init.RestartPolicy != nil {
+				t.Errorf("%s restart policy = %s, want none (it runs once)", InitContainerName, *init.RestartPolicy)
 			}
 			if cmd := strings.Join(init.Command, " "); cmd != "atoll" {
 				t.Errorf("init command = %q", cmd)
@@ -156,7 +169,13 @@ func TestMutateInjects(t *testing.T) {
 				t.Errorf("init image = %q", init.Image)
 			}
 
-			side := container(got.Spec.Containers, SidecarContainerName)
+			side := sidecarOf(got)
+			if side.RestartPolicy == nil || *side.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+				t.Errorf("sidecar restart policy = %v, want Always (a native sidecar)", side.RestartPolicy)
+			}
+			if p := side.StartupProbe; p == nil || p.Exec == nil || strings.Join(p.Exec.Command, " ") != "atoll sidecar probe" {
+				t.Errorf("sidecar startup probe = %+v, want atoll sidecar probe", p)
+			}
 			if side.Image != "atoll-sidecar:latest" || strings.Join(side.Command, " ") != "atoll sidecar" {
 				t.Errorf("sidecar image %q command %v", side.Image, side.Command)
 			}
@@ -234,7 +253,7 @@ func TestMutateGivesTheSidecarTheXDSCA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return env(container(apply(t, pod, patch).Spec.Containers, SidecarContainerName), EnvXDSCA)
+		return env(sidecarOf(apply(t, pod, patch)), EnvXDSCA)
 	}
 	first, _ := os.ReadFile(files.CA)
 	if got := caOf(); got != string(first) {
@@ -270,8 +289,8 @@ func TestMutateAppendsToExistingLists(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := apply(t, pod, patch)
-	if len(got.Spec.InitContainers) != 2 || got.Spec.InitContainers[0].Name != "migrate" || got.Spec.InitContainers[1].Name != InitContainerName {
-		t.Errorf("init containers = %+v, want migrate then %s", got.Spec.InitContainers, InitContainerName)
+	if names := containerNames(got.Spec.InitContainers); names != "atoll-init atoll-sidecar migrate" {
+		t.Errorf("init containers = %s, want atoll-init atoll-sidecar migrate (migrate's traffic goes through the mesh)", names)
 	}
 	if len(got.Spec.Volumes) != 3 || got.Spec.Volumes[0].Name != "data" || got.Spec.Volumes[1].Name != TokenVolumeName || got.Spec.Volumes[2].Name != RunVolumeName {
 		t.Errorf("volumes = %+v, want data then %s and %s", got.Spec.Volumes, TokenVolumeName, RunVolumeName)
@@ -284,9 +303,48 @@ func TestMutateAppendsToExistingLists(t *testing.T) {
 	}
 }
 
+func containerNames(cs []corev1.Container) string {
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Name)
+	}
+	return strings.Join(names, " ")
+}
+
+// Without native sidecars (clusters before Kubernetes 1.29), the sidecar
+// is the last container and the rules the last init container: the pod's
+// own init containers run before any redirection, since no proxy would
+// take their traffic.
+func TestMutateWithoutNativeSidecars(t *testing.T) {
+	cfg := testConfig()
+	cfg.NativeSidecar = false
+	pod := newPod(map[string]string{"atoll.io/gateway": "enabled"})
+	pod.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "m:1"}}
+	patch, err := Mutate(cfg, meshNamespace(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := apply(t, pod, patch)
+	if names := containerNames(got.Spec.InitContainers); names != "migrate atoll-init" {
+		t.Errorf("init containers = %s, want migrate atoll-init", names)
+	}
+	if names := containerNames(got.Spec.Containers); names != "app atoll-sidecar" {
+		t.Errorf("containers = %s, want app atoll-sidecar", names)
+	}
+	side := sidecarOf(got)
+	if side.RestartPolicy != nil || side.StartupProbe != nil {
+		t.Errorf("sidecar restart policy %v startup probe %v, want neither in an ordinary container", side.RestartPolicy, side.StartupProbe)
+	}
+	if again, err := Mutate(cfg, meshNamespace(), got); err != nil || again != nil {
+		t.Errorf("re-admission = %v, %v: want no patch", again, err)
+	}
+}
+
 func TestMutateLeavesAlone(t *testing.T) {
 	withSidecar := newPod(nil)
 	withSidecar.Spec.Containers = append(withSidecar.Spec.Containers, corev1.Container{Name: SidecarContainerName})
+	withNative := newPod(nil)
+	withNative.Spec.InitContainers = []corev1.Container{{Name: SidecarContainerName}}
 	cases := []struct {
 		name string
 		ns   *corev1.Namespace
@@ -296,6 +354,7 @@ func TestMutateLeavesAlone(t *testing.T) {
 		{"opted out", meshNamespace(), newPod(map[string]string{"atoll.io/sidecar-injection": "disabled"})},
 		{"marked injected", meshNamespace(), newPod(map[string]string{InjectedAnnotation: "true"})},
 		{"carrying a sidecar", meshNamespace(), withSidecar},
+		{"carrying a native sidecar", meshNamespace(), withNative},
 		{"gateway outside the mesh", plainNamespace(), newPod(map[string]string{"atoll.io/gateway": "enabled"})},
 		{"bad exclude list outside the mesh", plainNamespace(), newPod(map[string]string{ExcludeInboundPortsAnnotation: "x"})},
 		{"no pod", meshNamespace(), nil},

@@ -134,8 +134,24 @@ func sidecar(cfg Config, mesh string, res corev1.ResourceRequirements, caPEM []b
 	if len(caPEM) > 0 {
 		c.Env = append(c.Env, corev1.EnvVar{Name: EnvXDSCA, Value: string(caPEM)})
 	}
+	if cfg.NativeSidecar {
+		always := corev1.ContainerRestartPolicyAlways
+		c.RestartPolicy = &always
+		// The pod's next init containers and its containers start once
+		// Envoy is ready: it has its listeners and clusters from the zone.
+		c.StartupProbe = &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: ProbeCommand}},
+			PeriodSeconds:    1,
+			TimeoutSeconds:   2,
+			FailureThreshold: 600,
+		}
+	}
 	return c
 }
+
+// ProbeCommand checks, inside the sidecar container, that Envoy is ready
+// (its admin interface's /ready on loopback).
+var ProbeCommand = []string{"atoll", "sidecar", "probe"}
 
 // runVolume is the sidecar's scratch space, in memory.
 func runVolume() corev1.Volume {
