@@ -93,7 +93,7 @@ func (e *sidecarEnv) args(standin string, extra ...string) []string {
 
 func testSidecarServes(t *testing.T, atoll, standin string) {
 	e := newSidecarEnv(t)
-	cmd := exec.Command(atoll, e.args(standin, "--drain-duration", "1s", "--envoy-log-level", "debug")...)
+	cmd := exec.Command(atoll, e.args(standin, "--drain-duration", "3s", "--envoy-log-level", "debug")...)
 	stdout, logs := pipeLines(t, cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -134,15 +134,7 @@ func testSidecarServes(t *testing.T, atoll, standin string) {
 	// the zone's DNS.
 	for _, a := range dnsAddrs {
 		for _, network := range []string{"udp", "tcp"} {
-			m := new(dns.Msg)
-			m.SetQuestion("backend.mesh.", dns.TypeA)
-			r, _, err := (&dns.Client{Net: network, Timeout: 5 * time.Second}).Exchange(m, a.(string))
-			if err != nil {
-				t.Fatalf("asking the sidecar's DNS at %s over %s: %v", a, network, err)
-			}
-			if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != meshVIP {
-				t.Errorf("backend.mesh at %s over %s: %v, want %s from the zone's DNS", a, network, r.Answer, meshVIP)
-			}
+			askMesh(t, a.(string), network)
 		}
 	}
 
@@ -151,14 +143,38 @@ func testSidecarServes(t *testing.T, atoll, standin string) {
 		t.Fatal(err)
 	}
 	waitLine(t, logs, func(m map[string]any) bool { return strings.HasPrefix(fmt.Sprint(m["msg"]), "draining") })
+	// During the drain the DNS proxy still answers (the application is
+	// finishing its requests).
+	askMesh(t, dnsAddrs[0].(string), "udp")
 	waitLine(t, logs, func(m map[string]any) bool { return m["msg"] == "envoy stopped" })
 	waitLine(t, logs, func(m map[string]any) bool { return m["msg"] == "sidecar stopped" })
+	// Envoy's stream was never cut under it: the relay stopped after Envoy.
+	for m := range stdout { // until the sidecar and the stand-in have exited
+		if m["event"] == "stream_error" {
+			t.Errorf("the stand-in's stream failed during the stop: %v", m)
+		}
+	}
 	if err := waitExit(t, cmd); err != nil {
 		t.Fatalf("the sidecar after SIGTERM: %v, want exit status 0", err)
 	}
 	// The relay's socket is gone with it.
 	if _, err := os.Stat(filepath.Join(e.dir, "run", "xds.sock")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the relay's socket outlives the sidecar: %v", err)
+	}
+}
+
+// askMesh asks the DNS server at addr for backend.mesh and wants the zone
+// DNS's answer.
+func askMesh(t *testing.T, addr, network string) {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion("backend.mesh.", dns.TypeA)
+	r, _, err := (&dns.Client{Net: network, Timeout: 5 * time.Second}).Exchange(m, addr)
+	if err != nil {
+		t.Fatalf("asking the sidecar's DNS at %s over %s: %v", addr, network, err)
+	}
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != meshVIP {
+		t.Errorf("backend.mesh at %s over %s: %v, want %s from the zone's DNS", addr, network, r.Answer, meshVIP)
 	}
 }
 
