@@ -181,7 +181,6 @@ func (p *parts) run(ctx context.Context) error {
 	mu.Lock()
 	defer mu.Unlock()
 	if envoyErr != nil {
-		p.log.Error("envoy exited by itself: the sidecar stops", "error", envoyErr)
 		return envoyErr
 	}
 	if err := errors.Join(serveErrs...); err != nil {
