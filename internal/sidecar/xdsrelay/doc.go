@@ -13,7 +13,10 @@
 //
 // One handler serves every method, with a codec that passes messages on
 // as bytes: ADS, delta ADS and anything Envoy opens later are relayed
-// without being decoded. Messages are copied both ways as they come.
+// without being decoded. Messages are copied both ways as they come, each
+// direction by its own goroutine that never waits on the other, so the
+// relay adds no coupling between requests and responses that a direct
+// connection would not have.
 // When Envoy ends the stream (or its connection) the zone's stream is
 // cancelled; when the zone ends it, Envoy gets the zone's status code,
 // message and trailers. Of Envoy's metadata only what is safe is

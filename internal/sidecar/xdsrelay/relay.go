@@ -87,6 +87,7 @@ func (r *Relay) Run(ctx context.Context, lis net.Listener) error {
 	defer r.conn.Close()
 	srv := grpc.NewServer(
 		grpc.UnknownServiceHandler(r.relay),
+		grpc.WaitForHandlers(true), // Stop returns once every handler has
 		grpc.ForceServerCodecV2(passThrough{}),
 		grpc.MaxRecvMsgSize(r.maxSize),
 		grpc.MaxSendMsgSize(r.maxSize),

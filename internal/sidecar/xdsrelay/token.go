@@ -2,7 +2,9 @@ package xdsrelay
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 
 	"google.golang.org/grpc/codes"
@@ -15,8 +17,11 @@ import (
 // succeed.
 func readToken(path string) (string, error) {
 	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", status.Errorf(codes.Unavailable, "xds relay: the token file %s does not exist: it is the pod's projected ServiceAccount token (audience atoll-xds), written by the kubelet: check the sidecar's token volume and --token-file", path)
+	}
 	if err != nil {
-		return "", status.Errorf(codes.Unavailable, "xds relay: reading the ServiceAccount token failed: %v: the token file %s is the pod's projected ServiceAccount token (audience atoll-xds), written by the kubelet: check the sidecar's token volume and --token-file", err, path)
+		return "", status.Errorf(codes.Unavailable, "xds relay: opening the token file %s failed: %v", path, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxTokenSize+1))
