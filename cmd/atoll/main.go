@@ -1,10 +1,12 @@
 // Command atoll runs atoll's control planes, "atoll global" and
-// "atoll zone", and installs a pod's transparent proxy rules,
-// "atoll transparent-proxy install" (the injected init container).
+// "atoll zone", installs a pod's transparent proxy rules,
+// "atoll transparent-proxy install" (the injected init container), and
+// runs a pod's sidecar, "atoll sidecar" (the injected sidecar container).
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -34,7 +36,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(globalCommand(), zoneCommand(), transparentProxyCommand(), &cobra.Command{
+	root.AddCommand(globalCommand(), zoneCommand(), transparentProxyCommand(), sidecarCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
@@ -44,6 +46,16 @@ func main() {
 	})
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "atoll:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is 1, or the code an error asks for (the sidecar exits with its
+// Envoy's status).
+func exitCode(err error) int {
+	var coded interface{ ExitCode() int }
+	if errors.As(err, &coded) && coded.ExitCode() > 0 {
+		return coded.ExitCode()
+	}
+	return 1
 }

@@ -27,11 +27,17 @@ func envName(flag string) string {
 // bindSettings adds a flag per setting (default from defaults, a struct
 // whose fields are tagged yaml) and the common --config and --print-config.
 func bindSettings(cmd *cobra.Command, defaults any, settings []setting) {
+	bindSettingsEnv(cmd, defaults, settings, envName)
+}
+
+// bindSettingsEnv is bindSettings for a command whose variables are named
+// by env rather than envName.
+func bindSettingsEnv(cmd *cobra.Command, defaults any, settings []setting, env func(flag string) string) {
 	fs := cmd.Flags()
 	fs.String("config", "", "YAML configuration file (settings as in --print-config)")
 	fs.Bool("print-config", false, "print the effective configuration as YAML and exit")
 	for _, s := range settings {
-		usage := fmt.Sprintf("%s (config %s, env %s)", s.usage, s.key, envName(s.flag))
+		usage := fmt.Sprintf("%s (config %s, env %s)", s.usage, s.key, env(s.flag))
 		switch v := lookup(defaults, s.key).(type) {
 		case string:
 			fs.String(s.flag, v, usage)
@@ -53,6 +59,11 @@ func bindSettings(cmd *cobra.Command, defaults any, settings []setting) {
 // file, then ATOLL_* variables, then flags. Unknown keys in the file are
 // errors naming them.
 func load(cmd *cobra.Command, cfg any, settings []setting) error {
+	return loadEnv(cmd, cfg, settings, envName)
+}
+
+// loadEnv is load for a command whose variables are named by env.
+func loadEnv(cmd *cobra.Command, cfg any, settings []setting, env func(flag string) string) error {
 	v := viper.New()
 	defaults, err := toMap(cfg)
 	if err != nil {
@@ -65,7 +76,7 @@ func load(cmd *cobra.Command, cfg any, settings []setting) error {
 		if err := v.BindPFlag(s.key, cmd.Flags().Lookup(s.flag)); err != nil {
 			return err
 		}
-		if err := v.BindEnv(s.key, envName(s.flag)); err != nil {
+		if err := v.BindEnv(s.key, env(s.flag)); err != nil {
 			return err
 		}
 	}

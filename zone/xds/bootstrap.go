@@ -32,13 +32,17 @@ import (
 // before it can ask for anything: the zone serves it, for Envoy and for
 // grpc-go's xDS client, so nobody writes one by hand.
 
-// xdsClusterName is the Envoy bootstrap's static cluster of the zone's xDS
-// server.
-const xdsClusterName = "atoll-xds"
+// XDSClusterName is the Envoy bootstrap's static cluster of the zone's xDS
+// server (or, in a sidecar, of the relay to it).
+const XDSClusterName = "atoll-xds"
 
 // EnvoyAdminPort is where a bootstrapped Envoy's admin interface listens,
 // on loopback.
 const EnvoyAdminPort = 9901
+
+// maxPipePath is the longest Unix socket path Linux accepts: sun_path
+// holds 108 bytes, the terminating NUL included.
+const maxPipePath = 107
 
 // EnvoyBootstrap is the bootstrap of an Envoy with node.id nodeID and its
 // token fetching everything over ADS from the xDS server at xds
@@ -55,43 +59,72 @@ func EnvoyBootstrap(nodeID, cluster, xds, token string, caPEM []byte) (*bootstra
 			return nil, err
 		}
 	}
+	discovery := clusterv3.Cluster_STATIC
+	if _, err := netip.ParseAddr(host); err != nil {
+		discovery = clusterv3.Cluster_STRICT_DNS
+	}
+	node := &corev3.Node{Id: nodeID, Cluster: cluster, Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+		TokenMetadataKey: structpb.NewStringValue(token)}}}
+	return envoyBootstrap(node, EnvoyAdminPort, discovery, socketAddress(host, uint32(port)), transport)
+}
+
+// SidecarBootstrap is the bootstrap of the Envoy that `atoll sidecar` runs
+// in an injected pod: node.id nodeID, node.cluster cluster, admin on
+// 127.0.0.1:adminPort, everything over delta ADS from the sidecar's xDS
+// relay listening on the Unix socket pipe (an absolute path). The relay
+// presents the pod's credential and speaks TLS to the zone, so the
+// bootstrap carries neither token nor CA.
+func SidecarBootstrap(nodeID, cluster, pipe string, adminPort int) (*bootstrapv3.Bootstrap, error) {
+	switch {
+	case nodeID == "":
+		return nil, fmt.Errorf("sidecar bootstrap: the node id is empty: use <mesh>.<dataplane name>")
+	case !filepath.IsAbs(pipe):
+		return nil, fmt.Errorf("sidecar bootstrap: xDS socket %q is not an absolute path", pipe)
+	case len(pipe) > maxPipePath:
+		return nil, fmt.Errorf("sidecar bootstrap: xDS socket %q is %d bytes long, longer than a Unix socket path may be (%d): use a shorter directory", pipe, len(pipe), maxPipePath)
+	case adminPort < 1 || adminPort > 65535:
+		return nil, fmt.Errorf("sidecar bootstrap: admin port %d is not a port: use 1-65535", adminPort)
+	}
+	addr := &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: pipe}}}
+	return envoyBootstrap(&corev3.Node{Id: nodeID, Cluster: cluster}, uint32(adminPort), clusterv3.Cluster_STATIC, addr, nil)
+}
+
+// envoyBootstrap is what every bootstrap of an Envoy has: node, admin on
+// loopback, and LDS and CDS over delta ADS from the one static cluster
+// XDSClusterName (HTTP/2) whose endpoint is xds.
+func envoyBootstrap(node *corev3.Node, adminPort uint32, discovery clusterv3.Cluster_DiscoveryType, xds *corev3.Address, transport *corev3.TransportSocket) (*bootstrapv3.Bootstrap, error) {
 	h2, err := anypb.New(&httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 		ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
 			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}})
 	if err != nil {
 		return nil, err
 	}
-	discovery := clusterv3.Cluster_STATIC
-	if _, err := netip.ParseAddr(host); err != nil {
-		discovery = clusterv3.Cluster_STRICT_DNS
-	}
 	ads := func() *corev3.ConfigSource {
 		return &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3}
 	}
 	return &bootstrapv3.Bootstrap{
-		Node: &corev3.Node{Id: nodeID, Cluster: cluster, Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
-			TokenMetadataKey: structpb.NewStringValue(token)}}},
-		Admin: &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", EnvoyAdminPort)},
+		Node:  node,
+		Admin: &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", adminPort)},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
 				ApiType:             corev3.ApiConfigSource_DELTA_GRPC,
 				TransportApiVersion: corev3.ApiVersion_V3,
 				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: xdsClusterName}}}},
+					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSClusterName}}}},
 				SetNodeOnFirstMessageOnly: true,
 			},
 			CdsConfig: ads(),
 			LdsConfig: ads(),
 		},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{{
-			Name:                          xdsClusterName,
+			Name:                          XDSClusterName,
 			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
 			ConnectTimeout:                durationpb.New(5 * time.Second),
 			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
 			TransportSocket:               transport,
-			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: xdsClusterName, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: XDSClusterName, Endpoints: []*endpointv3.LocalityLbEndpoints{{
 				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-					Address: socketAddress(host, uint32(port)),
+					Address: xds,
 				}}}},
 			}}},
 		}}},

@@ -10,6 +10,7 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -158,5 +159,59 @@ func TestBootstrapsOverTLS(t *testing.T) {
 	}
 	if !strings.Contains(string(b), `"type": "tls"`) || !strings.Contains(string(b), `"ca_certificate_file": "/etc/atoll/xds-ca.pem"`) {
 		t.Errorf("gRPC bootstrap over TLS:\n%s", b)
+	}
+}
+
+// The sidecar's Envoy fetches LDS and CDS over delta ADS from the relay's
+// Unix socket, with no token or CA of its own (the relay has them).
+func TestSidecarBootstrap(t *testing.T) {
+	b, err := SidecarBootstrap("default.kong-7d9-kong-abc", "default", "/var/run/atoll/xds.sock", 9902)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ValidateAll(); err != nil {
+		t.Fatal(err)
+	}
+	xds := b.GetStaticResources().GetClusters()[0]
+	ep := xds.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress()
+	ads := b.GetDynamicResources().GetAdsConfig()
+	switch {
+	case b.GetNode().GetId() != "default.kong-7d9-kong-abc" || b.GetNode().GetCluster() != "default":
+		t.Errorf("node %v", b.GetNode())
+	case b.GetNode().GetMetadata() != nil:
+		t.Errorf("node metadata %v: the relay presents the credential, the bootstrap must not carry one", b.GetNode().GetMetadata())
+	case ep.GetPipe().GetPath() != "/var/run/atoll/xds.sock":
+		t.Errorf("xDS endpoint %v, want the pipe /var/run/atoll/xds.sock", ep)
+	case xds.GetName() != XDSClusterName || xds.GetTransportSocket() != nil:
+		t.Errorf("xDS cluster %v", xds)
+	case b.GetAdmin().GetAddress().GetSocketAddress().GetAddress() != "127.0.0.1" || b.GetAdmin().GetAddress().GetSocketAddress().GetPortValue() != 9902:
+		t.Errorf("admin %v, want 127.0.0.1:9902", b.GetAdmin())
+	case ads.GetApiType() != corev3.ApiConfigSource_DELTA_GRPC || ads.GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName() != XDSClusterName ||
+		b.GetDynamicResources().GetLdsConfig().GetAds() == nil || b.GetDynamicResources().GetCdsConfig().GetAds() == nil:
+		t.Errorf("dynamic resources %v, want LDS and CDS over delta ADS from %s", b.GetDynamicResources(), XDSClusterName)
+	}
+	js, err := EnvoyBootstrapJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "sidecar-bootstrap", js)
+}
+
+func TestSidecarBootstrapRefuses(t *testing.T) {
+	long := "/" + strings.Repeat("d", 100) + "/xds.sock"
+	for _, c := range []struct {
+		node, pipe string
+		admin      int
+		want       string
+	}{
+		{"", "/run/xds.sock", 9901, "node id is empty"},
+		{"default.a", "run/xds.sock", 9901, "not an absolute path"},
+		{"default.a", long, 9901, "use a shorter directory"},
+		{"default.a", "/run/xds.sock", 0, "admin port 0"},
+		{"default.a", "/run/xds.sock", 65536, "admin port 65536"},
+	} {
+		if _, err := SidecarBootstrap(c.node, "default", c.pipe, c.admin); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q %q %d: %v, want an error containing %q", c.node, c.pipe, c.admin, err, c.want)
+		}
 	}
 }
