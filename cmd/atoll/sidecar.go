@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -59,6 +62,42 @@ exits with Envoy's status, so the kubelet restarts the container.`,
 		},
 	}
 	bindSettingsEnv(cmd, sidecar.Default(), settings, env)
+	cmd.AddCommand(sidecarProbeCommand())
+	return cmd
+}
+
+// sidecarProbeCommand is the native sidecar's startup probe.
+func sidecarProbeCommand() *cobra.Command {
+	var port int
+	var timeout time.Duration
+	admin := sidecar.DefaultAdminPort
+	var envErr error
+	if v, ok := os.LookupEnv("ATOLL_ADMIN_PORT"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			envErr = fmt.Errorf("ATOLL_ADMIN_PORT %q is not a port: use 1-65535 (default %d)", v, admin)
+		}
+		admin = n
+	}
+	cmd := &cobra.Command{
+		Use:   "probe",
+		Short: "Exit 0 when the sidecar's Envoy is ready (the injected sidecar's startup probe)",
+		Long: `Ask Envoy's admin interface on 127.0.0.1:--admin-port for /ready and exit
+0 when it answers 200, once Envoy has its first configuration from the zone.
+The webhook makes this the startup probe of the injected native sidecar, so
+the pod's other containers start when their outbound traffic has a proxy.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if envErr != nil && !cmd.Flags().Changed("admin-port") {
+				return envErr
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			return sidecar.Probe(ctx, port)
+		},
+	}
+	cmd.Flags().IntVar(&port, "admin-port", admin, "Envoy's admin port on 127.0.0.1 (env ATOLL_ADMIN_PORT)")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Second, "give up after this long")
 	return cmd
 }
 

@@ -7,8 +7,10 @@
 // bootstrap as Envoy would (protojson of envoy.config.bootstrap.v3), dials
 // the endpoint of the static cluster atoll-xds (a Unix socket "pipe" or a
 // socket address) and runs one delta ADS stream as the bootstrap's node,
-// subscribing to every Cluster (CDS) and Listener (LDS). Each response is
-// ACKed and printed to stdout as one JSON line:
+// subscribing to every Cluster (CDS) and Listener (LDS). It binds the
+// listeners with use_original_dst and reports the connections they accept
+// (listeners.go). Each response is ACKed and printed to stdout as one JSON
+// line:
 //
 //	{"event":"started","node":"default.kong-…","cluster":"default","xds":"unix:///run/atoll/xds.sock","log_level":"info"}
 //	{"event":"response","type_url":"type.googleapis.com/envoy.config.cluster.v3.Cluster","resources":["backend"],"removed":null,"nonce":"1"}
@@ -65,6 +67,12 @@ type line struct {
 	Nonce     string   `json:"nonce,omitempty"`
 	Code      string   `json:"code,omitempty"`
 	Error     string   `json:"error,omitempty"`
+	// Listeners (listeners.go).
+	Listener    string `json:"listener,omitempty"`
+	Address     string `json:"address,omitempty"`
+	OriginalDst string `json:"original_dst,omitempty"`
+	HandedTo    string `json:"handed_to,omitempty"`
+	ToCluster   string `json:"to_cluster,omitempty"`
 }
 
 var (
@@ -108,8 +116,9 @@ func run(args []string) error {
 	emit(line{Event: "started", Node: b.GetNode().GetId(), Cluster: b.GetNode().GetCluster(), XDS: target, LogLevel: level})
 	client := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	backoff := 100 * time.Millisecond
+	ls := newListeners()
 	for {
-		err := stream(ctx, client, b.GetNode())
+		err := stream(ctx, client, b.GetNode(), ls)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -197,7 +206,7 @@ func xdsTarget(b *bootstrapv3.Bootstrap) (string, error) {
 
 // stream runs one delta ADS stream: subscribes to every Cluster and
 // Listener, then prints and ACKs responses until the stream or ctx ends.
-func stream(ctx context.Context, client discoveryv3.AggregatedDiscoveryServiceClient, node *corev3.Node) error {
+func stream(ctx context.Context, client discoveryv3.AggregatedDiscoveryServiceClient, node *corev3.Node, ls *listeners) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := client.DeltaAggregatedResources(ctx)
@@ -224,6 +233,7 @@ func stream(ctx context.Context, client discoveryv3.AggregatedDiscoveryServiceCl
 			names = append(names, r.GetName())
 		}
 		emit(line{Event: "response", TypeURL: resp.GetTypeUrl(), Resources: names, Removed: resp.GetRemovedResources(), Nonce: resp.GetNonce()})
+		ls.apply(resp)
 		ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}
 		if err := s.Send(ack); err != nil {
 			return recvErr(s, err)
