@@ -156,3 +156,28 @@ func adsStreamCtx(t *testing.T, s *Server, ctx context.Context) discoveryv3.Aggr
 	}
 	return stream
 }
+
+// A covered Dataplane that appears between the credential check (which
+// found no Dataplane, so checked nothing) and admission is not admitted
+// unchecked: the stream is refused as Unavailable and the proxy retries.
+func TestAdmitRefusesACoveredDataplaneNotVouchedFor(t *testing.T) {
+	s, _, _ := pushTopology(t, 2)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.ProxyAuthenticator = &fakeAuth{}
+	_, err := s.admit(context.Background(), streamKey{id: -1}, withToken("default.gw-0", ""), false)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "before its credential was checked") {
+		t.Errorf("admit of a covered Dataplane not vouched for = %v, want Unavailable", err)
+	}
+	if _, ok := s.streams[streamKey{id: -1}]; ok {
+		t.Error("the refused stream was recorded as admitted")
+	}
+	// The same, vouched for, is admitted; an uncovered one needs no
+	// credential (tokens are not required here).
+	if _, err := s.admit(context.Background(), streamKey{id: -2}, withToken("default.gw-0", ""), true); err != nil {
+		t.Errorf("admit vouched for = %v", err)
+	}
+	if _, err := s.admit(context.Background(), streamKey{id: -3}, withToken("default.gw-1", ""), false); err != nil {
+		t.Errorf("admit of an uncovered Dataplane = %v", err)
+	}
+}

@@ -383,8 +383,15 @@ func (s *Server) admit(ctx context.Context, streamID streamKey, cn *corev3.Node,
 	if err := s.followDataplanes(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "node.id %q: reading this zone's Dataplanes failed: %v", id, err)
 	}
-	if _, err := s.dps.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name}); err != nil {
+	dp, err := s.dps.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name})
+	if err != nil {
 		return nil, status.Errorf(codes.NotFound, "node.id %q: zone %s has no Dataplane %q in mesh %q: register the Dataplane with this zone first", quoteID(id), s.cfg.Zone, quoteID(name), quoteID(mesh))
+	}
+	if auth := s.cfg.ProxyAuthenticator; !vouched && auth != nil && auth.Covers(dp) {
+		// The Dataplane appeared after authenticate looked for it: its
+		// proxy's credential was not checked. The proxy retries, and is
+		// checked then.
+		return nil, status.Errorf(codes.Unavailable, "node.id %q: its Dataplane appeared while the stream opened, before its credential was checked: reconnect", quoteID(id))
 	}
 	n := s.nodes[id]
 	if n == nil {
@@ -392,7 +399,6 @@ func (s *Server) admit(ctx context.Context, streamID streamKey, cn *corev3.Node,
 		if strings.HasPrefix(strings.ToLower(cn.GetUserAgentName()), "grpc") {
 			kind = Proxyless
 		}
-		dp, _ := s.dps.Get(resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name})
 		n = &node{id: id, mesh: mesh, name: name, kind: kind, connected: time.Now(),
 			gateway: dp.Spec.(*v1alpha1.Dataplane).GetNetworking().GetGateway() != nil,
 			sent:    map[string]string{}, acked: map[string]string{}, nacked: map[string]string{}}
