@@ -77,6 +77,14 @@ func TestValidate(t *testing.T) {
 			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "zone.svc:5678"
 			c.Kubernetes.Injector.DNSAddress, c.Kubernetes.Injector.XDSCAFile = "dns.svc:53", "/tls/ca.pem"
 		}, want: []string{"kubernetes.injector.xdsCAFile", "--xds-tls"}},
+		{name: "injector with a CA file that is not there", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "zone.svc:5678"
+			c.Kubernetes.Injector.DNSAddress, c.Kubernetes.Injector.XDSCAFile, c.XDS.TLS = "dns.svc:53", "/nonexistent/ca.pem", true
+		}, want: []string{"kubernetes.injector.xdsCAFile: xds CA file: open /nonexistent/ca.pem"}},
+		{name: "injector with xDS TLS, the zone's own CA and a relative data dir", edit: func(c *Config) {
+			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "zone.svc:5678"
+			c.Kubernetes.Injector.DNSAddress, c.XDS.TLS, c.DataDir = "dns.svc:53", true, ".run/zone-1"
+		}},
 		{name: "injector with xDS TLS and the zone's own CA", edit: func(c *Config) {
 			c.Mode, c.Kubernetes.Injector.Addr, c.Kubernetes.Injector.XDSAddress = ModeKubernetes, ":5443", "zone.svc:5678"
 			c.Kubernetes.Injector.DNSAddress, c.XDS.TLS = "dns.svc:53", true

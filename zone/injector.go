@@ -68,6 +68,11 @@ func (i Injector) config(zone string, xdsTLS bool, dataDir string) inject.Config
 	if ca == "" && xdsTLS {
 		ca = xdsCAFile(dataDir)
 	}
+	if ca != "" {
+		if abs, err := filepath.Abs(ca); err == nil {
+			ca = abs
+		}
+	}
 	return inject.Config{SidecarImage: i.SidecarImage, InitImage: i.InitImage, EnvoyLogLevel: i.EnvoyLogLevel,
 		XDSAddress: i.XDSAddress, DNSAddress: i.DNSAddress, XDSCAFile: ca, Zone: zone, NativeSidecar: i.NativeSidecar,
 		Resources: inject.Resources{CPURequest: i.CPURequest, MemoryRequest: i.MemoryRequest, CPULimit: i.CPULimit, MemoryLimit: i.MemoryLimit}}
@@ -95,14 +100,13 @@ func (i Injector) validate(zone string, xdsTLS bool, dataDir string) error {
 	if err := i.serveConfig(dataDir).Validate(); err != nil {
 		return fmt.Errorf("kubernetes.injector: %w", err)
 	}
-	if xdsTLS && i.XDSCAFile == "" {
-		// The zone's own CA is made when its xDS server starts: checked
-		// at every admission instead.
-		cfg := i.config(zone, false, dataDir)
-		if err := cfg.Validate(); err != nil {
-			return fmt.Errorf("kubernetes.injector: %w", err)
+	if i.XDSCAFile != "" {
+		// A file the user gives must be there at start; the zone's own CA
+		// is made when its xDS server starts (both are read again at every
+		// admission).
+		if _, err := inject.ReadCA(i.XDSCAFile); err != nil {
+			return fmt.Errorf("kubernetes.injector.xdsCAFile: %w", err)
 		}
-		return nil
 	}
 	if err := i.config(zone, xdsTLS, dataDir).Validate(); err != nil {
 		return fmt.Errorf("kubernetes.injector: %w", err)

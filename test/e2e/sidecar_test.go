@@ -42,7 +42,8 @@ import (
 // pod's token with a TokenReview) and binds the listeners it is given,
 // reporting each connection with its original destination, as Envoy's
 // outbound listener hands it to the listener of that address. So the test
-// shows: the gateway's lookup of backend.mesh answered with the global's
+// shows: the zone's xDS CA reaching the sidecar, whose relay connects over
+// TLS; the gateway's lookup of backend.mesh answered with the global's
 // VIP through the sidecar's DNS proxy and the zone's DNS; other names
 // answered by the cluster's DNS; the gateway's connection to the VIP
 // redirected to the sidecar, whose configuration from the zone has a
@@ -109,7 +110,9 @@ func TestInjectedGatewayTrafficLeavesThroughTheMesh(t *testing.T) {
 	dnsAddr := onHost(t, hostIP)
 	injectorAddr := freePort(t)
 	z1 := startKubernetesZone(t, c, "zone-1", g,
-		"--xds-addr", xdsAddr, "--dns-addr", dnsAddr,
+		// xDS over TLS, as the README advises: the injector hands the
+		// zone's CA to the sidecar, whose relay verifies the zone with it.
+		"--xds-addr", xdsAddr, "--xds-tls", "--xds-tls-san", hostIP, "--dns-addr", dnsAddr,
 		"--injector-addr", injectorAddr, "--injector-webhook-name", inject.DefaultWebhookName,
 		"--injector-xds-address", xdsAddr, "--injector-dns-address", dnsAddr,
 		"--injector-sidecar-image", "atoll-sidecar:e2e", "--injector-init-image", "atoll-init:e2e")
@@ -145,6 +148,9 @@ func TestInjectedGatewayTrafficLeavesThroughTheMesh(t *testing.T) {
 	initC, side := podContainer(pod.Spec.InitContainers, inject.InitContainerName), podContainer(pod.Spec.InitContainers, inject.SidecarContainerName)
 	if initC == nil || side == nil {
 		t.Fatalf("injected pod has init %v sidecar %v", initC, side)
+	}
+	if ca := envOf(side, inject.EnvXDSCA); !strings.Contains(ca, "BEGIN CERTIFICATE") {
+		t.Errorf("the sidecar's %s = %q, want the zone's xDS CA", inject.EnvXDSCA, ca)
 	}
 	if !strings.Contains(strings.Join(initC.Args, " "), "--redirect-inbound=false") {
 		t.Errorf("the gateway's init container runs %q, want inbound redirection off", initC.Args)
@@ -393,6 +399,15 @@ func createInjectedPod(t *testing.T, c *kubeCluster, p *corev1.Pod) *corev1.Pod 
 		t.Fatalf("pod %s/%s never came back injected: %v (last: %v)", p.Namespace, p.Name, err, last)
 	}
 	return got
+}
+
+func envOf(c *corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
 }
 
 func podContainer(cs []corev1.Container, name string) *corev1.Container {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -45,8 +46,9 @@ type Config struct {
 	// container next to the application's, for older clusters.
 	NativeSidecar bool
 	// XDSCAFile, when set, is the CA (PEM) the sidecar verifies the zone's
-	// xDS server with; it is read at every admission, so a rotated CA
-	// reaches new pods. Empty: the sidecar connects in plaintext.
+	// xDS server with (an absolute path); it is read at every admission, so
+	// a rotated CA reaches new pods, and a pod admitted while it cannot be
+	// read is refused. Empty: the sidecar connects in plaintext.
 	XDSCAFile string
 }
 
@@ -96,10 +98,8 @@ func (c Config) Validate() error {
 	if err := checkHostPort(c.DNSAddress); err != nil {
 		errs = append(errs, fmt.Errorf("dns address: %w", err))
 	}
-	if c.XDSCAFile != "" {
-		if _, err := c.xdsCA(); err != nil {
-			errs = append(errs, err)
-		}
+	if c.XDSCAFile != "" && !filepath.IsAbs(c.XDSCAFile) {
+		errs = append(errs, fmt.Errorf("xds CA file %q is not an absolute path: give the CA file's full path", c.XDSCAFile))
 	}
 	if msg := atollresource.CheckName(c.Zone); msg != "" {
 		errs = append(errs, fmt.Errorf("zone name %s", msg))
@@ -107,17 +107,23 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// xdsCA reads XDSCAFile: one or more PEM certificates.
+// xdsCA reads XDSCAFile (none: nil), at each admission: Validate does not,
+// since the zone's own CA is made when its xDS server starts.
 func (c Config) xdsCA() ([]byte, error) {
 	if c.XDSCAFile == "" {
 		return nil, nil
 	}
-	pem, err := os.ReadFile(c.XDSCAFile)
+	return ReadCA(c.XDSCAFile)
+}
+
+// ReadCA reads a CA file: one or more PEM certificates.
+func ReadCA(path string) ([]byte, error) {
+	pem, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("xds CA file: %w", err)
 	}
 	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("xds CA file %s holds no PEM certificate: give the CA of the zone's xDS certificate", c.XDSCAFile)
+		return nil, fmt.Errorf("xds CA file %s holds no PEM certificate: give the CA of the zone's xDS certificate", path)
 	}
 	return pem, nil
 }

@@ -3,7 +3,6 @@ package inject
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -271,8 +270,14 @@ func TestMutateGivesTheSidecarTheXDSCA(t *testing.T) {
 	if got := caOf(); got != string(second) || got == string(first) {
 		t.Errorf("%s after the CA changed = %q, want the new CA", EnvXDSCA, got)
 	}
-	// A CA file gone at admission time refuses the pod rather than
-	// injecting a sidecar that cannot connect.
+	// A CA file that is not a CA, or gone, at admission time refuses the
+	// pod rather than injecting a sidecar that cannot connect.
+	if err := os.WriteFile(files.CA, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Mutate(cfg, meshNamespace(), newPod(nil)); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Errorf("Mutate with a CA file holding no certificate = %v, want an error saying so", err)
+	}
 	os.Remove(files.CA)
 	if _, err := Mutate(cfg, meshNamespace(), newPod(nil)); err == nil || !strings.Contains(err.Error(), "xds CA file") {
 		t.Errorf("Mutate without the CA file = %v, want an error naming it", err)
@@ -413,15 +418,6 @@ func TestMutateDenies(t *testing.T) {
 	}
 }
 
-func writeTemp(t *testing.T, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "file")
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestConfigValidate(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -442,8 +438,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad zone", func(c *Config) { c.Zone = "Zone_1" }, "zone name"},
 		{"no dns address", func(c *Config) { c.DNSAddress = "" }, "dns address"},
 		{"dns address without port", func(c *Config) { c.DNSAddress = "dns.svc" }, `dns address: "dns.svc" is not host:port`},
-		{"missing CA file", func(c *Config) { c.XDSCAFile = "/nonexistent/ca.pem" }, "xds CA file: open /nonexistent/ca.pem"},
-		{"CA file without a certificate", func(c *Config) { c.XDSCAFile = writeTemp(t, "not a certificate") }, "holds no PEM certificate"},
+		{"relative CA file", func(c *Config) { c.XDSCAFile = "ca.pem" }, `xds CA file "ca.pem" is not an absolute path`},
+		// Read at admission (the zone's own is made after Validate).
+		{"CA file not there yet", func(c *Config) { c.XDSCAFile = "/nonexistent/ca.pem" }, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
