@@ -48,7 +48,7 @@ func (f *installFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.inboundPorts, transparentproxy.FlagExcludeInboundPorts, []string{fmt.Sprint(transparentproxy.DefaultAdminPort)}, "inbound ports not redirected (comma-separate or repeat; empty for none)")
 	fs.StringSliceVar(&f.outboundPorts, transparentproxy.FlagExcludeOutboundPorts, nil, "outbound TCP destination ports not redirected")
 	fs.StringSliceVar(&f.cidrs, transparentproxy.FlagExcludeOutboundCIDRs, nil, "outbound destinations (IPv4 or IPv6 CIDRs) not redirected")
-	fs.BoolVar(&f.cfg.IPv6, transparentproxy.FlagIPv6, false, "install the IPv6 rules too (ip6tables)")
+	fs.BoolVar(&f.cfg.IPv6, transparentproxy.FlagIPv6, false, "install the IPv6 rules too (ip6tables); not given: when the namespace has an IPv6 address other than loopback and link-local")
 	registerApplyFlags(fs, &f.backend, &f.dryRun, "print the rules that would be applied and change nothing")
 }
 
@@ -79,6 +79,11 @@ func transparentProxyInstall() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed(transparentproxy.FlagIPv6) {
+				if cfg.IPv6, err = detectIPv6(cmd.OutOrStdout()); err != nil {
+					return err
+				}
+			}
 			a, err := applier(flags.backend)
 			if err != nil {
 				return err
@@ -103,6 +108,12 @@ func transparentProxyUninstall() *cobra.Command {
 		Short: "Remove atoll's rules, leaving every other rule as it was",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed(transparentproxy.FlagIPv6) {
+				var err error
+				if ipv6, err = detectIPv6(cmd.OutOrStdout()); err != nil {
+					return err
+				}
+			}
 			a, err := applier(backend)
 			if err != nil {
 				return err
@@ -115,9 +126,21 @@ func transparentProxyUninstall() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&ipv6, transparentproxy.FlagIPv6, false, "remove the IPv6 rules too (ip6tables)")
+	cmd.Flags().BoolVar(&ipv6, transparentproxy.FlagIPv6, false, "remove the IPv6 rules too (ip6tables); not given: when the namespace has an IPv6 address other than loopback and link-local")
 	registerApplyFlags(cmd.Flags(), &backend, &dryRun, "print what would be removed and change nothing")
 	return cmd
+}
+
+// detectIPv6 decides --ipv6 when it is not given, and says so.
+func detectIPv6(out io.Writer) (bool, error) {
+	has, addr, err := transparentproxy.HasIPv6()
+	if err != nil {
+		return false, fmt.Errorf("--%s not given, and deciding it failed (give --%s=true or false): %w", transparentproxy.FlagIPv6, transparentproxy.FlagIPv6, err)
+	}
+	if has {
+		fmt.Fprintf(out, "# IPv6: the namespace has %s: the IPv6 rules too (--%s=false to skip them)\n", addr, transparentproxy.FlagIPv6)
+	}
+	return has, nil
 }
 
 func registerApplyFlags(fs *pflag.FlagSet, backend *string, dryRun *bool, dryRunUsage string) {

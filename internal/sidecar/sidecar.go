@@ -19,6 +19,7 @@ import (
 	"github.com/atoll-mesh/atoll/internal/sidecar/envoy"
 	"github.com/atoll-mesh/atoll/internal/sidecar/xdsrelay"
 	"github.com/atoll-mesh/atoll/zone/kubernetes"
+	"github.com/atoll-mesh/atoll/internal/transparentproxy"
 	"github.com/atoll-mesh/atoll/zone/xds"
 )
 
@@ -86,6 +87,16 @@ func prepare(ctx context.Context, cfg Config, log *slog.Logger, stdout, stderr i
 	boot, err := xds.SidecarBootstrap(nodeID, cfg.Mesh, sock, cfg.AdminPort)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name("runDir"), err)
+	}
+	// The pod's IPv6 connections, which the init container redirects when
+	// the pod has IPv6 (transparentproxy.HasIPv6), reach Envoy here.
+	hasIPv6, v6, err := transparentproxy.HasIPv6()
+	if err != nil {
+		return nil, fmt.Errorf("deciding whether the pod has IPv6: %w", err)
+	}
+	if hasIPv6 {
+		boot.StaticResources.Listeners = append(boot.StaticResources.Listeners, xds.VirtualOutboundIPv6())
+		log.Info("the pod has IPv6: Envoy takes its redirected IPv6 connections too", "address", v6, "listener", xds.VirtualOutboundIPv6Name)
 	}
 	bootJSON, err := xds.EnvoyBootstrapJSON(boot)
 	if err != nil {

@@ -83,6 +83,13 @@ func TestInjectedGatewayTrafficLeavesThroughTheMesh(t *testing.T) {
 	sh(t, "ip", "netns", "exec", ns, "ip", "addr", "add", podIP+"/24", "dev", "eth0")
 	sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
 	sh(t, "ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", hostIP)
+	// Dual stack: the pod has an IPv6 address too, so the init container
+	// installs the IPv6 rules and the sidecar gives Envoy an IPv6 outbound
+	// listener.
+	subnet6 := fmt.Sprintf("fd00:250:%x", os.Getpid()%65536)
+	sh(t, "ip", "addr", "add", subnet6+"::1/64", "dev", veth, "nodad")
+	sh(t, "ip", "netns", "exec", ns, "ip", "addr", "add", subnet6+"::7/64", "dev", "eth0", "nodad")
+	sh(t, "ip", "netns", "exec", ns, "ip", "-6", "route", "add", "default", "via", subnet6+"::1")
 
 	// The cluster's DNS, on the host's end: the pod's resolv.conf names it
 	// ("ip netns exec" mounts /etc/netns/<ns>/resolv.conf over the
@@ -164,7 +171,9 @@ func TestInjectedGatewayTrafficLeavesThroughTheMesh(t *testing.T) {
 	}
 
 	// The init container: its command, as the injection wrote it.
-	sh(t, append([]string{"ip", "netns", "exec", ns, filepath.Join(binDir, initC.Command[0])}, initC.Args...)...)
+	if out := sh(t, append([]string{"ip", "netns", "exec", ns, filepath.Join(binDir, initC.Command[0])}, initC.Args...)...); !strings.Contains(out, "# IPv6: the namespace has "+subnet6+"::7") {
+		t.Errorf("the init container did not take the pod's IPv6 address into account:\n%s", out)
+	}
 
 	// The projected token the kubelet would mount: audience atoll-xds,
 	// bound to the pod.
@@ -268,6 +277,28 @@ func TestInjectedGatewayTrafficLeavesThroughTheMesh(t *testing.T) {
 			t.Errorf("%s lookup of kubernetes.default.svc.cluster.local from the pod = %q, want the cluster DNS's %s", network, got, clusterDNS)
 		}
 	}
+
+	// Over IPv6 too: a lookup sent to an IPv6 resolver address reaches the
+	// DNS proxy on [::1], and an IPv6 connection reaches Envoy's IPv6
+	// outbound listener, which passes it through (no listener has that
+	// address).
+	if got := lookupInNetns(t, ns, "udp", "["+subnet6+"::a]:53", "backend.mesh."); got != vip {
+		t.Errorf("IPv6 lookup of backend.mesh from the pod = %q, want the global's VIP %s", got, vip)
+	}
+	target6 := "[" + subnet6 + "::99]:8080"
+	inNetns(t, ns, func() {
+		c6, err := net.DialTimeout("tcp", target6, 5*time.Second)
+		if err != nil {
+			t.Fatalf("connecting to %s from the pod: %v", target6, err)
+		}
+		c6.Close()
+	})
+	waitFor(t, 10*time.Second, "the stand-in's report of the connection to "+target6, func() error {
+		if cluster, ok := sc.accepted(target6, "outbound-ipv6"); !ok || cluster != "outbound:passthrough" {
+			return fmt.Errorf("not yet (%q)", cluster)
+		}
+		return nil
+	})
 
 	// The gateway's connection to the VIP is redirected to the sidecar's
 	// outbound port, and handed to the VIP's listener.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -50,6 +51,16 @@ func newListeners() *listeners {
 	return &listeners{held: map[string]listenerInfo{}, bound: map[string]net.Listener{}}
 }
 
+// static takes the bootstrap's static listeners, as Envoy does at start.
+func (ls *listeners) static(static []*listenerv3.Listener) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, l := range static {
+		ls.held[l.GetName()] = describe(l)
+	}
+	ls.bind()
+}
+
 // apply takes a delta LDS response: keeps its listeners, forgets the
 // removed ones, and binds the use_original_dst listeners not bound yet.
 func (ls *listeners) apply(resp *discoveryv3.DeltaDiscoveryResponse) {
@@ -73,11 +84,22 @@ func (ls *listeners) apply(resp *discoveryv3.DeltaDiscoveryResponse) {
 			delete(ls.bound, name)
 		}
 	}
+	ls.bind()
+}
+
+// bind binds the use_original_dst listeners not bound yet. Callers hold mu.
+func (ls *listeners) bind() {
 	for name, info := range ls.held {
 		if !info.originDst || !info.bind || !info.addr.IsValid() || ls.bound[name] != nil {
 			continue
 		}
-		ln, err := net.Listen("tcp", info.addr.String())
+		// Envoy's listeners are of one family each (IPV6_V6ONLY on [::]),
+		// so the IPv4 and IPv6 outbound listeners share their port.
+		network := "tcp4"
+		if info.addr.Addr().Is6() {
+			network = "tcp6"
+		}
+		ln, err := net.Listen(network, info.addr.String())
 		if err != nil {
 			emit(line{Event: "bind_error", Listener: name, Error: err.Error()})
 			continue
@@ -138,8 +160,12 @@ func (ls *listeners) handTo(from string, dst netip.AddrPort) (string, string) {
 	return from, ls.held[from].cluster
 }
 
-// originalDst reads the destination a REDIRECTed IPv4 connection was
-// sent to.
+// ip6tSOOriginalDst is IP6T_SO_ORIGINAL_DST (linux/netfilter_ipv6/ip6_tables.h).
+const ip6tSOOriginalDst = 80
+
+// originalDst reads the destination a REDIRECTed connection was sent to:
+// SO_ORIGINAL_DST (a sockaddr_in) for IPv4, IP6T_SO_ORIGINAL_DST (a
+// sockaddr_in6) for IPv6.
 func originalDst(conn net.Conn) (netip.AddrPort, error) {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
@@ -149,17 +175,31 @@ func originalDst(conn net.Conn) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
+	local, _ := netip.ParseAddrPort(conn.LocalAddr().String())
 	var out netip.AddrPort
 	var serr error
 	err = raw.Control(func(fd uintptr) {
-		// struct sockaddr_in: family (2), port (2, network order), addr (4).
-		mreq, gerr := unix.GetsockoptIPv6Mreq(int(fd), syscall.SOL_IP, unix.SO_ORIGINAL_DST)
-		if gerr != nil {
-			serr = fmt.Errorf("SO_ORIGINAL_DST: %w", gerr)
+		if local.Addr().Is4() || local.Addr().Is4In6() {
+			// struct sockaddr_in: family (2), port (2, network order), addr (4).
+			mreq, gerr := unix.GetsockoptIPv6Mreq(int(fd), syscall.SOL_IP, unix.SO_ORIGINAL_DST)
+			if gerr != nil {
+				serr = fmt.Errorf("SO_ORIGINAL_DST: %w", gerr)
+				return
+			}
+			b := mreq.Multiaddr
+			out = netip.AddrPortFrom(netip.AddrFrom4([4]byte{b[4], b[5], b[6], b[7]}), binary.BigEndian.Uint16(b[2:4]))
 			return
 		}
-		b := mreq.Multiaddr
-		out = netip.AddrPortFrom(netip.AddrFrom4([4]byte{b[4], b[5], b[6], b[7]}), binary.BigEndian.Uint16(b[2:4]))
+		// struct sockaddr_in6: family (2), port (2), flowinfo (4), addr (16),
+		// scope id (4): 28 bytes, the size of IPv6MTUInfo.
+		info, gerr := unix.GetsockoptIPv6MTUInfo(int(fd), syscall.SOL_IPV6, ip6tSOOriginalDst)
+		if gerr != nil {
+			serr = fmt.Errorf("IP6T_SO_ORIGINAL_DST: %w", gerr)
+			return
+		}
+		a := info.Addr
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:])
+		out = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), port)
 	})
 	if err != nil {
 		return out, err

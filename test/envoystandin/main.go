@@ -117,6 +117,7 @@ func run(args []string) error {
 	client := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	backoff := 100 * time.Millisecond
 	ls := newListeners()
+	ls.static(b.GetStaticResources().GetListeners())
 	for {
 		err := stream(ctx, client, b.GetNode(), ls)
 		if ctx.Err() != nil {

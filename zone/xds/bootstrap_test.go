@@ -197,6 +197,30 @@ func TestSidecarBootstrap(t *testing.T) {
 	golden(t, "sidecar-bootstrap", js)
 }
 
+// A pod with IPv6 gets the IPv6 virtual outbound listener as a static
+// listener of its bootstrap: the same filter chain as the zone's IPv4 one,
+// on [::]:15001 (IPv6 only, so both bind the port), and still valid.
+func TestSidecarBootstrapWithIPv6Outbound(t *testing.T) {
+	b, err := SidecarBootstrap("default.kong-7d9-kong-abc", "default", "/var/run/atoll/xds.sock", 9901)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.StaticResources.Listeners = append(b.StaticResources.Listeners, VirtualOutboundIPv6())
+	if err := b.ValidateAll(); err != nil {
+		t.Fatal(err)
+	}
+	l, v4 := b.GetStaticResources().GetListeners()[0], virtualOutbound()
+	sa := l.GetAddress().GetSocketAddress()
+	switch {
+	case l.GetName() != VirtualOutboundIPv6Name || sa.GetAddress() != "::" || sa.GetPortValue() != OutboundPort || sa.GetIpv4Compat():
+		t.Errorf("listener %s at %v, want %s at [::]:%d without IPv4", l.GetName(), sa, VirtualOutboundIPv6Name, OutboundPort)
+	case !l.GetUseOriginalDst().GetValue():
+		t.Error("the IPv6 outbound listener does not hand connections to their original destination's listener")
+	case !proto.Equal(l.GetFilterChains()[0], v4.GetFilterChains()[0]):
+		t.Errorf("filter chain %v, want the IPv4 one's %v", l.GetFilterChains(), v4.GetFilterChains())
+	}
+}
+
 func TestSidecarBootstrapRefuses(t *testing.T) {
 	long := "/" + strings.Repeat("d", 100) + "/xds.sock"
 	for _, c := range []struct {

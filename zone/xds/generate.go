@@ -409,6 +409,22 @@ func virtualOutbound() *listenerv3.Listener {
 	}
 }
 
+// VirtualOutboundIPv6Name names VirtualOutboundIPv6.
+const VirtualOutboundIPv6Name = "outbound-ipv6"
+
+// VirtualOutboundIPv6 is the virtual outbound listener on [::]:OutboundPort
+// for a pod with IPv6, where the transparent proxy redirects its IPv6
+// connections. It is a static listener of the sidecar's bootstrap, which
+// knows whether the pod has IPv6: the zone's IPv4 one is shared by a mesh's
+// gateways, and binding [::] fails where a pod has no IPv6. It hands each
+// connection to the listener of its original destination (a VIP's or a
+// ClusterIP's, from the zone) or passes it through, as the IPv4 one does.
+func VirtualOutboundIPv6() *listenerv3.Listener {
+	l := virtualOutbound()
+	l.Name, l.Address = VirtualOutboundIPv6Name, socketAddress("::", OutboundPort)
+	return l
+}
+
 // inbound forwards what reaches one inbound to the workload on localhost.
 func inbound(addr string, port, servicePort uint32) (*listenerv3.Listener, *clusterv3.Cluster) {
 	name := "inbound:" + hostPort(addr, port)
