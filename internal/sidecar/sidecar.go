@@ -18,8 +18,8 @@ import (
 	"github.com/atoll-mesh/atoll/internal/sidecar/dnsproxy"
 	"github.com/atoll-mesh/atoll/internal/sidecar/envoy"
 	"github.com/atoll-mesh/atoll/internal/sidecar/xdsrelay"
-	"github.com/atoll-mesh/atoll/zone/kubernetes"
 	"github.com/atoll-mesh/atoll/internal/transparentproxy"
+	"github.com/atoll-mesh/atoll/zone/kubernetes"
 	"github.com/atoll-mesh/atoll/zone/xds"
 )
 
