@@ -35,13 +35,15 @@ KUBE_VERSION := $(shell sed -n 's/^[[:space:]]*k8s.io\/kubernetes \(v[^ ]*\).*/\
 KUBE_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/atoll/tools
 KUBE_APISERVER := $(KUBE_CACHE)/kube-apiserver-$(KUBE_VERSION)
 # What Kubernetes' own release build stamps, so /version reports the pin.
+HELM_VERSION := $(shell sed -n 's/^[[:space:]]*require helm.sh\/helm\/v4 \(v[^ ]*\).*/\1/p; s/^[[:space:]]*helm.sh\/helm\/v4 \(v[^ ]*\).*/\1/p' test/helm/go.mod)
+HELM := $(KUBE_CACHE)/helm-$(HELM_VERSION)
 KUBE_VERSION_PKG := k8s.io/component-base/version
 KUBE_LDFLAGS := -X $(KUBE_VERSION_PKG).gitVersion=$(KUBE_VERSION) \
   -X $(KUBE_VERSION_PKG).gitMajor=$(patsubst v%,%,$(word 1,$(subst ., ,$(KUBE_VERSION)))) \
   -X $(KUBE_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) \
   -X $(KUBE_VERSION_PKG).gitTreeState=clean
 
-.PHONY: all build run test test-race unit vet check-generated generate tools netns-tools bench bench-dns dnsperf fuzz kube-apiserver images clean
+.PHONY: all build run test test-race unit vet check-generated generate tools netns-tools bench bench-dns dnsperf fuzz kube-apiserver helm images clean
 all: build
 
 ## build: compile bin/atoll and bin/atollctl
@@ -64,13 +66,13 @@ run: build
 	./test/run.sh
 
 ## test: install what the tests need, check generated code, vet, and run every test
-test: tools kube-apiserver check-generated vet unit
+test: tools kube-apiserver helm check-generated vet unit
 
 unit:
 	$(GO) test $(TEST_FLAGS) ./...
 
 ## test-race: every test under the race detector, the end-to-end tests' atoll processes built with it too
-test-race: tools kube-apiserver
+test-race: tools kube-apiserver helm
 	ATOLL_E2E_RACE=1 $(GO) test -race $(TEST_FLAGS) -timeout 40m ./...
 
 vet:
@@ -154,6 +156,17 @@ $(KUBE_APISERVER):
 	cd test/kubeapiserver && $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver; \
 	mv $@.tmp $@; \
 	echo "built kube-apiserver $(KUBE_VERSION) in $$(( $$(date +%s) - start ))s: $@"
+
+## helm: build the pinned helm (test/helm/go.mod) for the chart tests into ~/.cache/atoll/tools, once (about 2 minutes cold)
+helm: $(HELM)
+
+$(HELM):
+	@echo "building helm $(HELM_VERSION) into $@ (a cold build takes a couple of minutes)"
+	@mkdir -p $(KUBE_CACHE)
+	@start=$$(date +%s); \
+	cd test/helm && $(GO) build -trimpath -ldflags '-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)' -o $@.tmp helm.sh/helm/v4/cmd/helm; \
+	mv $@.tmp $@; \
+	echo "built helm $(HELM_VERSION) in $$(( $$(date +%s) - start ))s: $@"
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 1m)
 FUZZTIME ?= 1m
