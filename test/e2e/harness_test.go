@@ -276,21 +276,27 @@ func freePort(t *testing.T) string {
 		if _, dup := handedOut.LoadOrStore(port, true); dup {
 			continue
 		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
+		if addr := fmt.Sprintf("127.0.0.1:%d", port); bindable(addr) {
+			return addr
 		}
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		return addr
 	}
 	t.Fatal("no free port in 20000-31999")
 	return ""
+}
+
+// bindable reports whether addr is free for TCP and UDP right now.
+func bindable(addr string) bool {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	ln.Close()
+	if err != nil {
+		return false
+	}
+	pc.Close()
+	return true
 }
 
 func startZone(t *testing.T, zone, dataDir string, args ...string) *process {

@@ -334,18 +334,9 @@ func onHost(t *testing.T, ip string) string {
 	t.Helper()
 	for range 100 {
 		_, port, _ := net.SplitHostPort(freePort(t))
-		addr := net.JoinHostPort(ip, port)
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
+		if addr := net.JoinHostPort(ip, port); bindable(addr) {
+			return addr
 		}
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		return addr
 	}
 	t.Fatalf("no free port on %s", ip)
 	return ""
