@@ -1,0 +1,232 @@
+package clusterdns_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/atoll-mesh/atoll/test/clusterdns"
+	"github.com/atoll-mesh/atoll/test/kubeenv"
+)
+
+// How long a name may take to appear once its Service exists: the watch
+// reaching CoreDNS. Only a bound on waiting, never asserted.
+const appearTimeout = 30 * time.Second
+
+// TestClusterDNS runs CoreDNS against a real API server, with a real DNS
+// server standing in for the zone's DNS of mesh and another for the
+// upstream resolver, and asks it what a pod would.
+func TestClusterDNS(t *testing.T) {
+	env := kubeenv.Start(t)
+	admin := env.Clientset(t)
+	zone := serveZone(t, "mesh.", map[string]string{"backend.mesh.": "240.0.0.7"})
+	upstream := serveZone(t, "example.", map[string]string{"www.example.": "192.0.2.10"})
+
+	dns := clusterdns.Start(t, clusterdns.Config{
+		Kube:        env,
+		Upstream:    upstream.addr,
+		StubDomains: map[string]string{"mesh": zone.addr},
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	web, err := admin.CoreV1().Services("shop").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "web"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CoreV1().Services("shop").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "backend-remote"},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "backend.mesh"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			// A ClusterIP Service, from the API server's watch.
+			r := waitFor(t, dns.Addr, network, "web.shop.svc.cluster.local.", func(r *mdns.Msg) bool { return len(aRecords(r)) > 0 })
+			if got := aRecords(r); len(got) != 1 || got[0] != web.Spec.ClusterIP {
+				t.Errorf("web.shop.svc.cluster.local A = %v, want the Service's ClusterIP %s", got, web.Spec.ClusterIP)
+			}
+
+			// An ExternalName Service into mesh: CoreDNS answers the CNAME
+			// and follows it through the stub-domain block to the zone.
+			before := zone.queries.Load()
+			r = waitFor(t, dns.Addr, network, "backend-remote.shop.svc.cluster.local.", func(r *mdns.Msg) bool { return len(aRecords(r)) > 0 })
+			if got := cnameTargets(r); len(got) != 1 || got[0] != "backend.mesh." {
+				t.Errorf("backend-remote.shop.svc.cluster.local CNAME = %v, want backend.mesh.", got)
+			}
+			if got := aRecords(r); len(got) != 1 || got[0] != "240.0.0.7" {
+				t.Errorf("backend-remote.shop.svc.cluster.local A (through the CNAME) = %v, want the zone's 240.0.0.7", got)
+			}
+			if zone.queries.Load() == before && network == "udp" {
+				t.Error("the zone's DNS was never asked, yet backend.mesh resolved")
+			}
+
+			// A mesh name directly, and names no zone has.
+			if got := aRecords(ask(t, dns.Addr, network, "backend.mesh.")); len(got) != 1 || got[0] != "240.0.0.7" {
+				t.Errorf("backend.mesh A = %v, want 240.0.0.7", got)
+			}
+			if got := aRecords(ask(t, dns.Addr, network, "www.example.")); len(got) != 1 || got[0] != "192.0.2.10" {
+				t.Errorf("www.example A (forwarded upstream) = %v, want 192.0.2.10", got)
+			}
+			for _, name := range []string{"nothing.mesh.", "missing.shop.svc.cluster.local.", "nothing.example."} {
+				if r := ask(t, dns.Addr, network, name); r.Rcode != mdns.RcodeNameError {
+					t.Errorf("%s: rcode %s, want NXDOMAIN", name, mdns.RcodeToString[r.Rcode])
+				}
+			}
+		})
+	}
+
+	// CoreDNS's ServiceAccount holds exactly what it reads.
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, c := range []struct {
+		verb, group, resource string
+		want                  bool
+	}{
+		{"list", "", "services", true},
+		{"watch", "", "services", true},
+		{"watch", "discovery.k8s.io", "endpointslices", true},
+		{"list", "", "namespaces", true},
+		{"get", "", "services", false},
+		{"update", "", "services", false},
+		{"list", "", "pods", false},
+		{"list", "", "endpoints", false},
+		{"list", "", "secrets", false},
+		{"create", "discovery.k8s.io", "endpointslices", false},
+	} {
+		review, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:               "system:serviceaccount:" + clusterdns.DefaultNamespace + ":" + clusterdns.DefaultServiceAccount,
+				Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + clusterdns.DefaultNamespace},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: c.verb, Group: c.group, Resource: c.resource},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if review.Status.Allowed != c.want {
+			t.Errorf("CoreDNS's ServiceAccount: %s %s.%s allowed = %v, want %v", c.verb, c.resource, c.group, review.Status.Allowed, c.want)
+		}
+	}
+}
+
+// zoneServer is a real DNS server on loopback, UDP and TCP, authoritative
+// for one domain: the A records it was given, NXDOMAIN with an SOA for
+// other names of the domain, REFUSED outside it.
+type zoneServer struct {
+	addr    string
+	queries atomic.Int64
+}
+
+func serveZone(t *testing.T, domain string, records map[string]string) *zoneServer {
+	t.Helper()
+	z := &zoneServer{}
+	soa := &mdns.SOA{Hdr: mdns.RR_Header{Name: domain, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: 5},
+		Ns: "ns." + domain, Mbox: "hostmaster." + domain, Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: 5}
+	handler := mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		z.queries.Add(1)
+		m := new(mdns.Msg)
+		m.SetReply(r)
+		m.Authoritative = true
+		q := r.Question[0]
+		name := strings.ToLower(q.Name)
+		switch ip, ok := records[name]; {
+		case !mdns.IsSubDomain(domain, name):
+			m.Rcode = mdns.RcodeRefused
+		case ok && q.Qtype == mdns.TypeA:
+			m.Answer = append(m.Answer, &mdns.A{Hdr: mdns.RR_Header{Name: q.Name, Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 5}, A: net.ParseIP(ip)})
+		case ok:
+			m.Ns = append(m.Ns, soa) // NODATA
+		default:
+			m.Rcode = mdns.RcodeNameError
+			m.Ns = append(m.Ns, soa)
+		}
+		w.WriteMsg(m)
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		t.Fatalf("TCP on the UDP port of the %s server: %v", domain, err)
+	}
+	z.addr = pc.LocalAddr().String()
+	for _, srv := range []*mdns.Server{{PacketConn: pc, Handler: handler}, {Listener: ln, Handler: handler}} {
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		go srv.ActivateAndServe()
+		<-started
+		t.Cleanup(func() { srv.Shutdown() })
+	}
+	return z
+}
+
+// ask sends one A question for name to server over network.
+func ask(t *testing.T, server, network, name string) *mdns.Msg {
+	t.Helper()
+	c := &mdns.Client{Net: network, Timeout: 5 * time.Second}
+	q := new(mdns.Msg).SetQuestion(name, mdns.TypeA)
+	r, _, err := c.Exchange(q, server)
+	if err != nil {
+		t.Fatalf("%s question for %s to %s: %v", network, name, server, err)
+	}
+	return r
+}
+
+// waitFor asks until ok accepts the answer (a Service the watch has not
+// yet brought) and returns it; it fails the test after appearTimeout.
+func waitFor(t *testing.T, server, network, name string, ok func(*mdns.Msg) bool) *mdns.Msg {
+	t.Helper()
+	deadline := time.Now().Add(appearTimeout)
+	for {
+		r := ask(t, server, network, name)
+		if ok(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s: still %s with answers %v after %s", network, name, mdns.RcodeToString[r.Rcode], r.Answer, appearTimeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func aRecords(r *mdns.Msg) []string {
+	var out []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*mdns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	return out
+}
+
+func cnameTargets(r *mdns.Msg) []string {
+	var out []string
+	for _, rr := range r.Answer {
+		if c, ok := rr.(*mdns.CNAME); ok {
+			out = append(out, c.Target)
+		}
+	}
+	return out
+}
