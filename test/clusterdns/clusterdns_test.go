@@ -96,6 +96,24 @@ func TestClusterDNS(t *testing.T) {
 		})
 	}
 
+	// A second cluster DNS of the same API server, on an address given,
+	// with its own ServiceAccount, no upstream and no stub domain: it knows
+	// the cluster's Services and nothing else.
+	addr := freeAddr(t, "127.0.0.2")
+	second := clusterdns.Start(t, clusterdns.Config{Kube: env, Addr: addr, ServiceAccount: "coredns-2"})
+	if second.Addr != addr {
+		t.Errorf("second CoreDNS on %s, want the address given, %s", second.Addr, addr)
+	}
+	r := waitFor(t, second.Addr, "udp", "web.shop.svc.cluster.local.", func(r *mdns.Msg) bool { return len(aRecords(r)) > 0 })
+	if got := aRecords(r); len(got) != 1 || got[0] != web.Spec.ClusterIP {
+		t.Errorf("second CoreDNS: web.shop.svc.cluster.local A = %v, want %s", got, web.Spec.ClusterIP)
+	}
+	for _, name := range []string{"backend.mesh.", "www.example."} {
+		if r := ask(t, second.Addr, "udp", name); r.Rcode != mdns.RcodeServerFailure {
+			t.Errorf("second CoreDNS (no upstream, no stub domain): %s rcode %s, want SERVFAIL", name, mdns.RcodeToString[r.Rcode])
+		}
+	}
+
 	// CoreDNS's ServiceAccount holds exactly what it reads.
 	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -201,6 +219,26 @@ func serveZone(t *testing.T, domain string, records map[string]string) string {
 		t.Cleanup(func() { srv.Shutdown() })
 	}
 	return pc.LocalAddr().String()
+}
+
+// freeAddr is ip with a port free for both UDP and TCP.
+func freeAddr(t *testing.T, ip string) string {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatalf("listening on %s: %v", ip, err)
+		}
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return addr
+		}
+	}
+	t.Fatalf("no port on %s free for both UDP and TCP", ip)
+	return ""
 }
 
 // ask sends one A question for name to server over network.
