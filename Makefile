@@ -23,11 +23,6 @@ LDFLAGS := -X $(MODULE)/internal/version.Version=$(VERSION) -X $(MODULE)/interna
 TEST_FLAGS ?= -count=1 -timeout 20m
 BENCH ?= .
 
-# CoreDNS for the DNS comparison benchmark, built from its Go module at the
-# version test/dnsbench/coredns/go.mod pins; dnsperf comes from Debian.
-COREDNS_VERSION := $(shell sed -n 's/^require github.com\/coredns\/coredns //p' test/dnsbench/coredns/go.mod)
-COREDNS := $(TOOLS)/coredns-$(COREDNS_VERSION)
-
 # kube-apiserver for the Kubernetes tests (test/kubeenv), built from the
 # k8s.io/kubernetes module that test/kubeapiserver/go.mod pins. It is cached
 # outside the repository, keyed by version, so clones and worktrees share it.
@@ -37,13 +32,18 @@ KUBE_APISERVER := $(KUBE_CACHE)/kube-apiserver-$(KUBE_VERSION)
 # What Kubernetes' own release build stamps, so /version reports the pin.
 HELM_VERSION := $(shell sed -n 's/^[[:space:]]*require helm.sh\/helm\/v4 \(v[^ ]*\).*/\1/p; s/^[[:space:]]*helm.sh\/helm\/v4 \(v[^ ]*\).*/\1/p' test/helm/go.mod)
 HELM := $(KUBE_CACHE)/helm-$(HELM_VERSION)
+# CoreDNS, built from its Go module at the version test/coredns/go.mod pins,
+# with the plugins the e2e suite's cluster DNS (test/clusterdns) and the DNS
+# comparison benchmark configure; cached like kube-apiserver.
+COREDNS_VERSION := $(shell sed -n 's/^require github.com\/coredns\/coredns //p' test/coredns/go.mod)
+COREDNS := $(KUBE_CACHE)/coredns-$(COREDNS_VERSION)
 KUBE_VERSION_PKG := k8s.io/component-base/version
 KUBE_LDFLAGS := -X $(KUBE_VERSION_PKG).gitVersion=$(KUBE_VERSION) \
   -X $(KUBE_VERSION_PKG).gitMajor=$(patsubst v%,%,$(word 1,$(subst ., ,$(KUBE_VERSION)))) \
   -X $(KUBE_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) \
   -X $(KUBE_VERSION_PKG).gitTreeState=clean
 
-.PHONY: all build run test test-race unit vet check-generated generate tools netns-tools bench bench-dns dnsperf fuzz kube-apiserver helm images clean
+.PHONY: all build run test test-race unit vet check-generated generate tools netns-tools bench bench-dns dnsperf fuzz kube-apiserver helm coredns images clean
 all: build
 
 ## build: compile bin/atoll and bin/atollctl
@@ -136,10 +136,6 @@ bench: bench-dns kube-apiserver
 bench-dns: $(COREDNS) dnsperf
 	$(GO) run ./test/dnsbench -coredns $(COREDNS)
 
-$(COREDNS): test/dnsbench/coredns/go.mod test/dnsbench/coredns/go.sum test/dnsbench/coredns/main.go
-	mkdir -p $(TOOLS)
-	cd test/dnsbench/coredns && $(GO) build -o $@ .
-
 dnsperf:
 	@command -v dnsperf >/dev/null || { \
 	  echo "installing dnsperf (Debian)"; \
@@ -167,6 +163,17 @@ $(HELM):
 	cd test/helm && $(GO) build -trimpath -ldflags '-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)' -o $@.tmp helm.sh/helm/v4/cmd/helm; \
 	mv $@.tmp $@; \
 	echo "built helm $(HELM_VERSION) in $$(( $$(date +%s) - start ))s: $@"
+
+## coredns: build the pinned CoreDNS (test/coredns) for the e2e suite's cluster DNS and bench-dns into ~/.cache/atoll/tools, once (a few minutes cold)
+coredns: $(COREDNS)
+
+$(COREDNS):
+	@echo "building CoreDNS $(COREDNS_VERSION) into $@ (a cold build takes a few minutes)"
+	@mkdir -p $(KUBE_CACHE)
+	@start=$$(date +%s); \
+	cd test/coredns && $(GO) build -trimpath -o $@.tmp .; \
+	mv $@.tmp $@; \
+	echo "built CoreDNS $(COREDNS_VERSION) in $$(( $$(date +%s) - start ))s: $@"
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 1m)
 FUZZTIME ?= 1m

@@ -10,7 +10,7 @@
 // anything but NOERROR, so a misconfigured server cannot look fast.
 //
 // Run it with `make bench-dns`, which builds CoreDNS at its pinned version
-// and installs dnsperf from Debian.
+// (`make coredns`, test/coredns) and installs dnsperf from Debian.
 package main
 
 import (
@@ -37,10 +37,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/atoll-mesh/atoll/dns"
+	"github.com/atoll-mesh/atoll/test/corednsbin"
 )
 
 var (
-	coredns  = flag.String("coredns", "bin/tools/coredns", "CoreDNS binary (make bench-dns builds it)")
+	coredns  = flag.String("coredns", "", "CoreDNS binary (default: the one make coredns builds, or $"+corednsbin.BinaryEnv+")")
 	count    = flag.Int("names", 10000, "number of service names both servers hold")
 	duration = flag.Duration("duration", 10*time.Second, "length of each saturating run")
 	rate     = flag.Int("latency-qps", 10000, "query rate of the latency runs")
@@ -100,8 +101,14 @@ func run() error {
 	if _, err := exec.LookPath("dnsperf"); err != nil {
 		return errors.New("dnsperf is not installed (make bench-dns installs it from Debian)")
 	}
-	if _, err := os.Stat(*coredns); err != nil {
-		return fmt.Errorf("CoreDNS binary %s: %w (make bench-dns builds it)", *coredns, err)
+	if *coredns == "" {
+		bin, err := corednsbin.Path()
+		if err != nil {
+			return err
+		}
+		*coredns = bin
+	} else if _, err := os.Stat(*coredns); err != nil {
+		return fmt.Errorf("CoreDNS binary %s: %w (make coredns builds it)", *coredns, err)
 	}
 	dir, err := os.MkdirTemp("", "dnsbench")
 	if err != nil {
