@@ -66,13 +66,13 @@ run: build
 	./test/run.sh
 
 ## test: install what the tests need, check generated code, vet, and run every test
-test: tools kube-apiserver helm check-generated vet unit
+test: tools kube-apiserver helm coredns check-generated vet unit
 
 unit:
 	$(GO) test $(TEST_FLAGS) ./...
 
 ## test-race: every test under the race detector, the end-to-end tests' atoll processes built with it too
-test-race: tools kube-apiserver helm
+test-race: tools kube-apiserver helm coredns
 	ATOLL_E2E_RACE=1 $(GO) test -race $(TEST_FLAGS) -timeout 40m ./...
 
 vet:
