@@ -2,7 +2,6 @@ package chart
 
 import (
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,11 +19,7 @@ var helpFlag = regexp.MustCompile(`(?m)^\s+(?:-[a-z], )?--([a-z0-9-]+)(\[=true\|
 // that a flag without a value is a boolean (a string flag would swallow
 // the next argument).
 func TestRenderedFlagsExist(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "atoll")
-	build := exec.Command("go", "build", "-o", bin, "github.com/atoll-mesh/atoll/cmd/atoll")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building cmd/atoll: %v\n%s", err, out)
-	}
+	bin := buildAtoll(t)
 	known := map[string]map[string]bool{} // command → flag → boolean
 	for _, cmd := range []string{"global", "zone"} {
 		out, err := exec.Command(bin, cmd, "--help").CombinedOutput()
