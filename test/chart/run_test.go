@@ -6,12 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -67,71 +63,9 @@ func TestRenderedZoneRuns(t *testing.T) {
 	}}.objects(t)
 	createAll(ctx, t, cfg, dyn, objs)
 
-	dep := Find(objs, "Deployment", Release)
-	if dep == nil {
-		t.Fatal("no Deployment " + Release)
-	}
-	var d struct {
-		Spec struct {
-			Template corev1.PodTemplateSpec `json:"template"`
-		} `json:"spec"`
-	}
-	fromUnstructured(t, dep, &d)
-	pod := d.Spec.Template.Spec
-	c := pod.Containers[0]
-
-	// The pod's files: each mount a directory under root, filled from the
-	// rendered Secret or ConfigMap of its volume; emptyDirs left empty.
-	root := t.TempDir()
-	local := func(p string) string { return filepath.Join(root, p) }
-	for _, m := range c.VolumeMounts {
-		dir := local(m.MountPath)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range pod.Volumes {
-			if v.Name == m.Name {
-				writeVolume(t, objs, v, dir)
-			}
-		}
-	}
-	args := c.Args
-	for i, a := range args {
-		for _, m := range c.VolumeMounts {
-			a = strings.ReplaceAll(a, "="+m.MountPath, "="+local(m.MountPath))
-		}
-		args[i] = a
-	}
-	kubeconfig := kubeenv.WriteKubeconfig(t, env.ServiceAccountConfig(t, Namespace, pod.ServiceAccountName))
-	args = append(args, "--kubeconfig="+kubeconfig)
-
-	bin := buildAtoll(t)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "POD_NAME=atoll-0")
-	logPath := filepath.Join(t.TempDir(), "zone.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// One Wait, whose end closes exited; the cleanup stops the zone as the
-	// kubelet would (TERM, then KILL after a grace period).
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		_ = logFile.Close()
-	})
+	kubeconfig := kubeenv.WriteKubeconfig(t, env.ServiceAccountConfig(t, Namespace, Release))
+	zone, args := runPod(t, objs, "Deployment", []string{"--kubeconfig=" + kubeconfig}, []string{"POD_NAME=atoll-0"})
+	logPath, exited := zone.logPath, zone.exited
 
 	readyz := "http://127.0.0.1:" + ports[0] + "/readyz"
 	mwc := dyn.Resource(schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"})
@@ -141,7 +75,7 @@ func TestRenderedZoneRuns(t *testing.T) {
 	for {
 		select {
 		case <-exited:
-			t.Fatalf("the zone exited (%v) with the chart's arguments %q:\n%s", waitErr, args, tail(logPath))
+			t.Fatalf("the zone exited (%v) with the chart's arguments %q:\n%s", zone.err, args, tail(logPath))
 		case <-ctx.Done():
 			t.Fatalf("the zone did not become ready with its webhook CA in place (last: %s):\n%s", last, tail(logPath))
 		case <-tick.C:
@@ -192,45 +126,6 @@ func createAll(ctx context.Context, t *testing.T, cfg *rest.Config, dyn *dynamic
 	}
 }
 
-// writeVolume writes into dir what the kubelet would mount for v, from the
-// rendered objects: a Secret's or ConfigMap's keys (or the items chosen).
-func writeVolume(t *testing.T, objs []*unstructured.Unstructured, v corev1.Volume, dir string) {
-	t.Helper()
-	var kind, name string
-	var items []corev1.KeyToPath
-	switch {
-	case v.Secret != nil:
-		kind, name, items = "Secret", v.Secret.SecretName, v.Secret.Items
-	case v.ConfigMap != nil:
-		kind, name, items = "ConfigMap", v.ConfigMap.Name, v.ConfigMap.Items
-	default:
-		return
-	}
-	o := Find(objs, kind, name)
-	if o == nil {
-		t.Fatalf("volume %s mounts %s %s, which the chart does not render (the test renders what it mounts)", v.Name, kind, name)
-	}
-	field := "data"
-	if kind == "Secret" {
-		field = "stringData"
-	}
-	data, _, _ := unstructured.NestedStringMap(o.Object, field)
-	if len(items) == 0 {
-		for k := range data {
-			items = append(items, corev1.KeyToPath{Key: k, Path: k})
-		}
-	}
-	for _, it := range items {
-		val, ok := data[it.Key]
-		if !ok {
-			t.Fatalf("volume %s mounts key %q of %s %s, which has no such key", v.Name, it.Key, kind, name)
-		}
-		if err := os.WriteFile(filepath.Join(dir, it.Path), []byte(val), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
 	var ports []string
@@ -257,12 +152,4 @@ func get(url string) (bool, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	return resp.StatusCode == http.StatusOK, fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
-}
-
-func tail(path string) string {
-	b, _ := os.ReadFile(path)
-	if len(b) > 6000 {
-		b = b[len(b)-6000:]
-	}
-	return string(b)
 }
