@@ -1,8 +1,11 @@
 // Package chart tests the Helm chart charts/atoll with the pinned helm
 // (test/helmbin): lint, golden renderings of both modes, the schema's
 // refusals, a server-side dry-run apply against a real kube-apiserver,
-// the zone's RBAC against test/zonerbac, and the rendered flags against
-// `atoll global --help` and `atoll zone --help`.
+// the zone's RBAC against test/zonerbac, the rendered flags against
+// `atoll global --help` and `atoll zone --help`, and both modes run: the
+// tests play the kubelet for the rendered pod (its Secrets and ConfigMaps
+// written as files, cmd/atoll run with its arguments), the zone as the
+// chart's ServiceAccount on a real kube-apiserver.
 //
 // The test files hold the tests; this file renders the chart and reads
 // what it renders.
