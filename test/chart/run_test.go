@@ -1,0 +1,155 @@
+package chart
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/atoll-mesh/atoll/internal/store/crdstore"
+	"github.com/atoll-mesh/atoll/test/kubeenv"
+)
+
+// TestRenderedZoneRuns installs the rendered zone on a real kube-apiserver
+// (CRDs, ServiceAccount, RBAC, Secret, ConfigMap, Services, webhook, the
+// Deployment) and plays the kubelet for one replica: it runs cmd/atoll with
+// the Deployment's arguments and environment, its mounted files written
+// from the rendered Secret and ConfigMap, as the chart's ServiceAccount. The
+// zone must become ready under the chart's RBAC and put its webhook CA into
+// the rendered MutatingWebhookConfiguration, which it may only do when the
+// chart's names line up with the rules. The global is not running: a zone
+// serves without it.
+func TestRenderedZoneRuns(t *testing.T) {
+	env := kubeenv.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := env.Config()
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crdstore.InstallCRDs(ctx, dyn, Dir+"/crds"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Clientset(t).CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	ports := freePorts(t, 5)
+	objs := variant{name: "zone-run", mode: "zone", set: []string{
+		"replicas=1",
+		"api.tls=insecure",
+		"api.port=" + ports[0],
+		"zone.dns.port=" + ports[1],
+		"zone.xds.port=" + ports[2],
+		"zone.injector.port=" + ports[3],
+		"global.address=grpcs://127.0.0.1:" + ports[4],
+		"zone.token.existingSecret.name=",
+		"zone.token.value=a-zone-token",
+	}}.objects(t)
+	createAll(ctx, t, cfg, dyn, objs)
+
+	kubeconfig := kubeenv.WriteKubeconfig(t, env.ServiceAccountConfig(t, Namespace, Release))
+	zone, args := runPod(t, objs, "Deployment", []string{"--kubeconfig=" + kubeconfig}, []string{"POD_NAME=atoll-0"})
+	logPath, exited := zone.logPath, zone.exited
+
+	readyz := "http://127.0.0.1:" + ports[0] + "/readyz"
+	mwc := dyn.Resource(schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"})
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	var last string
+	for {
+		select {
+		case <-exited:
+			t.Fatalf("the zone exited (%v) with the chart's arguments %q:\n%s", zone.err, args, tail(logPath))
+		case <-ctx.Done():
+			t.Fatalf("the zone did not become ready with its webhook CA in place (last: %s):\n%s", last, tail(logPath))
+		case <-tick.C:
+		}
+		ready, body := get(readyz)
+		if !ready {
+			last = "/readyz: " + body
+			continue
+		}
+		w, err := mwc.Get(ctx, "atoll-sidecar-injector", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hooks, _, _ := unstructured.NestedSlice(w.Object, "webhooks")
+		if ca, _, _ := unstructured.NestedString(hooks[0].(map[string]any), "clientConfig", "caBundle"); ca == "" {
+			last = "ready, no caBundle in the MutatingWebhookConfiguration yet"
+			continue
+		}
+		return
+	}
+}
+
+// createAll creates objs on the API server, for real.
+func createAll(ctx context.Context, t *testing.T, cfg *rest.Config, dyn *dynamic.DynamicClient, objs []*unstructured.Unstructured) {
+	t.Helper()
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := restmapper.GetAPIGroupResources(disc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDiscoveryRESTMapper(groups)
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if o.GetNamespace() != "" {
+			r = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		if _, err := r.Create(ctx, o, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("creating %s %s: %v", gvk.Kind, o.GetName(), err)
+		}
+	}
+}
+
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var ports []string
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	}
+	for _, l := range ls {
+		_ = l.Close()
+	}
+	return ports
+}
+
+func get(url string) (bool, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode == http.StatusOK, fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+}
