@@ -3,6 +3,8 @@ package chart
 import (
 	"strings"
 	"testing"
+
+	"github.com/atoll-mesh/atoll/test/clusterdns"
 )
 
 // notes renders the install notes of mode's values with further helm
@@ -26,7 +28,8 @@ func notes(t *testing.T, mode string, flags ...string) string {
 // is set, else a placeholder with the command that prints the ClusterIP; and
 // that it is left out unless asked for.
 func TestNotesCoreDNSStanza(t *testing.T) {
-	const stanza = "mesh:53 {\n    errors\n    cache 5\n    forward . 10.96.0.53:53\n}\n"
+	// The stanza the local e2e provider's cluster DNS runs (test/clusterdns).
+	stanza := clusterdns.StubDomainStanza("mesh", 53, "10.96.0.53:53")
 	if n := notes(t, "zone", "--set", "zone.dns.clusterIP=10.96.0.53"); !strings.Contains(n, stanza) {
 		t.Errorf("the notes lack the stanza\n%s\nthey are:\n%s", stanza, n)
 	}

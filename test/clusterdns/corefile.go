@@ -22,7 +22,7 @@ const (
 
 // cacheSeconds caps how long CoreDNS keeps an answer; records with a
 // shorter TTL (the zone's DNS answers with 5 s) are kept for their TTL.
-const cacheSeconds = 30
+const cacheSeconds = 5
 
 // Config says what the cluster's DNS serves.
 type Config struct {

@@ -11,7 +11,7 @@ import (
 // The stanza the chart documents, exactly.
 func TestStubDomainStanza(t *testing.T) {
 	got := StubDomainStanza("Mesh.", 53, "10.96.0.20:53")
-	want := "mesh:53 {\n    errors\n    cache 30\n    forward . 10.96.0.20:53\n}\n"
+	want := "mesh:53 {\n    errors\n    cache 5\n    forward . 10.96.0.20:53\n}\n"
 	if got != want {
 		t.Errorf("StubDomainStanza:\n%s\nwant:\n%s", got, want)
 	}
