@@ -7,8 +7,10 @@
 // written as files, cmd/atoll run with its arguments), the zone as the
 // chart's ServiceAccount on a real kube-apiserver.
 //
-// The test files hold the tests; this file renders the chart and reads
-// what it renders.
+// The test files hold the tests; chart.go renders the chart and reads what
+// it renders, pod.go plays the kubelet for a rendered pod and creates
+// rendered objects on an API server, for this package's tests and the
+// multi-cluster suite (test/multicluster).
 package chart
 
 import (

@@ -15,10 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 
 	"github.com/atoll-mesh/atoll/internal/store/crdstore"
 	"github.com/atoll-mesh/atoll/test/kubeenv"
@@ -61,11 +58,11 @@ func TestRenderedZoneRuns(t *testing.T) {
 		"zone.token.existingSecret.name=",
 		"zone.token.value=a-zone-token",
 	}}.objects(t)
-	createAll(ctx, t, cfg, dyn, objs)
+	CreateAll(ctx, t, cfg, dyn, objs)
 
 	kubeconfig := kubeenv.WriteKubeconfig(t, env.ServiceAccountConfig(t, Namespace, Release))
 	zone, args := runPod(t, objs, "Deployment", []string{"--kubeconfig=" + kubeconfig}, []string{"POD_NAME=atoll-0"})
-	logPath, exited := zone.logPath, zone.exited
+	logPath, exited := zone.LogPath, zone.Exited
 
 	readyz := "http://127.0.0.1:" + ports[0] + "/readyz"
 	mwc := dyn.Resource(schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"})
@@ -75,9 +72,9 @@ func TestRenderedZoneRuns(t *testing.T) {
 	for {
 		select {
 		case <-exited:
-			t.Fatalf("the zone exited (%v) with the chart's arguments %q:\n%s", zone.err, args, tail(logPath))
+			t.Fatalf("the zone exited (%v) with the chart's arguments %q:\n%s", zone.Err, args, Tail(logPath))
 		case <-ctx.Done():
-			t.Fatalf("the zone did not become ready with its webhook CA in place (last: %s):\n%s", last, tail(logPath))
+			t.Fatalf("the zone did not become ready with its webhook CA in place (last: %s):\n%s", last, Tail(logPath))
 		case <-tick.C:
 		}
 		ready, body := get(readyz)
@@ -95,34 +92,6 @@ func TestRenderedZoneRuns(t *testing.T) {
 			continue
 		}
 		return
-	}
-}
-
-// createAll creates objs on the API server, for real.
-func createAll(ctx context.Context, t *testing.T, cfg *rest.Config, dyn *dynamic.DynamicClient, objs []*unstructured.Unstructured) {
-	t.Helper()
-	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	groups, err := restmapper.GetAPIGroupResources(disc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDiscoveryRESTMapper(groups)
-	for _, o := range objs {
-		gvk := o.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r dynamic.ResourceInterface = dyn.Resource(m.Resource)
-		if o.GetNamespace() != "" {
-			r = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
-		}
-		if _, err := r.Create(ctx, o, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("creating %s %s: %v", gvk.Kind, o.GetName(), err)
-		}
 	}
 }
 

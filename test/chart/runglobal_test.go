@@ -30,10 +30,10 @@ func TestRenderedGlobalRuns(t *testing.T) {
 	deadline := time.After(2 * time.Minute)
 	for last := ""; ; {
 		select {
-		case <-global.exited:
-			t.Fatalf("the global exited (%v) with the chart's arguments %q:\n%s", global.err, args, tail(global.logPath))
+		case <-global.Exited:
+			t.Fatalf("the global exited (%v) with the chart's arguments %q:\n%s", global.Err, args, Tail(global.LogPath))
 		case <-deadline:
-			t.Fatalf("the global did not become ready (last: %s):\n%s", last, tail(global.logPath))
+			t.Fatalf("the global did not become ready (last: %s):\n%s", last, Tail(global.LogPath))
 		case <-tick.C:
 		}
 		ready, body := get("http://127.0.0.1:" + ports[0] + "/readyz")
