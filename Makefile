@@ -43,7 +43,7 @@ KUBE_LDFLAGS := -X $(KUBE_VERSION_PKG).gitVersion=$(KUBE_VERSION) \
   -X $(KUBE_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) \
   -X $(KUBE_VERSION_PKG).gitTreeState=clean
 
-.PHONY: all build run test test-race unit vet check-generated generate tools netns-tools bench bench-dns dnsperf fuzz kube-apiserver helm coredns images clean
+.PHONY: all build run test test-race unit e2e vet check-generated generate tools netns-tools bench bench-dns dnsperf fuzz kube-apiserver helm coredns images clean
 all: build
 
 ## build: compile bin/atoll and bin/atollctl
@@ -70,6 +70,10 @@ test: tools kube-apiserver helm coredns check-generated vet unit
 
 unit:
 	$(GO) test $(TEST_FLAGS) ./...
+
+## e2e: the multi-cluster suite on the local provider (a global, two zone clusters on loopback), verbose; make test runs it too
+e2e: kube-apiserver helm coredns
+	$(GO) test -v -count=1 -timeout 10m ./test/multicluster
 
 ## test-race: every test under the race detector, the end-to-end tests' atoll processes built with it too
 test-race: tools kube-apiserver helm coredns

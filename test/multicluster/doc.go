@@ -1,0 +1,22 @@
+// Package multicluster is the multi-cluster end-to-end suite: one global
+// and two zone clusters, and scenarios that check what a user of the chart
+// sees (zones online with their tokens, a delegated gateway reaching the
+// global, `.mesh` names resolving to one VIP through each cluster's own
+// DNS, an ExternalName Service into the mesh, endpoints following a
+// backend scaled to zero).
+//
+// Scenarios are functions of a Provider, which gives the clusters. The
+// local provider (provider_local_test.go, run by TestLocal) builds each
+// cluster on loopback without a container engine: a real kube-apiserver
+// and etcd (test/kubeenv); the zone rendered from charts/atoll and run as
+// the chart's ServiceAccount under the chart's RBAC, its Secrets written as
+// files (chart.RunPod plays the kubelet); and a real CoreDNS as the
+// cluster's DNS (test/clusterdns) whose stub-domain stanza sends `mesh` to
+// that zone's DNS. The global is a plain `atoll global` process with an
+// embedded etcd: in the local provider it belongs to no cluster, and the
+// chart's global rendering is run by test/chart. There is no kubelet or
+// controller-manager, so workloads are Pods the provider creates and marks
+// Ready itself.
+//
+// `make e2e` runs the suite with -v; `go test ./...` includes it.
+package multicluster

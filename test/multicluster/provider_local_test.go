@@ -1,0 +1,421 @@
+package multicluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	k8s "k8s.io/client-go/kubernetes"
+
+	"github.com/atoll-mesh/atoll/internal/store/crdstore"
+	"github.com/atoll-mesh/atoll/test/chart"
+	"github.com/atoll-mesh/atoll/test/clusterdns"
+	"github.com/atoll-mesh/atoll/test/helmbin"
+	"github.com/atoll-mesh/atoll/test/kubeenv"
+	"github.com/atoll-mesh/atoll/zone/kubernetes"
+)
+
+// Bounds on the local provider's steps; never asserted, only waited for.
+const (
+	startTimeout = 2 * time.Minute
+	stopGrace    = 30 * time.Second
+)
+
+// local is the local provider: every process on loopback, no container
+// engine.
+type local struct {
+	global *localGlobal
+	zones  []Cluster
+}
+
+func (l *local) Global() Global   { return l.global }
+func (l *local) Zones() []Cluster { return l.zones }
+
+// startLocal starts a global and zones zone-1..zone-n, each zone in a
+// cluster of its own, and waits until every part is ready. Everything is
+// stopped when the test ends.
+func startLocal(t *testing.T, n int) *local {
+	t.Helper()
+	helm, err := helmbin.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	atoll := buildAtoll(t)
+	l := &local{global: startLocalGlobal(t, atoll)}
+	for i := 1; i <= n; i++ {
+		l.zones = append(l.zones, startLocalCluster(t, helm, atoll, l.global, fmt.Sprintf("zone-%d", i)))
+	}
+	return l
+}
+
+// localGlobal is `atoll global` with an embedded etcd in a data directory
+// of the test.
+type localGlobal struct {
+	apiURL  string
+	kdsAddr string
+	caFile  string
+}
+
+func (g *localGlobal) APIURL() string { return g.apiURL }
+
+func startLocalGlobal(t *testing.T, atoll string) *localGlobal {
+	t.Helper()
+	dir := t.TempDir()
+	ports := freePorts(t, 4)
+	g := &localGlobal{
+		apiURL:  "http://127.0.0.1:" + ports[0],
+		kdsAddr: "127.0.0.1:" + ports[1],
+		caFile:  filepath.Join(dir, "kds-tls", "kds-ca.pem"),
+	}
+	p := startProcess(t, "global", atoll, "global", "--data-dir", dir,
+		"--api-addr", "127.0.0.1:"+ports[0], "--kds-addr", g.kdsAddr,
+		"--etcd-client-addr", "127.0.0.1:"+ports[2], "--etcd-peer-addr", "127.0.0.1:"+ports[3])
+	waitReady(t, "the global", p.exited, p.logPath, g.apiURL)
+	return g
+}
+
+// issueToken has the global issue a token for zone, as an operator would
+// with atollctl generate zone-token.
+func (g *localGlobal) issueToken(t *testing.T, zone string) string {
+	t.Helper()
+	status, body := call(t, "POST", g.apiURL+"/zones/"+zone+"/tokens", `{"validFor":"1h"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("issuing a token for %s: %d %s", zone, status, body)
+	}
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil || out.Token == "" {
+		t.Fatalf("issuing a token for %s: %v %s", zone, err, body)
+	}
+	return out.Token
+}
+
+// localCluster is a kube-apiserver, the chart's zone run against it as the
+// chart's ServiceAccount, and CoreDNS as its DNS.
+type localCluster struct {
+	zone   string
+	env    *kubeenv.Env
+	client *k8s.Clientset
+	dns    *clusterdns.DNS
+	apiURL string
+	// nextIP numbers the pod IPs the cluster hands out (10.244.<i>.<n>).
+	mu     sync.Mutex
+	subnet int
+	nextIP int
+}
+
+func (c *localCluster) Zone() string        { return c.zone }
+func (c *localCluster) Kube() k8s.Interface { return c.client }
+func (c *localCluster) DNSAddr() string     { return c.dns.Addr }
+func (c *localCluster) ZoneAPIURL() string  { return c.apiURL }
+
+// startLocalCluster renders the chart's zone for zone (its token issued by
+// g, g's KDS CA as global.ca.value, the injector off: there is no network
+// path from this API server to a webhook), installs it on a new API server
+// and runs its pod, then starts CoreDNS with `mesh` sent to the zone's DNS.
+func startLocalCluster(t *testing.T, helm, atoll string, g *localGlobal, zone string) *localCluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	env := kubeenv.Start(t)
+	c := &localCluster{zone: zone, env: env, client: env.Clientset(t)}
+	fmt.Sscanf(strings.TrimPrefix(zone, "zone-"), "%d", &c.subnet)
+	dyn, err := dynamic.NewForConfig(env.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crdstore.InstallCRDs(ctx, dyn, filepath.Join(chart.Dir, "crds")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: chart.Namespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	ports := freePorts(t, 3)
+	c.apiURL = "http://127.0.0.1:" + ports[0]
+	manifest, err := chart.Template(helm, nil,
+		"--set", "mode=zone",
+		"--set", "replicas=1",
+		"--set", "zone.name="+zone,
+		"--set", "global.address=grpcs://"+g.kdsAddr,
+		"--set-file", "global.ca.value="+g.caFile,
+		"--set", "zone.token.existingSecret.name=",
+		"--set-string", "zone.token.value="+g.issueToken(t, zone),
+		"--set", "zone.injector.enabled=false",
+		"--set", "api.tls=insecure",
+		"--set", "api.port="+ports[0],
+		"--set", "zone.dns.port="+ports[1],
+		"--set", "zone.xds.port="+ports[2],
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := chart.Objects(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chart.CreateAll(ctx, t, env.Config(), dyn, objs)
+	kubeconfig := kubeenv.WriteKubeconfig(t, env.ServiceAccountConfig(t, chart.Namespace, chart.Release))
+	// Registered before RunPod, so it runs after RunPod has stopped the
+	// zone (cleanups run last first) and the log is complete.
+	var logPath string
+	t.Cleanup(func() {
+		if logPath == "" {
+			return
+		}
+		// A request the API server refused means the chart's
+		// RBAC lacks a verb the zone uses, even if the zone recovered.
+		if log, err := os.ReadFile(logPath); err == nil {
+			for _, line := range strings.Split(string(log), "\n") {
+				if strings.Contains(line, "is forbidden") {
+					t.Errorf("zone %s was refused a request under the chart's RBAC: %s", zone, line)
+				}
+			}
+		}
+		if t.Failed() {
+			t.Logf("zone %s log (%s), the end:\n%s", zone, logPath, chart.Tail(logPath))
+		}
+	})
+	p := chart.RunPod(t, atoll, objs, "Deployment", []string{"--kubeconfig=" + kubeconfig, "--log-format=json"}, []string{"POD_NAME=atoll-0"})
+	logPath = p.LogPath
+	waitReady(t, "zone "+zone, p.Exited, p.LogPath, c.apiURL)
+
+	c.dns = clusterdns.Start(t, clusterdns.Config{
+		Kube:        env,
+		StubDomains: map[string]string{"mesh": "127.0.0.1:" + ports[1]},
+	})
+	return c
+}
+
+func (c *localCluster) CreateNamespace(t *testing.T, name string, inMesh bool) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if inMesh {
+		ns.Labels = map[string]string{kubernetes.SidecarInjection: kubernetes.Enabled}
+	}
+	if _, err := c.client.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("%s: creating namespace %s: %v", c.zone, name, err)
+	}
+}
+
+func (c *localCluster) RunGateway(t *testing.T, namespace, name string) string {
+	t.Helper()
+	c.createService(t, namespace, name, 80, "proxy")
+	return c.runPod(t, namespace, name+"-0", name, map[string]string{kubernetes.GatewayAnnotation: kubernetes.Enabled},
+		corev1.ContainerPort{Name: "proxy", ContainerPort: 8000})
+}
+
+func (c *localCluster) RunBackend(t *testing.T, namespace, name string, port int32, replicas int) {
+	t.Helper()
+	c.createService(t, namespace, name, port, "app")
+	c.ScaleBackend(t, namespace, name, replicas)
+}
+
+// ScaleBackend plays the ReplicaSet controller and the kubelet: it deletes
+// the backend's pods beyond replicas and creates the missing ones Ready.
+func (c *localCluster) ScaleBackend(t *testing.T, namespace, name string, replicas int) {
+	t.Helper()
+	ctx := context.Background()
+	svc, err := c.client.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("%s: backend %s/%s: %v", c.zone, namespace, name, err)
+	}
+	port := svc.Spec.Ports[0].Port
+	for i := 0; ; i++ {
+		pod := fmt.Sprintf("%s-%d", name, i)
+		_, err := c.client.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
+		exists := err == nil
+		switch {
+		case i < replicas && !exists:
+			c.runPod(t, namespace, pod, name, nil, corev1.ContainerPort{Name: "app", ContainerPort: port})
+		case i >= replicas && exists:
+			zero := int64(0)
+			if err := c.client.CoreV1().Pods(namespace).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+				t.Fatalf("%s: deleting pod %s/%s: %v", c.zone, namespace, pod, err)
+			}
+		case i >= replicas:
+			return // pods are numbered from 0 without gaps
+		}
+	}
+}
+
+func (c *localCluster) createService(t *testing.T, namespace, name string, port int32, targetPort string) {
+	t.Helper()
+	if _, err := c.client.CoreV1().Services(namespace).Create(context.Background(), &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": name},
+			Ports: []corev1.ServicePort{{Name: "tcp", Port: port, TargetPort: intstr.FromString(targetPort)}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("%s: creating Service %s/%s: %v", c.zone, namespace, name, err)
+	}
+}
+
+// runPod creates a pod labelled app: app and plays the kubelet: it gives
+// the pod the cluster's next IP and marks it Ready. It returns the IP.
+func (c *localCluster) runPod(t *testing.T, namespace, name, app string, annotations map[string]string, port corev1.ContainerPort) string {
+	t.Helper()
+	ctx := context.Background()
+	pod, err := c.client.CoreV1().Pods(namespace).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": app}, Annotations: annotations},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: app, Image: app + ":e2e",
+			Ports: []corev1.ContainerPort{port}}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("%s: creating pod %s/%s: %v", c.zone, namespace, name, err)
+	}
+	c.mu.Lock()
+	c.nextIP++
+	ip := fmt.Sprintf("10.244.%d.%d", c.subnet, c.nextIP)
+	c.mu.Unlock()
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}},
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	if _, err := c.client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("%s: setting the status of pod %s/%s: %v", c.zone, namespace, name, err)
+	}
+	return ip
+}
+
+// binDir holds cmd/atoll, built once for the package.
+var (
+	binDir   string
+	build    sync.Once
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func buildAtoll(t *testing.T) string {
+	t.Helper()
+	build.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "atoll-multicluster-")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "atoll"), "github.com/atoll-mesh/atoll/cmd/atoll").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("%w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building cmd/atoll: %v", buildErr)
+	}
+	return filepath.Join(binDir, "atoll")
+}
+
+// process is an atoll process the provider started itself.
+type process struct {
+	logPath string
+	exited  chan struct{}
+}
+
+// startProcess runs atoll with args, its output in a file printed when the
+// test has failed; it is stopped (TERM, then KILL) when the test ends.
+func startProcess(t *testing.T, name, atoll string, args ...string) *process {
+	t.Helper()
+	p := &process{logPath: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
+	log, err := os.Create(p.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(atoll, append(args, "--log-format", "json")...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(stopGrace):
+			_ = cmd.Process.Kill()
+			<-p.exited
+			t.Errorf("%s did not stop within %s of SIGTERM; killed", name, stopGrace)
+		}
+		_ = log.Close()
+		if t.Failed() {
+			t.Logf("%s log (%s), the end:\n%s", name, p.logPath, chart.Tail(p.logPath))
+		}
+	})
+	return p
+}
+
+// waitReady polls apiURL's /readyz until it answers 200, failing the test
+// when the process exits or startTimeout passes.
+func waitReady(t *testing.T, what string, exited <-chan struct{}, logPath, apiURL string) {
+	t.Helper()
+	deadline := time.After(startTimeout)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	last := "no answer yet"
+	for {
+		resp, err := http.Get(apiURL + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			last = fmt.Sprintf("%s %s", resp.Status, strings.TrimSpace(string(body)))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-exited:
+			t.Fatalf("%s exited before it was ready:\n%s", what, chart.Tail(logPath))
+		case <-deadline:
+			t.Fatalf("%s not ready within %s (last /readyz: %s):\n%s", what, startTimeout, last, chart.Tail(logPath))
+		case <-tick.C:
+		}
+	}
+}
+
+// freePorts returns n loopback ports free for TCP and UDP a moment ago.
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var ports []string
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	for len(ports) < n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, ln)
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue // taken for UDP: another
+		}
+		held = append(held, pc)
+		ports = append(ports, strconv.Itoa(port))
+	}
+	return ports
+}

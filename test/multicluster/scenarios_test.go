@@ -1,0 +1,309 @@
+package multicluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// settleTimeout bounds how long a change may take to show where a scenario
+// looks for it (KDS, the zone's watch, DNS); only waited for.
+const settleTimeout = 60 * time.Second
+
+// The workloads the scenarios run, and the names the zone gives them.
+const (
+	gatewayNamespace = "kong"
+	gatewayName      = "kong-proxy"
+	backendNamespace = "shop"
+	backendName      = "backend"
+	backendPort      = 9001
+	// backendService is the service tag of the backend's Dataplanes: the
+	// zone names a workload's service <name>_<namespace>_svc_<port>.
+	backendService = "backend_shop_svc_9001"
+	// backendMeshName is the name the zone's DNS serves for that tag
+	// (README "DNS and VIPs": <name>.<namespace>.svc.<port>.mesh).
+	backendMeshName = "backend.shop.svc.9001.mesh"
+)
+
+// TestLocal runs the scenarios, in order, on the local provider: one
+// global and two zone clusters on loopback.
+func TestLocal(t *testing.T) {
+	p := startLocal(t, 2)
+	runScenarios(t, p)
+}
+
+// runScenarios runs every scenario on p; each builds on the ones before
+// it, so the first failure stops the run.
+func runScenarios(t *testing.T, p Provider) {
+	for _, s := range []struct {
+		name string
+		run  func(*testing.T, Provider)
+	}{
+		{"ZonesOnline", zonesOnline},
+		{"DelegatedGatewayReachesGlobal", delegatedGatewayReachesGlobal},
+		{"BackendSameVIPThroughEachClusterDNS", backendSameVIPEverywhere},
+		{"ExternalNameIntoTheMesh", externalNameIntoTheMesh},
+		{"BackendScaledToZeroLeavesZone1", backendScaledToZero},
+	} {
+		if !t.Run(s.name, func(t *testing.T) { s.run(t, p) }) {
+			t.Fatalf("scenario %s failed; the later ones build on it", s.name)
+		}
+	}
+}
+
+// zonesOnline: every zone, started with a token the global issued, is
+// online at the global.
+func zonesOnline(t *testing.T, p Provider) {
+	for _, c := range p.Zones() {
+		waitFor(t, "zone "+c.Zone()+" online at the global", func() error {
+			status, body := get(p.Global().APIURL() + "/zones/" + c.Zone())
+			if status != http.StatusOK {
+				return fmt.Errorf("GET /zones/%s: %d %s", c.Zone(), status, body)
+			}
+			var z struct {
+				Online bool `json:"online"`
+			}
+			if err := json.Unmarshal([]byte(body), &z); err != nil {
+				return fmt.Errorf("GET /zones/%s: %v: %s", c.Zone(), err, body)
+			}
+			if !z.Online {
+				return fmt.Errorf("the global has zone %s offline: %s", c.Zone(), body)
+			}
+			return nil
+		})
+	}
+}
+
+// delegatedGatewayReachesGlobal: a pod annotated atoll.io/gateway: enabled
+// in zone-1 is at the global as a DELEGATED Dataplane with its pod IP and
+// zone.
+func delegatedGatewayReachesGlobal(t *testing.T, p Provider) {
+	z1 := p.Zones()[0]
+	z1.CreateNamespace(t, gatewayNamespace, true)
+	ip := z1.RunGateway(t, gatewayNamespace, gatewayName)
+	waitFor(t, "the gateway's DELEGATED Dataplane at the global", func() error {
+		status, body := get(p.Global().APIURL() + "/meshes/default/dataplanes")
+		if status != http.StatusOK {
+			return fmt.Errorf("GET /meshes/default/dataplanes: %d %s", status, body)
+		}
+		var l struct {
+			Items []struct {
+				Name       string            `json:"name"`
+				Labels     map[string]string `json:"labels"`
+				Networking struct {
+					Address string `json:"address"`
+					Gateway struct {
+						Type string `json:"type"`
+					} `json:"gateway"`
+				} `json:"networking"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal([]byte(body), &l); err != nil {
+			return fmt.Errorf("GET /meshes/default/dataplanes: %v: %s", err, body)
+		}
+		for _, dp := range l.Items {
+			if !strings.HasPrefix(dp.Name, gatewayName+"-0-"+gatewayNamespace+"-") {
+				continue
+			}
+			if dp.Networking.Gateway.Type != "DELEGATED" || dp.Networking.Address != ip || dp.Labels["atoll.io/zone"] != z1.Zone() {
+				return fmt.Errorf("the global has %s with gateway %q, address %s, zone %q; want DELEGATED, %s, %s",
+					dp.Name, dp.Networking.Gateway.Type, dp.Networking.Address, dp.Labels["atoll.io/zone"], ip, z1.Zone())
+			}
+			return nil
+		}
+		return fmt.Errorf("no Dataplane of pod %s-0 at the global: %s", gatewayName, body)
+	})
+}
+
+// backendSameVIPEverywhere: a backend in zone-2 resolves, through each
+// cluster's own DNS, to one VIP: the one zone-2 lists for it.
+func backendSameVIPEverywhere(t *testing.T, p Provider) {
+	z2 := p.Zones()[1]
+	z2.CreateNamespace(t, backendNamespace, true)
+	z2.RunBackend(t, backendNamespace, backendName, backendPort, 1)
+	var vip string
+	waitFor(t, "the backend's VIP on zone-2", func() error {
+		var err error
+		vip, err = vipOf(z2.ZoneAPIURL(), backendService)
+		return err
+	})
+	for _, c := range p.Zones() {
+		waitFor(t, backendMeshName+" through the DNS of "+c.Zone()+"'s cluster", func() error {
+			return resolvesTo(c.DNSAddr(), backendMeshName, vip)
+		})
+	}
+}
+
+// externalNameIntoTheMesh: in zone-1, which runs no backend, an
+// ExternalName Service backend-remote → the backend's mesh name resolves
+// through the cluster's DNS to the backend's VIP.
+func externalNameIntoTheMesh(t *testing.T, p Provider) {
+	z1, z2 := p.Zones()[0], p.Zones()[1]
+	vip, err := vipOf(z2.ZoneAPIURL(), backendService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z1.CreateNamespace(t, backendNamespace, false)
+	if _, err := z1.Kube().CoreV1().Services(backendNamespace).Create(context.Background(), &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "backend-remote"},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: backendMeshName},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods, err := z1.Kube().CoreV1().Pods(backendNamespace).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 0 {
+		t.Fatalf("zone-1 runs %d pods in %s; the scenario needs none there", len(pods.Items), backendNamespace)
+	}
+	waitFor(t, "backend-remote through zone-1's cluster DNS", func() error {
+		return resolvesTo(z1.DNSAddr(), "backend-remote."+backendNamespace+".svc.cluster.local", vip)
+	})
+}
+
+// backendScaledToZero: with the backend scaled to zero in zone-2, zone-1
+// no longer counts any instance of it in zone-2.
+func backendScaledToZero(t *testing.T, p Provider) {
+	z1, z2 := p.Zones()[0], p.Zones()[1]
+	waitFor(t, "zone-1 seeing the backend's instance in zone-2", func() error {
+		n, err := instances(z1.ZoneAPIURL(), backendService, z2.Zone())
+		if err == nil && n != 1 {
+			err = fmt.Errorf("zone-1 counts %d instances of %s in %s, want 1", n, backendService, z2.Zone())
+		}
+		return err
+	})
+	z2.ScaleBackend(t, backendNamespace, backendName, 0)
+	waitFor(t, "the backend's endpoints to leave zone-1", func() error {
+		n, err := instances(z1.ZoneAPIURL(), backendService, z2.Zone())
+		if err == nil && n != 0 {
+			err = fmt.Errorf("zone-1 still counts %d instances of %s in %s", n, backendService, z2.Zone())
+		}
+		return err
+	})
+}
+
+// vipOf is the VIP a control plane lists for service.
+func vipOf(apiURL, service string) (string, error) {
+	status, body := get(apiURL + "/meshes/default/vips")
+	if status != http.StatusOK {
+		return "", fmt.Errorf("GET /meshes/default/vips: %d %s", status, body)
+	}
+	var l struct {
+		Items []struct {
+			Service string `json:"service"`
+			VIP     string `json:"vip"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(body), &l); err != nil {
+		return "", fmt.Errorf("GET /meshes/default/vips: %v: %s", err, body)
+	}
+	for _, it := range l.Items {
+		if it.Service == service && it.VIP != "" {
+			return it.VIP, nil
+		}
+	}
+	return "", fmt.Errorf("no VIP for %s in %s/meshes/default/vips: %s", service, apiURL, body)
+}
+
+// instances is how many instances of service in zone a zone's
+// GET /meshes/default/services counts (0 when the service is not listed).
+func instances(apiURL, service, zone string) (uint32, error) {
+	status, body := get(apiURL + "/meshes/default/services")
+	if status != http.StatusOK {
+		return 0, fmt.Errorf("GET /meshes/default/services: %d %s", status, body)
+	}
+	var l struct {
+		Items []struct {
+			Name  string            `json:"name"`
+			Zones map[string]uint32 `json:"zones"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(body), &l); err != nil {
+		return 0, fmt.Errorf("GET /meshes/default/services: %v: %s", err, body)
+	}
+	for _, it := range l.Items {
+		if it.Name == service {
+			return it.Zones[zone], nil
+		}
+	}
+	return 0, nil
+}
+
+// resolvesTo asks dns for name's A records over UDP and TCP, and says how
+// the answer differs from exactly want.
+func resolvesTo(dns, name, want string) error {
+	for _, network := range []string{"udp", "tcp"} {
+		c := &mdns.Client{Net: network, Timeout: 2 * time.Second}
+		r, _, err := c.Exchange(new(mdns.Msg).SetQuestion(mdns.Fqdn(name), mdns.TypeA), dns)
+		if err != nil {
+			return fmt.Errorf("%s question for %s to %s: %v", network, name, dns, err)
+		}
+		var got []string
+		for _, rr := range r.Answer {
+			if a, ok := rr.(*mdns.A); ok {
+				got = append(got, a.A.String())
+			}
+		}
+		if r.Rcode != mdns.RcodeSuccess || !slices.Equal(got, []string{want}) {
+			return fmt.Errorf("%s: %s A = %v (%s), want [%s]", network, name, got, mdns.RcodeToString[r.Rcode], want)
+		}
+	}
+	return nil
+}
+
+// waitFor polls cond until it returns nil, failing the test with cond's
+// last error after settleTimeout.
+func waitFor(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// get sends a GET and returns the status and body; a failed request is
+// status 0 with the error as body.
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
+}
+
+// call sends a request with a JSON body and returns the status and body.
+func call(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
+}
