@@ -54,6 +54,7 @@ func runScenarios(t *testing.T, p Provider) {
 		{"BackendSameVIPThroughEachClusterDNS", backendSameVIPEverywhere},
 		{"ExternalNameIntoTheMesh", externalNameIntoTheMesh},
 		{"BackendScaledToZeroLeavesZone1", backendScaledToZero},
+		{"RevokedTokenCutsZoneOff", revokedTokenCutsZoneOff},
 	} {
 		if !t.Run(s.name, func(t *testing.T) { s.run(t, p) }) {
 			t.Fatalf("scenario %s failed; the later ones build on it", s.name)
@@ -66,20 +67,11 @@ func runScenarios(t *testing.T, p Provider) {
 func zonesOnline(t *testing.T, p Provider) {
 	for _, c := range p.Zones() {
 		waitFor(t, "zone "+c.Zone()+" online at the global", func() error {
-			status, body := get(p.Global().APIURL() + "/zones/" + c.Zone())
-			if status != http.StatusOK {
-				return fmt.Errorf("GET /zones/%s: %d %s", c.Zone(), status, body)
+			online, err := zoneOnline(p.Global().APIURL(), c.Zone())
+			if err == nil && !online {
+				err = fmt.Errorf("the global has zone %s offline", c.Zone())
 			}
-			var z struct {
-				Online bool `json:"online"`
-			}
-			if err := json.Unmarshal([]byte(body), &z); err != nil {
-				return fmt.Errorf("GET /zones/%s: %v: %s", c.Zone(), err, body)
-			}
-			if !z.Online {
-				return fmt.Errorf("the global has zone %s offline: %s", c.Zone(), body)
-			}
-			return nil
+			return err
 		})
 	}
 }
@@ -191,6 +183,45 @@ func backendScaledToZero(t *testing.T, p Provider) {
 		}
 		return err
 	})
+}
+
+// revokedTokenCutsZoneOff: revoking zone-1's tokens at the global cuts
+// zone-1 off (offline at the global, its credentials refused as the zone
+// itself reports) and leaves zone-2 online. It comes last: zone-1 stays
+// cut off.
+func revokedTokenCutsZoneOff(t *testing.T, p Provider) {
+	z1, z2 := p.Zones()[0], p.Zones()[1]
+	if status, body := call(t, "DELETE", p.Global().APIURL()+"/zones/"+z1.Zone()+"/tokens", ""); status/100 != 2 {
+		t.Fatalf("revoking the tokens of %s: %d %s", z1.Zone(), status, body)
+	}
+	waitFor(t, z1.Zone()+" cut off", func() error {
+		if online, err := zoneOnline(p.Global().APIURL(), z1.Zone()); err != nil || online {
+			return fmt.Errorf("online at the global: %v (%v)", online, err)
+		}
+		status, body := get(z1.ZoneAPIURL() + "/zone")
+		if status != http.StatusOK || !strings.Contains(body, `"credentialsRefused":true`) {
+			return fmt.Errorf("%s does not report its credentials refused: GET /zone: %d %s", z1.Zone(), status, body)
+		}
+		return nil
+	})
+	if online, err := zoneOnline(p.Global().APIURL(), z2.Zone()); err != nil || !online {
+		t.Errorf("revoking %s's tokens took %s offline too (online %v, %v)", z1.Zone(), z2.Zone(), online, err)
+	}
+}
+
+// zoneOnline is whether the global has zone online.
+func zoneOnline(apiURL, zone string) (bool, error) {
+	status, body := get(apiURL + "/zones/" + zone)
+	if status != http.StatusOK {
+		return false, fmt.Errorf("GET /zones/%s: %d %s", zone, status, body)
+	}
+	var z struct {
+		Online bool `json:"online"`
+	}
+	if err := json.Unmarshal([]byte(body), &z); err != nil {
+		return false, fmt.Errorf("GET /zones/%s: %v: %s", zone, err, body)
+	}
+	return z.Online, nil
 }
 
 // vipOf is the VIP a control plane lists for service.
