@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,11 +67,17 @@ func startLocal(t *testing.T, n int) *local {
 }
 
 // localGlobal is `atoll global` with an embedded etcd in a data directory
-// of the test.
+// of the test, on fixed ports so that it comes back where zones look for
+// it.
 type localGlobal struct {
+	// owner is the suite's test, which the process outlives no scenario of.
+	owner   *testing.T
+	atoll   string
+	args    []string
 	apiURL  string
 	kdsAddr string
 	caFile  string
+	proc    *process // the running process, nil while stopped
 }
 
 func (g *localGlobal) APIURL() string { return g.apiURL }
@@ -77,17 +85,42 @@ func (g *localGlobal) APIURL() string { return g.apiURL }
 func startLocalGlobal(t *testing.T, atoll string) *localGlobal {
 	t.Helper()
 	dir := t.TempDir()
-	ports := freePorts(t, 4)
+	ports := stablePorts(t, 4)
 	g := &localGlobal{
+		owner:   t,
+		atoll:   atoll,
 		apiURL:  "http://127.0.0.1:" + ports[0],
 		kdsAddr: "127.0.0.1:" + ports[1],
 		caFile:  filepath.Join(dir, "kds-tls", "kds-ca.pem"),
+		args: []string{"global", "--data-dir", dir,
+			"--api-addr", "127.0.0.1:" + ports[0], "--kds-addr", "127.0.0.1:" + ports[1],
+			"--etcd-client-addr", "127.0.0.1:" + ports[2], "--etcd-peer-addr", "127.0.0.1:" + ports[3]},
 	}
-	p := startProcess(t, "global", atoll, "global", "--data-dir", dir,
-		"--api-addr", "127.0.0.1:"+ports[0], "--kds-addr", g.kdsAddr,
-		"--etcd-client-addr", "127.0.0.1:"+ports[2], "--etcd-peer-addr", "127.0.0.1:"+ports[3])
-	waitReady(t, "the global", p.exited, p.logPath, g.apiURL)
+	g.Start(t)
 	return g
+}
+
+// Start runs the global on its data directory and ports and waits until it
+// is ready.
+func (g *localGlobal) Start(t *testing.T) {
+	t.Helper()
+	if g.proc != nil {
+		t.Fatal("the global is already running")
+	}
+	g.proc = startProcess(t, g.owner, "global", g.atoll, g.args...)
+	waitReady(t, "the global", g.proc.exited, g.proc.logPath, g.apiURL)
+}
+
+// Stop stops the global (SIGTERM) and waits until it has exited.
+func (g *localGlobal) Stop(t *testing.T) {
+	t.Helper()
+	if g.proc == nil {
+		t.Fatal("the global is not running")
+	}
+	if err := g.proc.stop(); err != nil {
+		t.Fatalf("stopping the global: %v", err)
+	}
+	g.proc = nil
 }
 
 // issueToken has the global issue a token for zone, as an operator would
@@ -327,40 +360,62 @@ func buildAtoll(t *testing.T) string {
 
 // process is an atoll process the provider started itself.
 type process struct {
+	name    string
+	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
+	err     error // how it ended, once exited is closed
 }
 
 // startProcess runs atoll with args, its output in a file printed when the
-// test has failed; it is stopped (TERM, then KILL) when the test ends.
-func startProcess(t *testing.T, name, atoll string, args ...string) *process {
+// test has failed; it is stopped when the test ends unless it was before.
+//
+// owner is the test the process belongs to (its log directory and its
+// stop at the end), t the one failing when it cannot start; they differ
+// when a scenario restarts a process of the whole suite.
+func startProcess(t, owner *testing.T, name, atoll string, args ...string) *process {
 	t.Helper()
-	p := &process{logPath: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
+	p := &process{name: name, logPath: filepath.Join(owner.TempDir(), name+".log"), exited: make(chan struct{})}
 	log, err := os.Create(p.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(atoll, append(args, "--log-format", "json")...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
+	p.cmd = exec.Command(atoll, append(args, "--log-format", "json")...)
+	p.cmd.Stdout, p.cmd.Stderr = log, log
+	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
-	go func() { _ = cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+	go func() { p.err = p.cmd.Wait(); _ = log.Close(); close(p.exited) }()
+	owner.Cleanup(func() {
 		select {
 		case <-p.exited:
-		case <-time.After(stopGrace):
-			_ = cmd.Process.Kill()
-			<-p.exited
-			t.Errorf("%s did not stop within %s of SIGTERM; killed", name, stopGrace)
+		default:
+			if err := p.stop(); err != nil {
+				owner.Error(err)
+			}
 		}
-		_ = log.Close()
-		if t.Failed() {
-			t.Logf("%s log (%s), the end:\n%s", name, p.logPath, chart.Tail(p.logPath))
+		if owner.Failed() {
+			owner.Logf("%s log (%s), the end:\n%s", name, p.logPath, chart.Tail(p.logPath))
 		}
 	})
 	return p
+}
+
+// stop sends SIGTERM and waits for the exit, killing the process after
+// stopGrace; anything but a clean exit is an error.
+func (p *process) stop() error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			return fmt.Errorf("%s did not exit cleanly on SIGTERM: %v", p.name, p.err)
+		}
+		return nil
+	case <-time.After(stopGrace):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("%s did not stop within %s of SIGTERM; killed", p.name, stopGrace)
+	}
 }
 
 // waitReady polls apiURL's /readyz until it answers 200, failing the test
@@ -418,4 +473,35 @@ func freePorts(t *testing.T, n int) []string {
 		ports = append(ports, strconv.Itoa(port))
 	}
 	return ports
+}
+
+// stablePorts returns n loopback ports free for TCP and UDP a moment ago,
+// from below the kernel's ephemeral range (32768–60999 by default), so
+// that no port the kernel hands out in the meantime takes one from a
+// process that stops and starts again on it.
+func stablePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var ports []string
+	for range 1000 {
+		if len(ports) == n {
+			return ports
+		}
+		port := strconv.Itoa(20000 + rand.IntN(12000))
+		if slices.Contains(ports, port) {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", "127.0.0.1:"+port)
+		_ = ln.Close()
+		if err != nil {
+			continue
+		}
+		_ = pc.Close()
+		ports = append(ports, port)
+	}
+	t.Fatalf("fewer than %d free loopback ports in 20000-31999", n)
+	return nil
 }

@@ -19,6 +19,10 @@ type Provider interface {
 type Global interface {
 	// APIURL is the global's REST API ("http://host:port").
 	APIURL() string
+	// Stop stops the global and returns once it is down; Start brings it
+	// back on the same state and address and returns once it is ready.
+	Stop(t *testing.T)
+	Start(t *testing.T)
 }
 
 // Cluster is one zone cluster.

@@ -53,6 +53,7 @@ func runScenarios(t *testing.T, p Provider) {
 		{"DelegatedGatewayReachesGlobal", delegatedGatewayReachesGlobal},
 		{"BackendSameVIPThroughEachClusterDNS", backendSameVIPEverywhere},
 		{"ExternalNameIntoTheMesh", externalNameIntoTheMesh},
+		{"GlobalRestart", globalRestart},
 		{"BackendScaledToZeroLeavesZone1", backendScaledToZero},
 		{"RevokedTokenCutsZoneOff", revokedTokenCutsZoneOff},
 	} {
@@ -84,37 +85,43 @@ func delegatedGatewayReachesGlobal(t *testing.T, p Provider) {
 	z1.CreateNamespace(t, gatewayNamespace, true)
 	ip := z1.RunGateway(t, gatewayNamespace, gatewayName)
 	waitFor(t, "the gateway's DELEGATED Dataplane at the global", func() error {
-		status, body := get(p.Global().APIURL() + "/meshes/default/dataplanes")
-		if status != http.StatusOK {
-			return fmt.Errorf("GET /meshes/default/dataplanes: %d %s", status, body)
-		}
-		var l struct {
-			Items []struct {
-				Name       string            `json:"name"`
-				Labels     map[string]string `json:"labels"`
-				Networking struct {
-					Address string `json:"address"`
-					Gateway struct {
-						Type string `json:"type"`
-					} `json:"gateway"`
-				} `json:"networking"`
-			} `json:"items"`
-		}
-		if err := json.Unmarshal([]byte(body), &l); err != nil {
-			return fmt.Errorf("GET /meshes/default/dataplanes: %v: %s", err, body)
-		}
-		for _, dp := range l.Items {
-			if !strings.HasPrefix(dp.Name, gatewayName+"-0-"+gatewayNamespace+"-") {
-				continue
-			}
-			if dp.Networking.Gateway.Type != "DELEGATED" || dp.Networking.Address != ip || dp.Labels["atoll.io/zone"] != z1.Zone() {
-				return fmt.Errorf("the global has %s with gateway %q, address %s, zone %q; want DELEGATED, %s, %s",
-					dp.Name, dp.Networking.Gateway.Type, dp.Networking.Address, dp.Labels["atoll.io/zone"], ip, z1.Zone())
-			}
-			return nil
-		}
-		return fmt.Errorf("no Dataplane of pod %s-0 at the global: %s", gatewayName, body)
+		return gatewayAtGlobal(p.Global().APIURL(), z1.Zone(), ip)
 	})
+}
+
+// gatewayAtGlobal says how the global's Dataplane of the gateway's pod in
+// zone differs from a DELEGATED gateway at ip, or that there is none.
+func gatewayAtGlobal(apiURL, zone, ip string) error {
+	status, body := get(apiURL + "/meshes/default/dataplanes")
+	if status != http.StatusOK {
+		return fmt.Errorf("GET /meshes/default/dataplanes: %d %s", status, body)
+	}
+	var l struct {
+		Items []struct {
+			Name       string            `json:"name"`
+			Labels     map[string]string `json:"labels"`
+			Networking struct {
+				Address string `json:"address"`
+				Gateway struct {
+					Type string `json:"type"`
+				} `json:"gateway"`
+			} `json:"networking"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(body), &l); err != nil {
+		return fmt.Errorf("GET /meshes/default/dataplanes: %v: %s", err, body)
+	}
+	for _, dp := range l.Items {
+		if !strings.HasPrefix(dp.Name, gatewayName+"-0-"+gatewayNamespace+"-") {
+			continue
+		}
+		if dp.Networking.Gateway.Type != "DELEGATED" || dp.Networking.Address != ip || dp.Labels["atoll.io/zone"] != zone {
+			return fmt.Errorf("the global has %s with gateway %q, address %s, zone %q; want DELEGATED, %s, %s",
+				dp.Name, dp.Networking.Gateway.Type, dp.Networking.Address, dp.Labels["atoll.io/zone"], ip, zone)
+		}
+		return nil
+	}
+	return fmt.Errorf("no Dataplane of pod %s-0 at the global: %s", gatewayName, body)
 }
 
 // backendSameVIPEverywhere: a backend in zone-2 resolves, through each
@@ -161,6 +168,43 @@ func externalNameIntoTheMesh(t *testing.T, p Provider) {
 	}
 	waitFor(t, "backend-remote through zone-1's cluster DNS", func() error {
 		return resolvesTo(z1.DNSAddr(), "backend-remote."+backendNamespace+".svc.cluster.local", vip)
+	})
+}
+
+// globalRestart: while the global is down, each cluster's DNS still
+// resolves the backend's mesh name to its VIP (zones serve what they have);
+// once it is back, both zones are online again and the gateway's Dataplane
+// is still at the global.
+func globalRestart(t *testing.T, p Provider) {
+	vip, err := vipOf(p.Zones()[1].ZoneAPIURL(), backendService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Global().Stop(t)
+	for _, c := range p.Zones() {
+		waitFor(t, c.Zone()+" seeing the global gone", func() error {
+			status, body := get(c.ZoneAPIURL() + "/zone")
+			var z struct {
+				Connected bool `json:"connected"`
+			}
+			if status != http.StatusOK || json.Unmarshal([]byte(body), &z) != nil || z.Connected {
+				return fmt.Errorf("GET /zone: %d %s", status, body)
+			}
+			return nil
+		})
+		if err := resolvesTo(c.DNSAddr(), backendMeshName, vip); err != nil {
+			t.Errorf("with the global down, through the DNS of %s's cluster: %v", c.Zone(), err)
+		}
+	}
+	p.Global().Start(t)
+	zonesOnline(t, p)
+	z1 := p.Zones()[0]
+	gw, err := z1.Kube().CoreV1().Pods(gatewayNamespace).Get(context.Background(), gatewayName+"-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the gateway's Dataplane at the restarted global", func() error {
+		return gatewayAtGlobal(p.Global().APIURL(), z1.Zone(), gw.Status.PodIP)
 	})
 }
 
