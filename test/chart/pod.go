@@ -2,6 +2,7 @@ package chart
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,31 @@ type Pod struct {
 	// Exited is closed once the process ended; Err is how it ended.
 	Exited chan struct{}
 	Err    error
+
+	cmd *exec.Cmd
+}
+
+// Stop sends SIGTERM and waits for the exit, killing the process after
+// 30 s; anything but a clean exit is an error. A stopped Pod stays
+// stopped: the test runs a new one to restart it.
+func (p *Pod) Stop() error {
+	select {
+	case <-p.Exited:
+		return fmt.Errorf("%s had already exited: %v", p.cmd.Path, p.Err)
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.Exited:
+		if p.Err != nil {
+			return fmt.Errorf("%s did not exit cleanly on SIGTERM: %v", p.cmd.Path, p.Err)
+		}
+		return nil
+	case <-time.After(stopGrace):
+		_ = p.cmd.Process.Kill()
+		<-p.Exited
+		return fmt.Errorf("%s did not stop within %s of SIGTERM; killed", p.cmd.Path, stopGrace)
+	}
 }
 
 // RunPod plays the kubelet for the pod of the workload kind (Deployment or
@@ -41,7 +67,7 @@ type Pod struct {
 // ConfigMap the chart rendered into a directory per mount, rewrites the
 // container's arguments to those directories, and runs the atoll binary
 // with them, extraArgs and env added. The process is stopped (TERM, then
-// KILL after 30 s) when the test ends.
+// KILL after 30 s) when the test ends, unless Stop stopped it before.
 func RunPod(t testing.TB, atoll string, objs []*unstructured.Unstructured, kind string, extraArgs, env []string) *Pod {
 	t.Helper()
 	w := Find(objs, kind, Release)
@@ -86,7 +112,7 @@ func RunPod(t testing.TB, atoll string, objs []*unstructured.Unstructured, kind 
 
 	cmd := exec.Command(atoll, args...)
 	cmd.Env = append(os.Environ(), env...)
-	p := &Pod{Args: args, LogPath: filepath.Join(t.TempDir(), c.Name+".log"), Exited: make(chan struct{})}
+	p := &Pod{Args: args, LogPath: filepath.Join(t.TempDir(), c.Name+".log"), Exited: make(chan struct{}), cmd: cmd}
 	logFile, err := os.Create(p.LogPath)
 	if err != nil {
 		t.Fatal(err)
@@ -97,12 +123,10 @@ func RunPod(t testing.TB, atoll string, objs []*unstructured.Unstructured, kind 
 	}
 	go func() { p.Err = cmd.Wait(); close(p.Exited) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.Exited:
-		case <-time.After(stopGrace):
-			_ = cmd.Process.Kill()
-			<-p.Exited
+		default:
+			_ = p.Stop()
 		}
 		_ = logFile.Close()
 	})

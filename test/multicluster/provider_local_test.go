@@ -21,6 +21,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	k8s "k8s.io/client-go/kubernetes"
@@ -148,6 +149,15 @@ type localCluster struct {
 	client *k8s.Clientset
 	dns    *clusterdns.DNS
 	apiURL string
+	// What runs the zone's pod again: the suite's test (which the pod
+	// belongs to), the binary, the rendered objects, a kubeconfig of the
+	// chart's ServiceAccount, the running pod and every pod's log.
+	owner      *testing.T
+	atoll      string
+	objs       []*unstructured.Unstructured
+	kubeconfig string
+	pod        *chart.Pod
+	logPaths   []string
 	// nextIP numbers the pod IPs the cluster hands out (10.244.<i>.<n>).
 	mu     sync.Mutex
 	subnet int
@@ -168,7 +178,7 @@ func startLocalCluster(t *testing.T, helm, atoll string, g *localGlobal, zone st
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	env := kubeenv.Start(t)
-	c := &localCluster{zone: zone, env: env, client: env.Clientset(t)}
+	c := &localCluster{zone: zone, env: env, client: env.Clientset(t), owner: t, atoll: atoll}
 	fmt.Sscanf(strings.TrimPrefix(zone, "zone-"), "%d", &c.subnet)
 	dyn, err := dynamic.NewForConfig(env.Config())
 	if err != nil {
@@ -181,7 +191,7 @@ func startLocalCluster(t *testing.T, helm, atoll string, g *localGlobal, zone st
 		t.Fatal(err)
 	}
 
-	ports := freePorts(t, 3)
+	ports := stablePorts(t, 3) // the zone comes back on them
 	c.apiURL = "http://127.0.0.1:" + ports[0]
 	manifest, err := chart.Template(helm, nil,
 		"--set", "mode=zone",
@@ -200,41 +210,55 @@ func startLocalCluster(t *testing.T, helm, atoll string, g *localGlobal, zone st
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := chart.Objects(manifest)
-	if err != nil {
+	if c.objs, err = chart.Objects(manifest); err != nil {
 		t.Fatal(err)
 	}
-	chart.CreateAll(ctx, t, env.Config(), dyn, objs)
-	kubeconfig := kubeenv.WriteKubeconfig(t, env.ServiceAccountConfig(t, chart.Namespace, chart.Release))
-	// Registered before RunPod, so it runs after RunPod has stopped the
-	// zone (cleanups run last first) and the log is complete.
-	var logPath string
+	chart.CreateAll(ctx, t, env.Config(), dyn, c.objs)
+	c.kubeconfig = kubeenv.WriteKubeconfig(t, env.ServiceAccountConfig(t, chart.Namespace, chart.Release))
+	// Registered before the first pod runs, so it runs after every pod
+	// has been stopped (cleanups run last first) and the logs are
+	// complete.
 	t.Cleanup(func() {
-		if logPath == "" {
-			return
-		}
-		// A request the API server refused means the chart's
-		// RBAC lacks a verb the zone uses, even if the zone recovered.
-		if log, err := os.ReadFile(logPath); err == nil {
-			for _, line := range strings.Split(string(log), "\n") {
-				if strings.Contains(line, "is forbidden") {
-					t.Errorf("zone %s was refused a request under the chart's RBAC: %s", zone, line)
+		for _, logPath := range c.logPaths {
+			// A request the API server refused means the chart's RBAC
+			// lacks a verb the zone uses, even if the zone recovered.
+			if log, err := os.ReadFile(logPath); err == nil {
+				for _, line := range strings.Split(string(log), "\n") {
+					if strings.Contains(line, "is forbidden") {
+						t.Errorf("zone %s was refused a request under the chart's RBAC: %s", zone, line)
+					}
 				}
 			}
-		}
-		if t.Failed() {
-			t.Logf("zone %s log (%s), the end:\n%s", zone, logPath, chart.Tail(logPath))
+			if t.Failed() {
+				t.Logf("zone %s log (%s), the end:\n%s", zone, logPath, chart.Tail(logPath))
+			}
 		}
 	})
-	p := chart.RunPod(t, atoll, objs, "Deployment", []string{"--kubeconfig=" + kubeconfig, "--log-format=json"}, []string{"POD_NAME=atoll-0"})
-	logPath = p.LogPath
-	waitReady(t, "zone "+zone, p.Exited, p.LogPath, c.apiURL)
+	c.runZone(t)
 
 	c.dns = clusterdns.Start(t, clusterdns.Config{
 		Kube:        env,
 		StubDomains: map[string]string{"mesh": "127.0.0.1:" + ports[1]},
 	})
 	return c
+}
+
+// runZone plays the kubelet for the zone's pod, as a new pod (a new
+// data directory), and waits until it is ready.
+func (c *localCluster) runZone(t *testing.T) {
+	t.Helper()
+	c.pod = chart.RunPod(c.owner, c.atoll, c.objs, "Deployment", []string{"--kubeconfig=" + c.kubeconfig, "--log-format=json"}, []string{"POD_NAME=atoll-0"})
+	c.logPaths = append(c.logPaths, c.pod.LogPath)
+	waitReady(t, "zone "+c.zone, c.pod.Exited, c.pod.LogPath, c.apiURL)
+}
+
+// RestartZone stops the zone's pod and runs a new one, as a rollout would.
+func (c *localCluster) RestartZone(t *testing.T) {
+	t.Helper()
+	if err := c.pod.Stop(); err != nil {
+		t.Fatalf("stopping zone %s: %v", c.zone, err)
+	}
+	c.runZone(t)
 }
 
 func (c *localCluster) CreateNamespace(t *testing.T, name string, inMesh bool) {

@@ -36,6 +36,9 @@ type Cluster interface {
 	DNSAddr() string
 	// ZoneAPIURL is the zone's REST API ("http://host:port").
 	ZoneAPIURL() string
+	// RestartZone replaces the zone's pod and returns once the new one is
+	// ready.
+	RestartZone(t *testing.T)
 	// CreateNamespace creates a namespace, in the mesh (labelled for it)
 	// or not.
 	CreateNamespace(t *testing.T, name string, inMesh bool)

@@ -54,6 +54,7 @@ func runScenarios(t *testing.T, p Provider) {
 		{"BackendSameVIPThroughEachClusterDNS", backendSameVIPEverywhere},
 		{"ExternalNameIntoTheMesh", externalNameIntoTheMesh},
 		{"GlobalRestart", globalRestart},
+		{"ZoneRestartWhileGlobalDown", zoneRestartWhileGlobalDown},
 		{"BackendScaledToZeroLeavesZone1", backendScaledToZero},
 		{"RevokedTokenCutsZoneOff", revokedTokenCutsZoneOff},
 	} {
@@ -206,6 +207,25 @@ func globalRestart(t *testing.T, p Provider) {
 	waitFor(t, "the gateway's Dataplane at the restarted global", func() error {
 		return gatewayAtGlobal(p.Global().APIURL(), z1.Zone(), gw.Status.PodIP)
 	})
+}
+
+// zoneRestartWhileGlobalDown: zone-1 restarted while the global is down
+// still resolves the backend of zone-2 to its VIP through its cluster's
+// DNS (what it knew is kept in the cluster); both zones are online once
+// the global is back.
+func zoneRestartWhileGlobalDown(t *testing.T, p Provider) {
+	z1 := p.Zones()[0]
+	vip, err := vipOf(p.Zones()[1].ZoneAPIURL(), backendService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Global().Stop(t)
+	z1.RestartZone(t)
+	waitFor(t, backendMeshName+" through zone-1's DNS after its restart, the global down", func() error {
+		return resolvesTo(z1.DNSAddr(), backendMeshName, vip)
+	})
+	p.Global().Start(t)
+	zonesOnline(t, p)
 }
 
 // backendScaledToZero: with the backend scaled to zero in zone-2, zone-1
