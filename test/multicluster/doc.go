@@ -2,8 +2,9 @@
 // and two zone clusters, and scenarios that check what a user of the chart
 // sees (zones online with their tokens, a delegated gateway reaching the
 // global, `.mesh` names resolving to one VIP through each cluster's own
-// DNS, an ExternalName Service into the mesh, endpoints following a
-// backend scaled to zero).
+// DNS, an ExternalName Service into the mesh, zones serving through a
+// global restart and restarting while it is down, endpoints following a
+// backend scaled to zero, a revoked zone token cutting the zone off).
 //
 // Scenarios are functions of a Provider, which gives the clusters. The
 // local provider (provider_local_test.go, run by TestLocal) builds each

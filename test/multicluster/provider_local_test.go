@@ -472,33 +472,6 @@ func waitReady(t *testing.T, what string, exited <-chan struct{}, logPath, apiUR
 	}
 }
 
-// freePorts returns n loopback ports free for TCP and UDP a moment ago.
-func freePorts(t *testing.T, n int) []string {
-	t.Helper()
-	var ports []string
-	var held []io.Closer
-	defer func() {
-		for _, c := range held {
-			_ = c.Close()
-		}
-	}()
-	for len(ports) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, ln)
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue // taken for UDP: another
-		}
-		held = append(held, pc)
-		ports = append(ports, strconv.Itoa(port))
-	}
-	return ports
-}
-
 // stablePorts returns n loopback ports free for TCP and UDP a moment ago,
 // from below the kernel's ephemeral range (32768–60999 by default), so
 // that no port the kernel hands out in the meantime takes one from a
