@@ -62,7 +62,7 @@ func startLocal(t *testing.T, n int) *local {
 	atoll := buildAtoll(t)
 	l := &local{global: startLocalGlobal(t, atoll)}
 	for i := 1; i <= n; i++ {
-		l.zones = append(l.zones, startLocalCluster(t, helm, atoll, l.global, fmt.Sprintf("zone-%d", i)))
+		l.zones = append(l.zones, startLocalCluster(t, helm, atoll, l.global, i))
 	}
 	return l
 }
@@ -169,17 +169,17 @@ func (c *localCluster) Kube() k8s.Interface { return c.client }
 func (c *localCluster) DNSAddr() string     { return c.dns.Addr }
 func (c *localCluster) ZoneAPIURL() string  { return c.apiURL }
 
-// startLocalCluster renders the chart's zone for zone (its token issued by
+// startLocalCluster renders the chart's zone zone-i (its token issued by
 // g, g's KDS CA as global.ca.value, the injector off: there is no network
 // path from this API server to a webhook), installs it on a new API server
 // and runs its pod, then starts CoreDNS with `mesh` sent to the zone's DNS.
-func startLocalCluster(t *testing.T, helm, atoll string, g *localGlobal, zone string) *localCluster {
+func startLocalCluster(t *testing.T, helm, atoll string, g *localGlobal, i int) *localCluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	env := kubeenv.Start(t)
-	c := &localCluster{zone: zone, env: env, client: env.Clientset(t), owner: t, atoll: atoll}
-	fmt.Sscanf(strings.TrimPrefix(zone, "zone-"), "%d", &c.subnet)
+	zone := fmt.Sprintf("zone-%d", i)
+	c := &localCluster{zone: zone, subnet: i, env: env, client: env.Clientset(t), owner: t, atoll: atoll}
 	dyn, err := dynamic.NewForConfig(env.Config())
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +247,7 @@ func startLocalCluster(t *testing.T, helm, atoll string, g *localGlobal, zone st
 // data directory), and waits until it is ready.
 func (c *localCluster) runZone(t *testing.T) {
 	t.Helper()
-	c.pod = chart.RunPod(c.owner, c.atoll, c.objs, "Deployment", []string{"--kubeconfig=" + c.kubeconfig, "--log-format=json"}, []string{"POD_NAME=atoll-0"})
+	c.pod = chart.RunPod(c.owner, c.atoll, c.objs, "Deployment", []string{"--kubeconfig=" + c.kubeconfig}, []string{"POD_NAME=atoll-0"})
 	c.logPaths = append(c.logPaths, c.pod.LogPath)
 	waitReady(t, "zone "+c.zone, c.pod.Exited, c.pod.LogPath, c.apiURL)
 }
