@@ -71,7 +71,8 @@ func startLocal(t *testing.T, n int) *local {
 // of the test, on fixed ports so that it comes back where zones look for
 // it.
 type localGlobal struct {
-	// owner is the suite's test, which the process outlives no scenario of.
+	// owner is the suite's test: the process lives as long as the suite,
+	// whichever scenario restarts it.
 	owner   *testing.T
 	atoll   string
 	args    []string
