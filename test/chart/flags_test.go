@@ -19,7 +19,7 @@ var helpFlag = regexp.MustCompile(`(?m)^\s+(?:-[a-z], )?--([a-z0-9-]+)(\[=true\|
 // that a flag without a value is a boolean (a string flag would swallow
 // the next argument).
 func TestRenderedFlagsExist(t *testing.T) {
-	bin := buildAtoll(t)
+	bin := atoll.Path(t)
 	known := map[string]map[string]bool{} // command → flag → boolean
 	for _, cmd := range []string{"global", "zone"} {
 		out, err := exec.Command(bin, cmd, "--help").CombinedOutput()

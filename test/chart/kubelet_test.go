@@ -10,6 +10,6 @@ import (
 // returns the arguments run too.
 func runPod(t *testing.T, objs []*unstructured.Unstructured, kind string, extraArgs, env []string) (*Pod, []string) {
 	t.Helper()
-	p := RunPod(t, buildAtoll(t), objs, kind, extraArgs, env)
+	p := RunPod(t, atoll.Path(t), objs, kind, extraArgs, env)
 	return p, p.Args
 }

@@ -59,7 +59,7 @@ func startLocal(t *testing.T, n int) *local {
 	if err != nil {
 		t.Fatal(err)
 	}
-	atoll := buildAtoll(t)
+	atoll := atollBin.Path(t)
 	l := &local{global: startLocalGlobal(t, atoll)}
 	for i := 1; i <= n; i++ {
 		l.zones = append(l.zones, startLocalCluster(t, helm, atoll, l.global, i))
@@ -350,37 +350,13 @@ func (c *localCluster) runPod(t *testing.T, namespace, name, app string, annotat
 	return ip
 }
 
-// binDir holds cmd/atoll, built once for the package.
-var (
-	binDir   string
-	build    sync.Once
-	buildErr error
-)
+// atollBin is cmd/atoll, built once for the package.
+var atollBin chart.AtollBinary
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
+	atollBin.Remove()
 	os.Exit(code)
-}
-
-func buildAtoll(t *testing.T) string {
-	t.Helper()
-	build.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "atoll-multicluster-")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "atoll"), "github.com/atoll-mesh/atoll/cmd/atoll").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("%w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("building cmd/atoll: %v", buildErr)
-	}
-	return filepath.Join(binDir, "atoll")
 }
 
 // process is an atoll process the provider started itself.
