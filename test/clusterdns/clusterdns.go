@@ -9,10 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -89,21 +87,21 @@ func Start(t testing.TB, cfg Config) *DNS {
 		if err := os.WriteFile(d.Corefile, []byte(corefile(cfg, addr, readyAddr, kubeconfig)), 0o600); err != nil {
 			t.Fatalf("clusterdns: writing the Corefile: %v", err)
 		}
-		p, err := startProcess(bin, d.Corefile, d.LogFile)
+		p, err := kubeenv.StartProcess(bin, []string{"-conf", d.Corefile}, d.LogFile)
 		if err != nil {
 			t.Fatalf("clusterdns: starting %s: %v", bin, err)
 		}
 		err = waitReady(p, "http://"+readyAddr+"/ready", addr.String(), "kubernetes.default.svc."+zoneName(cfg.ClusterDomain)+".")
 		if err == nil {
 			t.Cleanup(func() {
-				if err := p.stop(); err != nil {
+				if err := p.Stop(stopTimeout); err != nil {
 					t.Errorf("clusterdns: stopping CoreDNS: %v", err)
 				}
 			})
 			d.Addr = addr.String()
 			return d
 		}
-		p.stop()
+		p.Stop(stopTimeout)
 		if cfg.Addr == "" && attempt < portAttempts && strings.Contains(readLog(d.LogFile), "address already in use") {
 			t.Logf("clusterdns: a port was taken before CoreDNS bound it; trying others (attempt %d)", attempt)
 			continue
@@ -145,65 +143,8 @@ func freeTCP() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// process is a started CoreDNS.
-type process struct {
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed once the process has been waited for
-	waitErr error         // set before exited is closed
-}
-
-func startProcess(bin, corefile, logPath string) (*process, error) {
-	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("CoreDNS log: %w", err)
-	}
-	cmd := exec.Command(bin, "-conf", corefile)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return nil, err
-	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		log.Close()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// stop sends SIGTERM, kills CoreDNS when it has not exited within
-// stopTimeout, and returns once it has exited.
-func (p *process) stop() error {
-	select {
-	case <-p.exited:
-		return fmt.Errorf("it had already exited: %v", p.waitErr)
-	default:
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("SIGTERM: %w", err)
-	}
-	timer := time.NewTimer(stopTimeout)
-	defer timer.Stop()
-	select {
-	case <-p.exited:
-		return nil
-	case <-timer.C:
-	}
-	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("still running %s after SIGTERM, and SIGKILL failed: %w", stopTimeout, err)
-	}
-	<-p.exited
-	return fmt.Errorf("still running %s after SIGTERM; killed", stopTimeout)
-}
-
-// waitReady polls CoreDNS's ready plugin until it answers 200 OK (every
-// plugin ready: the kubernetes plugin has listed Services, EndpointSlices
-// and Namespaces), and then asks CoreDNS for name over UDP and TCP until
-// both answer NOERROR: the ready plugin answers before the DNS listeners are
 // up. It gives up when the process exits or readyTimeout passes.
-func waitReady(p *process, url, addr, name string) error {
+func waitReady(p *kubeenv.Process, url, addr, name string) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.NewTimer(readyTimeout)
 	defer deadline.Stop()
@@ -223,8 +164,8 @@ func waitReady(p *process, url, addr, name string) error {
 		}
 		select {
 		case <-tick.C:
-		case <-p.exited:
-			return fmt.Errorf("exited before it was ready: %v", p.waitErr)
+		case <-p.Exited():
+			return fmt.Errorf("exited before it was ready: %v", p.Err())
 		case <-deadline.C:
 			return fmt.Errorf("not ready after %s (a ServiceAccount lacking a permission keeps the kubernetes plugin from syncing); last: %s", readyTimeout, last)
 		}

@@ -104,12 +104,12 @@ func Start(t testing.TB) *Env {
 		t.Fatalf("a port for kube-apiserver: %v", err)
 	}
 	env := &Env{Dir: dir, LogFile: filepath.Join(dir, "kube-apiserver.log")}
-	proc, err := startProcess(bin, apiserverArgs(certs, dir, etcd.ClientEndpoint(), port), env.LogFile)
+	proc, err := StartProcess(bin, apiserverArgs(certs, dir, etcd.ClientEndpoint(), port), env.LogFile)
 	if err != nil {
 		t.Fatalf("starting %s: %v", bin, err)
 	}
 	t.Cleanup(func() {
-		if err := proc.stop(stopTimeout); err != nil {
+		if err := proc.Stop(stopTimeout); err != nil {
 			t.Errorf("stopping kube-apiserver: %v", err)
 		}
 	})

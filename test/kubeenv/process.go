@@ -16,19 +16,20 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// process is a started kube-apiserver.
-type process struct {
+// Process is a server a test started (the kube-apiserver here, CoreDNS in
+// test/clusterdns): killed by the kernel if the test binary dies, stopped
+// with Stop.
+type Process struct {
 	cmd     *exec.Cmd
-	log     *os.File
 	exited  chan struct{} // closed when the process has been waited for
 	waitErr error         // set before exited is closed
 }
 
-// startProcess starts bin with args, its output appended to logPath.
-func startProcess(bin string, args []string, logPath string) (*process, error) {
+// StartProcess starts bin with args, its output appended to logPath.
+func StartProcess(bin string, args []string, logPath string) (*Process, error) {
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("apiserver log: %w", err)
+		return nil, fmt.Errorf("log of %s: %w", bin, err)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = log
@@ -38,7 +39,7 @@ func startProcess(bin string, args []string, logPath string) (*process, error) {
 		log.Close()
 		return nil, err
 	}
-	p := &process{cmd: cmd, log: log, exited: make(chan struct{})}
+	p := &Process{cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		log.Close()
@@ -47,9 +48,15 @@ func startProcess(bin string, args []string, logPath string) (*process, error) {
 	return p, nil
 }
 
-// stop asks the apiserver to shut down, kills it when it has not within
-// timeout, and returns once it has exited.
-func (p *process) stop(timeout time.Duration) error {
+// Exited is closed once the process has exited; Err says how then.
+func (p *Process) Exited() <-chan struct{} { return p.exited }
+
+// Err is how the process exited, once Exited is closed.
+func (p *Process) Err() error { return p.waitErr }
+
+// Stop asks the process to shut down (SIGTERM), kills it when it has not
+// within timeout, and returns once it has exited.
+func (p *Process) Stop(timeout time.Duration) error {
 	select {
 	case <-p.exited:
 		return fmt.Errorf("it had already exited: %v", p.waitErr)
@@ -74,7 +81,7 @@ func (p *process) stop(timeout time.Duration) error {
 
 // waitReady polls the apiserver's /readyz as the admin until it answers ok,
 // the process exits, or ctx ends.
-func waitReady(ctx context.Context, cfg *rest.Config, p *process) error {
+func waitReady(ctx context.Context, cfg *rest.Config, p *Process) error {
 	cfg = rest.CopyConfig(cfg)
 	cfg.Timeout = requestTimeout
 	client, err := rest.HTTPClientFor(cfg)
