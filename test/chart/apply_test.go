@@ -5,14 +5,10 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
-
-	"github.com/atoll-mesh/atoll/internal/store/crdstore"
-	"github.com/atoll-mesh/atoll/test/kubeenv"
 )
 
 // TestServerSideDryRunApply applies every object of every variant to a real
@@ -21,21 +17,10 @@ import (
 // and PodDisruptionBudget rules) without keeping it. The CRDs are installed
 // for real first, as helm does from crds/.
 func TestServerSideDryRunApply(t *testing.T) {
-	env := kubeenv.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	env, dyn := StartCluster(ctx, t)
 	cfg := env.Config()
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := crdstore.InstallCRDs(ctx, dyn, Dir+"/crds"); err != nil {
-		t.Fatal(err)
-	}
-	admin := env.Clientset(t)
-	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -11,13 +11,10 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 
-	"github.com/atoll-mesh/atoll/internal/store/crdstore"
 	"github.com/atoll-mesh/atoll/test/kubeenv"
 )
 
@@ -31,20 +28,10 @@ import (
 // chart's names line up with the rules. The global is not running: a zone
 // serves without it.
 func TestRenderedZoneRuns(t *testing.T) {
-	env := kubeenv.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	env, dyn := StartCluster(ctx, t)
 	cfg := env.Config()
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := crdstore.InstallCRDs(ctx, dyn, Dir+"/crds"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Clientset(t).CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 
 	ports := freePorts(t, 5)
 	objs := variant{name: "zone-run", mode: "zone", set: []string{

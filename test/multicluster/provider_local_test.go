@@ -23,10 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/dynamic"
 	k8s "k8s.io/client-go/kubernetes"
 
-	"github.com/atoll-mesh/atoll/internal/store/crdstore"
 	"github.com/atoll-mesh/atoll/test/chart"
 	"github.com/atoll-mesh/atoll/test/clusterdns"
 	"github.com/atoll-mesh/atoll/test/helmbin"
@@ -178,19 +176,9 @@ func startLocalCluster(t *testing.T, helm, atoll string, g *localGlobal, i int) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	env := kubeenv.Start(t)
+	env, dyn := chart.StartCluster(ctx, t)
 	zone := fmt.Sprintf("zone-%d", i)
 	c := &localCluster{zone: zone, subnet: i, env: env, client: env.Clientset(t), owner: t, atoll: atoll}
-	dyn, err := dynamic.NewForConfig(env.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := crdstore.InstallCRDs(ctx, dyn, filepath.Join(chart.Dir, "crds")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: chart.Namespace}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 
 	ports := stablePorts(t, 3) // the zone comes back on them
 	c.apiURL = "http://127.0.0.1:" + ports[0]
