@@ -11,7 +11,7 @@ import (
 )
 
 func bootstrapCommand(c *client) *cobra.Command {
-	var mesh, kind, xds, caFile string
+	var mesh, kind, xds, caFile, tokenFile string
 	cmd := &cobra.Command{
 		Use:   "bootstrap (dataplane NAME | ingress ZONE)",
 		Short: "Print the bootstrap a proxy starts with: its zone's xDS server and its node.id (JSON)",
@@ -29,7 +29,12 @@ Examples:
   GRPC_XDS_BOOTSTRAP=xds.json ./my-grpc-client   # dials xds:///backend.mesh:9001
   atollctl --api-url http://127.0.0.1:5691 bootstrap ingress zone-1 --xds 10.0.0.5:5678
   # a zone serving xDS over TLS (--xds-tls): gRPC clients read its CA from a file
-  atollctl --api-url http://127.0.0.1:5691 bootstrap dataplane kong --kind proxyless --ca-file /etc/atoll/xds-ca.pem > xds.json`,
+  atollctl --api-url http://127.0.0.1:5691 bootstrap dataplane kong --kind proxyless --ca-file /etc/atoll/xds-ca.pem > xds.json
+  # a pod's Dataplane in a Kubernetes zone (xDS over TLS): the client presents
+  # the pod's projected ServiceAccount token (audience atoll-xds) from a file
+  atollctl --api-url http://127.0.0.1:5691 bootstrap dataplane kong-7d9-kong-abc --kind proxyless \
+    --ca-file /etc/atoll/xds-ca.pem --token-file /var/run/secrets/atoll/token > xds.json
+  GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS=true GRPC_XDS_BOOTSTRAP=xds.json ./my-grpc-client`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 2 || (args[0] != "dataplane" && args[0] != "dp" && args[0] != "ingress" && args[0] != "zoneingress") {
 				return fmt.Errorf("usage: atollctl bootstrap dataplane NAME [--mesh MESH] [--kind envoy|proxyless] [--xds HOST:PORT], or bootstrap ingress ZONE [--xds HOST:PORT]")
@@ -52,6 +57,15 @@ Examples:
 				}
 				if kind != "" {
 					q.Set("kind", kind)
+				}
+				if tokenFile != "" {
+					if kind != "proxyless" {
+						return fmt.Errorf("--token-file is for --kind proxyless: a pod's Envoy gets its token through the injected sidecar")
+					}
+					if !filepath.IsAbs(tokenFile) {
+						return fmt.Errorf("--token-file %q: give the absolute path of the token as the client sees it (in the pod)", tokenFile)
+					}
+					q.Set("token-file", tokenFile)
 				}
 				if caFile != "" {
 					if kind != "proxyless" {
@@ -85,6 +99,7 @@ Examples:
 	cmd.Flags().StringVar(&mesh, "mesh", "default", "the Dataplane's mesh")
 	cmd.Flags().StringVar(&kind, "kind", "", "envoy (default) or proxyless (grpc-go's xDS client)")
 	cmd.Flags().StringVar(&xds, "xds", "", "the zone's xDS server as the proxy reaches it (HOST:PORT); default: as the zone listens")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "with --kind proxyless and a pod's Dataplane (Kubernetes zone, xDS over TLS): the absolute path of the pod's projected ServiceAccount token (audience atoll-xds) the client presents; grpc-go needs GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS=true to send it")
 	cmd.Flags().StringVar(&caFile, "ca-file", "", "with --kind proxyless and a zone serving xDS over TLS: write the zone's xDS CA to this file, which the bootstrap names")
 	return cmd
 }

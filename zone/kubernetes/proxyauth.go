@@ -81,6 +81,9 @@ type ProxyAuthenticator struct {
 	reviews map[[sha256.Size]byte]review
 }
 
+// Audience is the audience the tokens must be issued for.
+func (a *ProxyAuthenticator) Audience() string { return a.cfg.Audience }
+
 // review is what the API server said of a token it accepted.
 type review struct {
 	namespace, serviceAccount string

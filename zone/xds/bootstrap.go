@@ -150,9 +150,20 @@ func EnvoyBootstrapJSON(b *bootstrapv3.Bootstrap) ([]byte, error) {
 // with node.id nodeID and its token, and the xDS server at xds (host:port).
 // With caFile (the path of the CA on the client's machine) the connection
 // is TLS, verified against that CA.
-func GRPCBootstrap(nodeID, xds, token, caFile string) ([]byte, error) {
+//
+// With tokenFile (the path, on the client's machine, of a pod's projected
+// ServiceAccount token) the client presents that token on its stream as
+// "authorization: Bearer <token>", read again as the kubelet rotates it
+// (grpc-go's jwt_token_file call credentials, gRFC A97), in place of the
+// zone's token: the proxy of a pod's Dataplane authenticates so
+// (credentials.go). grpc-go sends call credentials only over TLS, so
+// tokenFile needs caFile.
+func GRPCBootstrap(nodeID, xds, token, caFile, tokenFile string) ([]byte, error) {
 	if _, _, err := splitXDSAddress(xds); err != nil {
 		return nil, err
+	}
+	if tokenFile != "" && caFile == "" {
+		return nil, fmt.Errorf("token-file: grpc-go sends a token file's token only over TLS, so serve xDS over TLS (--xds-tls) and give ca-file")
 	}
 	type creds struct {
 		Type   string            `json:"type"`
@@ -163,21 +174,26 @@ func GRPCBootstrap(nodeID, xds, token, caFile string) ([]byte, error) {
 		channel = creds{Type: "tls", Config: map[string]string{"ca_certificate_file": caFile}}
 	}
 	type server struct {
-		URI      string   `json:"server_uri"`
-		Creds    []creds  `json:"channel_creds"`
-		Features []string `json:"server_features"`
+		URI       string   `json:"server_uri"`
+		Creds     []creds  `json:"channel_creds"`
+		CallCreds []creds  `json:"call_creds,omitempty"`
+		Features  []string `json:"server_features"`
 	}
 	type node struct {
 		ID       string            `json:"id"`
-		Metadata map[string]string `json:"metadata"`
+		Metadata map[string]string `json:"metadata,omitempty"`
+	}
+	srv := server{URI: xds, Creds: []creds{channel}, Features: []string{"xds_v3"}}
+	n := node{ID: nodeID}
+	if tokenFile != "" {
+		srv.CallCreds = []creds{{Type: "jwt_token_file", Config: map[string]string{"jwt_token_file": tokenFile}}}
+	} else {
+		n.Metadata = map[string]string{TokenMetadataKey: token}
 	}
 	b, err := json.MarshalIndent(struct {
 		Servers []server `json:"xds_servers"`
 		Node    node     `json:"node"`
-	}{
-		Servers: []server{{URI: xds, Creds: []creds{channel}, Features: []string{"xds_v3"}}},
-		Node:    node{ID: nodeID, Metadata: map[string]string{TokenMetadataKey: token}},
-	}, "", "  ")
+	}{Servers: []server{srv}, Node: n}, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -233,12 +249,13 @@ func (s *Server) xdsAddressFor(r *http.Request) (string, error) {
 // ?xds=host:port to name the xDS server as the proxy reaches it.
 func (s *Server) BootstrapHandler(w http.ResponseWriter, r *http.Request) {
 	mesh, name := r.PathValue("mesh"), r.PathValue("name")
-	if _, err := s.cfg.Store.Get(r.Context(), resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name}); err != nil {
+	dp, err := s.cfg.Store.Get(r.Context(), resource.Key{Type: resource.DataplaneType, Mesh: mesh, Name: name})
+	if err != nil {
 		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf(
 			"zone %s has no Dataplane %q in mesh %q: register it with this zone first (its proxy is refused until then)", s.cfg.Zone, name, mesh)})
 		return
 	}
-	s.writeBootstrap(w, r, mesh+"."+name, mesh, true)
+	s.writeBootstrap(w, r, mesh+"."+name, mesh, dp)
 }
 
 // IngressBootstrapHandler serves GET /zoneingresses/{name}/bootstrap: the
@@ -249,10 +266,13 @@ func (s *Server) IngressBootstrapHandler(w http.ResponseWriter, r *http.Request)
 			"this is zone %s: ask zone %s's own API for its ingress's bootstrap", s.cfg.Zone, name)})
 		return
 	}
-	s.writeBootstrap(w, r, s.cfg.Zone, "ingress", false)
+	s.writeBootstrap(w, r, s.cfg.Zone, "ingress", nil)
 }
 
-func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, cluster string, grpcAllowed bool) {
+// writeBootstrap writes the bootstrap of node nodeID: dp's proxy, or the
+// ingress's (dp nil), which is an Envoy.
+func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, cluster string, dp *resource.Resource) {
+	grpcAllowed := dp != nil
 	bad := func(err error) {
 		apiserver.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 	}
@@ -274,7 +294,7 @@ func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, 
 			return
 		}
 	case (kind == "proxyless" || kind == "grpc") && grpcAllowed:
-		caFile := r.URL.Query().Get("ca-file")
+		caFile, tokenFile := r.URL.Query().Get("ca-file"), r.URL.Query().Get("token-file")
 		switch {
 		case s.cfg.CAPEM != nil && !filepath.IsAbs(caFile):
 			bad(fmt.Errorf("this zone serves xDS over TLS: give ca-file, the absolute path where the client finds the CA (GET /xds-ca.pem; atollctl bootstrap --ca-file writes it)"))
@@ -282,8 +302,27 @@ func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, 
 		case s.cfg.CAPEM == nil && caFile != "":
 			bad(fmt.Errorf("ca-file: this zone serves xDS in plaintext (xds.tls is off)"))
 			return
+		case tokenFile != "" && !filepath.IsAbs(tokenFile):
+			bad(fmt.Errorf("token-file %q: give the absolute path of the pod's projected ServiceAccount token (audience %s) as the client sees it", tokenFile, s.proxyAudience()))
+			return
 		}
-		if body, err = GRPCBootstrap(nodeID, xds, s.Token(nodeID), caFile); err != nil {
+		covered := s.cfg.ProxyAuthenticator != nil && s.cfg.ProxyAuthenticator.Covers(dp)
+		switch {
+		case covered && s.cfg.CAPEM == nil:
+			bad(fmt.Errorf("Dataplane %s is a pod's: its proxy presents the pod's projected ServiceAccount token (audience %s), which grpc-go sends only over TLS, and this zone serves xDS in plaintext: turn on xDS TLS (--xds-tls)", nodeID, s.proxyAudience()))
+			return
+		case covered && tokenFile == "":
+			bad(fmt.Errorf("Dataplane %s is a pod's: its proxy presents the pod's projected ServiceAccount token (audience %s), not the zone's token; give token-file, the absolute path of that token in the pod (atollctl bootstrap --token-file)", nodeID, s.proxyAudience()))
+			return
+		case !covered && tokenFile != "":
+			bad(fmt.Errorf("token-file: Dataplane %s is not a pod's, so its proxy presents the zone's token (in the bootstrap); leave token-file out", nodeID))
+			return
+		}
+		token := s.Token(nodeID)
+		if tokenFile != "" {
+			token = ""
+		}
+		if body, err = GRPCBootstrap(nodeID, xds, token, caFile, tokenFile); err != nil {
 			bad(err)
 			return
 		}
@@ -328,4 +367,13 @@ func (s *Server) CAHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	w.Write(s.cfg.CAPEM)
+}
+
+// proxyAudience names the audience of the tokens the server's
+// ProxyAuthenticator checks, for messages.
+func (s *Server) proxyAudience() string {
+	if a, ok := s.cfg.ProxyAuthenticator.(interface{ Audience() string }); ok {
+		return a.Audience()
+	}
+	return "that the zone checks"
 }

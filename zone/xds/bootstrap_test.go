@@ -61,14 +61,14 @@ func TestBootstrapRefusesBadXDSAddresses(t *testing.T) {
 		if _, err := EnvoyBootstrap("default.kong", "default", xds, "tok", nil); err == nil || !strings.Contains(err.Error(), "xDS address") {
 			t.Errorf("Envoy bootstrap for %q: %v, want an error naming the address", xds, err)
 		}
-		if _, err := GRPCBootstrap("default.kong", xds, "tok", ""); err == nil {
+		if _, err := GRPCBootstrap("default.kong", xds, "tok", "", ""); err == nil {
 			t.Errorf("gRPC bootstrap for %q: no error", xds)
 		}
 	}
 }
 
 func TestGRPCBootstrap(t *testing.T) {
-	b, err := GRPCBootstrap("default.kong", "10.0.0.5:5678", "tok", "")
+	b, err := GRPCBootstrap("default.kong", "10.0.0.5:5678", "tok", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestBootstrapsOverTLS(t *testing.T) {
 			t.Errorf("%s: %v", c.xds, &ctx)
 		}
 	}
-	b, err := GRPCBootstrap("default.kong", "10.0.0.5:5678", "tok", "/etc/atoll/xds-ca.pem")
+	b, err := GRPCBootstrap("default.kong", "10.0.0.5:5678", "tok", "/etc/atoll/xds-ca.pem", "")
 	if err != nil {
 		t.Fatal(err)
 	}
