@@ -6,7 +6,7 @@ import (
 )
 
 // atoll is cmd/atoll, built once for the package's tests.
-var atoll AtollBinary
+var atoll Binary
 
 func TestMain(m *testing.M) {
 	code := m.Run()

@@ -2,7 +2,9 @@
 // and two zone clusters, and scenarios that check what a user of the chart
 // sees (zones online with their tokens, a delegated gateway reaching the
 // global, `.mesh` names resolving to one VIP through each cluster's own
-// DNS, an ExternalName Service into the mesh, zones serving through a
+// DNS, an ExternalName Service into the mesh, the gateway's requests
+// routed by its xDS configuration to the backend's pods in the other zone,
+// a zone cut off from the global and reconnected, zones serving through a
 // global restart and restarting while it is down, endpoints following a
 // backend scaled to zero, a revoked zone token cutting the zone off).
 //
@@ -13,7 +15,14 @@
 // the chart's ServiceAccount under the chart's RBAC, its Secrets written as
 // files (chart.RunPod plays the kubelet); and a real CoreDNS as the
 // cluster's DNS (test/clusterdns) whose stub-domain stanza sends `mesh` to
-// that zone's DNS. The global is a plain `atoll global` process with an
+// that zone's DNS. Pods get loopback addresses (127.244.<cluster>.<n>):
+// a backend pod is a real gRPC server on its pod IP answering with its
+// name, and the gateway's requests are made by grpc-go's own xDS client
+// (test/sample/grpcdemo) from the bootstrap the zone serves for the
+// gateway pod's Dataplane, presenting the pod's projected ServiceAccount
+// token over xDS TLS. A zone reaches the global through a relay the
+// provider can cut (connections reset, as a rejecting firewall would).
+// The global is a plain `atoll global` process with an
 // embedded etcd: in the local provider it belongs to no cluster, and the
 // chart's global rendering is run by test/chart. There is no kubelet or
 // controller-manager, so workloads are Pods the provider creates and marks

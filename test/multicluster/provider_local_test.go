@@ -157,10 +157,17 @@ type localCluster struct {
 	kubeconfig string
 	pod        *chart.Pod
 	logPaths   []string
-	// nextIP numbers the pod IPs the cluster hands out (10.244.<i>.<n>).
-	mu     sync.Mutex
-	subnet int
-	nextIP int
+	// toGlobal is the relay the zone reaches the global through, which
+	// Disconnect cuts.
+	toGlobal *cutter
+	// nextIP numbers the pod IPs the cluster hands out
+	// (127.244.<subnet>.<n>); backends are the running backend pods by
+	// namespace/name, gatewayDirs the files of gateway pods' clients.
+	mu          sync.Mutex
+	subnet      int
+	nextIP      int
+	backends    map[string]*backendPod
+	gatewayDirs map[string]string
 }
 
 func (c *localCluster) Zone() string        { return c.zone }
@@ -180,13 +187,14 @@ func startLocalCluster(t *testing.T, helm, atoll string, g *localGlobal, i int) 
 	zone := fmt.Sprintf("zone-%d", i)
 	c := &localCluster{zone: zone, subnet: i, env: env, client: env.Clientset(t), owner: t, atoll: atoll}
 
-	ports := stablePorts(t, 3) // the zone comes back on them
+	ports := stablePorts(t, 4) // the zone comes back on them
 	c.apiURL = "http://127.0.0.1:" + ports[0]
+	c.toGlobal = startCutter(t, "127.0.0.1:"+ports[3], g.kdsAddr)
 	manifest, err := chart.Template(helm, nil,
 		"--set", "mode=zone",
 		"--set", "replicas=1",
 		"--set", "zone.name="+zone,
-		"--set", "global.address=grpcs://"+g.kdsAddr,
+		"--set", "global.address=grpcs://127.0.0.1:"+ports[3],
 		"--set-file", "global.ca.value="+g.caFile,
 		"--set", "zone.token.existingSecret.name=",
 		"--set-string", "zone.token.value="+g.issueToken(t, zone),
@@ -195,6 +203,8 @@ func startLocalCluster(t *testing.T, helm, atoll string, g *localGlobal, i int) 
 		"--set", "api.port="+ports[0],
 		"--set", "zone.dns.port="+ports[1],
 		"--set", "zone.xds.port="+ports[2],
+		// A pod's proxyless client presents its token only over TLS.
+		"--set", "zone.xds.tls=true",
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -250,6 +260,13 @@ func (c *localCluster) RestartZone(t *testing.T) {
 	c.runZone(t)
 }
 
+// Disconnect resets the zone's connections to the global, and every new
+// one until Reconnect.
+func (c *localCluster) Disconnect(t *testing.T) { c.toGlobal.Cut() }
+
+// Reconnect lets the zone reach the global again.
+func (c *localCluster) Reconnect(t *testing.T) { c.toGlobal.Heal() }
+
 func (c *localCluster) CreateNamespace(t *testing.T, name string, inMesh bool) {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
@@ -264,7 +281,13 @@ func (c *localCluster) CreateNamespace(t *testing.T, name string, inMesh bool) {
 func (c *localCluster) RunGateway(t *testing.T, namespace, name string) string {
 	t.Helper()
 	c.createService(t, namespace, name, 80, "proxy")
-	return c.runPod(t, namespace, name+"-0", name, map[string]string{kubernetes.GatewayAnnotation: kubernetes.Enabled},
+	// Its own ServiceAccount, whose pod-bound tokens the gateway's proxy
+	// presents.
+	if _, err := c.client.CoreV1().ServiceAccounts(namespace).Create(context.Background(),
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("%s: creating ServiceAccount %s/%s: %v", c.zone, namespace, name, err)
+	}
+	return c.runPod(t, namespace, name+"-0", name, name, map[string]string{kubernetes.GatewayAnnotation: kubernetes.Enabled},
 		corev1.ContainerPort{Name: "proxy", ContainerPort: 8000})
 }
 
@@ -275,7 +298,8 @@ func (c *localCluster) RunBackend(t *testing.T, namespace, name string, port int
 }
 
 // ScaleBackend plays the ReplicaSet controller and the kubelet: it deletes
-// the backend's pods beyond replicas and creates the missing ones Ready.
+// the backend's pods beyond replicas, and creates the missing ones Ready,
+// each a gRPC server on its pod IP answering with the pod's name.
 func (c *localCluster) ScaleBackend(t *testing.T, namespace, name string, replicas int) {
 	t.Helper()
 	ctx := context.Background()
@@ -290,11 +314,26 @@ func (c *localCluster) ScaleBackend(t *testing.T, namespace, name string, replic
 		exists := err == nil
 		switch {
 		case i < replicas && !exists:
-			c.runPod(t, namespace, pod, name, nil, corev1.ContainerPort{Name: "app", ContainerPort: port})
+			ip := c.runPod(t, namespace, pod, name, "", nil, corev1.ContainerPort{Name: "app", ContainerPort: port})
+			b := startBackendPod(c.owner, pod, ip, port)
+			c.mu.Lock()
+			if c.backends == nil {
+				c.backends = map[string]*backendPod{}
+			}
+			c.backends[namespace+"/"+pod] = b
+			c.mu.Unlock()
+			c.owner.Cleanup(b.stop)
 		case i >= replicas && exists:
 			zero := int64(0)
 			if err := c.client.CoreV1().Pods(namespace).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 				t.Fatalf("%s: deleting pod %s/%s: %v", c.zone, namespace, pod, err)
+			}
+			c.mu.Lock()
+			b := c.backends[namespace+"/"+pod]
+			delete(c.backends, namespace+"/"+pod)
+			c.mu.Unlock()
+			if b != nil {
+				b.stop()
 			}
 		case i >= replicas:
 			return // pods are numbered from 0 without gaps
@@ -313,14 +352,15 @@ func (c *localCluster) createService(t *testing.T, namespace, name string, port 
 	}
 }
 
-// runPod creates a pod labelled app: app and plays the kubelet: it gives
-// the pod the cluster's next IP and marks it Ready. It returns the IP.
-func (c *localCluster) runPod(t *testing.T, namespace, name, app string, annotations map[string]string, port corev1.ContainerPort) string {
+// runPod creates a pod labelled app: app, running as ServiceAccount sa
+// (none: empty), and plays the kubelet: it gives the pod the cluster's
+// next IP and marks it Ready. It returns the IP.
+func (c *localCluster) runPod(t *testing.T, namespace, name, app, sa string, annotations map[string]string, port corev1.ContainerPort) string {
 	t.Helper()
 	ctx := context.Background()
 	pod, err := c.client.CoreV1().Pods(namespace).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": app}, Annotations: annotations},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: app, Image: app + ":e2e",
+		Spec: corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: app, Image: app + ":e2e",
 			Ports: []corev1.ContainerPort{port}}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -328,7 +368,7 @@ func (c *localCluster) runPod(t *testing.T, namespace, name, app string, annotat
 	}
 	c.mu.Lock()
 	c.nextIP++
-	ip := fmt.Sprintf("10.244.%d.%d", c.subnet, c.nextIP)
+	ip := fmt.Sprintf("127.244.%d.%d", c.subnet, c.nextIP)
 	c.mu.Unlock()
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}},
 		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
@@ -339,11 +379,12 @@ func (c *localCluster) runPod(t *testing.T, namespace, name, app string, annotat
 }
 
 // atollBin is cmd/atoll, built once for the package.
-var atollBin chart.AtollBinary
+var atollBin chart.Binary
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	atollBin.Remove()
+	grpcdemoBin.Remove()
 	os.Exit(code)
 }
 

@@ -49,6 +49,19 @@ type Cluster interface {
 	// RunBackend runs a workload app: name behind the Service name on
 	// port, with replicas Ready pods.
 	RunBackend(t *testing.T, namespace, name string, port int32, replicas int)
-	// ScaleBackend sets the Ready pods of a backend RunBackend started.
+	// ScaleBackend sets the Ready pods of a backend RunBackend started;
+	// pod i is named <name>-<i> and answers requests with its name.
 	ScaleBackend(t *testing.T, namespace, name string, replicas int)
+	// CallFromGateway has the gateway RunGateway started (namespace, name)
+	// make n requests to the backend named meshName (a `.mesh` name) on
+	// port, through the gateway's own mesh configuration (its proxy's
+	// xDS); it returns the names of the backend pods that answered, one
+	// per request, or the error of a request that failed (no endpoints,
+	// unreachable).
+	CallFromGateway(t *testing.T, namespace, name, meshName string, port int32, n int) (answeredBy []string, err error)
+	// Disconnect cuts the zone off from the global (its KDS connection and
+	// new ones) and leaves everything else running; Reconnect heals the
+	// cut.
+	Disconnect(t *testing.T)
+	Reconnect(t *testing.T)
 }

@@ -53,6 +53,8 @@ func runScenarios(t *testing.T, p Provider) {
 		{"DelegatedGatewayReachesGlobal", delegatedGatewayReachesGlobal},
 		{"BackendSameVIPThroughEachClusterDNS", backendSameVIPEverywhere},
 		{"ExternalNameIntoTheMesh", externalNameIntoTheMesh},
+		{"GatewayRoutesBackendToZone2", gatewayRoutesBackendToZone2},
+		{"ZoneDisconnectAndReconnect", zoneDisconnectAndReconnect},
 		{"GlobalRestart", globalRestart},
 		{"ZoneRestartWhileGlobalDown", zoneRestartWhileGlobalDown},
 		{"BackendScaledToZeroLeavesZone1", backendScaledToZero},
@@ -172,10 +174,44 @@ func externalNameIntoTheMesh(t *testing.T, p Provider) {
 	})
 }
 
+// gatewayRoutesBackendToZone2: with the mesh's cross-zone mode Direct, the
+// gateway in zone-1, which runs no backend, reaches each of the backend's
+// pods in zone-2 through its own xDS configuration.
+func gatewayRoutesBackendToZone2(t *testing.T, p Provider) {
+	z1, z2 := p.Zones()[0], p.Zones()[1]
+	if status, body := call(t, "PUT", p.Global().APIURL()+"/meshes/default", `{"type":"Mesh","crossZone":{"mode":"Direct"}}`); status != http.StatusOK {
+		t.Fatalf("PUT /meshes/default at the global: %d %s", status, body)
+	}
+	z2.ScaleBackend(t, backendNamespace, backendName, 2)
+	gatewayReaches(t, z1, backendPods(2)...)
+}
+
+// zoneDisconnectAndReconnect: zone-2 cut off from the global is offline
+// there and knows it; zone-1 keeps what it had, so its gateway still
+// reaches zone-2's pods (the data path does not cross the global). A
+// backend pod started in zone-2 while it is cut off reaches zone-1 once
+// the cut heals.
+func zoneDisconnectAndReconnect(t *testing.T, p Provider) {
+	z1, z2 := p.Zones()[0], p.Zones()[1]
+	z2.Disconnect(t)
+	waitFor(t, z2.Zone()+" offline at the global, and seeing the global gone", func() error {
+		if online, err := zoneOnline(p.Global().APIURL(), z2.Zone()); err != nil || online {
+			return fmt.Errorf("online at the global: %v (%v)", online, err)
+		}
+		return globalConnected(z2, false)
+	})
+	gatewayReaches(t, z1, backendPods(2)...)
+	z2.ScaleBackend(t, backendNamespace, backendName, 3)
+	z2.Reconnect(t)
+	zonesOnline(t, p)
+	gatewayReaches(t, z1, backendPods(3)...)
+}
+
 // globalRestart: while the global is down, each cluster's DNS still
-// resolves the backend's mesh name to its VIP (zones serve what they have);
-// once it is back, both zones are online again and the gateway's Dataplane
-// is still at the global.
+// resolves the backend's mesh name to its VIP, and the gateway still
+// reaches the backend's pods (zones serve what they have); once it is
+// back, both zones are online again and the gateway's Dataplane is still
+// at the global.
 func globalRestart(t *testing.T, p Provider) {
 	vip, err := vipOf(p.Zones()[1].ZoneAPIURL(), backendService)
 	if err != nil {
@@ -183,20 +219,12 @@ func globalRestart(t *testing.T, p Provider) {
 	}
 	p.Global().Stop(t)
 	for _, c := range p.Zones() {
-		waitFor(t, c.Zone()+" seeing the global gone", func() error {
-			status, body := get(c.ZoneAPIURL() + "/zone")
-			var z struct {
-				Connected bool `json:"connected"`
-			}
-			if status != http.StatusOK || json.Unmarshal([]byte(body), &z) != nil || z.Connected {
-				return fmt.Errorf("GET /zone: %d %s", status, body)
-			}
-			return nil
-		})
+		waitFor(t, c.Zone()+" seeing the global gone", func() error { return globalConnected(c, false) })
 		if err := resolvesTo(c.DNSAddr(), backendMeshName, vip); err != nil {
 			t.Errorf("with the global down, through the DNS of %s's cluster: %v", c.Zone(), err)
 		}
 	}
+	gatewayReaches(t, p.Zones()[0], backendPods(3)...)
 	p.Global().Start(t)
 	zonesOnline(t, p)
 	z1 := p.Zones()[0]
@@ -211,8 +239,8 @@ func globalRestart(t *testing.T, p Provider) {
 
 // zoneRestartWhileGlobalDown: zone-1 restarted while the global is down
 // still resolves the backend of zone-2 to its VIP through its cluster's
-// DNS (what it knew is kept in the cluster); both zones are online once
-// the global is back.
+// DNS, and its gateway still reaches the backend's pods (what it knew is
+// kept in the cluster); both zones are online once the global is back.
 func zoneRestartWhileGlobalDown(t *testing.T, p Provider) {
 	z1 := p.Zones()[0]
 	vip, err := vipOf(p.Zones()[1].ZoneAPIURL(), backendService)
@@ -224,18 +252,20 @@ func zoneRestartWhileGlobalDown(t *testing.T, p Provider) {
 	waitFor(t, backendMeshName+" through zone-1's DNS after its restart, the global down", func() error {
 		return resolvesTo(z1.DNSAddr(), backendMeshName, vip)
 	})
+	gatewayReaches(t, z1, backendPods(3)...)
 	p.Global().Start(t)
 	zonesOnline(t, p)
 }
 
 // backendScaledToZero: with the backend scaled to zero in zone-2, zone-1
-// no longer counts any instance of it in zone-2.
+// no longer counts any instance of it in zone-2, and its gateway's
+// requests to the backend fail.
 func backendScaledToZero(t *testing.T, p Provider) {
 	z1, z2 := p.Zones()[0], p.Zones()[1]
-	waitFor(t, "zone-1 seeing the backend's instance in zone-2", func() error {
+	waitFor(t, "zone-1 seeing the backend's 3 instances in zone-2", func() error {
 		n, err := instances(z1.ZoneAPIURL(), backendService, z2.Zone())
-		if err == nil && n != 1 {
-			err = fmt.Errorf("zone-1 counts %d instances of %s in %s, want 1", n, backendService, z2.Zone())
+		if err == nil && n != 3 {
+			err = fmt.Errorf("zone-1 counts %d instances of %s in %s, want 3", n, backendService, z2.Zone())
 		}
 		return err
 	})
@@ -247,6 +277,51 @@ func backendScaledToZero(t *testing.T, p Provider) {
 		}
 		return err
 	})
+	waitFor(t, "the gateway's requests to the backend failing", func() error {
+		if pods, err := z1.CallFromGateway(t, gatewayNamespace, gatewayName, backendMeshName, backendPort, 1); err == nil {
+			return fmt.Errorf("answered by %v", pods)
+		}
+		return nil
+	})
+}
+
+// backendPods are the names of the backend's first n pods.
+func backendPods(n int) []string {
+	pods := make([]string, n)
+	for i := range pods {
+		pods[i] = fmt.Sprintf("%s-%d", backendName, i)
+	}
+	return pods
+}
+
+// gatewayReaches waits until requests of c's gateway to the backend are
+// answered by exactly the pods want, each of them at least once.
+func gatewayReaches(t *testing.T, c Cluster, want ...string) {
+	t.Helper()
+	waitFor(t, "the gateway in "+c.Zone()+" reaching "+strings.Join(want, ", "), func() error {
+		pods, err := c.CallFromGateway(t, gatewayNamespace, gatewayName, backendMeshName, backendPort, 4*len(want))
+		if err != nil {
+			return err
+		}
+		seen := slices.Compact(slices.Sorted(slices.Values(pods)))
+		if !slices.Equal(seen, want) {
+			return fmt.Errorf("answered by %v, want each of %v", pods, want)
+		}
+		return nil
+	})
+}
+
+// globalConnected says how c's zone differs from being connected to the
+// global (want true) or not (false), by the zone's own GET /zone.
+func globalConnected(c Cluster, want bool) error {
+	status, body := get(c.ZoneAPIURL() + "/zone")
+	var z struct {
+		Connected bool `json:"connected"`
+	}
+	if status != http.StatusOK || json.Unmarshal([]byte(body), &z) != nil || z.Connected != want {
+		return fmt.Errorf("connected to the global: want %v; GET /zone: %d %s", want, status, body)
+	}
+	return nil
 }
 
 // revokedTokenCutsZoneOff: revoking zone-1's tokens at the global cuts
