@@ -43,7 +43,7 @@ KUBE_LDFLAGS := -X $(KUBE_VERSION_PKG).gitVersion=$(KUBE_VERSION) \
   -X $(KUBE_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) \
   -X $(KUBE_VERSION_PKG).gitTreeState=clean
 
-.PHONY: all build run test test-race unit e2e vet check-generated generate tools netns-tools bench bench-dns dnsperf fuzz kube-apiserver helm coredns images clean
+.PHONY: all build run test test-race unit e2e e2e-kind kind-check vet check-generated generate tools netns-tools bench bench-dns dnsperf fuzz kube-apiserver helm coredns images clean
 all: build
 
 ## build: compile bin/atoll and bin/atollctl
@@ -75,12 +75,21 @@ unit:
 e2e: kube-apiserver helm coredns
 	$(GO) test -v -count=1 -timeout 10m ./test/multicluster
 
+## e2e-kind: the multi-cluster suite on kind (a global and two zone clusters, the images built and loaded, the chart installed), verbose; needs Docker with a running engine, kind and kubectl (test/multicluster/kind/check.sh says what is missing); about 15-20 minutes; the clusters are deleted at the end, kept after a failure with ATOLL_E2E_KEEP=1
+e2e-kind: kind-check helm
+	$(MAKE) images IMAGE_TAG=$(IMAGE_TAG)
+	ATOLL_E2E_IMAGE_TAG=$(IMAGE_TAG) $(GO) test -tags kind -run TestKind -v -count=1 -timeout 60m ./test/multicluster/
+
+kind-check:
+	@./test/multicluster/kind/check.sh
+
 ## test-race: every test under the race detector, the end-to-end tests' atoll processes built with it too
 test-race: tools kube-apiserver helm coredns
 	ATOLL_E2E_RACE=1 $(GO) test -race $(TEST_FLAGS) -timeout 40m ./...
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags kind ./test/multicluster/
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$') 2>/dev/null); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 

@@ -28,5 +28,13 @@
 // controller-manager, so workloads are Pods the provider creates and marks
 // Ready itself.
 //
+// The kind provider (provider_kind_test.go and kind_*_test.go, built with
+// the tag kind, run by TestKind through `make e2e-kind`) runs the same
+// scenarios on kind clusters: the global and each zone in a cluster of its
+// own, the images of `make images` loaded, the chart installed with helm,
+// Kong as the delegated gateway and an HTTP backend answering with its pod
+// name. Its pieces that need no container engine (kind_config_test.go)
+// are built without the tag and checked against the chart by every run.
+//
 // `make e2e` runs the suite with -v; `go test ./...` includes it.
 package multicluster
