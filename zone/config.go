@@ -146,11 +146,22 @@ type XDS struct {
 	// ServiceAccount token instead (zone/kubernetes ProxyAuthenticator).
 	RequireTokens bool `yaml:"requireTokens" json:"requireTokens"`
 	// TLS serves xDS over TLS, with a CA and certificate the zone keeps in
-	// dataDir/xds-tls (the CA at GET /xds-ca.pem, and in the bootstraps).
+	// dataDir/xds-tls (the CA at GET /xds-ca.pem, and in the bootstraps),
+	// or with the certificate in TLSCert.
 	TLS bool `yaml:"tls" json:"tls"`
-	// TLSSANs are further DNS names and IP addresses the certificate
-	// covers, besides loopback and this machine's host name and addresses.
+	// TLSSANs are further DNS names and IP addresses the generated
+	// certificate covers, besides loopback and this machine's host name and
+	// addresses.
 	TLSSANs []string `yaml:"tlsSANs" json:"tlsSANs"`
+	// TLSCert and TLSKey (PEM files) are the certificate xDS is served
+	// with instead of a generated one, and TLSCA the CA that signed it,
+	// served at /xds-ca.pem, written into the bootstraps and given to
+	// injected sidecars: one certificate every replica of the zone serves
+	// (a Secret's tls.crt, tls.key and ca.crt). All three are followed on
+	// disk: renewed files are used from the next connection or request.
+	TLSCert string `yaml:"tlsCert" json:"tlsCert"`
+	TLSKey  string `yaml:"tlsKey" json:"tlsKey"`
+	TLSCA   string `yaml:"tlsCA" json:"tlsCA"`
 	// Debounce gathers changes for at most this long before proxies get
 	// them; the first change after a quiet interval goes out at once.
 	Debounce time.Duration `yaml:"debounce" json:"debounce"`
@@ -265,6 +276,7 @@ func (c Config) Validate() error {
 	if len(c.XDS.TLSSANs) > 0 && !c.XDS.TLS {
 		add(errors.New("xds.tlsSANs: names for the xDS certificate, but xds.tls is off: turn it on, or drop them"))
 	}
+	add(c.XDS.checkFiles(time.Now()))
 	for i, san := range c.XDS.TLSSANs {
 		if net.ParseIP(san) == nil && !config.IsDNSName(san) {
 			add(fmt.Errorf("xds.tlsSANs[%d]: %q is neither an IP address nor a DNS name (e.g. zone-1.example.com, 10.0.0.5; no port, no scheme)", i, san))
@@ -307,7 +319,7 @@ func (c Config) Validate() error {
 	if c.Mode == ModeKubernetes {
 		add(c.Kubernetes.validate())
 		add(c.Kubernetes.LeaderElection.validate(c.Zone))
-		add(c.Kubernetes.Injector.validate(c.Zone, c.XDS.TLS, c.DataDir))
+		add(c.Kubernetes.Injector.validate(c.Zone, c.xdsCAFile(), c.DataDir))
 	}
 	add(c.Log.Validate("log"))
 	return errors.Join(errs...)

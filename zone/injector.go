@@ -1,6 +1,7 @@
 package zone
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,8 +41,9 @@ type Injector struct {
 	// `.mesh` queries to.
 	DNSAddress string `yaml:"dnsAddress" json:"dnsAddress"`
 	// XDSCAFile is the CA the sidecars verify the zone's xDS server with
-	// (a Secret's file shared by every replica). Empty: the CA the zone
-	// keeps in dataDir/xds-tls when xds.tls is on, else plaintext.
+	// (a Secret's file shared by every replica). Empty: xds.tlsCA, or the
+	// CA the zone keeps in dataDir/xds-tls, when xds.tls is on, else
+	// plaintext.
 	XDSCAFile string `yaml:"xdsCAFile" json:"xdsCAFile"`
 	// NativeSidecar injects the sidecar as a Kubernetes native sidecar
 	// (1.29 and later): started and ready before the application, stopped
@@ -61,13 +63,10 @@ func defaultInjector() Injector {
 		CPULimit: d.Resources.CPULimit, MemoryLimit: d.Resources.MemoryLimit}
 }
 
-// config is what injected pods get; xdsTLS and dataDir say where the
-// zone's own xDS CA is when no CA file is given.
-func (i Injector) config(zone string, xdsTLS bool, dataDir string) inject.Config {
-	ca := i.XDSCAFile
-	if ca == "" && xdsTLS {
-		ca = xdsCAFile(dataDir)
-	}
+// config is what injected pods get; xdsCA is the CA of the zone's xDS
+// certificate (Config.xdsCAFile), used when no CA file is given.
+func (i Injector) config(zone, xdsCA string) inject.Config {
+	ca := cmp.Or(i.XDSCAFile, xdsCA)
 	if ca != "" {
 		if abs, err := filepath.Abs(ca); err == nil {
 			ca = abs
@@ -83,8 +82,9 @@ func (i Injector) serveConfig(dataDir string) inject.ServeConfig {
 		Dir: filepath.Join(dataDir, "injector-tls"), Hosts: i.TLSSANs, WebhookName: i.WebhookName}
 }
 
-// validate checks the injector's settings when it is enabled.
-func (i Injector) validate(zone string, xdsTLS bool, dataDir string) error {
+// validate checks the injector's settings when it is enabled; xdsCA is
+// the CA of the zone's xDS certificate, empty when xDS is plaintext.
+func (i Injector) validate(zone, xdsCA, dataDir string) error {
 	if i.Addr == "" {
 		return nil
 	}
@@ -94,7 +94,7 @@ func (i Injector) validate(zone string, xdsTLS bool, dataDir string) error {
 	if i.DNSAddress == "" {
 		return errors.New("kubernetes.injector.dnsAddress: is required with kubernetes.injector.addr: set --injector-dns-address to the zone's DNS Service, such as atoll-zone-dns.atoll-system.svc:53")
 	}
-	if i.XDSCAFile != "" && !xdsTLS {
+	if i.XDSCAFile != "" && xdsCA == "" {
 		return errors.New("kubernetes.injector.xdsCAFile: the zone serves xDS in plaintext (xds.tls is off), so sidecars would fail to connect: turn on --xds-tls or leave --injector-xds-ca-file empty")
 	}
 	if err := i.serveConfig(dataDir).Validate(); err != nil {
@@ -108,7 +108,7 @@ func (i Injector) validate(zone string, xdsTLS bool, dataDir string) error {
 			return fmt.Errorf("kubernetes.injector.xdsCAFile: %w", err)
 		}
 	}
-	if err := i.config(zone, xdsTLS, dataDir).Validate(); err != nil {
+	if err := i.config(zone, xdsCA).Validate(); err != nil {
 		return fmt.Errorf("kubernetes.injector: %w", err)
 	}
 	return nil
@@ -123,7 +123,7 @@ func withInjector(watch func(context.Context) error, client k8s.Interface, cfg C
 	if ic.Addr == "" {
 		return watch, nil
 	}
-	handler, err := inject.NewHandler(ic.config(cfg.Zone, cfg.XDS.TLS, cfg.DataDir), inject.APINamespaces{Client: client.CoreV1().Namespaces()}, log)
+	handler, err := inject.NewHandler(ic.config(cfg.Zone, cfg.xdsCAFile()), inject.APINamespaces{Client: client.CoreV1().Namespaces()}, log)
 	if err != nil {
 		return nil, err
 	}

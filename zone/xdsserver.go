@@ -18,9 +18,9 @@ import (
 	"github.com/atoll-mesh/atoll/zone/xds"
 )
 
-// newXDSServer builds the xDS server for cfg.XDS: the ingress certificate,
-// the key proxies' tokens are signed with and, with xds.tls, a certificate
-// kept current until ctx ends, all in the data dir. Proxies' Dataplanes
+// newXDSServer builds the xDS server for cfg.XDS: the ingress certificate
+// and the key proxies' tokens are signed with, in the data dir, and with
+// xds.tls the xDS certificate (xdstls.go). Proxies' Dataplanes
 // are read from st, what other zones offer from cache, VIPs from vips,
 // services' own addresses (optional) from addrs; proxies' credentials
 // are checked by auth when set (in Kubernetes mode).
@@ -36,7 +36,7 @@ func newXDSServer(ctx context.Context, cfg Config, st xdsStore, cache *store.Cac
 	}
 	log = log.With("component", "xds")
 	var xdsTLS *tls.Config
-	var xdsCA []byte
+	var xdsCA func() []byte
 	if cfg.XDS.TLS {
 		if xdsTLS, xdsCA, err = xdsCertificate(ctx, cfg, log); err != nil {
 			return nil, err
@@ -44,7 +44,7 @@ func newXDSServer(ctx context.Context, cfg Config, st xdsStore, cache *store.Cac
 	}
 	return xds.NewServer(xds.Config{
 		Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: vips, ServiceAddresses: addrs,
-		Ingress: ingress, TokenKey: []byte(tokenKey), RequireTokens: cfg.XDS.RequireTokens, ProxyAuthenticator: auth, TLS: xdsTLS, CAPEM: xdsCA,
+		Ingress: ingress, TokenKey: []byte(tokenKey), RequireTokens: cfg.XDS.RequireTokens, ProxyAuthenticator: auth, TLS: xdsTLS, CA: xdsCA,
 		Debounce: cfg.XDS.Debounce, Log: log, Registry: reg,
 	}), nil
 }
@@ -87,39 +87,4 @@ func ingressTLS(cfg Config) (xds.IngressConfig, error) {
 		return xds.IngressConfig{}, fmt.Errorf("dataDir: reading the ingress certificate: %w", err)
 	}
 	return out, nil
-}
-
-func xdsTLSDir(dataDir string) string { return filepath.Join(dataDir, "xds-tls") }
-
-// xdsCAFile is the CA of the certificate xdsCertificate keeps.
-func xdsCAFile(dataDir string) string { return certs.FilesIn(xdsTLSDir(dataDir)).CA }
-
-// xdsCertificate keeps the xDS server's CA and certificate in
-// dataDir/xds-tls current while the zone runs, and returns the server's TLS
-// configuration and the CA.
-func xdsCertificate(ctx context.Context, cfg Config, log *slog.Logger) (*tls.Config, []byte, error) {
-	dir := xdsTLSDir(cfg.DataDir)
-	hosts := func() []string { return append(certs.DefaultHosts(), cfg.XDS.TLSSANs...) }
-	files, err := certs.Maintain(ctx, dir, hosts, 365*24*time.Hour, 12*time.Hour, func(out certs.Outcome, err error) {
-		switch {
-		case err != nil:
-			log.Error("keeping the xDS certificate current failed; retrying in 12h", "dir", dir, "error", err)
-		case out.ReplacedCA:
-			log.Warn("generated a new xDS CA: proxies need bootstraps (or /xds-ca.pem) fetched again", "dir", dir, "reason", out.Reason)
-		case out.Issued:
-			log.Info("issued the xDS certificate", "reason", out.Reason, "dir", dir)
-		}
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("dataDir: keeping the xDS certificate in %s: %w", dir, err)
-	}
-	ca, err := os.ReadFile(files.CA)
-	if err != nil {
-		return nil, nil, err
-	}
-	reloader, err := certs.NewReloader(files.Cert, files.Key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &tls.Config{GetCertificate: reloader.GetCertificate, MinVersion: tls.VersionTLS12}, ca, nil
 }

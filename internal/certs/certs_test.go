@@ -215,3 +215,52 @@ func TestSecretIsKept(t *testing.T) {
 		t.Errorf("a short secret: %v, want an error naming the file", err)
 	}
 }
+
+// CAFile returns the file's new content once it changed, and keeps the
+// last good content while the file is missing or not a certificate.
+func TestCAFileFollowsTheFile(t *testing.T) {
+	first, second := FilesIn(t.TempDir()), FilesIn(t.TempDir())
+	for _, f := range []Files{first, second} {
+		if _, _, err := EnsureSelfSigned(filepath.Dir(f.CA), []string{"localhost"}, year); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "ca.crt")
+	if _, err := NewCAFile(path); err == nil {
+		t.Fatal("NewCAFile of a missing file: no error")
+	}
+	if err := os.WriteFile(path, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewCAFile(path); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Fatalf("NewCAFile of a file that is no certificate: %v", err)
+	}
+	if err := os.WriteFile(path, []byte(read(t, first.CA)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := NewCAFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(ca.PEM()); got != read(t, first.CA) {
+		t.Fatalf("PEM() = %q, want the file's", got)
+	}
+	if err := os.WriteFile(path, []byte(read(t, second.CA)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(ca.PEM()); got != read(t, second.CA) || ca.Err() != nil {
+		t.Fatalf("after the file changed: PEM() = %q (%v), want the new CA", got, ca.Err())
+	}
+	if err := os.WriteFile(path, []byte("-----BEGIN CERTIFICATE-----\ntruncat"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(ca.PEM()); got != read(t, second.CA) || ca.Err() == nil {
+		t.Fatalf("a broken file: PEM() = %q (%v), want the last good CA and an error", got, ca.Err())
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(ca.PEM()); got != read(t, second.CA) || ca.Err() == nil {
+		t.Fatalf("a removed file: PEM() = %q (%v), want the last good CA and an error", got, ca.Err())
+	}
+}

@@ -282,9 +282,10 @@ func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, 
 		return
 	}
 	var body []byte
+	ca := s.caPEM()
 	switch kind := r.URL.Query().Get("kind"); {
 	case kind == "" || kind == "envoy":
-		b, err := EnvoyBootstrap(nodeID, cluster, xds, s.Token(nodeID), s.cfg.CAPEM)
+		b, err := EnvoyBootstrap(nodeID, cluster, xds, s.Token(nodeID), ca)
 		if err != nil {
 			bad(err)
 			return
@@ -296,10 +297,10 @@ func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, 
 	case (kind == "proxyless" || kind == "grpc") && grpcAllowed:
 		caFile, tokenFile := r.URL.Query().Get("ca-file"), r.URL.Query().Get("token-file")
 		switch {
-		case s.cfg.CAPEM != nil && !filepath.IsAbs(caFile):
+		case ca != nil && !filepath.IsAbs(caFile):
 			bad(fmt.Errorf("this zone serves xDS over TLS: give ca-file, the absolute path where the client finds the CA (GET /xds-ca.pem; atollctl bootstrap --ca-file writes it)"))
 			return
-		case s.cfg.CAPEM == nil && caFile != "":
+		case ca == nil && caFile != "":
 			bad(fmt.Errorf("ca-file: this zone serves xDS in plaintext (xds.tls is off)"))
 			return
 		case tokenFile != "" && !filepath.IsAbs(tokenFile):
@@ -308,7 +309,7 @@ func (s *Server) writeBootstrap(w http.ResponseWriter, r *http.Request, nodeID, 
 		}
 		covered := s.cfg.ProxyAuthenticator != nil && s.cfg.ProxyAuthenticator.Covers(dp)
 		switch {
-		case covered && s.cfg.CAPEM == nil:
+		case covered && ca == nil:
 			bad(fmt.Errorf("Dataplane %s is a pod's: its proxy presents the pod's projected ServiceAccount token (audience %s), which grpc-go sends only over TLS, and this zone serves xDS in plaintext: turn on xDS TLS (--xds-tls)", nodeID, s.proxyAudience()))
 			return
 		case covered && tokenFile == "":
@@ -361,12 +362,21 @@ func xdsTLS(host string, caPEM []byte) (*corev3.TransportSocket, error) {
 
 // CAHandler serves GET /xds-ca.pem: the CA of the xDS server's certificate.
 func (s *Server) CAHandler(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.CAPEM == nil {
+	ca := s.caPEM()
+	if ca == nil {
 		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "this zone serves xDS in plaintext (xds.tls is off)"})
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	w.Write(s.cfg.CAPEM)
+	w.Write(ca)
+}
+
+// caPEM is the CA of the xDS server's certificate; nil: plaintext.
+func (s *Server) caPEM() []byte {
+	if s.cfg.CA == nil {
+		return nil
+	}
+	return s.cfg.CA()
 }
 
 // proxyAudience names the audience of the tokens the server's

@@ -87,7 +87,7 @@ func TestProxylessBootstrapOfAPodsDataplane(t *testing.T) {
 		t.Errorf("another Dataplane from a plaintext zone: %d %s", status, body)
 	}
 
-	s.cfg.CAPEM = []byte("a CA")
+	s.cfg.CA = func() []byte { return []byte("a CA") }
 	for _, c := range []struct {
 		name, query string
 		status      int

@@ -59,10 +59,12 @@ type Config struct {
 	// Ingress is where the zone's ingress listens and the certificate it
 	// presents; its proxy connects with node.id = the zone's name.
 	Ingress IngressConfig
-	// TLS, when set, serves xDS over TLS; CAPEM is the CA that signed its
-	// certificate, written into the bootstraps.
-	TLS   *tls.Config
-	CAPEM []byte
+	// TLS, when set, serves xDS over TLS; CA returns the CA (PEM) that
+	// signed its certificate, written into the bootstraps and served at
+	// /xds-ca.pem. CA is called on each of those requests, so a CA renewed
+	// on disk shows without a restart.
+	TLS *tls.Config
+	CA  func() []byte
 	// TokenKey signs proxies' tokens (LoadOrCreateTokenKey); empty makes a
 	// key for this process only.
 	TokenKey []byte
