@@ -24,7 +24,10 @@ func TestSchemaRefuses(t *testing.T) {
 		{"zone without a token", "zone", []string{"zone.token.existingSecret.name="}, "at '/zone/token/existingSecret/name': minLength: got 0, want 1"},
 		{"zero replicas", "zone", []string{"replicas=0"}, "at '/replicas': minimum: got 0, want 1"},
 		{"replicas not a number", "zone", []string{"replicas=two"}, "at '/replicas': got string, want integer"},
-		{"zone xDS TLS with two replicas", "zone", []string{"zone.xds.tls=true"}, "at '/replicas': maximum: got 2, want 1"},
+		{"zone xDS TLS with two replicas and no shared certificate", "zone", []string{"zone.xds.tls=true"}, "at '/zone/xds/tlsSecret': minLength: got 0, want 1"},
+		{"zone xDS TLS with three replicas and no shared certificate", "zone", []string{"zone.xds.tls=true", "replicas=3"}, "at '/zone/xds/tlsSecret': minLength: got 0, want 1"},
+		{"zone xDS certificate Secret without TLS", "zone", []string{"zone.xds.tlsSecret=zone-1-xds"}, "at '/zone/xds/tls': value must be true"},
+		{"zone xDS certificate Secret not a string", "zone", []string{"zone.xds.tls=true", "zone.xds.tlsSecret[0]=zone-1-xds"}, "at '/zone/xds/tlsSecret': got array, want string"},
 		{"global with embedded etcd and two replicas", "global", []string{"replicas=2"}, "at '/replicas': maximum: got 2, want 1"},
 		{"global replicas without a shared KDS certificate", "global", []string{"replicas=2", "global.etcd.mode=external", "global.etcd.endpoints[0]=https://etcd:2379"}, "at '/global/kds/tls/secretName': minLength: got 0, want 1"},
 		{"external etcd without endpoints", "global", []string{"global.etcd.mode=external"}, "at '/global/etcd/endpoints': minItems: got 0, want 1"},
@@ -57,6 +60,36 @@ func TestSchemaRefuses(t *testing.T) {
 				flags = append(flags, "--set", s)
 			}
 			out, err := Template(helm, files, flags...)
+			if err == nil {
+				t.Fatalf("helm template accepted %v:\n%.400s", c.set, out)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("helm refused %v, but its message lacks %q:\n%v", c.set, c.want, err)
+			}
+		})
+	}
+}
+
+// TestChecksRefuseWithoutTheSchema: what the schema refuses about the xDS
+// certificate, templates/checks.yaml refuses too, with a message saying
+// what to do, when helm skips the schema.
+func TestChecksRefuseWithoutTheSchema(t *testing.T) {
+	helm := helmPath(t)
+	for _, c := range []struct {
+		name string
+		set  []string
+		want string
+	}{
+		{"xDS TLS with two replicas and no shared certificate", []string{"zone.xds.tls=true"},
+			"zone.xds.tls with replicas 2: each replica would generate its own xDS CA and sidecars would fail against the others: set zone.xds.tlsSecret"},
+		{"xDS certificate Secret without TLS", []string{"zone.xds.tlsSecret=zone-1-xds"}, "zone.xds.tlsSecret: an xDS certificate, but zone.xds.tls is false: set zone.xds.tls=true"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			flags := []string{"--skip-schema-validation"}
+			for _, s := range c.set {
+				flags = append(flags, "--set", s)
+			}
+			out, err := Template(helm, []string{valuesFile("zone")}, flags...)
 			if err == nil {
 				t.Fatalf("helm template accepted %v:\n%.400s", c.set, out)
 			}
