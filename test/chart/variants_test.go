@@ -47,15 +47,15 @@ var variants = []variant{
 		"api.tls=insecure",
 		"extraArgs[0]=--xds-debounce=30ms",
 	}},
-	{name: "zone-xds-tls-secret", mode: "zone", set: []string{
-		"replicas=3",
-		"zone.xds.tls=true",
-		"zone.xds.tlsSecret=zone-1-xds-tls",
-	}},
 	{name: "zone-without-injector", mode: "zone", set: []string{
 		"zone.injector.enabled=false",
 		"global.ca.value=",
 		"global.ca.existingConfigMap.name=kds-ca",
+	}},
+	{name: "zone-xds-tls-secret", mode: "zone", set: []string{
+		"replicas=3",
+		"zone.xds.tls=true",
+		"zone.xds.tlsSecret=zone-1-xds-tls",
 	}},
 }
 
