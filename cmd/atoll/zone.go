@@ -66,7 +66,7 @@ var zoneSettings = []setting{
 	{"injector-envoy-log-level", "kubernetes.injector.envoyLogLevel", "kubernetes mode: the injected Envoy's log level (trace, debug, info, warning, error, critical, off)"},
 	{"injector-xds-address", "kubernetes.injector.xdsAddress", "kubernetes mode: host:port of the zone's xDS Service the injected sidecars connect to"},
 	{"injector-dns-address", "kubernetes.injector.dnsAddress", "kubernetes mode: host:port of the zone's DNS Service the injected sidecars send .mesh queries to"},
-	{"injector-xds-ca-file", "kubernetes.injector.xdsCAFile", "kubernetes mode: the CA (PEM) injected sidecars verify the zone's xDS server with; empty: the zone's own xDS CA with --xds-tls, else plaintext"},
+	{"injector-xds-ca-file", "kubernetes.injector.xdsCAFile", "kubernetes mode: the CA (PEM) injected sidecars verify the zone's xDS server with; empty: --xds-tls-ca, or the zone's own xDS CA, with --xds-tls, else plaintext"},
 	{"injector-native-sidecar", "kubernetes.injector.nativeSidecar", "kubernetes mode: inject the sidecar as a native sidecar (Kubernetes 1.29+), ready before the application starts and stopped after it; false for older clusters"},
 	{"injector-cpu-request", "kubernetes.injector.cpuRequest", "kubernetes mode: the sidecar's CPU request; empty sets none"},
 	{"injector-memory-request", "kubernetes.injector.memoryRequest", "kubernetes mode: the sidecar's memory request; empty sets none"},
