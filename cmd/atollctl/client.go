@@ -36,8 +36,9 @@ type client struct {
 	// caSource names where caFile came from, for messages; caFrom, when
 	// set, names where an explicit caFile came from (else --api-ca-file).
 	caSource, caFrom string
-	// urlFrom and tokenFrom name where baseURL and tokenFile came from.
-	urlFrom, tokenFrom string
+	// urlFrom and tokenFrom name where baseURL and tokenFile came from;
+	// context is the context whose settings apply, if any.
+	urlFrom, tokenFrom, context string
 	// resolve, when set, fills in the settings above from the flags, the
 	// environment and the contexts before the first request.
 	resolve func() error

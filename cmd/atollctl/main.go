@@ -47,7 +47,7 @@ func rootCommand() *cobra.Command {
 		if t.hint != "" {
 			fmt.Fprintln(root.ErrOrStderr(), "atollctl:", t.hint)
 		}
-		c.baseURL, c.urlFrom = t.url, t.urlFrom
+		c.baseURL, c.urlFrom, c.context = t.url, t.urlFrom, t.context
 		c.caFile, c.caFrom, c.envCAFile = t.caFile, t.caFrom, t.envCAFile
 		c.tokenFile, c.tokenFrom, c.token = t.tokenFile, t.tokenFrom, t.token
 		return nil

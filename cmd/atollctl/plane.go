@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"unicode/utf8"
 
@@ -140,9 +141,32 @@ func (c *client) need(ctx context.Context, want, what string) error {
 		} else {
 			hint = fmt.Sprintf("%s is %s; try --api-url %s", c.baseURL, id.describe(), c.globalOf(ctx, id.Zone))
 		}
+		hint += c.otherContexts()
 		c.hints[want] = hint
 	}
 	return fmt.Errorf("%s; %s", what, hint)
+}
+
+// otherContexts names the contexts to switch to, when the API came from
+// one; "" otherwise.
+func (c *client) otherContexts() string {
+	if c.context == "" {
+		return ""
+	}
+	cfg, _, err := readConfig(os.Getenv)
+	if err != nil {
+		return ""
+	}
+	var others []string
+	for _, name := range cfg.names() {
+		if name != c.context {
+			others = append(others, name)
+		}
+	}
+	if len(others) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; or use another context (atollctl config use-context NAME, or --context NAME): %s", strings.Join(others, ", "))
 }
 
 // knownZones lists the zones the global knows, for the hint; "" when it
