@@ -120,3 +120,22 @@ func TestConfigCommands(t *testing.T) {
 		t.Errorf("config file: %v\n%s", err, data)
 	}
 }
+
+// use-context warns when ATOLL_API_URL will keep the context from being
+// used; an empty --api-url is refused, not taken for the default.
+func TestContextNotes(t *testing.T) {
+	t.Setenv(configEnv, filepath.Join(t.TempDir(), "config.yaml"))
+	t.Setenv("ATOLL_API_URL", "")
+	if _, _, err := run(t, "config", "set-context", "zone-1", "--api-url", "http://127.0.0.1:5691"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ATOLL_API_URL", "http://127.0.0.1:5681")
+	_, errOut, err := run(t, "config", "use-context", "zone-1")
+	want := `atollctl: ATOLL_API_URL=http://127.0.0.1:5681 is set and comes before the current context: unset it to use "zone-1"`
+	if err != nil || !strings.Contains(errOut, want) {
+		t.Errorf("use-context with ATOLL_API_URL set: %v, stderr %q; want %q", err, errOut, want)
+	}
+	if _, _, err := run(t, "--api-url", "", "get", "meshes"); err == nil || err.Error() != "--api-url is empty: give the API's URL, e.g. http://127.0.0.1:5681" {
+		t.Errorf("--api-url \"\": %v", err)
+	}
+}
