@@ -1,4 +1,7 @@
 // Command atollctl is the command line for atoll's REST APIs, global or zone.
+// It asks each API what it is (GET /identity) before a command, answers a
+// command meant for the other plane with what to run instead, and keeps
+// named APIs as contexts in the user's config directory (contexts.go).
 package main
 
 import (
