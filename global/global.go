@@ -136,6 +136,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Labels: map[string]string{resource.OriginLabel: resource.OriginGlobal},
 		Log:    log.With("component", "api"),
 	}).Register(mux)
+	apiserver.RegisterIdentity(mux, apiserver.Identity{Kind: apiserver.KindGlobal})
 	apiserver.RegisterOps(mux, reg, apiserver.Check{Name: "etcd", Check: func(ctx context.Context) error {
 		return pingEtcd(ctx, client, cfg.Etcd)
 	}}, apiserver.Check{Name: "kds", Check: sync.Loaded})

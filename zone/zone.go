@@ -79,6 +79,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	res.rebuild()
 	mux.HandleFunc("GET /meshes/{mesh}/vips", res.handler)
+	apiserver.RegisterIdentity(mux, apiserver.Identity{Kind: apiserver.KindZone, Zone: cfg.Zone})
 	apiserver.RegisterOps(mux, reg, slices.Concat(m.checks, global.checks())...)
 	api, tokenFile, err := listenAPI(ctx, cfg, mux, reg, log)
 	if err != nil {

@@ -42,6 +42,10 @@ Examples:
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Asked before the first request, once the flags are checked.
+			zone := func() error {
+				return c.need(cmd.Context(), planeZone, "bootstraps are served by the zone a proxy connects to")
+			}
 			q := url.Values{}
 			var path string
 			if args[0] == "ingress" || args[0] == "zoneingress" {
@@ -75,6 +79,9 @@ Examples:
 					if err != nil {
 						return err
 					}
+					if err := zone(); err != nil {
+						return err
+					}
 					// The zone's xDS CA, where the bootstrap says the client finds it.
 					ca, _, err := c.do(cmd.Context(), http.MethodGet, "/xds-ca.pem", nil)
 					if err != nil {
@@ -92,6 +99,9 @@ Examples:
 			}
 			if len(q) > 0 {
 				path += "?" + q.Encode()
+			}
+			if err := zone(); err != nil {
+				return err
 			}
 			return c.copyTo(cmd.Context(), cmd.OutOrStdout(), path)
 		},

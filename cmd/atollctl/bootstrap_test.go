@@ -12,11 +12,11 @@ import (
 // token file, and is refused where it cannot work, before any request.
 func TestBootstrapTokenFile(t *testing.T) {
 	var asked []string
-	zone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	zone := httptest.NewServer(fakePlane(planeZone, "zone-1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked = append(asked, r.URL.RequestURI())
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{}`))
-	}))
+	})))
 	defer zone.Close()
 	run := func(args ...string) error {
 		root := rootCommand()

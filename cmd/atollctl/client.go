@@ -33,10 +33,21 @@ type client struct {
 	// environment's CA is ignored for an http:// API, so that one shell can
 	// reach a remote API over TLS and a local one in plaintext.
 	caFile, envCAFile string
-	// caSource names where caFile came from, for messages.
-	caSource string
+	// caSource names where caFile came from, for messages; caFrom, when
+	// set, names where an explicit caFile came from (else --api-ca-file).
+	caSource, caFrom string
+	// urlFrom and tokenFrom name where baseURL and tokenFile came from;
+	// context is the context whose settings apply, if any.
+	urlFrom, tokenFrom, context string
+	// resolve, when set, fills in the settings above from the flags, the
+	// environment and the contexts before the first request.
+	resolve func() error
 	// ready is set once http is configured from the flags.
 	ready bool
+	// ident is the control plane's identity, asked once per command.
+	ident *identity
+	// hints says, by the plane a command needs, what to run instead.
+	hints map[string]string
 }
 
 // apiError is an error answer of the API.
@@ -57,56 +68,77 @@ func (e *apiError) String() string {
 	return b.String()
 }
 
-// do sends a request and returns the body of a 2xx answer, or an error
-// with the API's message.
+// do sends a request to the control plane, once it has said it is one,
+// and returns the body of a 2xx answer, or an error with the API's message.
 func (c *client) do(ctx context.Context, method, path string, body []byte) ([]byte, int, error) {
+	if _, err := c.identify(ctx); err != nil {
+		return nil, 0, err
+	}
+	data, status, u, err := c.roundTrip(ctx, method, path, body)
+	if err != nil {
+		return nil, status, err
+	}
+	if status/100 != 2 {
+		ae := &apiError{status: status}
+		if json.Unmarshal(data, ae) != nil || ae.Error == "" {
+			ae.Error = fmt.Sprintf("%s %s: %d %s: %s", method, u, status, http.StatusText(status), strings.TrimSpace(string(data)))
+		}
+		return nil, status, fmt.Errorf("%s", ae.String())
+	}
+	return data, status, nil
+}
+
+// roundTrip sends a request and returns the answer's body and status,
+// whatever the status, and the URL asked.
+func (c *client) roundTrip(ctx context.Context, method, path string, body []byte) ([]byte, int, string, error) {
+	if err := c.configure(); err != nil {
+		return nil, 0, "", err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	path, query, _ := strings.Cut(path, "?")
 	u, err := url.JoinPath(c.baseURL, path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("--api-url %q: %w", c.baseURL, err)
+		return nil, 0, "", fmt.Errorf("%s %q: %w", c.urlSource(), c.baseURL, err)
 	}
 	if query != "" {
 		u += "?" + query
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
-		return nil, 0, fmt.Errorf("--api-url %q: %w", c.baseURL, err)
+		return nil, 0, u, fmt.Errorf("%s %q: %w", c.urlSource(), c.baseURL, err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	token, err := c.apiToken()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, u, err
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	if err := c.configure(); err != nil {
-		return nil, 0, err
-	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, 0, c.explain(err)
+		return nil, 0, u, c.explain(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
-		return nil, resp.StatusCode, fmt.Errorf("reading the answer of %s %s: %w", method, u, err)
+		return nil, resp.StatusCode, u, fmt.Errorf("reading the answer of %s %s: %w", method, u, err)
 	}
 	if resp.StatusCode == http.StatusBadRequest && bytes.Contains(data, []byte("HTTP request to an HTTPS server")) {
-		return nil, resp.StatusCode, fmt.Errorf("the API at %s serves HTTPS: use --api-url %s", c.baseURL, strings.Replace(c.baseURL, "http://", "https://", 1))
+		return nil, resp.StatusCode, u, fmt.Errorf("the API at %s serves HTTPS: use --api-url %s", c.baseURL, strings.Replace(c.baseURL, "http://", "https://", 1))
 	}
-	if resp.StatusCode/100 != 2 {
-		ae := &apiError{status: resp.StatusCode}
-		if json.Unmarshal(data, ae) != nil || ae.Error == "" {
-			ae.Error = fmt.Sprintf("%s %s: %s: %s", method, u, resp.Status, strings.TrimSpace(string(data)))
-		}
-		return nil, resp.StatusCode, fmt.Errorf("%s", ae.String())
+	return data, resp.StatusCode, u, nil
+}
+
+// urlSource names where baseURL came from, for messages.
+func (c *client) urlSource() string {
+	if c.urlFrom == "" {
+		return "--api-url"
 	}
-	return data, resp.StatusCode, nil
+	return c.urlFrom
 }
 
 // resourcePath is the API path of one resource, or of a list when name is "".
@@ -167,7 +199,11 @@ func (c *client) apiToken() (string, error) {
 	if c.tokenFile != "" {
 		b, err := os.ReadFile(c.tokenFile)
 		if err != nil {
-			return "", fmt.Errorf("--api-token-file: %w", err)
+			from := c.tokenFrom
+			if from == "" {
+				from = "--api-token-file"
+			}
+			return "", fmt.Errorf("%s: %w", from, err)
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
@@ -179,11 +215,23 @@ func (c *client) configure() error {
 	if c.ready {
 		return nil
 	}
+	if c.resolve != nil {
+		if err := c.resolve(); err != nil {
+			return err
+		}
+	}
 	https := strings.HasPrefix(c.baseURL, "https://")
 	if c.caFile != "" && !https {
-		return fmt.Errorf("--api-ca-file verifies an API served over TLS, but --api-url %s is not https://: use an https:// URL, or drop --api-ca-file", c.baseURL)
+		from := c.caFrom
+		if from == "" {
+			from = "--api-ca-file"
+		}
+		return fmt.Errorf("%s verifies an API served over TLS, but the API URL %s (%s) is not https://: use an https:// URL, or drop %s", from, c.baseURL, c.urlSource(), from)
 	}
-	c.caSource = "--api-ca-file"
+	c.caSource = c.caFrom
+	if c.caSource == "" {
+		c.caSource = "--api-ca-file"
+	}
 	if c.caFile == "" && https {
 		c.caFile, c.caSource = c.envCAFile, "ATOLL_API_CA_FILE"
 	}
@@ -224,5 +272,5 @@ func (c *client) explain(err error) error {
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return fmt.Errorf("the API at %s serves plaintext HTTP, not HTTPS: use --api-url %s", c.baseURL, strings.Replace(c.baseURL, "https://", "http://", 1))
 	}
-	return fmt.Errorf("cannot reach the API at %s: %w (is the control plane running? set --api-url)", c.baseURL, err)
+	return fmt.Errorf("cannot reach the API at %s: %w (is the control plane running? %s)", c.baseURL, err, c.fixURL())
 }

@@ -26,10 +26,10 @@ func writeCA(t *testing.T, ts *httptest.Server) string {
 }
 
 func TestClientOverTLS(t *testing.T) {
-	meshes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	meshes := fakePlane(planeGlobal, "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"total":0,"items":[]}`))
-	})
+	}))
 	secure := httptest.NewTLSServer(meshes)
 	defer secure.Close()
 	plain := httptest.NewServer(meshes)

@@ -43,6 +43,11 @@ and checked for syntax first; nothing is sent if any document is malformed.`,
 			if len(all) == 0 {
 				return errors.New("the input holds no resources")
 			}
+			// Fail at once when --api-url is not a control plane; a resource
+			// for the other plane fails on its own, and the rest apply.
+			if _, err := c.identify(cmd.Context()); err != nil {
+				return err
+			}
 			failed := 0
 			for _, r := range all {
 				d, err := resource.Types.Get(r.Meta.Type)
@@ -55,6 +60,13 @@ and checked for syntax first; nothing is sent if any document is malformed.`,
 				body, err := resource.EncodeJSON(r)
 				if err != nil {
 					return err
+				}
+				if plane, what := writePlane(d); plane != "" {
+					if err := c.need(cmd.Context(), plane, what); err != nil {
+						failed++
+						fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", describe(r), err)
+						continue
+					}
 				}
 				_, status, err := c.do(cmd.Context(), http.MethodPut, resourcePath(d, r.Meta.Mesh, r.Meta.Name), body)
 				if err != nil {
@@ -135,6 +147,11 @@ func getCommand(c *client) *cobra.Command {
 			if len(args) == 2 {
 				name = args[1]
 			}
+			if plane, what := getPlane(args[0]); plane != "" {
+				if err := c.need(cmd.Context(), plane, what); err != nil {
+					return err
+				}
+			}
 			if path, table := viewPath(args[0], name, mesh); path != "" {
 				return c.getView(cmd.Context(), cmd.OutOrStdout(), path, output, table)
 			}
@@ -171,6 +188,11 @@ func deleteCommand(c *client) *cobra.Command {
 			d, err := typeArg(args[0])
 			if err != nil {
 				return err
+			}
+			if plane, what := writePlane(d); plane != "" {
+				if err := c.need(cmd.Context(), plane, what); err != nil {
+					return err
+				}
 			}
 			if _, _, err := c.do(cmd.Context(), http.MethodDelete, resourcePath(d, mesh, args[1]), nil); err != nil {
 				return err

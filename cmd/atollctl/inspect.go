@@ -26,6 +26,9 @@ Examples:
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := c.need(cmd.Context(), planeZone, "a proxy's configuration is served by the zone it connects to"); err != nil {
+				return err
+			}
 			path := "/meshes/" + url.PathEscape(mesh) + "/dataplanes/" + url.PathEscape(args[1]) + "/xds/config"
 			if kind != "" {
 				if kind != "envoy" && kind != "proxyless" {

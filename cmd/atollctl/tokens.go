@@ -30,6 +30,9 @@ func generateCommand(c *client) *cobra.Command {
 			if zone == "" {
 				return errors.New("--zone is required: the name of the zone the token admits")
 			}
+			if err := c.need(cmd.Context(), planeGlobal, "zone tokens are issued by the global"); err != nil {
+				return err
+			}
 			body, err := json.Marshal(map[string]string{"validFor": validFor.String()})
 			if err != nil {
 				return err
@@ -68,6 +71,9 @@ token generated afterwards.`,
 			if zone == "" {
 				return errors.New("--zone is required: the zone whose tokens to revoke")
 			}
+			if err := c.need(cmd.Context(), planeGlobal, "zone tokens are revoked on the global"); err != nil {
+				return err
+			}
 			data, _, err := c.do(cmd.Context(), http.MethodDelete, "/zones/"+url.PathEscape(zone)+"/tokens", nil)
 			if err != nil {
 				return err
@@ -94,6 +100,9 @@ func rotateCommand(c *client) *cobra.Command {
 		Short: "Create a new zone token signing key; tokens signed by older keys stay valid until those are retired",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := c.need(cmd.Context(), planeGlobal, "zone token keys are kept by the global"); err != nil {
+				return err
+			}
 			data, _, err := c.do(cmd.Context(), http.MethodPost, "/zone-token-keys", nil)
 			if err != nil {
 				return err
@@ -116,6 +125,9 @@ func retireCommand(c *client) *cobra.Command {
 		Short: "Retire a zone token signing key: tokens it signed stop working, connections made with them are cut",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := c.need(cmd.Context(), planeGlobal, "zone token keys are kept by the global"); err != nil {
+				return err
+			}
 			if _, _, err := c.do(cmd.Context(), http.MethodDelete, "/zone-token-keys/"+url.PathEscape(args[0]), nil); err != nil {
 				return err
 			}

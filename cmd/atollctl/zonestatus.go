@@ -37,6 +37,9 @@ func statusCommand(c *client) *cobra.Command {
 			default:
 				return fmt.Errorf("-o %q: use table, json or yaml", output)
 			}
+			if err := c.need(cmd.Context(), planeZone, "status shows a zone's sync with its global"); err != nil {
+				return err
+			}
 			return c.getView(cmd.Context(), cmd.OutOrStdout(), "/zone", output, zoneStatusText)
 		},
 	}
@@ -92,6 +95,9 @@ CLUSTER_ID is the identity "atollctl status" shows as refused.`,
 		Example: `  atollctl --api-url http://127.0.0.1:5691 accept-global 0d5c1c9e-5b7a-4f9e-8d3a-2f0c9a4e7b61`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := c.need(cmd.Context(), planeZone, "accept-global is a zone's decision"); err != nil {
+				return err
+			}
 			body, err := json.Marshal(map[string]string{"clusterId": args[0]})
 			if err != nil {
 				return err

@@ -19,11 +19,13 @@ import (
 // checks and kubectl port-forward reach the API there — as long as they
 // address it by a loopback name (see Authenticate). A few read-only
 // paths are open to every caller: health, readiness, metrics (scraped
-// from elsewhere) and the CA certificates zones and proxies verify with.
+// from elsewhere), the CA certificates zones and proxies verify with, and
+// the control plane's identity (see IdentityPath).
 
 // openPaths answer without a token.
 var openPaths = map[string]bool{
 	"/healthz": true, "/readyz": true, "/metrics": true, "/kds-ca.pem": true, "/xds-ca.pem": true, caPath: true,
+	IdentityPath: true,
 }
 
 // Authenticate lets through requests on open paths, with the token, and

@@ -41,6 +41,7 @@ func TestAuthenticate(t *testing.T) {
 		{"remote metrics", "10.0.0.7:4000", "10.0.0.1:5681", "/metrics", "", false, http.StatusTeapot, ""},
 		{"remote KDS CA", "10.0.0.7:4000", "10.0.0.1:5681", "/kds-ca.pem", "", false, http.StatusTeapot, ""},
 		{"remote API CA", "10.0.0.7:4000", "10.0.0.1:5681", "/api-ca.pem", "", false, http.StatusTeapot, ""},
+		{"remote identity", "10.0.0.7:4000", "10.0.0.1:5681", "/identity", "", true, http.StatusTeapot, ""},
 		{"loopback when loopback needs it too", "127.0.0.1:4000", "127.0.0.1:5681", "/meshes", "", true, http.StatusUnauthorized, "Authorization"},
 		{"loopback with the token when loopback needs it too", "127.0.0.1:4000", "evil.example", "/meshes", "Bearer " + token, true, http.StatusTeapot, ""},
 	}
