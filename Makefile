@@ -32,6 +32,10 @@ KUBE_APISERVER := $(KUBE_CACHE)/kube-apiserver-$(KUBE_VERSION)
 # What Kubernetes' own release build stamps, so /version reports the pin.
 HELM_VERSION := $(shell sed -n 's/^[[:space:]]*require helm.sh\/helm\/v4 \(v[^ ]*\).*/\1/p; s/^[[:space:]]*helm.sh\/helm\/v4 \(v[^ ]*\).*/\1/p' test/helm/go.mod)
 HELM := $(KUBE_CACHE)/helm-$(HELM_VERSION)
+# kind for make e2e-kind, pinned by test/kind/go.mod; a directory per
+# version, put first on PATH for the suite.
+KIND_VERSION := $(shell sed -n 's/^[[:space:]]*require sigs.k8s.io\/kind \(v[^ ]*\).*/\1/p; s/^[[:space:]]*sigs.k8s.io\/kind \(v[^ ]*\).*/\1/p' test/kind/go.mod)
+KIND := $(KUBE_CACHE)/kind-$(KIND_VERSION)/kind
 # CoreDNS, built from its Go module at the version test/coredns/go.mod pins,
 # with the plugins the e2e suite's cluster DNS (test/clusterdns) and the DNS
 # comparison benchmark configure; cached like kube-apiserver.
@@ -43,7 +47,7 @@ KUBE_LDFLAGS := -X $(KUBE_VERSION_PKG).gitVersion=$(KUBE_VERSION) \
   -X $(KUBE_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) \
   -X $(KUBE_VERSION_PKG).gitTreeState=clean
 
-.PHONY: all build run test test-race unit e2e e2e-kind kind-check vet check-generated generate tools netns-tools bench bench-dns dnsperf fuzz kube-apiserver helm coredns images clean
+.PHONY: all build run test test-race unit e2e e2e-kind kind-check kind vet check-generated generate tools netns-tools bench bench-dns dnsperf fuzz kube-apiserver helm coredns images clean
 all: build
 
 ## build: compile bin/atoll and bin/atollctl
@@ -75,13 +79,13 @@ unit:
 e2e: kube-apiserver helm coredns
 	$(GO) test -v -count=1 -timeout 10m ./test/multicluster
 
-## e2e-kind: the multi-cluster suite on kind (a global and two zone clusters, the images built and loaded, the chart installed), verbose; needs Docker with a running engine, kind and kubectl (test/multicluster/kind/check.sh says what is missing); about 15-20 minutes; the clusters are deleted at the end, kept after a failure with ATOLL_E2E_KEEP=1
+## e2e-kind: the multi-cluster suite on kind (a global and two zone clusters, the images built and loaded, the chart installed), verbose; needs Docker with a running engine and kubectl (test/multicluster/kind/check.sh says what is missing), builds the pinned kind itself; about 15-20 minutes; the clusters are deleted at the end, kept after a failure with ATOLL_E2E_KEEP=1
 e2e-kind: kind-check helm
 	$(MAKE) images IMAGE_TAG=$(IMAGE_TAG)
-	ATOLL_E2E_IMAGE_TAG=$(IMAGE_TAG) $(GO) test -tags kind -run TestKind -v -count=1 -timeout 60m ./test/multicluster/
+	PATH="$(dir $(KIND)):$$PATH" ATOLL_E2E_IMAGE_TAG=$(IMAGE_TAG) $(GO) test -tags kind -run TestKind -v -count=1 -timeout 60m ./test/multicluster/
 
-kind-check:
-	@./test/multicluster/kind/check.sh
+kind-check: $(KIND)
+	@PATH="$(dir $(KIND)):$$PATH" ./test/multicluster/kind/check.sh
 
 ## test-race: every test under the race detector, the end-to-end tests' atoll processes built with it too
 test-race: tools kube-apiserver helm coredns
@@ -176,6 +180,17 @@ $(HELM):
 	cd test/helm && $(GO) build -trimpath -ldflags '-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)' -o $@.tmp helm.sh/helm/v4/cmd/helm; \
 	mv $@.tmp $@; \
 	echo "built helm $(HELM_VERSION) in $$(( $$(date +%s) - start ))s: $@"
+
+## kind: build the pinned kind (test/kind/go.mod) for make e2e-kind into ~/.cache/atoll/tools, once (seconds)
+kind: $(KIND)
+
+$(KIND):
+	@echo "building kind $(KIND_VERSION) into $@"
+	@mkdir -p $(dir $@)
+	@start=$$(date +%s); \
+	cd test/kind && $(GO) build -trimpath -o $@.tmp sigs.k8s.io/kind; \
+	mv $@.tmp $@; \
+	echo "built kind $(KIND_VERSION) in $$(( $$(date +%s) - start ))s: $@"
 
 ## coredns: build the pinned CoreDNS (test/coredns) for the e2e suite's cluster DNS and bench-dns into ~/.cache/atoll/tools, once (a few minutes cold)
 coredns: $(COREDNS)

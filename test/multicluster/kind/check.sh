@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks what `make e2e-kind` needs besides Go: a Docker client with a
-# running engine, kind and kubectl. Prints each tool's version, or what is
+# running engine, kind (make kind builds the pinned one, which the Makefile
+# puts first on PATH) and kubectl. Prints each tool's version, or what is
 # missing and how to install it; exits 1 when anything is missing.
 set -u
 
@@ -26,8 +27,7 @@ fi
 
 if ! command -v kind >/dev/null 2>&1; then
   miss "kind (v$KIND_MIN or later)" \
-    "go install sigs.k8s.io/kind@latest (then put \$(go env GOPATH)/bin on PATH)," \
-    "or a release binary: https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
+    "run it through make e2e-kind, which builds the pinned kind (make kind) and puts it on PATH"
 else
   v=$(kind version 2>/dev/null | awk '{print $2}')
   if [ -z "$v" ] || ! version_ge "${v#v}" "$KIND_MIN"; then
