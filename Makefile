@@ -77,15 +77,15 @@ unit:
 
 ## e2e: the multi-cluster suite on the local provider (a global, two zone clusters on loopback), verbose; make test runs it too
 e2e: kube-apiserver helm coredns
-	$(GO) test -v -count=1 -timeout 10m ./test/multicluster
+	$(GO) test -v -count=1 -timeout 10m ./test/e2e/multicluster
 
-## e2e-kind: the multi-cluster suite on kind (a global and two zone clusters, the images built and loaded, the chart installed), verbose; needs Docker with a running engine and kubectl (test/multicluster/kind/check.sh says what is missing), builds the pinned kind itself; about 15-20 minutes; the clusters are deleted at the end, kept after a failure with ATOLL_E2E_KEEP=1
+## e2e-kind: the multi-cluster suite on kind (a global and two zone clusters, the images built and loaded, the chart installed), verbose; needs Docker with a running engine and kubectl (test/e2e/multicluster/kind/check.sh says what is missing), builds the pinned kind itself; about 15-20 minutes; the clusters are deleted at the end, kept after a failure with ATOLL_E2E_KEEP=1
 e2e-kind: kind-check helm
 	$(MAKE) images IMAGE_TAG=$(IMAGE_TAG)
-	PATH="$(dir $(KIND)):$$PATH" ATOLL_E2E_IMAGE_TAG=$(IMAGE_TAG) $(GO) test -tags kind -run TestKind -v -count=1 -timeout 60m ./test/multicluster/
+	PATH="$(dir $(KIND)):$$PATH" ATOLL_E2E_IMAGE_TAG=$(IMAGE_TAG) $(GO) test -tags kind -run TestKind -v -count=1 -timeout 60m ./test/e2e/multicluster/
 
 kind-check: $(KIND)
-	@PATH="$(dir $(KIND)):$$PATH" ./test/multicluster/kind/check.sh
+	@PATH="$(dir $(KIND)):$$PATH" ./test/e2e/multicluster/kind/check.sh
 
 ## test-race: every test under the race detector, the end-to-end tests' atoll processes built with it too
 test-race: tools kube-apiserver helm coredns
@@ -93,7 +93,7 @@ test-race: tools kube-apiserver helm coredns
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags kind ./test/multicluster/
+	$(GO) vet -tags kind ./test/e2e/multicluster/
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$') 2>/dev/null); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 

@@ -10,7 +10,7 @@
 // The test files hold the tests; chart.go renders the chart and reads what
 // it renders, pod.go plays the kubelet for a rendered pod and creates
 // rendered objects on an API server, for this package's tests and the
-// multi-cluster suite (test/multicluster).
+// multi-cluster suite (test/e2e/multicluster).
 package chart
 
 import (
@@ -21,6 +21,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -28,8 +29,15 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Dir is the chart's directory, from this package's.
-var Dir = filepath.Join("..", "..", "charts", "atoll")
+// Dir is the chart's directory, an absolute path found from this source
+// file's, so that tests of any package reach it.
+var Dir = func() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) { // built with -trimpath: from a package two levels down
+		return filepath.Join("..", "..", "charts", "atoll")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..", "charts", "atoll")
+}()
 
 // Release and Namespace are the release the tests render.
 const (

@@ -52,7 +52,7 @@ func startKind(t *testing.T, n int) *kindProvider {
 	t.Helper()
 	for _, tool := range []string{"docker", "kind", "kubectl"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("the kind provider needs %s on PATH: %v; test/multicluster/kind/check.sh says what is missing and how to install it", tool, err)
+			t.Fatalf("the kind provider needs %s on PATH: %v; test/e2e/multicluster/kind/check.sh says what is missing and how to install it", tool, err)
 		}
 	}
 	helm, err := helmbin.Path()
