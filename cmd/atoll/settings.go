@@ -24,6 +24,15 @@ func envName(flag string) string {
 	return "ATOLL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
+// flagsByKey maps each setting's config key to its flag.
+func flagsByKey(settings []setting) map[string]string {
+	m := make(map[string]string, len(settings))
+	for _, s := range settings {
+		m[s.key] = s.flag
+	}
+	return m
+}
+
 // bindSettings adds a flag per setting (default from defaults, a struct
 // whose fields are tagged yaml) and the common --config and --print-config.
 func bindSettings(cmd *cobra.Command, defaults any, settings []setting) {
