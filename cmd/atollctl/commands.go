@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/yamlpos"
 )
 
 func applyCommand(c *client) *cobra.Command {
@@ -36,7 +37,8 @@ and checked for syntax first; nothing is sent if any document is malformed.`,
 				}
 				rs, err := resource.DecodeAll(data)
 				if err != nil {
-					return fmt.Errorf("%s: %w", f, err)
+					// FILE:LINE: PATH: what is wrong, when the line is known.
+					return yamlpos.InFile(inputName(f), fmt.Errorf("%s: %w", f, err))
 				}
 				all = append(all, rs...)
 			}
@@ -99,6 +101,14 @@ func readInput(name string, stdin io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
 	return data, nil
+}
+
+// inputName is how messages name an input given with -f.
+func inputName(f string) string {
+	if f == "-" {
+		return "stdin"
+	}
+	return f
 }
 
 func describe(r *resource.Resource) string {

@@ -13,6 +13,8 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/atoll-mesh/atoll/internal/yamlpos"
 )
 
 // metaFields are the top-level keys of the file format that are not spec.
@@ -39,6 +41,9 @@ func (reg *Registry) Decode(data []byte) (*Resource, error) {
 	}
 	jsonData, err := sigsyaml.YAMLToJSON(data)
 	if err != nil {
+		if perr := yamlpos.ParseAll(data); perr != nil {
+			return nil, yamlpos.Syntax(data, perr)
+		}
 		return nil, fmt.Errorf("not valid YAML or JSON: %w", err)
 	}
 	var fields map[string]json.RawMessage
@@ -74,6 +79,12 @@ func (reg *Registry) Decode(data []byte) (*Resource, error) {
 		return nil, fmt.Errorf("type: %w", err)
 	}
 	r.Meta.Type = d.Type
+	var node yaml.Node
+	if yaml.Unmarshal(data, &node) == nil {
+		if err := reg.checkShape(&node); err != nil {
+			return nil, err
+		}
+	}
 	spec := map[string]json.RawMessage{}
 	for k, v := range fields {
 		if !metaFields[k] {
@@ -131,10 +142,14 @@ func DecodeAll(data []byte) ([]*Resource, error) {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return nil, fmt.Errorf("document %d: not valid YAML: %w", i, err)
+			return nil, fmt.Errorf("document %d: %w", i, yamlpos.Syntax(data, err))
 		}
 		if isEmptyDocument(&node) {
 			continue
+		}
+		// Checked here, where lines count from the start of the stream.
+		if err := Types.checkShape(&node); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i, err)
 		}
 		doc, err := yaml.Marshal(&node)
 		if err != nil {
