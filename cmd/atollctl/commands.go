@@ -24,7 +24,7 @@ func applyCommand(c *client) *cobra.Command {
 		Long: `Create or update the resources in FILE (or standard input with -f -).
 A file may hold several resources separated by '---'. The whole file is read
 and checked for syntax first; nothing is sent if any document is malformed.`,
-		Args: cobra.NoArgs,
+		Args: noArgs("give files with -f: atollctl apply -f FILE (or -f - for standard input)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(files) == 0 {
 				return errors.New("no input: give -f FILE, or -f - for standard input")
@@ -146,7 +146,7 @@ func getCommand(c *client) *cobra.Command {
   atollctl get vips                       # each service's virtual IP
   atollctl get proxies                    # on a zone: connected proxies, in sync or not
   atollctl get zone-token-keys            # on the global: zone token signing keys`,
-		Args: cobra.RangeArgs(1, 2),
+		Args: getArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch output {
 			case "table", "json", "yaml":
@@ -193,7 +193,7 @@ func deleteCommand(c *client) *cobra.Command {
 		Use:     "delete TYPE NAME",
 		Short:   "Delete a resource",
 		Example: `  atollctl delete dataplane backend-1 --mesh default`,
-		Args:    cobra.ExactArgs(2),
+		Args:    deleteArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := typeArg(args[0])
 			if err != nil {
