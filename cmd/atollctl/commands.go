@@ -23,7 +23,10 @@ func applyCommand(c *client) *cobra.Command {
 		Short: "Create or update resources from YAML or JSON files",
 		Long: `Create or update the resources in FILE (or standard input with -f -).
 A file may hold several resources separated by '---'. The whole file is read
-and checked for syntax first; nothing is sent if any document is malformed.`,
+and checked for syntax first; nothing is sent if any document is malformed.
+Each resource is reported created, updated, or unchanged (nothing written:
+its spec and labels are those stored). What get -o yaml prints applies back
+unchanged.`,
 		Args: noArgs("give files with -f: atollctl apply -f FILE (or -f - for standard input)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(files) == 0 {
@@ -76,9 +79,14 @@ and checked for syntax first; nothing is sent if any document is malformed.`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", describe(r), err)
 					continue
 				}
-				verb := "updated"
-				if status == http.StatusCreated {
-					verb = "created"
+				// The API says created, updated or unchanged; one that
+				// does not is answered by the status alone.
+				verb := c.outcome
+				if verb == "" {
+					verb = "updated"
+					if status == http.StatusCreated {
+						verb = "created"
+					}
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", describe(r), verb)
 			}
@@ -163,6 +171,10 @@ func getCommand(c *client) *cobra.Command {
 				}
 			}
 			if path, table := viewPath(args[0], name, mesh); path != "" {
+				if output == "yaml" && (args[0] == "zones" || args[0] == "zone") {
+					// As Zone resources that apply takes back.
+					return c.getView(cmd.Context(), cmd.OutOrStdout(), path, "table", zonesYAML)
+				}
 				return c.getView(cmd.Context(), cmd.OutOrStdout(), path, output, table)
 			}
 			d, err := typeArg(args[0])
@@ -183,7 +195,7 @@ func getCommand(c *client) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&mesh, "mesh", resource.DefaultMesh, "mesh of mesh-scoped resources")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml (YAML that apply -f takes back)")
 	return cmd
 }
 

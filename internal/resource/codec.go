@@ -18,9 +18,13 @@ import (
 )
 
 // metaFields are the top-level keys of the file format that are not spec.
+// status is what atollctl get -o yaml shows of a resource's state (a
+// zone's connection): read-only, it is ignored, so that output applies
+// back.
 var metaFields = map[string]bool{
 	"type": true, "mesh": true, "name": true, "labels": true,
 	"version": true, "creationTime": true, "modificationTime": true,
+	"status": true,
 }
 
 // MaxDocumentSize bounds one resource document. Larger input is refused

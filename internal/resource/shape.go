@@ -33,6 +33,8 @@ func (reg *Registry) checkShape(doc *yaml.Node) error {
 			if err := checkLabels(v); err != nil {
 				return err
 			}
+		case k.Value == "status":
+			// read-only, any shape: ignored
 		case metaFields[k.Value]:
 			if v.Kind != yaml.ScalarNode && v.Kind != yaml.AliasNode {
 				return &yamlpos.Error{Line: v.Line, Path: k.Value, Msg: "must be a string, not " + kindName(v)}
@@ -182,5 +184,5 @@ func jsonNames(md protoreflect.MessageDescriptor) []string {
 }
 
 func metaFieldNames() []string {
-	return []string{"type", "mesh", "name", "labels", "version", "creationTime", "modificationTime"}
+	return []string{"type", "mesh", "name", "labels", "version", "creationTime", "modificationTime", "status"}
 }

@@ -48,7 +48,7 @@ func TestAtollctl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, errOut, err = ctl(yamlOut, "apply", "-f", "-"); err != nil || strings.Count(out, "updated") != 3 {
+	if out, errOut, err = ctl(yamlOut, "apply", "-f", "-"); err != nil || strings.Count(out, "unchanged") != 3 {
 		t.Errorf("re-applying -o yaml: %v %q %q", err, out, errOut)
 	}
 
