@@ -3,6 +3,9 @@ package resource_test
 import (
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/yamlpos"
 )
@@ -81,5 +84,36 @@ func TestDecodeLineErrors(t *testing.T) {
 	_, err = resource.Decode([]byte(`{"type":"Dataplane","name":"kong","networking":{"adress":"127.0.0.1"}}`))
 	if want := `line 1: networking.adress: unknown field; did you mean "address"?`; err == nil || err.Error() != want {
 		t.Errorf("Decode() of JSON = %v, want %q", err, want)
+	}
+}
+
+// TestDecodeIgnoresStatus reads what atollctl get zone -o yaml prints: the
+// read-only status of any shape is dropped, the rest is the Zone.
+func TestDecodeIgnoresStatus(t *testing.T) {
+	doc := "type: Zone\nname: zone-1\nenabled: false\nstatus:\n  online: true\n  stats: {Dataplane: {sent: 3}}\n"
+	rs, err := resource.DecodeAll([]byte(doc))
+	if err != nil {
+		t.Fatalf("DecodeAll() = %v", err)
+	}
+	z, ok := rs[0].Spec.(*v1alpha1.Zone)
+	if len(rs) != 1 || !ok || z.Enabled == nil || *z.Enabled {
+		t.Fatalf("DecodeAll() = %v, want zone-1 disabled", rs)
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	for _, tt := range []struct {
+		in   *bool
+		want *bool
+	}{
+		{proto.Bool(true), nil},
+		{proto.Bool(false), proto.Bool(false)},
+		{nil, nil},
+	} {
+		r := &resource.Resource{Meta: resource.Meta{Type: resource.ZoneType, Name: "zone-1"}, Spec: &v1alpha1.Zone{Enabled: tt.in}}
+		resource.Normalize(r)
+		if !proto.Equal(r.Spec, &v1alpha1.Zone{Enabled: tt.want}) {
+			t.Errorf("Normalize(enabled %v) = %v, want enabled %v", tt.in, r.Spec, tt.want)
+		}
 	}
 }
