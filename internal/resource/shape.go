@@ -52,7 +52,7 @@ func (reg *Registry) checkShape(doc *yaml.Node) error {
 	known := append(metaFieldNames(), jsonNames(spec)...)
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k, v := doc.Content[i], doc.Content[i+1]
-		if metaFields[k.Value] || k.Kind != yaml.ScalarNode {
+		if metaFields[k.Value] || k.Kind != yaml.ScalarNode || k.Tag == mergeTag {
 			continue
 		}
 		fd := findField(spec, k.Value)
@@ -85,8 +85,8 @@ func checkLabels(v *yaml.Node) error {
 func checkMessage(md protoreflect.MessageDescriptor, n *yaml.Node, path string) error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			continue
+		if k.Kind != yaml.ScalarNode || k.Tag == mergeTag {
+			continue // merged fields are left to protojson
 		}
 		fd := findField(md, k.Value)
 		if fd == nil {
@@ -152,6 +152,9 @@ func checkSingle(fd protoreflect.FieldDescriptor, v *yaml.Node, path string) err
 	}
 	return nil
 }
+
+// mergeTag marks a YAML merge key (<<: *anchor).
+const mergeTag = "!!merge"
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 

@@ -117,3 +117,12 @@ func TestNormalize(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeAllMergeKeys keeps accepting YAML merge keys, whose fields
+// protojson checks.
+func TestDecodeAllMergeKeys(t *testing.T) {
+	_, err := resource.DecodeAll([]byte("type: Dataplane\nmesh: default\nname: kong\nnetworking:\n  address: 127.0.0.1\n  gateway:\n    <<: {type: DELEGATED}\n    tags: {atoll.io/service: kong}\n"))
+	if err != nil {
+		t.Errorf("a merge key was refused: %v", err)
+	}
+}

@@ -106,8 +106,12 @@ func editDistance(a, b string) int {
 
 var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// maxRescans bounds how many prefixes Syntax parses to find the line.
-const maxRescans = 2000
+// maxRescans and maxRescanBytes bound how many prefixes, and how many bytes
+// in all, Syntax parses to find the line (input may come from the network).
+const (
+	maxRescans     = 2000
+	maxRescanBytes = 8 << 20
+)
 
 // Syntax turns a YAML parser error about data into a *LineError at
 // the line that is wrong. yaml.v3 reports the line where the enclosing
@@ -122,8 +126,13 @@ func Syntax(data []byte, err error) error {
 	line, _ := strconv.Atoi(m[1])
 	msg := m[2]
 	lines := bytes.SplitAfter(data, []byte("\n"))
+	budget := maxRescanBytes
 	for l := max(line, 1); l <= len(lines) && l < line+maxRescans; l++ {
-		perr := ParseAll(bytes.Join(lines[:l], nil))
+		prefix := bytes.Join(lines[:l], nil)
+		if budget -= len(prefix); budget < 0 {
+			break // a large input: keep the parser's line
+		}
+		perr := ParseAll(prefix)
 		if pm := yamlErrLine.FindStringSubmatch(fmt.Sprint(perr)); pm != nil && pm[2] == msg {
 			line = l
 			break
