@@ -85,6 +85,18 @@ func TestApplyUnchangedAndRoundTrip(t *testing.T) {
 		}
 	}
 
+	// The global's meshes, and all its zones at once.
+	for _, kind := range []string{"meshes", "zones"} {
+		out, errOut, err := gctl("", "get", kind, "-o", "yaml")
+		if err != nil {
+			t.Fatalf("get %s -o yaml: %v %s", kind, err, errOut)
+		}
+		want := map[string]string{"meshes": "Mesh default unchanged\n", "zones": "Zone zone-1 unchanged\n"}[kind]
+		if got, errOut, err := gctl(out, "apply", "-f", "-"); err != nil || got != want {
+			t.Errorf("get %s -o yaml | apply -f -: %v, stdout %q, stderr %q; want %q\n%s", kind, err, got, errOut, want, out)
+		}
+	}
+
 	// camelCase keys in the zone's and the global's status.
 	waitFor(t, 30*time.Second, "zone-1's session stats", func() error {
 		if _, body := call(t, "GET", z.apiURL+"/zone", ""); !strings.Contains(body, `"sent":`) {
