@@ -45,6 +45,11 @@ func (reg *Registry) Decode(data []byte) (*Resource, error) {
 	}
 	jsonData, err := sigsyaml.YAMLToJSON(data)
 	if err != nil {
+		if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+			if jerr := jsonSyntax(data); jerr != nil {
+				return nil, jerr
+			}
+		}
 		if perr := yamlpos.ParseAll(data); perr != nil {
 			return nil, yamlpos.Syntax(data, perr)
 		}
@@ -106,6 +111,17 @@ func (reg *Registry) Decode(data []byte) (*Resource, error) {
 	return r, nil
 }
 
+// jsonSyntax reports a JSON syntax error in data at its line, or nil.
+func jsonSyntax(data []byte) error {
+	var v any
+	var se *json.SyntaxError
+	if err := json.Unmarshal(data, &v); errors.As(err, &se) {
+		line := 1 + bytes.Count(data[:min(int(se.Offset), len(data))], []byte("\n"))
+		return &yamlpos.Error{Line: line, Msg: "not valid JSON: " + se.Error()}
+	}
+	return nil
+}
+
 var protoErrNoise = regexp.MustCompile(`^proto:\s*|\s*\(line \d+:\d+\):?`)
 
 // cleanProtoError drops protojson's prefix and line numbers, which refer to
@@ -126,6 +142,9 @@ func DecodeAll(data []byte) ([]*Resource, error) {
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		var docs []json.RawMessage
 		if err := json.Unmarshal(trimmed, &docs); err != nil {
+			if jerr := jsonSyntax(data); jerr != nil {
+				return nil, jerr
+			}
 			return nil, fmt.Errorf("not a valid JSON array: %w", err)
 		}
 		out := make([]*Resource, 0, len(docs))
@@ -145,6 +164,11 @@ func DecodeAll(data []byte) ([]*Resource, error) {
 		if err := dec.Decode(&node); err != nil {
 			if errors.Is(err, io.EOF) {
 				break
+			}
+			if len(trimmed) > 0 && trimmed[0] == '{' {
+				if jerr := jsonSyntax(data); jerr != nil {
+					return nil, jerr
+				}
 			}
 			return nil, fmt.Errorf("document %d: %w", i, yamlpos.Syntax(data, err))
 		}

@@ -126,3 +126,25 @@ func TestDecodeAllMergeKeys(t *testing.T) {
 		t.Errorf("a merge key was refused: %v", err)
 	}
 }
+
+func TestDecodeJSONSyntaxLine(t *testing.T) {
+	_, err := resource.Decode([]byte("{\n  \"type\": \"Dataplane\",\n  \"name\": \"kong\"\n  \"mesh\": \"default\"\n}\n"))
+	if want := "line 4: not valid JSON: invalid character '\"' after object key:value pair"; err == nil || err.Error() != want {
+		t.Errorf("Decode() = %v, want %q", err, want)
+	}
+}
+
+func TestDecodeAllJSONSyntaxLine(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"\n[\n  {\"type\": \"Mesh\", \"name\": \"a\"},\n  {\"type\": \"Mesh\" \"name\": \"b\"}\n]\n",
+			"meshes.json:4: not valid JSON: invalid character '\"' after object key:value pair"},
+		{"\n{\n  \"type\": \"Mesh\",\n  \"name\": \"a\"\n  \"x\": 1\n}\n",
+			"meshes.json:5: not valid JSON: invalid character '\"' after object key:value pair"},
+	}
+	for _, tt := range tests {
+		_, err := resource.DecodeAll([]byte(tt.in))
+		if got := yamlpos.InFile("meshes.json", err); got == nil || got.Error() != tt.want {
+			t.Errorf("DecodeAll(%q) = %v, want %q", tt.in, got, tt.want)
+		}
+	}
+}
