@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/yamlpos"
 )
 
 // The positional-argument checks of atollctl's commands. Each error says
@@ -142,11 +143,16 @@ func subcommandArgs(cmd *cobra.Command, args []string) error {
 	if len(args) == 0 {
 		return nil
 	}
-	var usages []string
+	var usages, names []string
 	for _, sub := range cmd.Commands() {
 		if sub.IsAvailableCommand() {
 			usages = append(usages, cmd.CommandPath()+" "+sub.Use)
+			names = append(names, sub.Name())
 		}
+	}
+	if s := yamlpos.Closest(args[0], names); s != "" {
+		sub, _, _ := cmd.Find([]string{s})
+		return fmt.Errorf("unknown command %q; did you mean %q? %s %s", args[0], s, cmd.CommandPath(), sub.Use)
 	}
 	return fmt.Errorf("unknown command %q: use %s", args[0], strings.Join(usages, ", or "))
 }

@@ -31,8 +31,11 @@ func TestArgumentErrors(t *testing.T) {
 		{[]string{"generate", "zone-token", "zone-1"}, `unexpected argument "zone-1": name the zone with --zone: atollctl generate zone-token --zone ZONE [--valid-for DURATION]`},
 		{[]string{"revoke", "zone-token", "zone-1"}, `unexpected argument "zone-1": name the zone with --zone: atollctl revoke zone-token --zone ZONE`},
 		{[]string{"retire", "zone-token-key"}, "missing the ID of the key to retire: atollctl retire zone-token-key ID (atollctl get zone-token-keys lists them)"},
-		{[]string{"generate", "zone-tokn"}, `unknown command "zone-tokn": use atollctl generate zone-token --zone NAME [--valid-for DURATION]`},
+		{[]string{"generate", "zone-tokn"}, `unknown command "zone-tokn"; did you mean "zone-token"? atollctl generate zone-token --zone NAME [--valid-for DURATION]`},
 		{[]string{"retire", "key"}, `unknown command "key": use atollctl retire zone-token-key ID`},
+		{[]string{"config", "use-contxt", "zone-1"}, `unknown command "use-contxt"; did you mean "use-context"? atollctl config use-context NAME`},
+		{[]string{"config", "list"}, `unknown command "list": use atollctl config current-context, or atollctl config delete-context NAME, or atollctl config get-contexts, or atollctl config set-context NAME --api-url URL [--api-ca-file FILE] [--api-token-file FILE], or atollctl config use-context NAME`},
+		{[]string{"config", "current-context", "zone-1"}, `unexpected argument "zone-1": atollctl config current-context takes no arguments; switch with atollctl config use-context NAME`},
 		{[]string{"accept-global"}, "missing the cluster identity to accept: atollctl accept-global CLUSTER_ID (atollctl status shows the one refused)"},
 		{[]string{"accept-global", "a", "b"}, "too many arguments (b): atollctl accept-global CLUSTER_ID (atollctl status shows the one refused)"},
 	}
