@@ -22,6 +22,10 @@ import (
 type Config struct {
 	// Addr is host:port for UDP and TCP; port 0 picks a free one.
 	Addr string
+	// Sockets, when set, are Addr already bound (Listen): Run serves on
+	// them instead of binding Addr, so a caller learns of a taken port
+	// before it starts anything.
+	Sockets *Sockets
 	// Domain is the zone the server is authoritative for ("mesh").
 	Domain string
 	// TTL of answers, and of negative answers (SOA minimum).
@@ -258,10 +262,14 @@ func (s *Server) reply(w mdns.ResponseWriter, r *mdns.Msg, m *mdns.Msg) {
 
 // Run serves UDP (one SO_REUSEPORT socket per core) and TCP until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
-	pc, ln, err := listenBoth(s.cfg.Addr)
-	if err != nil {
-		return err
+	socks := s.cfg.Sockets
+	if socks == nil {
+		var err error
+		if socks, err = Listen(s.cfg.Addr); err != nil {
+			return err
+		}
 	}
+	pc, ln := socks.udp, socks.tcp
 	addr := pc.LocalAddr().String()
 	s.udpAddr.Store(pc.LocalAddr())
 	s.tcpAddr.Store(ln.Addr())
@@ -327,22 +335,49 @@ var reusePort = net.ListenConfig{Control: func(network, address string, c syscal
 	return serr
 }}
 
-// listenBoth binds UDP and TCP on one port. With port 0 the free UDP port
-// may be taken for TCP by another process; then it tries another port.
-func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+// Sockets are the UDP and TCP sockets of one DNS address.
+type Sockets struct {
+	udp net.PacketConn
+	tcp net.Listener
+}
+
+// Close releases both sockets (Run closes them when it ends).
+func (s *Sockets) Close() {
+	s.udp.Close()
+	s.tcp.Close()
+}
+
+// ListenError is a DNS address that could not be bound over Network
+// ("udp" or "tcp").
+type ListenError struct {
+	Addr    string
+	Network string
+	Err     error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("dns address %s (%s): %v", e.Addr, e.Network, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// Listen binds UDP and TCP on one port, the UDP socket one that further
+// sockets may share (SO_REUSEPORT). With port 0 the free UDP port may be
+// taken for TCP by another process; then it tries another port.
+func Listen(addr string) (*Sockets, error) {
 	_, port, _ := net.SplitHostPort(addr)
 	for attempt := 0; ; attempt++ {
 		pc, err := reusePort.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
-			return nil, nil, fmt.Errorf("dns address %s (udp): %w", addr, err)
+			return nil, &ListenError{Addr: addr, Network: "udp", Err: err}
 		}
 		ln, err := net.Listen("tcp", pc.LocalAddr().String())
 		if err == nil {
-			return pc, ln, nil
+			return &Sockets{udp: pc, tcp: ln}, nil
 		}
 		pc.Close()
 		if port != "0" || attempt == 10 {
-			return nil, nil, fmt.Errorf("dns address %s (tcp): %w", pc.LocalAddr(), err)
+			return nil, &ListenError{Addr: addr, Network: "tcp", Err: err}
 		}
 	}
 }

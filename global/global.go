@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/atoll-mesh/atoll/global/zoneauth"
 	"github.com/atoll-mesh/atoll/internal/apiserver"
+	"github.com/atoll-mesh/atoll/internal/config"
 	"github.com/atoll-mesh/atoll/internal/embedetcd"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
@@ -31,6 +33,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	// Every listener is bound (or, for the embedded etcd, found free)
+	// before anything starts or is logged as started.
+	apiLn, kdsLn, err := bindListeners(cfg)
+	if err != nil {
+		return err
+	}
+	defer apiLn.Close()
+	defer kdsLn.Close()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("dataDir: cannot create %s: %w", cfg.DataDir, err)
 	}
@@ -105,7 +115,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
-	kdsEP, err := startKDS(ctx, cfg, sync, auth, instanceID, clusterID, log.With("component", "kds"))
+	kdsEP, err := startKDS(ctx, cfg, kdsLn, sync, auth, instanceID, clusterID, log.With("component", "kds"))
 	if err != nil {
 		return err
 	}
@@ -144,7 +154,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	api, err := apiserver.Listen(ctx, apiserver.ListenConfig{Addr: cfg.APIAddr, Handler: apiserver.Instrument(reg, protected),
+	api, err := apiserver.Listen(ctx, apiserver.ListenConfig{Addr: cfg.APIAddr, Listener: apiLn, Handler: apiserver.Instrument(reg, protected),
 		TLS: cfg.apiTLS(), Log: log.With("component", "api")})
 	if err != nil {
 		return err
@@ -173,6 +183,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	err = g.Wait()
 	log.Info("global control plane stopped")
 	return err
+}
+
+// bindListeners binds the API and KDS listeners and checks that the
+// embedded etcd's ports are free, each error naming its setting.
+func bindListeners(cfg Config) (api, kds net.Listener, err error) {
+	if len(cfg.Etcd.Endpoints) == 0 {
+		if err := config.CheckFree("etcd.clientAddr", cfg.Etcd.ClientAddr); err != nil {
+			return nil, nil, err
+		}
+		if err := config.CheckFree("etcd.peerAddr", cfg.Etcd.PeerAddr); err != nil {
+			return nil, nil, err
+		}
+	}
+	if api, err = config.Listen("apiAddr", cfg.APIAddr); err != nil {
+		return nil, nil, err
+	}
+	if kds, err = config.Listen("kdsAddr", cfg.KDSAddr); err != nil {
+		api.Close()
+		return nil, nil, err
+	}
+	return api, kds, nil
 }
 
 func newEtcdClient(cfg Etcd, endpoints []string) (*clientv3.Client, error) {

@@ -33,12 +33,12 @@ type kdsEndpoint struct {
 	caPEM []byte
 }
 
-// startKDS binds the KDS listener and prepares its gRPC server. With no
+// startKDS prepares the KDS gRPC server on ln, the bound kdsAddr. With no
 // certificate configured it keeps a CA and certificate in the data
 // directory. Either way the certificate files are followed: a certificate
 // replaced on disk is served from the next connection on.
 // A generated certificate is kept current until ctx ends.
-func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, auth kds.Authenticator, instanceID, clusterID string, log *slog.Logger) (*kdsEndpoint, error) {
+func startKDS(ctx context.Context, cfg Config, ln net.Listener, handler kds.ZoneHandler, auth kds.Authenticator, instanceID, clusterID string, log *slog.Logger) (*kdsEndpoint, error) {
 	srv := kds.NewServer(kds.ServerConfig{
 		Handler:    handler,
 		Auth:       auth,
@@ -95,10 +95,6 @@ func startKDS(ctx context.Context, cfg Config, handler kds.ZoneHandler, auth kds
 	}
 	ep.server = grpc.NewServer(opts...)
 	v1alpha1.RegisterKDSServer(ep.server, srv)
-	ln, err := net.Listen("tcp", cfg.KDSAddr)
-	if err != nil {
-		return nil, fmt.Errorf("kdsAddr: %w", err)
-	}
 	ep.listener = kds.LimitPerPeer(ln, cfg.KDS.MaxConnectionsPerPeer)
 	return ep, nil
 }

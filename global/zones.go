@@ -21,8 +21,29 @@ type ZoneView struct {
 	Global     string     `json:"globalInstance,omitempty"`
 	Dataplanes int        `json:"dataplanes"`
 	// SyncLagMs is how long the oldest unacknowledged push had waited.
-	SyncLagMs int64                                          `json:"syncLagMs"`
-	Stats     map[string]*v1alpha1.KDSSubscription_TypeStats `json:"stats,omitempty"`
+	SyncLagMs int64                    `json:"syncLagMs"`
+	Stats     map[string]ZoneTypeStats `json:"stats,omitempty"`
+}
+
+// ZoneTypeStats is, in a ZoneView, what the global sent a zone of one type
+// and what the zone acknowledged, with camelCase keys like every API's.
+type ZoneTypeStats struct {
+	Sent             uint64 `json:"sent"`
+	Acked            uint64 `json:"acked"`
+	Nacked           uint64 `json:"nacked"`
+	Received         uint64 `json:"received"`
+	LastAckedVersion string `json:"lastAckedVersion,omitempty"`
+}
+
+func zoneTypeStats(in map[string]*v1alpha1.KDSSubscription_TypeStats) map[string]ZoneTypeStats {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make(map[string]ZoneTypeStats, len(in))
+	for t, s := range in {
+		out[t] = ZoneTypeStats{Sent: s.GetSent(), Acked: s.GetAcked(), Nacked: s.GetNacked(), Received: s.GetReceived(), LastAckedVersion: s.GetLastAckedVersion()}
+	}
+	return out
 }
 
 type zonesAPI struct {
@@ -69,7 +90,7 @@ func (a *zonesAPI) views(r *http.Request) ([]ZoneView, error) {
 			v.Global = s.GetGlobalInstanceId()
 			v.Online = s.GetDisconnectTime() == nil && time.Since(seen) < a.offlineAfter
 			v.SyncLagMs = s.GetSyncLagMs()
-			v.Stats = s.GetStats()
+			v.Stats = zoneTypeStats(s.GetStats())
 		}
 		out = append(out, v)
 	}

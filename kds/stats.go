@@ -11,12 +11,17 @@ import (
 // TypeStats counts one type's traffic in a session: resources (and
 // removals) sent, acknowledged and refused by the peer; received from the
 // peer and refused by this end; and the nonce of the last acknowledged push.
+// Its JSON keys (a zone's GET /zone) are camelCase like every API's.
 type TypeStats struct {
-	Sent, Acked, Nacked, Received, Refused uint64
-	LastAckedNonce                         string
+	Sent           uint64 `json:"sent"`
+	Acked          uint64 `json:"acked"`
+	Nacked         uint64 `json:"nacked"`
+	Received       uint64 `json:"received"`
+	Refused        uint64 `json:"refused"`
+	LastAckedNonce string `json:"lastAckedNonce"`
 	// Subscribed is set once the peer subscribed to the type and was sent
 	// its difference.
-	Subscribed bool
+	Subscribed bool `json:"subscribed"`
 }
 
 type unacked struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 
@@ -36,14 +37,14 @@ func loadLocal(ctx context.Context, st store.Reader, idx *localIndex, ingress *i
 
 // newServiceResolver keeps service VIPs and, when cfg enables it, the DNS
 // server's table in step with the cache.
-func newServiceResolver(cfg Config, cache *store.Cache, log *slog.Logger, reg prometheus.Registerer) *resolver {
+func newServiceResolver(cfg Config, socks *dns.Sockets, cache *store.Cache, log *slog.Logger, reg prometheus.Registerer) *resolver {
 	log = log.With("component", "dns")
 	res := newResolver(cache, netip.MustParsePrefix(cfg.VIPCIDR), cfg.DNS.Domain, log, reg)
 	if cfg.VIPCIDR6 != "" {
 		res.cidr6 = netip.MustParsePrefix(cfg.VIPCIDR6)
 	}
 	if cfg.DNS.Addr != "" {
-		res.srv = dns.NewServer(dns.Config{Addr: cfg.DNS.Addr, Domain: cfg.DNS.Domain, TTL: cfg.DNS.TTL, Upstream: cfg.DNS.Upstream,
+		res.srv = dns.NewServer(dns.Config{Addr: cfg.DNS.Addr, Sockets: socks, Domain: cfg.DNS.Domain, TTL: cfg.DNS.TTL, Upstream: cfg.DNS.Upstream,
 			UpstreamAllow: cfg.DNS.upstreamAllow(), MaxInFlight: cfg.DNS.MaxInFlight, MaxTCPConns: cfg.DNS.MaxTCPConns},
 			log, reg)
 	}
@@ -74,14 +75,14 @@ func registerZoneAPI(mux *http.ServeMux, cfg Config, st apiserver.Store, cache *
 	(&statusAPI{zone: cfg.Zone, cache: cache, client: global.client, global: cfg.GlobalAddress, guard: global.guard, election: elected}).register(mux)
 }
 
-// listenAPI protects mux with the API token and listens on cfg.APIAddr. It
-// returns the server and the file holding the token.
-func listenAPI(ctx context.Context, cfg Config, mux *http.ServeMux, reg prometheus.Registerer, log *slog.Logger) (*apiserver.Server, string, error) {
+// listenAPI protects mux with the API token and serves it on ln, bound to
+// cfg.APIAddr. It returns the server and the file holding the token.
+func listenAPI(ctx context.Context, cfg Config, ln net.Listener, mux *http.ServeMux, reg prometheus.Registerer, log *slog.Logger) (*apiserver.Server, string, error) {
 	protected, tokenFile, err := apiserver.Protect(mux, cfg.APITokenFile, cfg.DataDir, cfg.APIAuthLoopback)
 	if err != nil {
 		return nil, "", err
 	}
-	api, err := apiserver.Listen(ctx, apiserver.ListenConfig{Addr: cfg.APIAddr, Handler: apiserver.Instrument(reg, protected),
+	api, err := apiserver.Listen(ctx, apiserver.ListenConfig{Addr: cfg.APIAddr, Listener: ln, Handler: apiserver.Instrument(reg, protected),
 		TLS: cfg.apiTLS(), Log: log.With("component", "api")})
 	if err != nil {
 		return nil, "", err

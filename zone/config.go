@@ -216,7 +216,7 @@ var DefaultYAML []byte
 func Default() Config {
 	return Config{
 		Mode:    ModeUniversal,
-		APIAddr: "127.0.0.1:5681",
+		APIAddr: "127.0.0.1:5691",
 		DataDir: "/var/lib/atoll/zone",
 		Ingress: Ingress{Address: "127.0.0.1", Port: 10001},
 		DNS: DNS{Addr: ":5653", Domain: "mesh", TTL: 5 * time.Second,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 
 	"golang.org/x/sync/errgroup"
@@ -53,6 +54,9 @@ type Injector struct {
 	MemoryRequest string `yaml:"memoryRequest" json:"memoryRequest"`
 	CPULimit      string `yaml:"cpuLimit" json:"cpuLimit"`
 	MemoryLimit   string `yaml:"memoryLimit" json:"memoryLimit"`
+
+	// listener is Addr, bound by Run before anything starts.
+	listener net.Listener
 }
 
 func defaultInjector() Injector {
@@ -78,7 +82,7 @@ func (i Injector) config(zone, xdsCA string) inject.Config {
 }
 
 func (i Injector) serveConfig(dataDir string) inject.ServeConfig {
-	return inject.ServeConfig{Addr: i.Addr, CertFile: i.TLSCert, KeyFile: i.TLSKey,
+	return inject.ServeConfig{Addr: i.Addr, Listener: i.listener, CertFile: i.TLSCert, KeyFile: i.TLSKey,
 		Dir: filepath.Join(dataDir, "injector-tls"), Hosts: i.TLSSANs, WebhookName: i.WebhookName}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -18,13 +19,13 @@ import (
 	"github.com/atoll-mesh/atoll/zone/xds"
 )
 
-// newXDSServer builds the xDS server for cfg.XDS: the ingress certificate
-// and the key proxies' tokens are signed with, in the data dir, and with
-// xds.tls the xDS certificate (xdstls.go). Proxies' Dataplanes
+// newXDSServer builds the xDS server for cfg.XDS, serving on ln: the
+// ingress certificate and the key proxies' tokens are signed with, in the
+// data dir, and with xds.tls the xDS certificate (xdstls.go). Proxies' Dataplanes
 // are read from st, what other zones offer from cache, VIPs from vips,
 // services' own addresses (optional) from addrs; proxies' credentials
 // are checked by auth when set (in Kubernetes mode).
-func newXDSServer(ctx context.Context, cfg Config, st xdsStore, cache *store.Cache, vips func(mesh string) map[string]netip.Addr,
+func newXDSServer(ctx context.Context, cfg Config, ln net.Listener, st xdsStore, cache *store.Cache, vips func(mesh string) map[string]netip.Addr,
 	addrs func(mesh string) map[string][]netip.AddrPort, auth xds.ProxyAuthenticator, reg prometheus.Registerer, log *slog.Logger) (*xds.Server, error) {
 	ingress, err := ingressTLS(cfg)
 	if err != nil {
@@ -43,7 +44,7 @@ func newXDSServer(ctx context.Context, cfg Config, st xdsStore, cache *store.Cac
 		}
 	}
 	return xds.NewServer(xds.Config{
-		Addr: cfg.XDS.Addr, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: vips, ServiceAddresses: addrs,
+		Addr: cfg.XDS.Addr, Listener: ln, Zone: cfg.Zone, Domain: cfg.DNS.Domain, Cache: cache, Store: st, VIPs: vips, ServiceAddresses: addrs,
 		Ingress: ingress, TokenKey: []byte(tokenKey), RequireTokens: cfg.XDS.RequireTokens, ProxyAuthenticator: auth, TLS: xdsTLS, CA: xdsCA,
 		Debounce: cfg.XDS.Debounce, Log: log, Registry: reg,
 	}), nil

@@ -29,6 +29,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	// Every listener is bound before anything starts or is logged as
+	// started: a taken port is the first thing the user hears of.
+	bound, err := bindListeners(cfg)
+	if err != nil {
+		return err
+	}
+	defer bound.close()
+	cfg.Kubernetes.Injector.listener = bound.injector
 	if err := claimDataDir(cfg.DataDir, cfg.Zone); err != nil {
 		return err
 	}
@@ -62,10 +70,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	registerZoneAPI(mux, cfg, st, cache, global, elected, log)
 	registerLeaderMetric(reg, elected)
-	res := newServiceResolver(cfg, cache, log, reg)
+	res := newServiceResolver(cfg, bound.dns, cache, log, reg)
 	var proxies *xds.Server
 	if cfg.XDS.Addr != "" {
-		if proxies, err = newXDSServer(ctx, cfg, st, cache, res.VIPs, m.serviceAddresses, m.proxyAuth, reg, log); err != nil {
+		if proxies, err = newXDSServer(ctx, cfg, bound.xds, st, cache, res.VIPs, m.serviceAddresses, m.proxyAuth, reg, log); err != nil {
 			return err
 		}
 		res.onChange = proxies.Changed
@@ -81,7 +89,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.HandleFunc("GET /meshes/{mesh}/vips", res.handler)
 	apiserver.RegisterIdentity(mux, apiserver.Identity{Kind: apiserver.KindZone, Zone: cfg.Zone})
 	apiserver.RegisterOps(mux, reg, slices.Concat(m.checks, global.checks())...)
-	api, tokenFile, err := listenAPI(ctx, cfg, mux, reg, log)
+	api, tokenFile, err := listenAPI(ctx, cfg, bound.api, mux, reg, log)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/atoll-mesh/atoll/global"
+	"github.com/atoll-mesh/atoll/internal/config"
 	"github.com/atoll-mesh/atoll/internal/logging"
 )
 
@@ -75,7 +76,8 @@ external cluster given with --etcd-endpoints.`,
 			// The process's own messages (a signal received) in the same
 			// format.
 			slog.SetDefault(log)
-			return global.Run(cmd.Context(), cfg, log)
+			// A taken port is named by the flag the user typed.
+			return config.NameFlags(global.Run(cmd.Context(), cfg, log), flagsByKey(globalSettings))
 		},
 	}
 	bindSettings(cmd, global.Default(), globalSettings)

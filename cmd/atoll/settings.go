@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/atoll-mesh/atoll/internal/yamlpos"
 )
 
 // setting ties one flag to one config key and one ATOLL_* variable.
@@ -22,6 +27,15 @@ type setting struct {
 // envName is the environment variable of a flag: --api-addr → ATOLL_API_ADDR.
 func envName(flag string) string {
 	return "ATOLL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// flagsByKey maps each setting's config key to its flag.
+func flagsByKey(settings []setting) map[string]string {
+	m := make(map[string]string, len(settings))
+	for _, s := range settings {
+		m[s.key] = s.flag
+	}
+	return m
 }
 
 // bindSettings adds a flag per setting (default from defaults, a struct
@@ -81,6 +95,9 @@ func loadEnv(cmd *cobra.Command, cfg any, settings []setting, env func(flag stri
 		}
 	}
 	if path, _ := cmd.Flags().GetString("config"); path != "" {
+		if err := checkConfigFile(path, defaults); err != nil {
+			return err
+		}
 		v.SetConfigFile(path)
 		v.SetConfigType("yaml")
 		if err := v.ReadInConfig(); err != nil {
@@ -100,6 +117,53 @@ func loadEnv(cmd *cobra.Command, cfg any, settings []setting, env func(flag stri
 			return fmt.Errorf("configuration: unknown setting(s) %s: run with --print-config to see the settings", strings.TrimSpace(msg[i+len("has invalid keys: "):]))
 		}
 		return fmt.Errorf("configuration: %w", err)
+	}
+	return nil
+}
+
+// checkConfigFile reports a syntax error or an unknown key in the --config
+// file at its line, with the setting most likely meant; defaults are the
+// settings as nested maps. Keys are matched regardless of case, as viper
+// reads them.
+func checkConfigFile(path string, defaults map[string]any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config %s: %w", path, err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return yamlpos.InFile(path, yamlpos.Syntax(data, err))
+	}
+	if len(doc.Content) == 0 {
+		return nil
+	}
+	return yamlpos.InFile(path, checkKeys(doc.Content[0], defaults, ""))
+}
+
+func checkKeys(n *yaml.Node, known map[string]any, prefix string) error {
+	if n.Kind != yaml.MappingNode {
+		return nil // a value of the wrong kind is named by viper
+	}
+	names := slices.Sorted(maps.Keys(known))
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		name := ""
+		for _, candidate := range names {
+			if strings.EqualFold(candidate, k.Value) {
+				name = candidate
+				break
+			}
+		}
+		if name == "" {
+			e := yamlpos.UnknownField(k.Line, prefix+k.Value, k.Value, names)
+			e.Msg += " (run with --print-config to see every setting)"
+			return e
+		}
+		if sub, ok := known[name].(map[string]any); ok && len(sub) > 0 {
+			if err := checkKeys(n.Content[i+1], sub, prefix+name+"."); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/atoll-mesh/atoll/internal/config"
 	"github.com/atoll-mesh/atoll/internal/logging"
 	"github.com/atoll-mesh/atoll/zone"
 )
@@ -100,7 +101,8 @@ its state as custom resources (install charts/atoll/crds first).`,
 			// The process's own messages (a signal received) in the same
 			// format.
 			slog.SetDefault(log)
-			return zone.Run(cmd.Context(), cfg, log)
+			// A taken port is named by the flag the user typed.
+			return config.NameFlags(zone.Run(cmd.Context(), cfg, log), flagsByKey(zoneSettings))
 		},
 	}
 	bindSettings(cmd, zone.Default(), zoneSettings)

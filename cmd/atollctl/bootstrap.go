@@ -35,12 +35,7 @@ Examples:
   atollctl --api-url http://127.0.0.1:5691 bootstrap dataplane kong-7d9-kong-abc --kind proxyless \
     --ca-file /etc/atoll/xds-ca.pem --token-file /var/run/secrets/atoll/token > xds.json
   GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS=true GRPC_XDS_BOOTSTRAP=xds.json ./my-grpc-client`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 2 || (args[0] != "dataplane" && args[0] != "dp" && args[0] != "ingress" && args[0] != "zoneingress") {
-				return fmt.Errorf("usage: atollctl bootstrap dataplane NAME [--mesh MESH] [--kind envoy|proxyless] [--xds HOST:PORT], or bootstrap ingress ZONE [--xds HOST:PORT]")
-			}
-			return nil
-		},
+		Args: bootstrapArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// Asked before the first request, once the flags are checked.
 			zone := func() error {

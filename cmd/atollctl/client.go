@@ -48,6 +48,9 @@ type client struct {
 	ident *identity
 	// hints says, by the plane a command needs, what to run instead.
 	hints map[string]string
+	// outcome is the Atoll-Outcome header of the last answer: what a PUT
+	// did (created, updated, unchanged).
+	outcome string
 }
 
 // apiError is an error answer of the API.
@@ -130,6 +133,7 @@ func (c *client) roundTrip(ctx context.Context, method, path string, body []byte
 	if resp.StatusCode == http.StatusBadRequest && bytes.Contains(data, []byte("HTTP request to an HTTPS server")) {
 		return nil, resp.StatusCode, u, fmt.Errorf("the API at %s serves HTTPS: use --api-url %s", c.baseURL, strings.Replace(c.baseURL, "http://", "https://", 1))
 	}
+	c.outcome = resp.Header.Get("Atoll-Outcome")
 	return data, resp.StatusCode, u, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/atoll-mesh/atoll/internal/resource"
+	"github.com/atoll-mesh/atoll/internal/yamlpos"
 )
 
 func applyCommand(c *client) *cobra.Command {
@@ -22,8 +23,11 @@ func applyCommand(c *client) *cobra.Command {
 		Short: "Create or update resources from YAML or JSON files",
 		Long: `Create or update the resources in FILE (or standard input with -f -).
 A file may hold several resources separated by '---'. The whole file is read
-and checked for syntax first; nothing is sent if any document is malformed.`,
-		Args: cobra.NoArgs,
+and checked for syntax first; nothing is sent if any document is malformed.
+Each resource is reported created, updated, or unchanged (nothing written:
+its spec and labels are those stored). What get -o yaml prints applies back
+unchanged.`,
+		Args: noArgs("give files with -f: atollctl apply -f FILE (or -f - for standard input)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(files) == 0 {
 				return errors.New("no input: give -f FILE, or -f - for standard input")
@@ -36,7 +40,8 @@ and checked for syntax first; nothing is sent if any document is malformed.`,
 				}
 				rs, err := resource.DecodeAll(data)
 				if err != nil {
-					return fmt.Errorf("%s: %w", f, err)
+					// FILE:LINE: PATH: what is wrong, when the line is known.
+					return yamlpos.InFile(inputName(f), fmt.Errorf("%s: %w", f, err))
 				}
 				all = append(all, rs...)
 			}
@@ -74,9 +79,14 @@ and checked for syntax first; nothing is sent if any document is malformed.`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", describe(r), err)
 					continue
 				}
-				verb := "updated"
-				if status == http.StatusCreated {
-					verb = "created"
+				// The API says created, updated or unchanged; one that
+				// does not is answered by the status alone.
+				verb := c.outcome
+				if verb == "" {
+					verb = "updated"
+					if status == http.StatusCreated {
+						verb = "created"
+					}
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", describe(r), verb)
 			}
@@ -99,6 +109,14 @@ func readInput(name string, stdin io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
 	return data, nil
+}
+
+// inputName is how messages name an input given with -f.
+func inputName(f string) string {
+	if f == "-" {
+		return "stdin"
+	}
+	return f
 }
 
 func describe(r *resource.Resource) string {
@@ -136,7 +154,7 @@ func getCommand(c *client) *cobra.Command {
   atollctl get vips                       # each service's virtual IP
   atollctl get proxies                    # on a zone: connected proxies, in sync or not
   atollctl get zone-token-keys            # on the global: zone token signing keys`,
-		Args: cobra.RangeArgs(1, 2),
+		Args: getArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch output {
 			case "table", "json", "yaml":
@@ -153,6 +171,10 @@ func getCommand(c *client) *cobra.Command {
 				}
 			}
 			if path, table := viewPath(args[0], name, mesh); path != "" {
+				if output == "yaml" && (args[0] == "zones" || args[0] == "zone") {
+					// As Zone resources that apply takes back.
+					return c.getView(cmd.Context(), cmd.OutOrStdout(), path, "table", zonesYAML)
+				}
 				return c.getView(cmd.Context(), cmd.OutOrStdout(), path, output, table)
 			}
 			d, err := typeArg(args[0])
@@ -173,7 +195,7 @@ func getCommand(c *client) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&mesh, "mesh", resource.DefaultMesh, "mesh of mesh-scoped resources")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml (YAML that apply -f takes back)")
 	return cmd
 }
 
@@ -183,7 +205,7 @@ func deleteCommand(c *client) *cobra.Command {
 		Use:     "delete TYPE NAME",
 		Short:   "Delete a resource",
 		Example: `  atollctl delete dataplane backend-1 --mesh default`,
-		Args:    cobra.ExactArgs(2),
+		Args:    deleteArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := typeArg(args[0])
 			if err != nil {

@@ -28,6 +28,8 @@ user's config directory (mode 0600), or in the file ATOLLCTL_CONFIG names.`,
   atollctl config use-context zone-1
   atollctl get services                 # asks zone-1
   atollctl --context global get zones   # one command against another context`,
+		Args: subcommandArgs,
+		RunE: runGroup,
 	}
 	load := func() (*ctlConfig, string, error) { return readConfig(getenv) }
 
@@ -122,7 +124,7 @@ user's config directory (mode 0600), or in the file ATOLLCTL_CONFIG names.`,
 	getContexts := &cobra.Command{
 		Use:   "get-contexts",
 		Short: "List the contexts; * marks the current one",
-		Args:  cobra.NoArgs,
+		Args:  noArgs("atollctl config get-contexts takes no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, path, err := load()
 			if err != nil {
@@ -148,7 +150,7 @@ user's config directory (mode 0600), or in the file ATOLLCTL_CONFIG names.`,
 	currentContext := &cobra.Command{
 		Use:   "current-context",
 		Short: "Print the name of the current context",
-		Args:  cobra.NoArgs,
+		Args:  noArgs("atollctl config current-context takes no arguments; switch with atollctl config use-context NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, path, err := load()
 			if err != nil {

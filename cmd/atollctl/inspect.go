@@ -19,12 +19,7 @@ clusters and endpoints. Ask the zone's API (--api-url).
 Examples:
   atollctl --api-url http://127.0.0.1:5691 inspect dataplane kong
   atollctl --api-url http://127.0.0.1:5691 inspect dataplane kong --kind proxyless`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 2 || (args[0] != "dataplane" && args[0] != "dataplanes" && args[0] != "dp") {
-				return fmt.Errorf("usage: atollctl inspect dataplane NAME [--mesh MESH] [--kind envoy|proxyless]")
-			}
-			return nil
-		},
+		Args: inspectArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := c.need(cmd.Context(), planeZone, "a proxy's configuration is served by the zone it connects to"); err != nil {
 				return err

@@ -17,7 +17,7 @@ import (
 // talk to the global's API.
 
 func generateCommand(c *client) *cobra.Command {
-	cmd := &cobra.Command{Use: "generate", Short: "Generate credentials (zone tokens) on the global"}
+	cmd := &cobra.Command{Use: "generate", Short: "Generate credentials (zone tokens) on the global", Args: subcommandArgs, RunE: runGroup}
 	var zone string
 	var validFor time.Duration
 	zt := &cobra.Command{
@@ -25,7 +25,7 @@ func generateCommand(c *client) *cobra.Command {
 		Short: "Print a new token for a zone; the zone presents it with --global-token-file",
 		Example: `  atollctl --api-url http://global:5681 generate zone-token --zone zone-1 > zone-1.token
   atoll zone --zone zone-1 --global-address grpcs://global:5685 --global-token-file zone-1.token ...`,
-		Args: cobra.NoArgs,
+		Args: noArgs("name the zone with --zone: atollctl generate zone-token --zone ZONE [--valid-for DURATION]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if zone == "" {
 				return errors.New("--zone is required: the name of the zone the token admits")
@@ -58,7 +58,7 @@ func generateCommand(c *client) *cobra.Command {
 }
 
 func revokeCommand(c *client) *cobra.Command {
-	cmd := &cobra.Command{Use: "revoke", Short: "Revoke credentials (zone tokens) on the global"}
+	cmd := &cobra.Command{Use: "revoke", Short: "Revoke credentials (zone tokens) on the global", Args: subcommandArgs, RunE: runGroup}
 	var zone string
 	zt := &cobra.Command{
 		Use:   "zone-token --zone NAME",
@@ -66,7 +66,7 @@ func revokeCommand(c *client) *cobra.Command {
 		Long: `Revoke every token issued for the zone until now. Every global replica cuts
 the zone's connections made with them at once; the zone reconnects only with a
 token generated afterwards.`,
-		Args: cobra.NoArgs,
+		Args: noArgs("name the zone with --zone: atollctl revoke zone-token --zone ZONE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if zone == "" {
 				return errors.New("--zone is required: the zone whose tokens to revoke")
@@ -94,11 +94,11 @@ token generated afterwards.`,
 }
 
 func rotateCommand(c *client) *cobra.Command {
-	cmd := &cobra.Command{Use: "rotate", Short: "Rotate keys on the global"}
+	cmd := &cobra.Command{Use: "rotate", Short: "Rotate keys on the global", Args: subcommandArgs, RunE: runGroup}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "zone-token-key",
 		Short: "Create a new zone token signing key; tokens signed by older keys stay valid until those are retired",
-		Args:  cobra.NoArgs,
+		Args:  noArgs("atollctl rotate zone-token-key takes no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := c.need(cmd.Context(), planeGlobal, "zone token keys are kept by the global"); err != nil {
 				return err
@@ -119,11 +119,11 @@ func rotateCommand(c *client) *cobra.Command {
 }
 
 func retireCommand(c *client) *cobra.Command {
-	cmd := &cobra.Command{Use: "retire", Short: "Retire keys on the global"}
+	cmd := &cobra.Command{Use: "retire", Short: "Retire keys on the global", Args: subcommandArgs, RunE: runGroup}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "zone-token-key ID",
 		Short: "Retire a zone token signing key: tokens it signed stop working, connections made with them are cut",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneArg("the ID of the key to retire", "atollctl retire zone-token-key ID (atollctl get zone-token-keys lists them)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := c.need(cmd.Context(), planeGlobal, "zone token keys are kept by the global"); err != nil {
 				return err

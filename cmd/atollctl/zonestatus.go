@@ -30,7 +30,7 @@ func statusCommand(c *client) *cobra.Command {
 		Short: "Show a zone's sync with its global: connection, lag, the global's cluster identity",
 		Example: `  atollctl --api-url http://127.0.0.1:5691 status
   atollctl --api-url http://127.0.0.1:5691 status -o json`,
-		Args: cobra.NoArgs,
+		Args: noArgs("atollctl status takes no arguments; ask a zone's API with --api-url"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch output {
 			case "table", "json", "yaml":
@@ -93,7 +93,7 @@ refuses their removal. If that global is the right one, accept it: the zone
 then reconnects and applies the global's state, removals included.
 CLUSTER_ID is the identity "atollctl status" shows as refused.`,
 		Example: `  atollctl --api-url http://127.0.0.1:5691 accept-global 0d5c1c9e-5b7a-4f9e-8d3a-2f0c9a4e7b61`,
-		Args:    cobra.ExactArgs(1),
+		Args:    oneArg("the cluster identity to accept", "atollctl accept-global CLUSTER_ID (atollctl status shows the one refused)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := c.need(cmd.Context(), planeZone, "accept-global is a zone's decision"); err != nil {
 				return err

@@ -196,51 +196,74 @@ func (h *Resources) put(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	resource.Normalize(res)
 	if d.Scope == resource.ScopeMesh {
 		if err := h.meshExists(r.Context(), key.Mesh); err != nil {
 			writeError(w, fieldError("mesh", err.Error()))
 			return
 		}
 	}
-	stored, created, err := h.upsert(r.Context(), res)
+	stored, outcome, err := h.upsert(r.Context(), res)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	status := http.StatusOK
-	if created {
+	switch outcome {
+	case Created:
 		status = http.StatusCreated
 		h.cfg.Log.Info("resource created", "key", key.String(), "version", stored.Meta.Version)
-	} else {
+	case Updated:
 		h.cfg.Log.Info("resource updated", "key", key.String(), "version", stored.Meta.Version)
+	default:
+		h.cfg.Log.Debug("resource unchanged", "key", key.String(), "version", stored.Meta.Version)
 	}
+	w.Header().Set(OutcomeHeader, string(outcome))
 	h.writeResource(w, status, stored)
 }
 
+// OutcomeHeader is the header of a PUT's answer that says what the PUT
+// did: Created (201), Updated or Unchanged (200).
+const OutcomeHeader = "Atoll-Outcome"
+
+// Outcome is what a PUT did, in OutcomeHeader.
+type Outcome string
+
+const (
+	Created Outcome = "created"
+	Updated Outcome = "updated"
+	// Unchanged: the body's spec and labels equal what is stored, so
+	// nothing was written and the version stays.
+	Unchanged Outcome = "unchanged"
+)
+
 // upsert creates res, or updates it: at res's version when the body gave
-// one, else at the version just read.
-func (h *Resources) upsert(ctx context.Context, res *resource.Resource) (*resource.Resource, bool, error) {
-	if res.Meta.Version != "" {
-		stored, err := h.cfg.Store.Update(ctx, res)
-		if store.IsNotFound(err) {
-			return nil, false, conflict(fmt.Sprintf("%s does not exist, but the body names version %q: remove version to create it", res.Key(), res.Meta.Version))
-		}
-		return stored, false, err
-	}
+// one, else at the version just read. A res whose spec and labels equal
+// the stored ones (at its version, when it names one) is not written.
+func (h *Resources) upsert(ctx context.Context, res *resource.Resource) (*resource.Resource, Outcome, error) {
 	cur, err := h.cfg.Store.Get(ctx, res.Key())
 	if store.IsNotFound(err) {
+		if res.Meta.Version != "" {
+			return nil, "", conflict(fmt.Sprintf("%s does not exist, but the body names version %q: remove version to create it", res.Key(), res.Meta.Version))
+		}
 		stored, err := h.cfg.Store.Create(ctx, res)
-		return stored, true, err
+		return stored, Created, err
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
-	if proto.Equal(cur.Spec, res.Spec) && maps.Equal(cur.Meta.Labels, res.Meta.Labels) {
-		return cur, false, nil // unchanged: no write, no new version
+	sameVersion := res.Meta.Version == "" || res.Meta.Version == cur.Meta.Version
+	if sameVersion && proto.Equal(cur.Spec, res.Spec) && maps.Equal(cur.Meta.Labels, res.Meta.Labels) {
+		return cur, Unchanged, nil // no write, no new version
 	}
-	res.Meta.Version = cur.Meta.Version
+	if res.Meta.Version == "" {
+		res.Meta.Version = cur.Meta.Version
+	}
 	stored, err := h.cfg.Store.Update(ctx, res)
-	return stored, false, err
+	if store.IsNotFound(err) {
+		return nil, "", conflict(fmt.Sprintf("%s was deleted meanwhile: apply it again to create it", res.Key()))
+	}
+	return stored, Updated, err
 }
 
 func checkBodyMatchesURL(res *resource.Resource, key resource.Key) error {

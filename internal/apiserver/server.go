@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/atoll-mesh/atoll/internal/config"
 )
 
 // Check is one readiness condition; a nil error means ready.
@@ -120,8 +122,10 @@ const (
 // ListenConfig configures the API server.
 type ListenConfig struct {
 	// Addr is the listen address (host:port; port 0 picks a free port).
-	Addr    string
-	Handler http.Handler
+	Addr string
+	// Listener, when set, is Addr already bound: Listen serves on it.
+	Listener net.Listener
+	Handler  http.Handler
 	// TLS says how to serve; the zero value serves plaintext.
 	TLS TLS
 	Log *slog.Logger
@@ -140,9 +144,12 @@ func Listen(ctx context.Context, cfg ListenConfig) (*Server, error) {
 			return nil, err
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("apiAddr: %w", err)
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = config.Listen("apiAddr", cfg.Addr); err != nil {
+			return nil, err
+		}
 	}
 	if tlsConfig == nil && !loopbackListener(cfg.Addr) {
 		cfg.Log.Warn("the REST API serves plaintext beyond loopback (apiInsecure): the API token and proxies' tokens cross the network in the clear", "apiAddr", ln.Addr().String())

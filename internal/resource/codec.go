@@ -13,12 +13,18 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/atoll-mesh/atoll/internal/yamlpos"
 )
 
 // metaFields are the top-level keys of the file format that are not spec.
+// status is what atollctl get -o yaml shows of a resource's state (a
+// zone's connection): read-only, it is ignored, so that output applies
+// back.
 var metaFields = map[string]bool{
 	"type": true, "mesh": true, "name": true, "labels": true,
 	"version": true, "creationTime": true, "modificationTime": true,
+	"status": true,
 }
 
 // MaxDocumentSize bounds one resource document. Larger input is refused
@@ -39,6 +45,14 @@ func (reg *Registry) Decode(data []byte) (*Resource, error) {
 	}
 	jsonData, err := sigsyaml.YAMLToJSON(data)
 	if err != nil {
+		if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+			if jerr := jsonSyntax(data); jerr != nil {
+				return nil, jerr
+			}
+		}
+		if perr := yamlpos.ParseAll(data); perr != nil {
+			return nil, yamlpos.Syntax(data, perr)
+		}
 		return nil, fmt.Errorf("not valid YAML or JSON: %w", err)
 	}
 	var fields map[string]json.RawMessage
@@ -74,6 +88,12 @@ func (reg *Registry) Decode(data []byte) (*Resource, error) {
 		return nil, fmt.Errorf("type: %w", err)
 	}
 	r.Meta.Type = d.Type
+	var node yaml.Node
+	if yaml.Unmarshal(data, &node) == nil {
+		if err := reg.checkShape(&node); err != nil {
+			return nil, err
+		}
+	}
 	spec := map[string]json.RawMessage{}
 	for k, v := range fields {
 		if !metaFields[k] {
@@ -89,6 +109,17 @@ func (reg *Registry) Decode(data []byte) (*Resource, error) {
 		return nil, fmt.Errorf("%s: %s", d.Type, cleanProtoError(err))
 	}
 	return r, nil
+}
+
+// jsonSyntax reports a JSON syntax error in data at its line, or nil.
+func jsonSyntax(data []byte) error {
+	var v any
+	var se *json.SyntaxError
+	if err := json.Unmarshal(data, &v); errors.As(err, &se) {
+		line := 1 + bytes.Count(data[:min(int(se.Offset), len(data))], []byte("\n"))
+		return &yamlpos.Error{Line: line, Msg: "not valid JSON: " + se.Error()}
+	}
+	return nil
 }
 
 var protoErrNoise = regexp.MustCompile(`^proto:\s*|\s*\(line \d+:\d+\):?`)
@@ -111,6 +142,9 @@ func DecodeAll(data []byte) ([]*Resource, error) {
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		var docs []json.RawMessage
 		if err := json.Unmarshal(trimmed, &docs); err != nil {
+			if jerr := jsonSyntax(data); jerr != nil {
+				return nil, jerr
+			}
 			return nil, fmt.Errorf("not a valid JSON array: %w", err)
 		}
 		out := make([]*Resource, 0, len(docs))
@@ -131,10 +165,19 @@ func DecodeAll(data []byte) ([]*Resource, error) {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return nil, fmt.Errorf("document %d: not valid YAML: %w", i, err)
+			if len(trimmed) > 0 && trimmed[0] == '{' {
+				if jerr := jsonSyntax(data); jerr != nil {
+					return nil, jerr
+				}
+			}
+			return nil, fmt.Errorf("document %d: %w", i, yamlpos.Syntax(data, err))
 		}
 		if isEmptyDocument(&node) {
 			continue
+		}
+		// Checked here, where lines count from the start of the stream.
+		if err := Types.checkShape(&node); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i, err)
 		}
 		doc, err := yaml.Marshal(&node)
 		if err != nil {

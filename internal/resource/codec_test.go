@@ -170,11 +170,9 @@ func TestDecodeErrors(t *testing.T) {
 			notWant: []string{"proto:", "(line"},
 		},
 		{
-			// protojson reports a wrong value kind as a syntax error at a
-			// position in the intermediate JSON, without the field name.
 			name:    "spec value of the wrong kind",
 			doc:     "type: Dataplane\nmesh: default\nname: a\nnetworking:\n  inbound: 9001\n",
-			want:    []string{"Dataplane"},
+			want:    []string{"line 5: networking.inbound: must be a list, not a single value (9001)"},
 			notWant: []string{"proto:"},
 		},
 		{name: "missing type", doc: "mesh: default\nname: a\n", want: []string{"type", "Dataplane"}},

@@ -48,14 +48,14 @@ func TestAtollctl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, errOut, err = ctl(yamlOut, "apply", "-f", "-"); err != nil || strings.Count(out, "updated") != 3 {
+	if out, errOut, err = ctl(yamlOut, "apply", "-f", "-"); err != nil || strings.Count(out, "unchanged") != 3 {
 		t.Errorf("re-applying -o yaml: %v %q %q", err, out, errOut)
 	}
 
 	// A malformed file applies nothing, even its valid documents.
 	bad := "type: Dataplane\nmesh: default\nname: new-1\nnetworking: {address: 10.0.0.1, inbound: [{port: 1, tags: {atoll.io/service: a}}]}\n---\n: [\n"
-	if _, errOut, err = ctl(bad, "apply", "-f", "-"); err == nil || !strings.Contains(errOut, "document 2") {
-		t.Errorf("malformed input: err %v, stderr %q; want a failure naming document 2", err, errOut)
+	if _, errOut, err = ctl(bad, "apply", "-f", "-"); err == nil || !strings.Contains(errOut, "stdin:6: not valid YAML") {
+		t.Errorf("malformed input: err %v, stderr %q; want a failure at line 6 of stdin", err, errOut)
 	}
 	if _, _, err = ctl("", "get", "dataplane", "new-1"); err == nil {
 		t.Error("a document of a malformed file was applied")

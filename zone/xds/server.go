@@ -36,9 +36,12 @@ import (
 // Config configures a Server.
 type Config struct {
 	// Addr is where proxies connect (gRPC, ADS); port 0 picks a free one.
-	Addr   string
-	Zone   string
-	Domain string
+	Addr string
+	// Listener, when set, is Addr already bound: Run serves on it, so
+	// the caller learns of a taken port before it starts anything.
+	Listener net.Listener
+	Zone     string
+	Domain   string
 	// Cache holds the zone's Meshes, ZoneIngresses and ServiceEndpoints.
 	Cache *store.Cache
 	// Store is the zone's store: its Dataplanes are mirrored in memory only
@@ -219,9 +222,12 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.runCtx = ctx
 	s.mu.Unlock()
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("xdsAddr: %w", err)
+	ln := s.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("xds.addr: %w", err)
+		}
 	}
 	s.bound.Store(ln.Addr())
 	opts := []grpc.ServerOption{

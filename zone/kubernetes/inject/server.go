@@ -20,6 +20,9 @@ import (
 type ServeConfig struct {
 	// Addr is the HTTPS listener, such as ":5443".
 	Addr string
+	// Listener, when set, is Addr already bound: Run serves on it, so
+	// the caller learns of a taken port before it starts anything.
+	Listener net.Listener
 	// CertFile and KeyFile are the serving certificate, followed on disk
 	// (a renewal by cert-manager shows at the next handshake). Empty: a
 	// CA and a certificate are generated in Dir and kept current, and the
@@ -122,9 +125,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("injector TLS: %w", err)
 	}
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("injector: %w", err)
+	ln := s.cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("injector: %w", err)
+		}
 	}
 	mux := http.NewServeMux()
 	mux.Handle(Path, s.handler)
