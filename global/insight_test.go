@@ -77,8 +77,8 @@ func TestInsightOfAReplacedSessionNeverMarksTheZoneOffline(t *testing.T) {
 	a, b := replica(t, st, "replica-a"), replica(t, st, "replica-b")
 	old := newSession()
 	current := newSession() // connected after old
-	b.Started("zone-1", current, func() {})
-	a.Started("zone-1", old, func() {}) // a slow write, landing last
+	b.Started("zone-1", kds.Peer{}, current, func() {})
+	a.Started("zone-1", kds.Peer{}, old, func() {}) // a slow write, landing last
 	a.Ended("zone-1", old, io.EOF)
 
 	v := zoneView(t, st, "zone-1")
@@ -121,9 +121,9 @@ func TestInsightWritesOfTwoReplicasDoNotLoseEachOther(t *testing.T) {
 	b := replica(t, st, "replica-b")
 	sb := newSession()
 	sa := newSession()
-	b.Started("zone-1", sb, func() {})
-	a := replica(t, &interleaved{Store: st, gap: func() { b.Started("zone-1", newSession(), func() {}) }}, "replica-a")
-	a.Started("zone-1", sa, func() {})
+	b.Started("zone-1", kds.Peer{}, sb, func() {})
+	a := replica(t, &interleaved{Store: st, gap: func() { b.Started("zone-1", kds.Peer{}, newSession(), func() {}) }}, "replica-a")
+	a.Started("zone-1", kds.Peer{}, sa, func() {})
 
 	ids := map[string]bool{}
 	for _, s := range insightOf(t, st, "zone-1") {
@@ -168,7 +168,7 @@ func TestEndedSessionOfADrainedZoneWritesNothing(t *testing.T) {
 	st := etcdStore(t)
 	a := replica(t, st, "replica-a")
 	s := newSession()
-	a.Started("zone-1", s, func() {})
+	a.Started("zone-1", kds.Peer{}, s, func() {})
 	if err := st.Delete(context.Background(), resource.Key{Type: resource.ZoneInsightType, Name: "zone-1"}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -184,8 +184,8 @@ func TestInsightClosesASessionReplacedOnTheSameReplica(t *testing.T) {
 	st := etcdStore(t)
 	a := replica(t, st, "replica-a")
 	old, current := newSession(), newSession()
-	a.Started("zone-1", old, func() {})
-	a.Started("zone-1", current, func() {})
+	a.Started("zone-1", kds.Peer{}, old, func() {})
+	a.Started("zone-1", kds.Peer{}, current, func() {})
 	a.Ended("zone-1", old, io.EOF)
 	subs := insightOf(t, st, "zone-1")
 	if len(subs) != 2 || subs[0].GetDisconnectTime() != nil || subs[1].GetDisconnectTime() == nil {

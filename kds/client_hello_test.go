@@ -26,10 +26,11 @@ func (h *countingHandler) Connect(context.Context, string, *v1alpha1.Hello) (kds
 	return newEndpoint(), nil
 }
 
-func (h *countingHandler) Started(string, *kds.Session, context.CancelFunc) {
+func (h *countingHandler) Started(string, kds.Peer, *kds.Session, context.CancelFunc) error {
 	h.mu.Lock()
 	h.started++
 	h.mu.Unlock()
+	return nil
 }
 
 func (h *countingHandler) Ended(string, *kds.Session, error) {}
