@@ -70,6 +70,9 @@ type liveSession struct {
 	from    kds.Peer
 	since   time.Time
 	subID   string
+	// replaced are the sessions this one replaced whose end is not yet
+	// recorded in the insight (guarded by zoneSync.mu).
+	replaced []*liveSession
 }
 
 var _ kds.ZoneHandler = (*zoneSync)(nil)
@@ -191,25 +194,32 @@ func (z *zoneSync) Loaded(context.Context) error {
 	}
 }
 
-// Started records the session. A zone holds one session on this replica:
+// Claim registers the session. A zone holds one session on this replica:
 // a newcomer of the same process (same instance: it reconnected before
 // the global saw its old stream end) replaces the old session, and so does
 // any newcomer once the old session has been silent for silentAfter (a
 // half-dead stream). Otherwise the newcomer is another process using the
 // zone's name: it is refused, and the connected one keeps its session.
-func (z *zoneSync) Started(zone string, from kds.Peer, s *kds.Session, cancel context.CancelFunc) error {
+// Claim only reads memory; Started records the session in the insight.
+func (z *zoneSync) Claim(zone string, from kds.Peer, s *kds.Session, cancel context.CancelFunc) error {
 	now := time.Now()
 	z.mu.Lock()
 	old := z.sessions[zone]
 	var silent time.Duration
 	if old != nil {
-		silent = now.Sub(old.session.Stats.Snapshot().LastSeen)
+		silent = now.Sub(old.session.Stats.LastSeen())
 		if old.from.Instance != from.Instance && silent < z.silentAfter {
 			z.mu.Unlock()
 			return z.refuseDuplicate(zone, old, from)
 		}
 	}
 	live := &liveSession{session: s, cancel: cancel, from: from, since: now, subID: fmt.Sprintf("%s-%d", z.instanceID, now.UnixNano())}
+	if old != nil {
+		// The old session's end is recorded once this one's start is
+		// (Started), or by this one's end if it never starts.
+		live.replaced = append(old.replaced, old)
+		old.replaced = nil
+	}
 	z.sessions[zone] = live
 	z.mu.Unlock()
 	if old != nil {
@@ -219,11 +229,26 @@ func (z *zoneSync) Started(zone string, from kds.Peer, s *kds.Session, cancel co
 				"new", from.Addr, "newInstance", from.Instance)
 		}
 		old.cancel()
-		// Its own Ended finds it replaced: record its end here.
+	}
+	return nil
+}
+
+// Started records the claimed session, and the end of those it replaced,
+// in the zone's insight.
+func (z *zoneSync) Started(zone string, s *kds.Session) {
+	z.mu.Lock()
+	live := z.sessions[zone]
+	if live == nil || live.session != s {
+		z.mu.Unlock()
+		return // replaced already: its successor records it ended
+	}
+	replaced := live.replaced
+	live.replaced = nil
+	z.mu.Unlock()
+	for _, old := range replaced {
 		z.writeInsight(context.Background(), zone, old, true)
 	}
 	z.writeInsight(context.Background(), zone, live, false)
-	return nil
 }
 
 // defaultSilentAfter is silentAfter's default, kds.zoneOfflineAfter's.
@@ -248,16 +273,22 @@ func addrOrUnknown(addr string) string {
 	return addr
 }
 
-// Ended forgets the session and records the disconnect.
+// Ended forgets the session and records the disconnect, and that of the
+// sessions it replaced if it ended before Started recorded them.
 func (z *zoneSync) Ended(zone string, s *kds.Session, err error) {
 	z.mu.Lock()
 	live := z.sessions[zone]
 	if live == nil || live.session != s {
 		z.mu.Unlock()
-		return // replaced by a newer session; Started recorded its end
+		return // replaced by a newer session, which records its end
 	}
 	delete(z.sessions, zone)
+	replaced := live.replaced
+	live.replaced = nil
 	z.mu.Unlock()
+	for _, old := range replaced {
+		z.writeInsight(context.Background(), zone, old, true)
+	}
 	z.writeInsight(context.Background(), zone, live, true)
 }
 

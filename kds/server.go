@@ -54,12 +54,15 @@ func (a anyZone) Admit(string) (context.Context, error) { return a.ctx, nil }
 type ZoneHandler interface {
 	// Connect returns the endpoint for an identified zone's session.
 	Connect(ctx context.Context, zone string, hello *v1alpha1.Hello) (Endpoint, error)
-	// Started registers a session before it runs; cancel ends it. It may
-	// refuse the session with a gRPC status error (AlreadyExists: another
-	// zone process holds the name), which the newcomer receives instead of
-	// the global's Hello.
-	Started(zone string, from Peer, s *Session, cancel context.CancelFunc) error
-	// Ended unregisters it.
+	// Claim registers a session before the global's Hello is sent;
+	// cancel ends it. It may refuse the session with a gRPC status error
+	// (AlreadyExists: another zone process holds the name), which the
+	// newcomer receives instead of the Hello. It must not wait on I/O: a
+	// zone's connect waits for it.
+	Claim(zone string, from Peer, s *Session, cancel context.CancelFunc) error
+	// Started is called once the claimed session runs (the Hello is sent).
+	Started(zone string, s *Session)
+	// Ended unregisters a claimed session.
 	Ended(zone string, s *Session, err error)
 }
 
@@ -224,7 +227,7 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 	defer cancel()
 	// Registered before the Hello is sent: a refused newcomer gets the
 	// refusal, never a Hello that would make it believe it is connected.
-	if err := s.cfg.Handler.Started(zone, Peer{Instance: hello.GetInstanceId(), Addr: peerAddr(ctx)}, session, cancel); err != nil {
+	if err := s.cfg.Handler.Claim(zone, Peer{Instance: hello.GetInstanceId(), Addr: peerAddr(ctx)}, session, cancel); err != nil {
 		if _, ok := status.FromError(err); ok {
 			return err
 		}
@@ -236,6 +239,7 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 		s.cfg.Handler.Ended(zone, session, err)
 		return err
 	}
+	s.cfg.Handler.Started(zone, session)
 	cfg.Log.Info("zone connected", "instance", hello.GetInstanceId(), "version", hello.GetVersion())
 	err = session.Run(ctx)
 	s.cfg.Handler.Ended(zone, session, err)
