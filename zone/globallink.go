@@ -140,11 +140,12 @@ func tokenReader(cfg Config) func() (string, error) {
 // instanceName names this process to the global, which accepts a
 // reconnect of the same instance but refuses another process connecting
 // with this zone's name. The random part keeps two processes apart that
-// share a host name and pid (pid 1 of same-named pods in two clusters).
+// share a host name and pid (pid 1 of same-named pods in two clusters);
+// the pid stays last, after the final '-'.
 func instanceName(zone string) string {
 	host, err := os.Hostname()
 	if err != nil {
 		host = zone
 	}
-	return fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.N(1<<16))
+	return fmt.Sprintf("%s-%04x-%d", host, rand.N(1<<16), os.Getpid())
 }
