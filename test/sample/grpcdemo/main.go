@@ -1,10 +1,12 @@
 // Command grpcdemo is the sample topology's data path, for make run: real
 // gRPC backends that answer with their name, and a proxyless gRPC client
 // that resolves xds:///NAME.mesh:PORT through a zone's xDS server, as a
-// gateway would.
+// gateway would, and a DNS lookup against a zone's DNS server for machines
+// without dig.
 //
 //	grpcdemo serve NAME HOST:PORT
 //	grpcdemo call -bootstrap FILE [-n 6] [-zone zone-1] [-wait 5s] xds:///backend.mesh:9001
+//	grpcdemo resolve [-server 127.0.0.1:5653] [-tcp] backend.mesh
 package main
 
 import (
@@ -30,6 +32,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "call":
 		err = call(os.Args[2:])
+	case "resolve":
+		err = resolve(os.Args[2:])
 	default:
 		usage()
 	}
@@ -46,7 +50,7 @@ func main() {
 var errReported = errors.New("reported")
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: grpcdemo serve NAME HOST:PORT | grpcdemo call -bootstrap FILE [-n N] [-zone NAME] [-wait DURATION] xds:///NAME.mesh:PORT")
+	fmt.Fprintln(os.Stderr, "usage: grpcdemo serve NAME HOST:PORT | grpcdemo call -bootstrap FILE [-n N] [-zone NAME] [-wait DURATION] xds:///NAME.mesh:PORT | grpcdemo resolve [-server HOST:PORT] [-tcp] NAME")
 	os.Exit(2)
 }
 
