@@ -53,6 +53,19 @@ stop() {
     done
   fi
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # Up to 30s for a graceful stop, then SIGKILL for what is left.
+  for _ in $(seq 1 150); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.2
+  done
+  for i in "${!pids[@]}"; do
+    if kill -0 "${pids[$i]}" 2>/dev/null; then
+      echo "${names[$i]} did not stop within 30s of SIGTERM: killed it; see $RUN_DIR/${names[$i]}.log" >&2
+      kill -KILL "${pids[$i]}" 2>/dev/null || true
+    fi
+  done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "stopped. State is kept in $RUN_DIR (make clean removes it)."
   exit "$exit_code"
@@ -231,8 +244,17 @@ else
     sleep 0.2
   done
   if [ -n "$missing" ]; then
-    echo "zone-1 did not learn within 30s that backend runs in zone-2: $missing." >&2
-    echo "Check that both zones are online and enabled ($ATOLLCTL --api-url $GLOBAL get zones) and the logs $RUN_DIR/zone-1.log, $RUN_DIR/zone-2.log, $RUN_DIR/global.log." >&2
+    {
+      echo "zone-1 did not learn within 30s that backend runs in zone-2: $missing."
+      for zone in zone-1 zone-2; do
+        if ! curl -fsS "$GLOBAL/zones/$zone" 2>/dev/null | grep -q '"online":true'; then
+          echo "$zone is not connected to the global: GET /zone on it says why:"
+          curl -sS "$([ "$zone" = zone-1 ] && echo "$ZONE1" || echo "$ZONE2")/zone" 2>&1 | head -c 2000
+          echo
+        fi
+      done
+      echo "Check that both zones are online and enabled ($ATOLLCTL --api-url $GLOBAL get zones) and the logs $RUN_DIR/zone-1.log, $RUN_DIR/zone-2.log, $RUN_DIR/global.log."
+    } >&2
   fi
 fi
 
