@@ -250,7 +250,7 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 		}
 	}
 	if status.Code(err) == codes.Canceled || err == context.Canceled {
-		return status.Error(codes.Aborted, "session ended: a newer connection of this zone replaced it, or the global is stopping")
+		return status.Error(codes.Aborted, "session ended: a newer connection of this zone replaced it (this process reconnected, or it was silent for longer than the global's kds.zoneOfflineAfter), or the global is stopping")
 	}
 	return err
 }
