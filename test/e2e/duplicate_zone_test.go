@@ -86,7 +86,7 @@ func TestDuplicateZoneIsRefusedUntilTheConnectedOneStops(t *testing.T) {
 	}
 
 	// The newcomer's side: an ERROR that names the connected process and
-	// what to do, and the same in GET /zone.
+	// what to do, and the same in atollctl status (GET /zone).
 	e := dupWaitLog(t, second, "ERROR", "another process is connected with the same zone name")
 	if msg, _ := e["error"].(string); !dupRefusal.MatchString(msg) {
 		t.Errorf("the refused zone logs %q, want it to match %s", msg, dupRefusal)
@@ -94,9 +94,9 @@ func TestDuplicateZoneIsRefusedUntilTheConnectedOneStops(t *testing.T) {
 	if st := statusOf(t, second); st.Connected {
 		t.Error("the refused zone says it is connected")
 	}
-	_, body := call(t, "GET", second.apiURL+"/zone", "")
-	if !strings.Contains(body, "two zone processes must not share a name") {
-		t.Errorf("GET /zone of the refused zone does not show why: %s", body)
+	out, errOut, err := atollctl(t, "", "--api-url", second.apiURL, "status")
+	if err != nil || !strings.Contains(out, "zone zone-1 is already connected from 127.0.0.1:") || !strings.Contains(out, "stop the other, or give this one another --zone name") {
+		t.Errorf("atollctl status of the refused zone does not show why: %v\n%s%s", err, out, errOut)
 	}
 
 	// The global's side: a WARN with both addresses, and the metric.
