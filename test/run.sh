@@ -328,6 +328,7 @@ while true; do
     if ! kill -0 "${pids[$i]}" 2>/dev/null; then
       echo "${names[$i]} exited; last lines of $RUN_DIR/${names[$i]}.log:" >&2
       tail -n 20 "$RUN_DIR/${names[$i]}.log" >&2
+      exit_code=1
       stop
     fi
   done
