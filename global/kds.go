@@ -266,6 +266,7 @@ func (z *zoneSync) refuseDuplicate(zone string, old *liveSession, from kds.Peer)
 		zone, addrOrUnknown(old.from.Addr), old.since.UTC().Format(time.TimeOnly), z.silentAfter)
 }
 
+// addrOrUnknown names an address for a message ("" on in-process transports).
 func addrOrUnknown(addr string) string {
 	if addr == "" {
 		return "an unknown address"

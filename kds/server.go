@@ -227,7 +227,11 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 	defer cancel()
 	// Registered before the Hello is sent: a refused newcomer gets the
 	// refusal, never a Hello that would make it believe it is connected.
-	if err := s.cfg.Handler.Claim(zone, Peer{Instance: hello.GetInstanceId(), Addr: peerAddr(ctx)}, session, cancel); err != nil {
+	from := Peer{Instance: hello.GetInstanceId(), Addr: peerAddr(ctx)}
+	if len(from.Instance) > maxInstanceID { // kept and logged: bounded
+		from.Instance = from.Instance[:maxInstanceID]
+	}
+	if err := s.cfg.Handler.Claim(zone, from, session, cancel); err != nil {
 		if _, ok := status.FromError(err); ok {
 			return err
 		}
@@ -240,7 +244,7 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 		return err
 	}
 	s.cfg.Handler.Started(zone, session)
-	cfg.Log.Info("zone connected", "instance", hello.GetInstanceId(), "version", hello.GetVersion())
+	cfg.Log.Info("zone connected", "instance", from.Instance, "version", hello.GetVersion())
 	err = session.Run(ctx)
 	s.cfg.Handler.Ended(zone, session, err)
 	cfg.Log.Info("zone disconnected", "reason", err)
@@ -296,6 +300,9 @@ func (s *Server) identify(ctx context.Context, stream Stream) (string, *v1alpha1
 	}
 	return zone, hello, authCtx, nil
 }
+
+// maxInstanceID bounds the instance id the global keeps of a zone process.
+const maxInstanceID = 253
 
 // peerAddr is the stream's client address, "" when the transport has none.
 func peerAddr(ctx context.Context) string {
