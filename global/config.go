@@ -79,7 +79,8 @@ type KDS struct {
 	// Debounce gathers changes before they are pushed to zones.
 	Debounce time.Duration `yaml:"debounce" json:"debounce"`
 	// ZoneOfflineAfter marks a zone offline when it has not been heard
-	// from for this long.
+	// from for this long; then, too, another process connecting with the
+	// zone's name replaces its session (until then it is refused).
 	ZoneOfflineAfter time.Duration `yaml:"zoneOfflineAfter" json:"zoneOfflineAfter"`
 	// WithdrawOfflineAfter withdraws the services of a zone that has been
 	// offline this long from every other zone; 0 keeps them (its data

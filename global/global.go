@@ -98,6 +98,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		resource.ZoneIngressType, resource.VIPTableType)
 	sync := newZoneSync(st, cache, instanceID, cfg.KDS.WithdrawOfflineAfter, reg, log.With("component", "kds"))
 	sync.maxResourcesPerZone = cfg.KDS.MaxResourcesPerZone
+	sync.silentAfter = cfg.KDS.ZoneOfflineAfter
 	var auth kds.Authenticator = kds.AcceptAll{}
 	var tokens *zoneauth.Authority
 	if cfg.KDS.ZoneAuth == ZoneAuthNone {

@@ -31,6 +31,16 @@ func replica(t *testing.T, st store.Store, instance string) *zoneSync {
 
 func newSession() *kds.Session { return kds.NewSession(nil, nil, kds.SessionConfig{}) }
 
+// start claims zone for s on z and starts it, as the KDS server does for
+// a zone process's reconnect (the same instance each time).
+func start(t *testing.T, z *zoneSync, zone string, s *kds.Session) {
+	if err := z.Claim(zone, kds.Peer{Instance: "zone-process"}, s, func() {}); err != nil {
+		t.Errorf("claiming %s: %v", zone, err)
+		return
+	}
+	z.Started(zone, s)
+}
+
 // zoneView is what GET /zones/{name} says about zone, as a user sees it.
 func zoneView(t *testing.T, st store.Store, zone string) ZoneView {
 	t.Helper()
@@ -77,8 +87,8 @@ func TestInsightOfAReplacedSessionNeverMarksTheZoneOffline(t *testing.T) {
 	a, b := replica(t, st, "replica-a"), replica(t, st, "replica-b")
 	old := newSession()
 	current := newSession() // connected after old
-	b.Started("zone-1", current, func() {})
-	a.Started("zone-1", old, func() {}) // a slow write, landing last
+	start(t, b, "zone-1", current)
+	start(t, a, "zone-1", old) // a slow write, landing last
 	a.Ended("zone-1", old, io.EOF)
 
 	v := zoneView(t, st, "zone-1")
@@ -121,9 +131,9 @@ func TestInsightWritesOfTwoReplicasDoNotLoseEachOther(t *testing.T) {
 	b := replica(t, st, "replica-b")
 	sb := newSession()
 	sa := newSession()
-	b.Started("zone-1", sb, func() {})
-	a := replica(t, &interleaved{Store: st, gap: func() { b.Started("zone-1", newSession(), func() {}) }}, "replica-a")
-	a.Started("zone-1", sa, func() {})
+	start(t, b, "zone-1", sb)
+	a := replica(t, &interleaved{Store: st, gap: func() { start(t, b, "zone-1", newSession()) }}, "replica-a")
+	start(t, a, "zone-1", sa)
 
 	ids := map[string]bool{}
 	for _, s := range insightOf(t, st, "zone-1") {
@@ -168,7 +178,7 @@ func TestEndedSessionOfADrainedZoneWritesNothing(t *testing.T) {
 	st := etcdStore(t)
 	a := replica(t, st, "replica-a")
 	s := newSession()
-	a.Started("zone-1", s, func() {})
+	start(t, a, "zone-1", s)
 	if err := st.Delete(context.Background(), resource.Key{Type: resource.ZoneInsightType, Name: "zone-1"}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -184,8 +194,8 @@ func TestInsightClosesASessionReplacedOnTheSameReplica(t *testing.T) {
 	st := etcdStore(t)
 	a := replica(t, st, "replica-a")
 	old, current := newSession(), newSession()
-	a.Started("zone-1", old, func() {})
-	a.Started("zone-1", current, func() {})
+	start(t, a, "zone-1", old)
+	start(t, a, "zone-1", current)
 	a.Ended("zone-1", old, io.EOF)
 	subs := insightOf(t, st, "zone-1")
 	if len(subs) != 2 || subs[0].GetDisconnectTime() != nil || subs[1].GetDisconnectTime() == nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
@@ -31,6 +33,13 @@ type zoneSync struct {
 	withdrawAfter time.Duration
 	log           *slog.Logger
 	refused       *prometheus.CounterVec
+	// duplicates counts newcomers refused because another process of
+	// their zone is connected.
+	duplicates *prometheus.CounterVec
+	// silentAfter is how long a session may go without a message from its
+	// zone before a newcomer with the zone's name replaces it
+	// (kds.zoneOfflineAfter; zones send a heartbeat every third of it).
+	silentAfter time.Duration
 	// revoke, when set, revokes a deleted zone's tokens.
 	revoke func(ctx context.Context, zone string) error
 
@@ -58,8 +67,12 @@ var errLoading = errors.New("the global is still loading its state (the endpoint
 type liveSession struct {
 	session *kds.Session
 	cancel  context.CancelFunc
-	hello   *v1alpha1.Hello
+	from    kds.Peer
+	since   time.Time
 	subID   string
+	// replaced are the sessions this one replaced whose end is not yet
+	// recorded in the insight (guarded by zoneSync.mu).
+	replaced []*liveSession
 }
 
 var _ kds.ZoneHandler = (*zoneSync)(nil)
@@ -69,9 +82,14 @@ func newZoneSync(st store.Store, cache *store.Cache, instanceID string, withdraw
 		Name: "atoll_kds_refused_resources_total",
 		Help: "Resources from zones refused by the global, by zone and reason (invalid, spoof, limit, too-large).",
 	}, []string{"zone", "reason"})
-	reg.MustRegister(refused)
+	duplicates := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "atoll_global_zone_duplicate_refusals_total",
+		Help: "Connections refused because another process of the same zone name was connected, by zone.",
+	}, []string{"zone"})
+	reg.MustRegister(refused, duplicates)
 	z := &zoneSync{store: st, cache: cache, wire: &kds.WireMemo{}, instanceID: instanceID, withdrawAfter: withdrawAfter,
-		log: log, refused: refused, sessions: map[string]*liveSession{}, loaded: make(chan struct{})}
+		log: log, refused: refused, duplicates: duplicates, silentAfter: defaultSilentAfter,
+		sessions: map[string]*liveSession{}, loaded: make(chan struct{})}
 	z.endpoints = newEndpointIndex(func() { z.broadcast(resource.ServiceEndpointsType) })
 	// Sessions read what they push from the cache, so they are told of a
 	// change once the cache holds it. Zone changes (enabled) change which
@@ -176,31 +194,102 @@ func (z *zoneSync) Loaded(context.Context) error {
 	}
 }
 
-// Started records the session, replacing an older one of the same zone.
-func (z *zoneSync) Started(zone string, s *kds.Session, cancel context.CancelFunc) {
+// Claim registers the session. A zone holds one session on this replica:
+// a newcomer of the same process (same instance: it reconnected before
+// the global saw its old stream end) replaces the old session, and so does
+// any newcomer once the old session has been silent for silentAfter (a
+// half-dead stream). Otherwise the newcomer is another process using the
+// zone's name: it is refused, and the connected one keeps its session.
+// Claim only reads memory; Started records the session in the insight.
+func (z *zoneSync) Claim(zone string, from kds.Peer, s *kds.Session, cancel context.CancelFunc) error {
+	now := time.Now()
 	z.mu.Lock()
 	old := z.sessions[zone]
-	live := &liveSession{session: s, cancel: cancel, subID: fmt.Sprintf("%s-%d", z.instanceID, time.Now().UnixNano())}
+	var silent time.Duration
+	if old != nil {
+		silent = now.Sub(old.session.Stats.LastSeen())
+		if old.from.Instance != from.Instance && silent < z.silentAfter {
+			z.mu.Unlock()
+			return z.refuseDuplicate(zone, old, from)
+		}
+	}
+	live := &liveSession{session: s, cancel: cancel, from: from, since: now, subID: fmt.Sprintf("%s-%d", z.instanceID, now.UnixNano())}
+	if old != nil {
+		// The old session's end is recorded once this one's start is
+		// (Started), or by this one's end if it never starts.
+		live.replaced = append(old.replaced, old)
+		old.replaced = nil
+	}
 	z.sessions[zone] = live
 	z.mu.Unlock()
 	if old != nil {
+		if old.from.Instance != from.Instance {
+			z.log.Warn("replaced the session of a zone silent for too long by a new process with its name",
+				"zone", zone, "silentFor", silent.Round(time.Second), "old", old.from.Addr, "oldInstance", old.from.Instance,
+				"new", from.Addr, "newInstance", from.Instance)
+		}
 		old.cancel()
-		// Its own Ended finds it replaced: record its end here.
+	}
+	return nil
+}
+
+// Started records the claimed session, and the end of those it replaced,
+// in the zone's insight.
+func (z *zoneSync) Started(zone string, s *kds.Session) {
+	z.mu.Lock()
+	live := z.sessions[zone]
+	if live == nil || live.session != s {
+		z.mu.Unlock()
+		return // replaced already: its successor records it ended
+	}
+	replaced := live.replaced
+	live.replaced = nil
+	z.mu.Unlock()
+	for _, old := range replaced {
 		z.writeInsight(context.Background(), zone, old, true)
 	}
 	z.writeInsight(context.Background(), zone, live, false)
 }
 
-// Ended forgets the session and records the disconnect.
+// defaultSilentAfter is silentAfter's default, kds.zoneOfflineAfter's.
+const defaultSilentAfter = 30 * time.Second
+
+// refuseDuplicate counts and logs a newcomer refused because old holds the
+// zone, and returns what the newcomer is told.
+func (z *zoneSync) refuseDuplicate(zone string, old *liveSession, from kds.Peer) error {
+	z.duplicates.WithLabelValues(zone).Inc()
+	z.log.Warn("refused a second process connecting as a zone that is connected: two zone processes share one name",
+		"zone", zone, "connected", old.from.Addr, "connectedInstance", old.from.Instance, "connectedSince", old.since.UTC().Format(time.TimeOnly),
+		"refused", from.Addr, "refusedInstance", from.Instance)
+	return status.Errorf(codes.AlreadyExists,
+		"zone %s is already connected from %s (since %s UTC); two zone processes must not share a name: stop the other, or give this one another --zone name (this one retries, and takes over once the other has disconnected or been silent for %s)",
+		zone, addrOrUnknown(old.from.Addr), old.since.UTC().Format(time.TimeOnly), z.silentAfter)
+}
+
+// addrOrUnknown names an address for a message ("" on in-process transports).
+func addrOrUnknown(addr string) string {
+	if addr == "" {
+		return "an unknown address"
+	}
+	return addr
+}
+
+// Ended forgets the session and records the disconnect, and that of the
+// sessions it replaced if it ended before Started recorded them.
 func (z *zoneSync) Ended(zone string, s *kds.Session, err error) {
 	z.mu.Lock()
 	live := z.sessions[zone]
 	if live == nil || live.session != s {
 		z.mu.Unlock()
-		return // replaced by a newer session; Started recorded its end
+		return // replaced by a newer session, which records its end
 	}
 	delete(z.sessions, zone)
+	replaced := live.replaced
+	live.replaced = nil
 	z.mu.Unlock()
+	for _, old := range replaced {
+		z.writeInsight(context.Background(), zone, old, true)
+	}
 	z.writeInsight(context.Background(), zone, live, true)
 }
 

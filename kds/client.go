@@ -38,11 +38,18 @@ type ClientConfig struct {
 	Session    SessionConfig
 	// MinBackoff and MaxBackoff bound the wait between reconnects.
 	MinBackoff, MaxBackoff time.Duration
-	Log                    *slog.Logger
+	// DuplicateBackoff caps the backoff while the global refuses this
+	// zone because another process holds its name (AlreadyExists): once
+	// that process is gone this one takes over within 1.5x this.
+	DuplicateBackoff time.Duration
+	Log              *slog.Logger
 	// OnHello, when set, sees the global's Hello before a session starts;
 	// an error ends the connection attempt (retried with backoff).
 	OnHello func(*v1alpha1.Hello) error
 }
+
+// DefaultDuplicateBackoff is ClientConfig.DuplicateBackoff's default.
+const DefaultDuplicateBackoff = 4 * time.Second
 
 // Client keeps a zone connected to the global.
 type Client struct {
@@ -65,6 +72,15 @@ func NewClient(cfg ClientConfig, ep Endpoint) *Client {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 15 * time.Second
+	}
+	if cfg.DuplicateBackoff <= 0 {
+		cfg.DuplicateBackoff = DefaultDuplicateBackoff
+	}
+	if cfg.InstanceID == "" {
+		// The global tells a reconnect of this process (same instance,
+		// replaces its old stream) from another process using the same
+		// zone name (refused): every process needs its own.
+		cfg.InstanceID = fmt.Sprintf("%s-%08x", cfg.Zone, rand.Uint32())
 	}
 	if cfg.Session.MaxMessageSize <= envelope {
 		cfg.Session.MaxMessageSize = DefaultMaxMessageSize
@@ -161,10 +177,18 @@ func (c *Client) Run(ctx context.Context) error {
 		if time.Since(started) > time.Minute {
 			backoff = c.cfg.MinBackoff // it was a healthy session
 		}
+		duplicate := code == codes.AlreadyExists
+		if duplicate {
+			backoff = min(backoff, c.cfg.DuplicateBackoff)
+		}
 		wait := backoff/2 + rand.N(backoff) // jitter: 0.5x to 1.5x
-		if refused {
+		switch {
+		case refused:
 			c.cfg.Log.Error("the global refused this zone's credentials; retrying", "address", c.cfg.Address, "error", status.Convert(err).Message(), "retryIn", wait.Round(time.Millisecond))
-		} else {
+		case duplicate:
+			c.cfg.Log.Error("the global refused this zone: another process is connected with the same zone name; retrying, this one takes over once the other is gone",
+				"address", c.cfg.Address, "error", status.Convert(err).Message(), "retryIn", wait.Round(time.Millisecond))
+		default:
 			c.cfg.Log.Warn("connection to the global lost; retrying", "address", c.cfg.Address, "error", err, "retryIn", wait.Round(time.Millisecond))
 		}
 		select {

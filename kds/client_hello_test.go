@@ -26,7 +26,11 @@ func (h *countingHandler) Connect(context.Context, string, *v1alpha1.Hello) (kds
 	return newEndpoint(), nil
 }
 
-func (h *countingHandler) Started(string, *kds.Session, context.CancelFunc) {
+func (h *countingHandler) Claim(string, kds.Peer, *kds.Session, context.CancelFunc) error {
+	return nil
+}
+
+func (h *countingHandler) Started(string, *kds.Session) {
 	h.mu.Lock()
 	h.started++
 	h.mu.Unlock()

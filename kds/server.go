@@ -54,11 +54,24 @@ func (a anyZone) Admit(string) (context.Context, error) { return a.ctx, nil }
 type ZoneHandler interface {
 	// Connect returns the endpoint for an identified zone's session.
 	Connect(ctx context.Context, zone string, hello *v1alpha1.Hello) (Endpoint, error)
-	// Started registers a running session; cancel ends it (a newer
-	// connection of the same zone replaces an older one).
-	Started(zone string, s *Session, cancel context.CancelFunc)
-	// Ended unregisters it.
+	// Claim registers a session before the global's Hello is sent;
+	// cancel ends it. It may refuse the session with a gRPC status error
+	// (AlreadyExists: another zone process holds the name), which the
+	// newcomer receives instead of the Hello. It must not wait on I/O: a
+	// zone's connect waits for it.
+	Claim(zone string, from Peer, s *Session, cancel context.CancelFunc) error
+	// Started is called once the claimed session runs (the Hello is sent).
+	Started(zone string, s *Session)
+	// Ended unregisters a claimed session.
 	Ended(zone string, s *Session, err error)
+}
+
+// Peer is the zone process at the other end of a stream.
+type Peer struct {
+	// Instance is the process's instance id, from its Hello.
+	Instance string
+	// Addr is its network address, host:port ("" on in-process transports).
+	Addr string
 }
 
 // ServerConfig configures the global's KDS server.
@@ -207,18 +220,31 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "zone %q: %v", zone, err)
 	}
-	if err := stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Hello{
-		Hello: &v1alpha1.Hello{InstanceId: s.cfg.InstanceID, HeartbeatMs: s.cfg.ZoneHeartbeat.Milliseconds(), ClusterId: s.cfg.ClusterID},
-	}}); err != nil {
-		return err
-	}
 	cfg := s.cfg.Session
 	cfg.Log = s.cfg.Log.With("zone", zone)
 	session := NewSession(stream, ep, cfg)
 	ctx, cancel := context.WithCancel(authCtx)
 	defer cancel()
-	s.cfg.Handler.Started(zone, session, cancel)
-	cfg.Log.Info("zone connected", "instance", hello.GetInstanceId(), "version", hello.GetVersion())
+	// Registered before the Hello is sent: a refused newcomer gets the
+	// refusal, never a Hello that would make it believe it is connected.
+	from := Peer{Instance: hello.GetInstanceId(), Addr: peerAddr(ctx)}
+	if len(from.Instance) > maxInstanceID { // kept and logged: bounded
+		from.Instance = from.Instance[:maxInstanceID]
+	}
+	if err := s.cfg.Handler.Claim(zone, from, session, cancel); err != nil {
+		if _, ok := status.FromError(err); ok {
+			return err
+		}
+		return status.Errorf(codes.Unavailable, "zone %q: %v", zone, err)
+	}
+	if err := stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Hello{
+		Hello: &v1alpha1.Hello{InstanceId: s.cfg.InstanceID, HeartbeatMs: s.cfg.ZoneHeartbeat.Milliseconds(), ClusterId: s.cfg.ClusterID},
+	}}); err != nil {
+		s.cfg.Handler.Ended(zone, session, err)
+		return err
+	}
+	s.cfg.Handler.Started(zone, session)
+	cfg.Log.Info("zone connected", "instance", from.Instance, "version", hello.GetVersion())
 	err = session.Run(ctx)
 	s.cfg.Handler.Ended(zone, session, err)
 	cfg.Log.Info("zone disconnected", "reason", err)
@@ -228,7 +254,7 @@ func (s *Server) Sync(stream v1alpha1.KDS_SyncServer) error {
 		}
 	}
 	if status.Code(err) == codes.Canceled || err == context.Canceled {
-		return status.Error(codes.Aborted, "session ended: a newer connection of this zone replaced it, or the global is stopping")
+		return status.Error(codes.Aborted, "session ended: a newer connection of this zone replaced it (this process reconnected, or it was silent for longer than the global's kds.zoneOfflineAfter), or the global is stopping")
 	}
 	return err
 }
@@ -273,6 +299,18 @@ func (s *Server) identify(ctx context.Context, stream Stream) (string, *v1alpha1
 		return "", nil, nil, status.Errorf(codes.PermissionDenied, "zone %q: %v", zone, err)
 	}
 	return zone, hello, authCtx, nil
+}
+
+// maxInstanceID bounds the instance id the global keeps of a zone process.
+const maxInstanceID = 253
+
+// peerAddr is the stream's client address, "" when the transport has none.
+func peerAddr(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	return p.Addr.String()
 }
 
 // acquirePeer takes one of the pending slots of the stream's client address.

@@ -24,8 +24,9 @@ type fakeHandler struct{}
 func (fakeHandler) Connect(context.Context, string, *v1alpha1.Hello) (kds.Endpoint, error) {
 	return newEndpoint(), nil
 }
-func (fakeHandler) Started(string, *kds.Session, context.CancelFunc) {}
-func (fakeHandler) Ended(string, *kds.Session, error)                {}
+func (fakeHandler) Claim(string, kds.Peer, *kds.Session, context.CancelFunc) error { return nil }
+func (fakeHandler) Started(string, *kds.Session)                                   {}
+func (fakeHandler) Ended(string, *kds.Session, error)                              {}
 
 // serve runs a KDS server with limits on loopback and returns a client
 // connection to it.

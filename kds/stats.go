@@ -65,6 +65,14 @@ func (s *Stats) of(t resource.Type) *TypeStats {
 	return ts
 }
 
+// LastSeen is when a message of the peer was last handled (the session's
+// start before the first).
+func (s *Stats) LastSeen() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastSeen
+}
+
 func (s *Stats) seen() {
 	s.mu.Lock()
 	s.lastSeen = time.Now()

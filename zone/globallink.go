@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -136,11 +137,15 @@ func tokenReader(cfg Config) func() (string, error) {
 	}
 }
 
-// instanceName names this process to the global.
+// instanceName names this process to the global, which accepts a
+// reconnect of the same instance but refuses another process connecting
+// with this zone's name. The random part keeps two processes apart that
+// share a host name and pid (pid 1 of same-named pods in two clusters);
+// the pid stays last, after the final '-'.
 func instanceName(zone string) string {
 	host, err := os.Hostname()
 	if err != nil {
 		host = zone
 	}
-	return fmt.Sprintf("%s-%d", host, os.Getpid())
+	return fmt.Sprintf("%s-%04x-%d", host, rand.N(1<<16), os.Getpid())
 }

@@ -37,7 +37,7 @@ var globalSettings = []setting{
 	{"kds-zone-auth", "kds.zoneAuth", "how zones authenticate: token (issued with atollctl generate zone-token) or none (experiments only)"},
 	{"kds-max-message-size", "kds.maxMessageSize", "largest KDS message in bytes; larger changes are split"},
 	{"kds-debounce", "kds.debounce", "time to gather changes before pushing them to zones"},
-	{"zone-offline-after", "kds.zoneOfflineAfter", "a zone not heard from for this long is shown offline"},
+	{"zone-offline-after", "kds.zoneOfflineAfter", "a zone not heard from for this long is shown offline, and another process with its name may take its place"},
 	{"withdraw-offline-after", "kds.withdrawOfflineAfter", "withdraw an offline zone's services from the others after this long (0: keep them)"},
 	{"max-resources-per-zone", "kds.maxResourcesPerZone", "most resources one zone may keep at the global; new ones beyond are refused"},
 	{"kds-max-streams", "kds.maxStreams", "most zone streams served at once"},
