@@ -79,7 +79,7 @@ func TestMakeRun(t *testing.T) {
 	}
 	got := out.String()
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^backend\s+3\s+false\s+zone-2 \(3\)$`),
+		regexp.MustCompile(`(?m)^backend\s+3\s+zone-2 \(3\)\s+yes\s+zone-2: direct$`),
 		regexp.MustCompile(`(?m)^default\s+kong\.zone-1\s+zone-1\s`),
 		regexp.MustCompile(`(?m)^6 of 6 RPCs answered, by backend-1, backend-2, backend-3$`),
 	} {
