@@ -73,5 +73,6 @@ func (r *reachability) route(service, zone string, n uint32) (string, bool) {
 	if in.GetAdvertisedAddress() == "" || in.GetAdvertisedPort() == 0 {
 		return fmt.Sprintf("crossZone Ingress needs %s's ingress, which has no address (start %s with --ingress-address and --ingress-port, or set the mesh's crossZone mode to Direct)", zone, zone), false
 	}
-	return fmt.Sprintf("ingress %s", net.JoinHostPort(in.GetAdvertisedAddress(), strconv.FormatUint(uint64(in.GetAdvertisedPort()), 10))), true
+	// Whether an ingress proxy runs there is known to that zone only.
+	return fmt.Sprintf("ingress %s (when %s runs its ingress proxy)", net.JoinHostPort(in.GetAdvertisedAddress(), strconv.FormatUint(uint64(in.GetAdvertisedPort()), 10)), zone), true
 }

@@ -33,7 +33,7 @@ func TestServiceReachability(t *testing.T) {
 		want      map[string]string // zone → a part of how
 	}{
 		{"local", &v1alpha1.Mesh{}, map[string]uint32{"zone-1": 1}, true, map[string]string{"zone-1": "local"}},
-		{"ingress", &v1alpha1.Mesh{}, map[string]uint32{"zone-2": 2}, true, map[string]string{"zone-2": "ingress 192.0.2.2:10002"}},
+		{"ingress", &v1alpha1.Mesh{}, map[string]uint32{"zone-2": 2}, true, map[string]string{"zone-2": "ingress 192.0.2.2:10002 (when zone-2 runs its ingress proxy)"}},
 		{"ingress without an address", &v1alpha1.Mesh{}, map[string]uint32{"zone-3": 2}, false,
 			map[string]string{"zone-3": "crossZone Ingress needs zone-3's ingress, which has no address (start zone-3 with --ingress-address and --ingress-port"}},
 		{"direct", direct, map[string]uint32{"zone-2": 2}, true, map[string]string{"zone-2": "direct"}},
