@@ -15,27 +15,31 @@ import (
 	"github.com/atoll-mesh/atoll/internal/resource"
 )
 
+// inspectUsage is inspect's command line.
+const inspectUsage = "atollctl inspect dataplane NAME [--mesh MESH] [--kind envoy|proxyless] [-o table|json], or atollctl inspect ingress ZONE [-o table|json]"
+
 func inspectCommand(c *client) *cobra.Command {
 	var mesh, kind, output string
 	cmd := &cobra.Command{
-		Use:   "inspect dataplane NAME",
-		Short: "Show a Dataplane's proxy: its kind, connection, sync state and route table",
-		Long: `Show what a Dataplane's proxy gets from the zone it is registered with:
-the kind of proxy (Envoy sidecar, delegated gateway, proxyless gRPC),
-whether it is connected, which configuration it ACKed or refused, and a
-route table: each listener (or name a gRPC client resolves, xds:///NAME)
-→ cluster → endpoints with their zone, priority (0 first: local
-instances come before other zones'), weight and health.
--o json prints the configuration itself, by xDS type and resource name.
-Ask the zone's API (--api-url).
+		Use:   "inspect dataplane NAME | inspect ingress ZONE",
+		Short: "Show a proxy: its kind, connection, sync state and route table",
+		Long: `Show what a Dataplane's proxy, or the zone's ingress, gets from the zone:
+the kind of proxy (Envoy sidecar, delegated gateway, proxyless gRPC,
+ingress), whether it is connected, which configuration it ACKed or
+refused, and a route table: each listener (or name a gRPC client
+resolves, xds:///NAME) → cluster → endpoints with their zone, priority
+(0 first: local instances come before other zones'), weight and health.
+-o json prints the configuration itself, by xDS type and resource name
+(the ingress's private key left out). Ask the zone's API (--api-url).
 
 Examples:
   atollctl --api-url http://127.0.0.1:5691 inspect dataplane kong
   atollctl --api-url http://127.0.0.1:5691 inspect dataplane kong -o json
-  atollctl --api-url http://127.0.0.1:5691 inspect dataplane kong --kind proxyless`,
+  atollctl --api-url http://127.0.0.1:5691 inspect dataplane kong --kind proxyless
+  atollctl --api-url http://127.0.0.1:5691 inspect ingress zone-1`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 2 || (args[0] != "dataplane" && args[0] != "dataplanes" && args[0] != "dp") {
-				return fmt.Errorf("usage: atollctl inspect dataplane NAME [--mesh MESH] [--kind envoy|proxyless] [-o table|json]")
+			if len(args) != 2 || (!isIngressArg(args[0]) && args[0] != "dataplane" && args[0] != "dataplanes" && args[0] != "dp") {
+				return fmt.Errorf("usage: %s", inspectUsage)
 			}
 			return nil
 		},
@@ -46,11 +50,18 @@ Examples:
 			if kind != "" && kind != "envoy" && kind != "proxyless" {
 				return fmt.Errorf("--kind %q: use envoy or proxyless", kind)
 			}
+			ingress := isIngressArg(args[0])
+			if ingress && kind != "" {
+				return fmt.Errorf("--kind %s: a zone's ingress is always an Envoy; --kind is for a Dataplane's proxy", kind)
+			}
 			if err := c.need(cmd.Context(), planeZone, "a proxy's configuration is served by the zone it connects to"); err != nil {
 				return err
 			}
-			dpPath := "/meshes/" + url.PathEscape(mesh) + "/dataplanes/" + url.PathEscape(args[1])
-			path := dpPath + "/xds/config"
+			base := "/meshes/" + url.PathEscape(mesh) + "/dataplanes/" + url.PathEscape(args[1])
+			if ingress {
+				base = "/zoneingresses/" + url.PathEscape(args[1])
+			}
+			path := base + "/xds/config"
 			if kind != "" {
 				path += "?kind=" + kind
 			}
@@ -61,18 +72,22 @@ Examples:
 			if err != nil {
 				return err
 			}
-			in := inspection{Mesh: mesh, Name: args[1], Kind: kind, Config: config}
-			d, err := resource.Types.Get(resource.DataplaneType)
-			if err != nil {
-				return err
+			in := inspection{Mesh: mesh, Name: args[1], Kind: kind, Config: config, Ingress: ingress}
+			if ingress {
+				in.Zone = args[1]
+			} else {
+				d, err := resource.Types.Get(resource.DataplaneType)
+				if err != nil {
+					return err
+				}
+				dp, err := c.get(cmd.Context(), d, mesh, args[1])
+				if err != nil {
+					return err
+				}
+				in.Zone = dp.Meta.Labels[resource.ZoneLabel]
+				in.Gateway = dp.Spec.(*v1alpha1.Dataplane).GetNetworking().GetGateway() != nil
 			}
-			dp, err := c.get(cmd.Context(), d, mesh, args[1])
-			if err != nil {
-				return err
-			}
-			in.Zone = dp.Meta.Labels[resource.ZoneLabel]
-			in.Gateway = dp.Spec.(*v1alpha1.Dataplane).GetNetworking().GetGateway() != nil
-			data, status, err := c.do(cmd.Context(), http.MethodGet, dpPath+"/xds", nil)
+			data, status, err := c.do(cmd.Context(), http.MethodGet, base+"/xds", nil)
 			switch {
 			case status == http.StatusNotFound:
 				// Not connected: in.Status stays nil.
@@ -91,6 +106,10 @@ Examples:
 	cmd.Flags().StringVar(&kind, "kind", "", "envoy or proxyless; default: the kind of the connected proxy, else envoy")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table (header and route table) or json (the configuration)")
 	return cmd
+}
+
+func isIngressArg(arg string) bool {
+	return arg == "ingress" || arg == "zoneingress" || arg == "zoneingresses"
 }
 
 // clock is the time ages are measured from (tests fix it).
@@ -114,6 +133,8 @@ type inspection struct {
 	Mesh, Name, Zone string
 	// Gateway: the Dataplane is a delegated gateway (no inbounds).
 	Gateway bool
+	// Ingress: the proxy is zone Zone's ingress (Name is the zone).
+	Ingress bool
 	// Kind is --kind ("" when not given).
 	Kind string
 	// Status is the connected proxy's, nil when none is connected.
@@ -130,13 +151,13 @@ func (in inspection) proxyKind() string {
 		kind = in.Status.Kind
 	}
 	switch {
+	case in.Ingress:
+		return "ingress (Envoy): other zones' proxies reach this zone's services through it, by SNI"
 	case kind == "proxyless" || kind == "proxyless-grpc":
 		if in.Gateway {
 			return "proxyless gRPC (a gateway Dataplane)"
 		}
 		return "proxyless gRPC"
-	case kind == "ingress":
-		return "ingress"
 	case in.Gateway:
 		return "delegated gateway (Envoy)"
 	}
@@ -152,11 +173,18 @@ func printInspection(w io.Writer, in inspection, now time.Time) error {
 	if zone == "" {
 		zone = "-"
 	}
-	fmt.Fprintf(w, "Dataplane:  %s (mesh %s, zone %s)\n", in.Name, in.Mesh, zone)
+	if in.Ingress {
+		fmt.Fprintf(w, "Ingress:    zone %s\n", in.Zone)
+	} else {
+		fmt.Fprintf(w, "Dataplane:  %s (mesh %s, zone %s)\n", in.Name, in.Mesh, zone)
+	}
 	fmt.Fprintf(w, "Proxy:      %s\n", in.proxyKind())
 	st := in.Status
 	if st == nil {
 		fmt.Fprintln(w, "Connection: not connected to this zone: the routes below are what the proxy gets once it connects")
+		if in.Ingress {
+			fmt.Fprintf(w, "            (atollctl bootstrap ingress %s prints its Envoy's bootstrap)\n", in.Zone)
+		}
 	} else {
 		streams := "1 stream"
 		if st.Streams != 1 {
@@ -173,6 +201,10 @@ func printInspection(w io.Writer, in inspection, now time.Time) error {
 		printSync(w, st)
 	}
 	fmt.Fprintln(w)
+	if in.Ingress && len(routes) == 0 {
+		_, err := fmt.Fprintf(w, "No listeners: zone %s has no ready instance of any service to offer other zones.\n", in.Zone)
+		return err
+	}
 	return printRoutes(w, routes, in.Zone)
 }
 

@@ -81,6 +81,15 @@ func TestInspectRouteTableGolden(t *testing.T) {
 		name: "inspect-other-kind",
 		in: inspection{Mesh: "default", Name: "kong", Zone: "zone-1", Gateway: true, Kind: "envoy",
 			Status: statusFixture(t, "status-kong-insync.json"), Config: readFixture(t, zoneGoldens+"gateway-envoy-ingress.golden.json")},
+	}, {
+		// The zone's ingress routes by SNI to the zone's own instances.
+		name: "inspect-ingress",
+		in: inspection{Name: "zone-1", Zone: "zone-1", Ingress: true,
+			Status: statusFixture(t, "status-ingress.json"), Config: readFixture(t, zoneGoldens+"ingress.golden.json")},
+	}, {
+		// An ingress with nothing to offer says why.
+		name: "inspect-ingress-empty",
+		in:   inspection{Name: "zone-3", Zone: "zone-3", Ingress: true, Config: []byte("{}\n")},
 	}} {
 		t.Run(c.name, func(t *testing.T) {
 			var out bytes.Buffer
@@ -90,19 +99,6 @@ func TestInspectRouteTableGolden(t *testing.T) {
 			golden(t, c.name, out.Bytes())
 		})
 	}
-}
-
-// The ingress's configuration routes by SNI: one row per filter chain.
-func TestIngressRouteTableGolden(t *testing.T) {
-	routes, err := routeTable(readFixture(t, "../../zone/xds/testdata/ingress.golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := printRoutes(&out, routes, "zone-1"); err != nil {
-		t.Fatal(err)
-	}
-	golden(t, "routes-ingress", out.Bytes())
 }
 
 func TestRouteTableRefusesWhatIsNotAConfiguration(t *testing.T) {

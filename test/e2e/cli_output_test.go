@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -43,7 +46,8 @@ func TestAtollctlReadableOutput(t *testing.T) {
 		t.Fatalf("%d %s", status, body)
 	}
 	z1 := startSyncedZone(t, "zone-1", t.TempDir(), g.kdsAddr, g.caFile())
-	z2 := startSyncedZone(t, "zone-2", t.TempDir(), g.kdsAddr, g.caFile())
+	z2dir := t.TempDir()
+	z2 := startSyncedZone(t, "zone-2", z2dir, g.kdsAddr, g.caFile())
 	if status, body := call(t, "PUT", z1.apiURL+"/meshes/default/dataplanes/kong", kongJSON); status != 201 {
 		t.Fatalf("%d %s", status, body)
 	}
@@ -107,6 +111,22 @@ func TestAtollctlReadableOutput(t *testing.T) {
 	}, "--api-url", z1.apiURL, "get", "dataplanes")
 	waitOutput(t, "the mesh's cross-zone mode", []string{`^NAME\s+CROSS-ZONE\s+AGE$`, `^default\s+Direct\s+\S+$`},
 		"--api-url", g.apiURL, "get", "meshes")
+
+	// Zone-2's ingress offers backend to the other zones by SNI; its
+	// configuration as JSON leaves the private key out.
+	waitOutput(t, "zone-2's ingress", []string{
+		`^Ingress:    zone zone-2$`,
+		`^Connection: not connected to this zone: `,
+		`^ingress \(\S+\) SNI backend\.` + p + `\.default\s+default/backend:` + p + `\s+127\.0\.0\.2:` + p + `\s+zone-2 \(local\)\s+0\s+1\s+healthy\n\s+127\.0\.0\.3:` + p + `\s+zone-2 \(local\)\s+0\s+1\s+healthy$`,
+	}, "--api-url", z2.apiURL, "inspect", "ingress", "zone-2")
+	key, err := os.ReadFile(filepath.Join(z2dir, "ingress-tls", "kds-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := atollctl(t, "", "--api-url", z2.apiURL, "inspect", "ingress", "zone-2", "-o", "json")
+	if err != nil || !strings.Contains(out, "left out: the ingress's private key") || strings.Contains(out, base64.StdEncoding.EncodeToString(key)) {
+		t.Errorf("atollctl inspect ingress zone-2 -o json: %v %q, want the configuration without the private key:\n%s", err, errOut, out)
+	}
 
 	// Zone-2: Online while connected, Disabled once disabled (its
 	// endpoints leave kong's table), Offline once stopped and enabled.
