@@ -86,11 +86,14 @@ func zonesTable(w io.Writer, data []byte) error {
 	now := clock()
 	for _, z := range items {
 		status := z.Status
-		if status == "" { // a global older than this atollctl
-			status = map[bool]string{true: "Online", false: "Offline"}[z.Online]
-			if !z.Enabled {
-				status = "Disabled"
-			}
+		switch {
+		case status != "":
+		case !z.Enabled: // a global older than this atollctl
+			status = "Disabled"
+		case z.Online:
+			status = "Online"
+		default:
+			status = "Offline"
 		}
 		// The lag is the global's: how long the oldest change it pushed
 		// and the zone has not ACKed had waited when the global last
