@@ -13,9 +13,11 @@ import (
 // ZoneView is what GET /zones returns per zone: the Zone, its connection
 // state from its ZoneInsight, and what it has synced.
 type ZoneView struct {
-	Name       string     `json:"name"`
-	Enabled    bool       `json:"enabled"`
-	Online     bool       `json:"online"`
+	Name    string `json:"name"`
+	Enabled bool   `json:"enabled"`
+	Online  bool   `json:"online"`
+	// Status is Disabled (whatever its connection), else Online or Offline.
+	Status     string     `json:"status"`
 	LastSeen   *time.Time `json:"lastSeen"`
 	Connected  *time.Time `json:"connectTime,omitempty"`
 	Global     string     `json:"globalInstance,omitempty"`
@@ -92,9 +94,30 @@ func (a *zonesAPI) views(r *http.Request) ([]ZoneView, error) {
 			v.SyncLagMs = s.GetSyncLagMs()
 			v.Stats = zoneTypeStats(s.GetStats())
 		}
+		v.Status = zoneStatus(v.Enabled, v.Online)
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// The values of ZoneView.Status.
+const (
+	ZoneOnline   = "Online"
+	ZoneOffline  = "Offline"
+	ZoneDisabled = "Disabled"
+)
+
+// zoneStatus is one word for a zone: Disabled when an operator disabled it
+// (it may still be connected: the global withdraws its services from the
+// other zones), else Online or Offline.
+func zoneStatus(enabled, online bool) string {
+	switch {
+	case !enabled:
+		return ZoneDisabled
+	case online:
+		return ZoneOnline
+	}
+	return ZoneOffline
 }
 
 func (a *zonesAPI) list(w http.ResponseWriter, r *http.Request) {

@@ -22,6 +22,10 @@ type ServiceView struct {
 	// Local is true when this zone has instances.
 	Local     bool   `json:"local"`
 	Instances uint32 `json:"instances"`
+	// Reachable is true when this zone's proxies can reach some instance;
+	// Reach says, per zone in Zones, how or why not (reach.go).
+	Reachable bool              `json:"reachable"`
+	Reach     map[string]string `json:"reach"`
 }
 
 type statusAPI struct {
@@ -45,7 +49,8 @@ func (a *statusAPI) register(mux *http.ServeMux) {
 // ZoneIngress and those of the other zones.
 func (a *statusAPI) services(w http.ResponseWriter, r *http.Request) {
 	mesh := r.PathValue("mesh")
-	if _, err := a.cache.Get(resource.Key{Type: resource.MeshType, Name: mesh}); err != nil {
+	m, err := a.cache.Get(resource.Key{Type: resource.MeshType, Name: mesh})
+	if err != nil {
 		apiserver.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "mesh " + mesh + " does not exist"})
 		return
 	}
@@ -69,8 +74,10 @@ func (a *statusAPI) services(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	reach := newReachability(a.zone, m.Spec.(*v1alpha1.Mesh), a.cache.List(resource.ZoneIngressType, ""), a.cache.List(resource.ServiceEndpointsType, mesh))
 	items := make([]*ServiceView, 0, len(byName))
 	for _, v := range byName {
+		reach.fill(v)
 		items = append(items, v)
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })

@@ -61,6 +61,7 @@ func routeXDS(mux *http.ServeMux, srv *xds.Server) {
 	mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/xds", srv.Handler)
 	mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/xds/config", srv.ConfigHandler)
 	mux.HandleFunc("GET /zoneingresses/{name}/xds", srv.IngressHandler)
+	mux.HandleFunc("GET /zoneingresses/{name}/xds/config", srv.IngressConfigHandler)
 	mux.HandleFunc("GET /proxies", srv.ListHandler)
 	mux.HandleFunc("GET /xds-ca.pem", srv.CAHandler)
 	mux.HandleFunc("GET /meshes/{mesh}/dataplanes/{name}/bootstrap", srv.BootstrapHandler)

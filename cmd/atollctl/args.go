@@ -95,16 +95,20 @@ func deleteArgs(cmd *cobra.Command, args []string) error {
 
 // inspectArgs takes "dataplane NAME".
 func inspectArgs(cmd *cobra.Command, args []string) error {
-	const usage = "atollctl inspect dataplane NAME [--mesh MESH] [--kind envoy|proxyless]"
 	switch {
 	case len(args) == 0:
-		return fmt.Errorf("missing what to inspect: %s", usage)
+		return fmt.Errorf("missing what to inspect: %s", inspectUsage)
+	case isIngressArg(args[0]):
+		if len(args) == 1 {
+			return fmt.Errorf("missing the ingress's zone: %s", inspectUsage)
+		}
 	case args[0] != "dataplane" && args[0] != "dataplanes" && args[0] != "dp":
-		return fmt.Errorf("cannot inspect %q: only a Dataplane's proxy configuration is shown: %s", args[0], usage)
+		return fmt.Errorf("cannot inspect %q: a Dataplane's proxy or a zone's ingress is shown: %s", args[0], inspectUsage)
 	case len(args) == 1:
-		return fmt.Errorf("missing the Dataplane's name: %s", usage)
-	case len(args) > 2:
-		return fmt.Errorf("too many arguments (%s): %s", strings.Join(args[2:], " "), usage)
+		return fmt.Errorf("missing the Dataplane's name: %s", inspectUsage)
+	}
+	if len(args) > 2 {
+		return fmt.Errorf("too many arguments (%s): %s", strings.Join(args[2:], " "), inspectUsage)
 	}
 	return nil
 }

@@ -149,8 +149,8 @@ func getCommand(c *client) *cobra.Command {
 		Short: "Show dataplanes, meshes, zones (global), services and proxies (zone), zoneingresses, vips",
 		Example: `  atollctl get dataplanes
   atollctl get dataplane kong --mesh default -o yaml
-  atollctl get zones                      # on the global: online, last seen, sync lag
-  atollctl get services                   # on a zone: what it can reach, in which zones
+  atollctl get zones                      # on the global: Online, Offline or Disabled, sync lag
+  atollctl get services                   # on a zone: where each runs, reachable from here or why not
   atollctl get vips                       # each service's virtual IP
   atollctl get proxies                    # on a zone: connected proxies, in sync or not
   atollctl get zone-token-keys            # on the global: zone token signing keys`,
@@ -190,6 +190,9 @@ func getCommand(c *client) *cobra.Command {
 				items = []*resource.Resource{r}
 			} else if items, err = c.list(cmd.Context(), d, mesh); err != nil {
 				return err
+			}
+			if d.Type == resource.DataplaneType && output == "table" {
+				return c.printDataplanes(cmd.Context(), cmd.OutOrStdout(), items)
 			}
 			return printResources(cmd.OutOrStdout(), d, items, output, len(args) == 2)
 		},

@@ -54,6 +54,8 @@ func TestCommandsNeedTheirPlane(t *testing.T) {
 				w.Write([]byte(`{"total":2,"items":[{"name":"zone-1","online":true},{"name":"zone-2"}]}`))
 			case "/zone":
 				w.Write([]byte(`{"zone":"zone-1","globalAddress":"grpc://127.0.0.1:5685"}`))
+			case "/meshes/default/dataplanes/kong": // inspect reads the Dataplane
+				w.Write([]byte(`{"type":"Dataplane","mesh":"default","name":"kong","networking":{"address":"127.0.0.1","gateway":{"type":"DELEGATED","tags":{"atoll.io/service":"kong"}}}}`))
 			default:
 				w.Write([]byte(`{"total":0,"items":[]}`))
 			}

@@ -19,14 +19,14 @@ func printTable(w io.Writer, d *resource.Descriptor, items []*resource.Resource)
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	now := time.Now()
+	now := clock()
 	switch d.Type {
 	case resource.DataplaneType:
-		fmt.Fprintln(tw, "MESH\tNAME\tZONE\tADDRESS\tKIND\tSERVICES\tAGE")
+		return dataplanesTable(w, items, nil)
+	case resource.MeshType:
+		fmt.Fprintln(tw, "NAME\tCROSS-ZONE\tAGE")
 		for _, r := range items {
-			kind, services := dataplaneSummary(r.Spec.(*v1alpha1.Dataplane))
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Meta.Mesh, r.Meta.Name, orDash(r.Meta.Labels[resource.ZoneLabel]),
-				r.Spec.(*v1alpha1.Dataplane).GetNetworking().GetAddress(), kind, services, age(now, r.Meta.CreationTime))
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Meta.Name, r.Spec.(*v1alpha1.Mesh).GetCrossZone().GetMode(), age(now, r.Meta.CreationTime))
 		}
 	case resource.ZoneIngressType:
 		fmt.Fprintln(tw, "NAME\tZONE\tADVERTISED\tSERVICES\tAGE")

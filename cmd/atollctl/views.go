@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,6 +22,7 @@ type zoneView struct {
 	Name       string     `json:"name"`
 	Enabled    bool       `json:"enabled"`
 	Online     bool       `json:"online"`
+	Status     string     `json:"status"`
 	LastSeen   *time.Time `json:"lastSeen"`
 	Dataplanes int        `json:"dataplanes"`
 	SyncLagMs  int64      `json:"syncLagMs"`
@@ -33,6 +33,8 @@ type serviceView struct {
 	Zones     map[string]uint32 `json:"zones"`
 	Local     bool              `json:"local"`
 	Instances uint32            `json:"instances"`
+	Reachable bool              `json:"reachable"`
+	Reach     map[string]string `json:"reach"`
 }
 
 // getView fetches path and prints it as a table (with printTable) or as
@@ -80,14 +82,31 @@ func zonesTable(w io.Writer, data []byte) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "ZONE\tENABLED\tONLINE\tLAST SEEN\tDATAPLANES\tSYNC LAG")
-	now := time.Now()
+	fmt.Fprintln(tw, "ZONE\tSTATUS\tDATAPLANES\tSYNC LAG\tLAST MESSAGE")
+	now := clock()
 	for _, z := range items {
+		status := z.Status
+		switch {
+		case status != "":
+		case !z.Enabled: // a global older than this atollctl
+			status = "Disabled"
+		case z.Online:
+			status = "Online"
+		default:
+			status = "Offline"
+		}
+		// The lag is the global's: how long the oldest change it pushed
+		// and the zone has not ACKed had waited when the global last
+		// recorded the session. Only a live session has one.
+		lag := "-"
+		if z.Online {
+			lag = (time.Duration(z.SyncLagMs) * time.Millisecond).Round(100 * time.Millisecond).String()
+		}
 		seen := "never"
 		if z.LastSeen != nil {
 			seen = age(now, *z.LastSeen) + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%d\t%s\n", z.Name, z.Enabled, z.Online, seen, z.Dataplanes, time.Duration(z.SyncLagMs)*time.Millisecond)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", z.Name, status, z.Dataplanes, lag, seen)
 	}
 	return tw.Flush()
 }
@@ -104,14 +123,23 @@ func servicesTable(w io.Writer, data []byte) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tINSTANCES\tLOCAL\tZONES")
+	fmt.Fprintln(tw, "SERVICE\tINSTANCES\tZONES\tREACHABLE\tHOW")
 	for _, s := range list.Items {
-		var zones []string
-		for z, n := range s.Zones {
-			zones = append(zones, fmt.Sprintf("%s (%d)", z, n))
+		var zones, how []string
+		for _, z := range sortedKeys(s.Zones) {
+			zones = append(zones, fmt.Sprintf("%s (%d)", z, s.Zones[z]))
+			if h := s.Reach[z]; h != "" {
+				how = append(how, z+": "+h)
+			}
 		}
-		sort.Strings(zones)
-		fmt.Fprintf(tw, "%s\t%d\t%t\t%s\n", s.Name, s.Instances, s.Local, strings.Join(zones, ", "))
+		reachable := "no"
+		switch {
+		case s.Reach == nil:
+			reachable = "unknown (the zone is older than atollctl)"
+		case s.Reachable:
+			reachable = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.Name, s.Instances, strings.Join(zones, ", "), reachable, orDash(strings.Join(how, "; ")))
 	}
 	return tw.Flush()
 }
@@ -172,14 +200,9 @@ func vipsTable(w io.Writer, data []byte) error {
 func proxiesTable(w io.Writer, data []byte) error {
 	var list struct {
 		Items []struct {
-			Node      string            `json:"node"`
-			Mesh      string            `json:"mesh"`
-			Dataplane string            `json:"dataplane"`
-			Kind      string            `json:"kind"`
-			Streams   int               `json:"streams"`
-			Connected time.Time         `json:"connected"`
-			InSync    bool              `json:"inSync"`
-			Nacked    map[string]string `json:"nacked"`
+			proxyItem
+			Streams   int       `json:"streams"`
+			Connected time.Time `json:"connected"`
 		} `json:"items"`
 	}
 	if err := json.Unmarshal(data, &list); err != nil {
@@ -191,23 +214,18 @@ func proxiesTable(w io.Writer, data []byte) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "MESH\tDATAPLANE\tKIND\tSTREAMS\tCONNECTED\tSTATE")
-	now := time.Now()
+	now := clock()
 	for _, p := range list.Items {
 		mesh, name := p.Mesh, p.Dataplane
-		if mesh == "" {
+		state := p.state()
+		switch {
+		case mesh == "":
 			mesh, name = "-", p.Node
-		}
-		state := "in sync"
-		if !p.InSync {
-			state = "updating"
-		}
-		if len(p.Nacked) > 0 {
-			var types []string
-			for t := range p.Nacked {
-				types = append(types, t[strings.LastIndexByte(t, '.')+1:])
+			if len(p.Nacked) > 0 {
+				state += " (GET /zoneingresses/" + name + "/xds says why)"
 			}
-			sort.Strings(types)
-			state = "refused " + strings.Join(types, ", ") + " (atollctl inspect / GET .../xds for why)"
+		case len(p.Nacked) > 0:
+			state += " (atollctl inspect dataplane " + name + " --mesh " + mesh + " says why)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s ago\t%s\n", mesh, name, p.Kind, p.Streams, age(now, p.Connected), state)
 	}

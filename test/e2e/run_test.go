@@ -141,7 +141,7 @@ func TestMakeRun(t *testing.T) {
 	first := startMakeRun(t, env)
 	got := first.out.String()
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^backend\s+3\s+false\s+zone-2 \(3\)$`),
+		regexp.MustCompile(`(?m)^backend\s+3\s+zone-2 \(3\)\s+yes\s+zone-2: direct$`),
 		regexp.MustCompile(`(?m)^default\s+kong\.zone-1\s+zone-1\s`),
 		regexp.MustCompile(`(?m)^6 of 6 RPCs answered, by backend-1, backend-2, backend-3$`),
 	} {
@@ -182,7 +182,7 @@ func TestMakeRun(t *testing.T) {
 	shell(t, enable[1])
 	waitFor(t, syncWait, "zone-1 seeing backend in zone-2 again", func() error {
 		out, errOut, err := atollctl(t, "", "--api-url", "http://127.0.0.1:"+zone1API, "get", "services")
-		if err != nil || !regexp.MustCompile(`(?m)^backend\s+3\s+false\s+zone-2 \(3\)$`).MatchString(out) {
+		if err != nil || !regexp.MustCompile(`(?m)^backend\s+3\s+zone-2 \(3\)\s+yes\s+zone-2: direct$`).MatchString(out) {
 			return fmt.Errorf("%v: %s%s", err, out, errOut)
 		}
 		return nil

@@ -196,14 +196,15 @@ func TestProxylessGatewayReachesOtherZones(t *testing.T) {
 		t.Errorf("GET .../kong/xds: %d %s", status, body)
 	}
 
-	// atollctl inspect shows what the proxy gets: by default of the kind
-	// connected (proxyless here), or another kind on request.
-	out, errOut, err := atollctl(t, "", "--api-url", z1.apiURL, "inspect", "dataplane", "kong")
+	// atollctl inspect -o json prints what the proxy gets: by default of
+	// the kind connected (proxyless here), or another kind on request
+	// (its route table: cli_output_test.go).
+	out, errOut, err := atollctl(t, "", "--api-url", z1.apiURL, "inspect", "dataplane", "kong", "-o", "json")
 	if err != nil || !strings.Contains(out, `"backend.mesh:`+port+`"`) || !strings.Contains(out, `"127.0.0.3"`) || !strings.Contains(out, `"zone-2"`) {
-		t.Errorf("atollctl inspect dataplane kong: %v %q\n%s", err, errOut, out)
+		t.Errorf("atollctl inspect dataplane kong -o json: %v %q\n%s", err, errOut, out)
 	}
-	if out, _, err := atollctl(t, "", "--api-url", z1.apiURL, "inspect", "dataplane", "kong", "--kind", "envoy"); err != nil || !strings.Contains(out, `"outbound"`) {
-		t.Errorf("atollctl inspect dataplane kong --kind envoy: %v\n%s", err, out)
+	if out, _, err := atollctl(t, "", "--api-url", z1.apiURL, "inspect", "dataplane", "kong", "--kind", "envoy", "-o", "json"); err != nil || !strings.Contains(out, `"outbound"`) {
+		t.Errorf("atollctl inspect dataplane kong --kind envoy -o json: %v\n%s", err, out)
 	}
 	if _, errOut, err := atollctl(t, "", "--api-url", z1.apiURL, "inspect", "dataplane", "nope"); err == nil || !strings.Contains(errOut, `no Dataplane "nope"`) {
 		t.Errorf("inspecting an unknown Dataplane: %v %q", err, errOut)
