@@ -1,10 +1,12 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
@@ -39,7 +41,8 @@ func fieldError(field, msg string) error {
 }
 
 // writeError maps err to a status: validation 400, missing 404, version
-// conflicts and existing keys 409, anything else 500.
+// conflicts and existing keys 409, a store that did not answer in time
+// 503, anything else 500.
 func writeError(w http.ResponseWriter, err error) {
 	body := ErrorBody{Error: err.Error()}
 	status := http.StatusInternalServerError
@@ -55,6 +58,12 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.As(err, &mbe):
 		status = http.StatusRequestEntityTooLarge
 		body.Error = fmt.Sprintf("request body is larger than %s, this API's limit: send resources one at a time", sizeString(mbe.Limit))
+	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), context.DeadlineExceeded.Error()):
+		// The request's store timeout (Resources.bounded), whether the
+		// store returned the context's error or its own words for it.
+		status = http.StatusServiceUnavailable
+		body.Error = "the store did not answer in time (etcd may be unreachable or without a quorum: GET /readyz says more); " +
+			"a write may still be applied: read the resource back before you retry"
 	case store.IsNotFound(err):
 		status = http.StatusNotFound
 	case store.IsConflict(err), store.IsAlreadyExists(err):

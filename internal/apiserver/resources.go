@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -35,6 +36,9 @@ type ResourcesConfig struct {
 	// overriding what the body says (e.g. atoll.io/origin, atoll.io/zone).
 	Labels map[string]string
 	Log    *slog.Logger
+	// StoreTimeout bounds the store operations of one request;
+	// DefaultStoreTimeout when zero.
+	StoreTimeout time.Duration
 }
 
 // Resources serves the resource API.
@@ -50,16 +54,32 @@ func NewResources(cfg ResourcesConfig) *Resources {
 // maxBody bounds a request body.
 const maxBody = resource.MaxDocumentSize
 
+// DefaultStoreTimeout bounds the store operations of one request of the
+// resource API: a store that does not answer (etcd without a quorum, or
+// unreachable) fails the request with 503 instead of holding it open.
+const DefaultStoreTimeout = 10 * time.Second
+
 // Register adds the resource routes to mux.
 func (h *Resources) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /meshes/{mesh}/{plural}", h.list)
-	mux.HandleFunc("GET /meshes/{mesh}/{plural}/{name}", h.get)
-	mux.HandleFunc("PUT /meshes/{mesh}/{plural}/{name}", h.put)
-	mux.HandleFunc("DELETE /meshes/{mesh}/{plural}/{name}", h.delete)
-	mux.HandleFunc("GET /{plural}", h.list)
-	mux.HandleFunc("GET /{plural}/{name}", h.get)
-	mux.HandleFunc("PUT /{plural}/{name}", h.put)
-	mux.HandleFunc("DELETE /{plural}/{name}", h.delete)
+	mux.HandleFunc("GET /meshes/{mesh}/{plural}", h.bounded(h.list))
+	mux.HandleFunc("GET /meshes/{mesh}/{plural}/{name}", h.bounded(h.get))
+	mux.HandleFunc("PUT /meshes/{mesh}/{plural}/{name}", h.bounded(h.put))
+	mux.HandleFunc("DELETE /meshes/{mesh}/{plural}/{name}", h.bounded(h.delete))
+	mux.HandleFunc("GET /{plural}", h.bounded(h.list))
+	mux.HandleFunc("GET /{plural}/{name}", h.bounded(h.get))
+	mux.HandleFunc("PUT /{plural}/{name}", h.bounded(h.put))
+	mux.HandleFunc("DELETE /{plural}/{name}", h.bounded(h.delete))
+}
+
+// bounded runs handler with its request's context ending the store
+// timeout from now; a store operation it cuts short is answered 503.
+func (h *Resources) bounded(handler http.HandlerFunc) http.HandlerFunc {
+	timeout := cmp.Or(h.cfg.StoreTimeout, DefaultStoreTimeout)
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		handler(w, r.WithContext(ctx))
+	}
 }
 
 // target resolves the type and key a request is about.

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/atoll-mesh/atoll/internal/apiserver"
 	"github.com/atoll-mesh/atoll/internal/resource"
@@ -142,4 +143,37 @@ func FuzzPut(f *testing.F) {
 			}
 		}
 	})
+}
+
+// stuckStore is a store whose writes never return until their context
+// ends, as etcd without a quorum.
+type stuckStore struct{ *memstore.Store }
+
+func (s stuckStore) Create(ctx context.Context, r *resource.Resource) (*resource.Resource, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (s stuckStore) Update(ctx context.Context, r *resource.Resource) (*resource.Resource, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A store that does not answer fails the request with 503 and what to do,
+// after the store timeout, instead of holding it open.
+func TestStuckStoreAnswers503(t *testing.T) {
+	st := memstore.New()
+	if err := store.EnsureMesh(context.Background(), st, resource.DefaultMesh, resource.OriginGlobal); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	apiserver.NewResources(apiserver.ResourcesConfig{
+		Store: stuckStore{st}, Side: resource.WrittenOnGlobal, StoreTimeout: 50 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}).Register(mux)
+	rec := do(mux, "PUT", "/meshes/payments", `{"type":"Mesh"}`)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "the store did not answer in time") ||
+		!strings.Contains(rec.Body.String(), "read the resource back before you retry") {
+		t.Errorf("PUT with a stuck store: %d %s", rec.Code, rec.Body)
+	}
 }
