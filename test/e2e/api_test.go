@@ -120,7 +120,7 @@ func TestZoneRESTAPI(t *testing.T) {
 		{"name differs from URL", "kong", `{"type":"Dataplane","name":"other","networking":{"address":"127.0.0.1"}}`, 400, "name"},
 		{"type differs from URL", "kong", `{"type":"Mesh","name":"kong"}`, 400, "type"},
 		{"unknown field", "kong", `{"type":"Dataplane","networking":{"adress":"127.0.0.1"}}`, 400, "adress"},
-		{"not JSON or YAML", "kong", `{{{`, 400, "YAML"},
+		{"not JSON or YAML", "kong", `{{{`, 400, "not valid JSON"},
 		{"missing mesh", "kong", strings.Replace(kongJSON, `"mesh":"default"`, `"mesh":"nope"`, 1), 400, "mesh"},
 	}
 	for _, c := range bad {
