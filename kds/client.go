@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
@@ -25,7 +29,8 @@ import (
 
 // ClientConfig configures a zone's connection to the global.
 type ClientConfig struct {
-	// Address is the global's KDS host:port.
+	// Address is the global's KDS host:port, or several separated by
+	// commas: replicas of one global, used one at a time.
 	Address string
 	// TLS verifies the global; nil means plaintext (explicitly insecure).
 	TLS  *tls.Config
@@ -148,7 +153,11 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.cfg.TLS != nil {
 		creds = credentials.NewTLS(c.cfg.TLS)
 	}
-	conn, err := grpc.NewClient(c.cfg.Address,
+	target, opts, err := dialTarget(c.cfg.Address)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(target, append(opts,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(
@@ -156,7 +165,7 @@ func (c *Client) Run(ctx context.Context) error {
 			grpc.MaxCallRecvMsgSize(c.cfg.Session.MaxMessageSize+envelope),
 			grpc.MaxCallSendMsgSize(c.cfg.Session.MaxMessageSize+envelope),
 		),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("global address %q: %w", c.cfg.Address, err)
 	}
@@ -245,4 +254,32 @@ func (c *Client) session(ctx context.Context, client v1alpha1.KDSClient) error {
 		err = errors.New("session ended")
 	}
 	return err
+}
+
+// pickFirstShuffled is the service config of the connection to the
+// global: one replica at a time (pick_first), tried in an order of this
+// process's own, so that zones spread over the replicas and fail over to
+// the next when theirs goes.
+const pickFirstShuffled = `{"loadBalancingConfig":[{"pick_first":{"shuffleAddressList":true}}]}`
+
+// dialTarget is the gRPC target and options for address: host:port (a
+// name resolving to several addresses reaches each of them), or several
+// host:port separated by commas, replicas of one global, each verified
+// under its own host name over TLS.
+func dialTarget(address string) (string, []grpc.DialOption, error) {
+	opts := []grpc.DialOption{grpc.WithDefaultServiceConfig(pickFirstShuffled)}
+	if !strings.Contains(address, ",") {
+		return address, opts, nil
+	}
+	var addrs []resolver.Address
+	for _, a := range strings.Split(address, ",") {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return "", nil, fmt.Errorf("global address %q: %w", a, err)
+		}
+		addrs = append(addrs, resolver.Address{Addr: a, ServerName: host})
+	}
+	r := manual.NewBuilderWithScheme("atoll-global")
+	r.InitialState(resolver.State{Addresses: addrs})
+	return r.Scheme() + ":///replicas", append(opts, grpc.WithResolvers(r)), nil
 }

@@ -250,16 +250,12 @@ func (c Config) Validate() error {
 		add(errors.New("dataDir: is required: name a directory for the zone's state"))
 	}
 	if c.GlobalAddress != "" {
-		if err := config.CheckURL("globalAddress", c.GlobalAddress, "grpcs", "grpc"); err != nil {
-			add(err)
-		} else if strings.HasPrefix(c.GlobalAddress, "grpc://") && !c.KDSInsecure {
-			add(fmt.Errorf("globalAddress: %q is plaintext: use grpcs://, or pass --kds-insecure to allow it", c.GlobalAddress))
-		}
+		add(checkGlobalAddresses(c.GlobalAddress, c.KDSInsecure))
 	}
 	if c.GlobalTokenFile != "" && c.GlobalAddress == "" {
 		add(errors.New("globalTokenFile: a zone token, but no globalAddress to present it to: give --global-address too, or drop it"))
 	}
-	if c.KDSInsecure && strings.HasPrefix(c.GlobalAddress, "grpcs://") {
+	if c.KDSInsecure && strings.HasPrefix(strings.TrimSpace(c.GlobalAddress), "grpcs://") {
 		add(errors.New("kdsInsecure: the global address is grpcs:// (TLS): drop --kds-insecure or use grpc://"))
 	}
 	if c.Ingress.Address == "" {
@@ -378,4 +374,44 @@ func (l LeaderElection) validate(zone string) error {
 		errs = append(errs, fmt.Errorf(p+"leaseDuration: %s is out of range: use at most 10m (default 15s); a dead leader is replaced only after it", l.LeaseDuration))
 	}
 	return errors.Join(errs...)
+}
+
+// checkGlobalAddresses checks globalAddress: one URL, or several replicas
+// of one global separated by commas, all grpcs:// or all grpc://.
+func checkGlobalAddresses(list string, insecure bool) error {
+	urls := splitGlobalAddresses(list)
+	var scheme string
+	for i, u := range urls {
+		setting := "globalAddress"
+		if len(urls) > 1 {
+			setting = fmt.Sprintf("globalAddress (address %d of %d)", i+1, len(urls))
+		}
+		if err := config.CheckURL(setting, u, "grpcs", "grpc"); err != nil {
+			return err
+		}
+		s, _, _ := strings.Cut(u, "://")
+		switch {
+		case scheme != "" && s != scheme:
+			return fmt.Errorf("globalAddress: %q is %s:// but %q is %s://: replicas of one global are reached the same way, all grpcs:// or all grpc://", urls[0], scheme, u, s)
+		case s == "grpc" && !insecure:
+			return fmt.Errorf("%s: %q is plaintext: use grpcs://, or pass --kds-insecure to allow it", setting, u)
+		}
+		scheme = s
+	}
+	if len(urls) == 0 {
+		return fmt.Errorf("globalAddress: %q names no address: use grpcs://HOST:PORT, or several replicas separated by commas", list)
+	}
+	return nil
+}
+
+// splitGlobalAddresses splits a comma-separated globalAddress, dropping
+// spaces and empty elements.
+func splitGlobalAddresses(list string) []string {
+	var out []string
+	for _, u := range strings.Split(list, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }

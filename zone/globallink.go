@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -93,17 +94,32 @@ func (l *globalLink) checks() []apiserver.Check {
 	}}, {Name: "global identity", Check: func(context.Context) error { return l.guard.Problem() }}}
 }
 
-// clientTLS builds the TLS configuration for a grpcs:// global address, or
-// nil for grpc:// (allowed only with kdsInsecure, checked by Validate).
+// clientTLS builds the TLS configuration for grpcs:// global addresses,
+// or nil for grpc:// (allowed only with kdsInsecure, checked by Validate),
+// and the KDS client's address: host:port, or several separated by commas
+// for replicas of one global (each verified under its own host name).
 func clientTLS(cfg Config) (*tls.Config, string, error) {
-	u, err := url.Parse(cfg.GlobalAddress)
-	if err != nil {
-		return nil, "", fmt.Errorf("globalAddress: %w", err)
+	var hosts []string
+	var plaintext bool
+	for _, raw := range splitGlobalAddresses(cfg.GlobalAddress) {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, "", fmt.Errorf("globalAddress: %w", err)
+		}
+		plaintext = u.Scheme == "grpc"
+		hosts = append(hosts, u.Host)
 	}
-	if u.Scheme == "grpc" {
-		return nil, u.Host, nil
+	if plaintext {
+		return nil, strings.Join(hosts, ","), nil
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(hosts) == 1 {
+		host, _, err := net.SplitHostPort(hosts[0])
+		if err != nil {
+			host = hosts[0]
+		}
+		tc.ServerName = host
+	}
 	if cfg.GlobalCAFile != "" {
 		pem, err := os.ReadFile(cfg.GlobalCAFile)
 		if err != nil {
@@ -115,7 +131,7 @@ func clientTLS(cfg Config) (*tls.Config, string, error) {
 		}
 		tc.RootCAs = pool
 	}
-	return tc, u.Host, nil
+	return tc, strings.Join(hosts, ","), nil
 }
 
 // tokenReader returns the zone token source for the KDS client: the file
