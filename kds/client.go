@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
@@ -68,6 +69,7 @@ type Client struct {
 	refused   bool
 	connected time.Time
 	offline   time.Time
+	peer      string // the global's address the live session reached
 }
 
 // NewClient returns a client serving ep; start it with Run.
@@ -126,6 +128,9 @@ type Status struct {
 	// Refused is set while the global refuses this zone's credentials
 	// (its last answer was Unauthenticated or PermissionDenied).
 	Refused bool
+	// Peer is the address of the global (the replica) the live session
+	// reached.
+	Peer    string
 	Session *Snapshot
 }
 
@@ -135,7 +140,7 @@ func (c *Client) Status() Status {
 	defer c.mu.Unlock()
 	st := Status{Connected: c.current != nil, Since: c.offline}
 	if c.current != nil {
-		st.Since = c.connected
+		st.Since, st.Peer = c.connected, c.peer
 		snap := c.current.Stats.Snapshot()
 		st.Session = &snap
 	}
@@ -242,10 +247,16 @@ func (c *Client) session(ctx context.Context, client v1alpha1.KDSClient) error {
 		cfg.Heartbeat = max(hb, 100*time.Millisecond)
 	}
 	s := NewSession(stream, c.ep, cfg)
+	// Which replica of the global this session reached, when there are
+	// several addresses (or a name with several).
+	var to string
+	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
+		to = p.Addr.String()
+	}
 	c.mu.Lock()
-	c.current, c.connected, c.refused, c.end = s, time.Now(), false, cancel
+	c.current, c.connected, c.refused, c.end, c.peer = s, time.Now(), false, cancel, to
 	c.mu.Unlock()
-	c.cfg.Log.Info("connected to the global", "address", c.cfg.Address, "global", hello.GetInstanceId())
+	c.cfg.Log.Info("connected to the global", "address", c.cfg.Address, "peer", to, "global", hello.GetInstanceId())
 	err = s.Run(ctx)
 	c.mu.Lock()
 	c.current, c.offline, c.end = nil, time.Now(), nil

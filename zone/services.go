@@ -97,8 +97,11 @@ type ZoneStatus struct {
 	Zone          string `json:"zone"`
 	GlobalAddress string `json:"globalAddress,omitempty"`
 	Connected     bool   `json:"connected"`
-	Since         string `json:"since,omitempty"`
-	LastError     string `json:"lastError,omitempty"`
+	// ConnectedTo is the address of the global replica the zone is
+	// connected to (one of GlobalAddress's, resolved).
+	ConnectedTo string `json:"connectedTo,omitempty"`
+	Since       string `json:"since,omitempty"`
+	LastError   string `json:"lastError,omitempty"`
 	// CredentialsRefused is set while the global refuses the zone's token.
 	CredentialsRefused bool                     `json:"credentialsRefused,omitempty"`
 	SyncLagMs          int64                    `json:"syncLagMs"`
@@ -123,7 +126,7 @@ func (a *statusAPI) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.client != nil {
 		s := a.client.Status()
-		st.Connected, st.LastError, st.CredentialsRefused = s.Connected, s.LastError, s.Refused
+		st.Connected, st.ConnectedTo, st.LastError, st.CredentialsRefused = s.Connected, s.Peer, s.LastError, s.Refused
 		st.Since = s.Since.UTC().Format(time.RFC3339Nano)
 		if s.Session != nil {
 			st.SyncLagMs = s.Session.SyncLag.Milliseconds()

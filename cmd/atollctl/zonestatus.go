@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ type zoneStatus struct {
 	Zone             string `json:"zone"`
 	GlobalAddress    string `json:"globalAddress"`
 	Connected        bool   `json:"connected"`
+	ConnectedTo      string `json:"connectedTo"`
 	Since            string `json:"since"`
 	LastError        string `json:"lastError"`
 	SyncLagMs        int64  `json:"syncLagMs"`
@@ -60,6 +62,9 @@ func zoneStatusText(w io.Writer, data []byte) error {
 	state := "disconnected"
 	if st.Connected {
 		state = "connected"
+		if st.ConnectedTo != "" && strings.Contains(st.GlobalAddress, ",") {
+			state += " to " + st.ConnectedTo
+		}
 	}
 	if t, err := time.Parse(time.RFC3339Nano, st.Since); err == nil {
 		state += " for " + age(time.Now(), t)

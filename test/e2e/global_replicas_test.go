@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,8 +45,21 @@ func TestZonesFailOverBetweenGlobalReplicas(t *testing.T) {
 			"--global-address", "grpcs://" + kdsA + ", grpcs://" + kdsB, "--global-ca-file", kds.CA},
 			tokenFlags(t, ga, name)...)...)
 	}
-	// allConnected waits until every zone is connected, in a session
-	// that began after since when since is not zero.
+	// live lists the KDS addresses of the running replicas.
+	live := func() []string {
+		var up []string
+		for _, g := range []*process{ga, gb} {
+			select {
+			case <-g.done:
+			default:
+				up = append(up, g.kdsAddr)
+			}
+		}
+		return up
+	}
+	// allConnected waits until every zone is connected to a running
+	// replica (as its status says), in a session that began after since
+	// when since is not zero.
 	allConnected := func(what string, since time.Time) {
 		t.Helper()
 		start := time.Now()
@@ -53,14 +67,18 @@ func TestZonesFailOverBetweenGlobalReplicas(t *testing.T) {
 			for name, z := range zones {
 				status, body := call(t, "GET", z.apiURL+"/zone", "")
 				var st struct {
-					Connected bool      `json:"connected"`
-					Since     time.Time `json:"since"`
+					Connected   bool      `json:"connected"`
+					ConnectedTo string    `json:"connectedTo"`
+					Since       time.Time `json:"since"`
 				}
 				if status != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil {
 					return fmt.Errorf("%s: GET /zone: %d %s", name, status, body)
 				}
 				if !st.Connected || st.Since.Before(since) {
 					return fmt.Errorf("%s: connected %v since %s, want a session begun after %s", name, st.Connected, st.Since, since)
+				}
+				if up := live(); !slices.Contains(up, st.ConnectedTo) {
+					return fmt.Errorf("%s: connected to %q, not one of the running replicas %v", name, st.ConnectedTo, up)
 				}
 			}
 			return nil
