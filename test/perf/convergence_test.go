@@ -29,6 +29,7 @@ import (
 func BenchmarkProxyConvergence(b *testing.B) {
 	b.Run("idle", func(b *testing.B) { converge(b, false) })
 	b.Run("loaded", func(b *testing.B) { converge(b, true) })
+	b.Run("grpc-go-all", convergeGRPCGo)
 }
 
 func converge(b *testing.B, loaded bool) {
