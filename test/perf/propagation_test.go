@@ -179,6 +179,8 @@ func BenchmarkPropagationLoaded(b *testing.B) {
 //     added five such changes before: a service appears or goes.
 //
 // At the start the removals have nothing to remove yet and add instead.
+// A removal may reach the zone before the addition it undoes when both are
+// in flight at once; it then fails and is not counted.
 func churn(zoneURL string, loaded int, direct bool) (stop func(b *testing.B)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -190,45 +192,70 @@ func churn(zoneURL string, loaded int, direct bool) (stop func(b *testing.B)) {
 		defer tick.Stop()
 		var instAdded, instRemoved, svcAdded, svcRemoved int
 		const lag = 5
-		for i := 0; ; i++ {
+		// Up to 8 changes in flight, so that the rate holds while the API
+		// is slow; a tick finding all 8 busy is skipped.
+		slots := make(chan struct{}, 8)
+		var inflight sync.WaitGroup
+		defer inflight.Wait()
+		for i := 0; ; {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
 			}
-			// Errors end nothing; the measurement reports what it saw.
-			var err error
+			select {
+			case slots <- struct{}{}:
+			default:
+				continue
+			}
+			var change func() error
 			crosses := true
 			switch i % 4 {
 			case 0, 2:
-				n := (i / 2) % loaded
-				err = tryPut(zoneURL, fmt.Sprintf("load-%d", n), fmt.Sprintf("svc-%d", n%1000), 2<<20+i, 10000+n%1000)
+				n, at := (i/2)%loaded, 2<<20+i
+				change = func() error {
+					return tryPut(zoneURL, fmt.Sprintf("load-%d", n), fmt.Sprintf("svc-%d", n%1000), at, 10000+n%1000)
+				}
 				crosses = direct
 			case 1:
 				if instAdded-instRemoved >= lag && (i/4)%2 == 1 {
-					err = tryDelete(zoneURL, fmt.Sprintf("churn-inst-%d", instRemoved))
+					name := fmt.Sprintf("churn-inst-%d", instRemoved)
+					change = func() error { return tryDelete(zoneURL, name) }
 					instRemoved++
 				} else {
-					n := instAdded % 1000
-					err = tryPut(zoneURL, fmt.Sprintf("churn-inst-%d", instAdded), fmt.Sprintf("svc-%d", n), 5<<20+instAdded, 10000+n)
+					k := instAdded
+					change = func() error {
+						return tryPut(zoneURL, fmt.Sprintf("churn-inst-%d", k), fmt.Sprintf("svc-%d", k%1000), 5<<20+k, 10000+k%1000)
+					}
 					instAdded++
 				}
 			case 3:
 				if svcAdded-svcRemoved >= lag && (i/4)%2 == 1 {
-					err = tryDelete(zoneURL, fmt.Sprintf("churn-svc-%d", svcRemoved))
+					name := fmt.Sprintf("churn-svc-%d", svcRemoved)
+					change = func() error { return tryDelete(zoneURL, name) }
 					svcRemoved++
 				} else {
-					name := fmt.Sprintf("churn-svc-%d", svcAdded)
-					err = tryPut(zoneURL, name, name, 6<<20+svcAdded, 9000)
+					k := svcAdded
+					change = func() error {
+						name := fmt.Sprintf("churn-svc-%d", k)
+						return tryPut(zoneURL, name, name, 6<<20+k, 9000)
+					}
 					svcAdded++
 				}
 			}
-			if err == nil {
-				churned.Add(1)
-				if crosses {
-					crossing.Add(1)
+			i++
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				defer func() { <-slots }()
+				// Errors end nothing; the measurement reports what it saw.
+				if change() == nil {
+					churned.Add(1)
+					if crosses {
+						crossing.Add(1)
+					}
 				}
-			}
+			}()
 		}
 	}()
 	return func(b *testing.B) {
