@@ -1,5 +1,7 @@
 // Package perf measures atoll end to end: a global on embedded etcd and two
-// zones, in one process, talking real gRPC (TLS) and HTTP on loopback.
+// zones, in one process, talking real gRPC (TLS) and HTTP on loopback (and,
+// where memory of the global alone is measured, an `atoll global` process
+// with zones simulated in the benchmark's process).
 // Run with: go test ./test/perf -run '^$' -bench . -benchtime 200x
 package perf
 
