@@ -29,6 +29,7 @@ import (
 func BenchmarkProxyConvergence(b *testing.B) {
 	b.Run("idle", func(b *testing.B) { converge(b, false) })
 	b.Run("loaded", func(b *testing.B) { converge(b, true) })
+	b.Run("grpc-go-all", convergeGRPCGo)
 }
 
 func converge(b *testing.B, loaded bool) {
@@ -119,8 +120,8 @@ func converge(b *testing.B, loaded bool) {
 	if loaded {
 		load(b, t.zone2, 10000)
 		visible(b, t.zone1, "svc-999")
-		stop := churn(t.zone2, 10000)
-		defer func() { b.ReportMetric(stop(), "churn-changes/s") }()
+		stop := churn(t.zone2, 10000, true)
+		defer stop(b)
 	}
 
 	var lat []time.Duration

@@ -1,5 +1,7 @@
 // Package perf measures atoll end to end: a global on embedded etcd and two
-// zones, in one process, talking real gRPC (TLS) and HTTP on loopback.
+// zones, in one process, talking real gRPC (TLS) and HTTP on loopback (and,
+// where memory of the global alone is measured, an `atoll global` process
+// with zones simulated in the benchmark's process).
 // Run with: go test ./test/perf -run '^$' -bench . -benchtime 200x
 package perf
 
@@ -152,49 +154,136 @@ func BenchmarkPropagationIdle(b *testing.B) {
 }
 
 // BenchmarkPropagationLoaded: the same with 10,000 Dataplanes (1,000
-// services × 10) already synced and a steady churn of 100 changes/s in
-// zone-2 while measuring.
+// services × 10) already synced and a steady churn of ~100 changes/s in
+// zone-2 while measuring, a mix of moves, instances and services coming and
+// going (churn).
 func BenchmarkPropagationLoaded(b *testing.B) {
 	t := start(b)
 	const loaded = 10000
 	load(b, t.zone2, loaded)
 	visible(b, t.zone1, "svc-999")
 
-	stop := churn(t.zone2, loaded)
+	stop := churn(t.zone2, loaded, false)
 	measure(b, t, "loaded")
-	b.ReportMetric(stop(), "churn-changes/s")
+	stop(b)
 }
 
-// churn moves one of the loaded instances in zone (load-N of svc-N%1000)
-// to another address every 10 ms — a real change that leaves instance
-// counts alone — until stop, which returns the changes made per second.
-func churn(zoneURL string, loaded int) (stop func() float64) {
+// churn changes zone's Dataplanes every 10 ms (~100 changes/s) until stop,
+// which reports the changes made per second (churn-changes/s) and the share
+// of them that change another zone's view (churn-crossing-%). Of every four
+// changes:
+//   - two move one of the loaded instances (load-N of svc-N%1000) to another
+//     address: instance counts stay, so other zones see nothing unless the
+//     mesh is Direct (direct), where the endpoint crosses;
+//   - one adds an instance to a loaded service or removes one added five
+//     such changes before: its count in the zone's ZoneIngress moves;
+//   - one adds a service of its own (a new service tag) or removes one
+//     added five such changes before: a service appears or goes.
+//
+// At the start the removals have nothing to remove yet and add instead.
+// A removal may reach the zone before the addition it undoes when both are
+// in flight at once; it then fails and is not counted.
+func churn(zoneURL string, loaded int, direct bool) (stop func(b *testing.B)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	var churned atomic.Int64
+	var churned, crossing atomic.Int64
 	churnStart := time.Now()
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(10 * time.Millisecond) // 100 changes/s
+		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
-		for i := 0; ; i++ {
+		var instAdded, instRemoved, svcAdded, svcRemoved int
+		const lag = 5
+		// Up to 8 changes in flight, so that the rate holds while the API
+		// is slow; a tick finding all 8 busy is skipped.
+		slots := make(chan struct{}, 8)
+		var inflight sync.WaitGroup
+		defer inflight.Wait()
+		for i := 0; ; {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				// Errors end nothing; the measurement reports what it saw.
-				n := i % loaded
-				if tryPut(zoneURL, fmt.Sprintf("load-%d", n), fmt.Sprintf("svc-%d", n%1000), 2<<20+i, 10000+n%1000) == nil {
-					churned.Add(1)
+			}
+			select {
+			case slots <- struct{}{}:
+			default:
+				continue
+			}
+			var change func() error
+			crosses := true
+			switch i % 4 {
+			case 0, 2:
+				n, at := (i/2)%loaded, 2<<20+i
+				change = func() error {
+					return tryPut(zoneURL, fmt.Sprintf("load-%d", n), fmt.Sprintf("svc-%d", n%1000), at, 10000+n%1000)
+				}
+				crosses = direct
+			case 1:
+				if instAdded-instRemoved >= lag && (i/4)%2 == 1 {
+					name := fmt.Sprintf("churn-inst-%d", instRemoved)
+					change = func() error { return tryDelete(zoneURL, name) }
+					instRemoved++
+				} else {
+					k := instAdded
+					change = func() error {
+						return tryPut(zoneURL, fmt.Sprintf("churn-inst-%d", k), fmt.Sprintf("svc-%d", k%1000), 5<<20+k, 10000+k%1000)
+					}
+					instAdded++
+				}
+			case 3:
+				if svcAdded-svcRemoved >= lag && (i/4)%2 == 1 {
+					name := fmt.Sprintf("churn-svc-%d", svcRemoved)
+					change = func() error { return tryDelete(zoneURL, name) }
+					svcRemoved++
+				} else {
+					k := svcAdded
+					change = func() error {
+						name := fmt.Sprintf("churn-svc-%d", k)
+						return tryPut(zoneURL, name, name, 6<<20+k, 9000)
+					}
+					svcAdded++
 				}
 			}
+			i++
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				defer func() { <-slots }()
+				// Errors end nothing; the measurement reports what it saw.
+				if change() == nil {
+					churned.Add(1)
+					if crosses {
+						crossing.Add(1)
+					}
+				}
+			}()
 		}
 	}()
-	return func() float64 {
+	return func(b *testing.B) {
 		cancel()
 		<-done
-		return float64(churned.Load()) / time.Since(churnStart).Seconds()
+		n := churned.Load()
+		b.ReportMetric(float64(n)/time.Since(churnStart).Seconds(), "churn-changes/s")
+		if n > 0 {
+			b.ReportMetric(100*float64(crossing.Load())/float64(n), "churn-crossing-%")
+		}
 	}
+}
+
+// tryDelete removes Dataplane name from the zone at zoneURL.
+func tryDelete(zoneURL, name string) error {
+	req, _ := http.NewRequest("DELETE", zoneURL+"/meshes/default/dataplanes/"+name, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("DELETE %s: %s", name, resp.Status)
+	}
+	return nil
 }
 
 func get(url string) (int, []byte) {
