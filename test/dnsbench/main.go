@@ -135,13 +135,11 @@ func run() error {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
-	notes, err := checkAnswers(addr(atollPort), addr(corePort), views)
+	checked, err := checkAnswers(addr(atollPort), addr(corePort), views)
 	if err != nil {
 		return fmt.Errorf("the servers' answers differ, nothing measured: %w", err)
 	}
-	for _, n := range notes {
-		fmt.Println(n)
-	}
+	fmt.Println(checked)
 
 	queries := filepath.Join(dir, "queries")
 	n, err := writeQueries(queries, *count, *nxPercent)

@@ -147,12 +147,13 @@ func zoneVIPs(apiURL string, count int) ([]vip.View, error) {
 // writeZoneFile writes CoreDNS's zone file for mesh. from the zone's VIPs:
 // an A record per IPv4 VIP and an AAAA record per IPv6 VIP, so a name with
 // no IPv6 VIP has no AAAA record (NODATA), as in atoll's table. The SOA is
-// the one atoll puts in its negative answers; the zone needs an NS record
-// to load.
+// the one atoll puts in its negative answers. There is no NS record: atoll
+// sends none, and CoreDNS would add it to the authority section of every
+// positive answer.
 func writeZoneFile(path string, views []vip.View) error {
 	var z bytes.Buffer
 	ttl := int(zoneTTL.Seconds())
-	fmt.Fprintf(&z, "$ORIGIN mesh.\n$TTL %d\n@ IN SOA ns.mesh. hostmaster.mesh. 1 3600 600 86400 %d\n@ IN NS ns.mesh.\n", ttl, ttl)
+	fmt.Fprintf(&z, "$ORIGIN mesh.\n$TTL %d\n@ IN SOA ns.mesh. hostmaster.mesh. 1 3600 600 86400 %d\n", ttl, ttl)
 	for _, v := range views {
 		for _, s := range []string{v.VIP, v.VIP6} {
 			a, err := netip.ParseAddr(s)
