@@ -165,8 +165,8 @@ func run() error {
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", s.name, round+1, err)
 			}
-			fmt.Printf("  round %d %-8s mix %7.0f queries/CPU-s %7.0f queries/s (UDP %7.0f, TCP %7.0f queries/CPU-s)  p50 %s  p99 %s  TCP lost %.0f of %.0f\n",
-				round+1, s.name, r.perCPU, r.qps, r.udpPerCPU, r.tcpPerCPU, ms(r.p50), ms(r.p99), r.tcpLost, r.tcpSent)
+			fmt.Printf("  round %d %-8s mix %7.0f queries/CPU-s %7.0f queries/s (UDP %7.0f, TCP %7.0f queries/CPU-s)  p50 %s  p99 %s (UDP %s, TCP %s)  TCP lost %.0f of %.0f\n",
+				round+1, s.name, r.perCPU, r.qps, r.udpPerCPU, r.tcpPerCPU, ms(r.p50), ms(r.p99), ms(r.p99UDP), ms(r.p99TCP), r.tcpLost, r.tcpSent)
 			results[s.name] = append(results[s.name], r)
 		}
 	}

@@ -41,6 +41,7 @@ type result struct {
 	udpPerCPU, tcpPerCPU float64 // queries per server CPU-second, each transport saturating alone
 	perCPU, qps          float64 // the mix: (1-tcpShare) UDP, tcpShare TCP
 	p50, p99             time.Duration
+	p99UDP, p99TCP       time.Duration // p99 of each transport's queries alone
 	// tcpLost counts queries sent over TCP and never answered, in the
 	// saturating TCP run and the latency run: a server that closes a
 	// connection with queries in flight loses them.
@@ -109,6 +110,12 @@ func measure(s *server, l load) (result, error) {
 		l, err := latencies(run.out)
 		if err != nil {
 			return r, err
+		}
+		slices.Sort(l)
+		if run.mode == "udp" {
+			r.p99UDP = l[len(l)*99/100]
+		} else {
+			r.p99TCP = l[len(l)*99/100]
 		}
 		lat = append(lat, l...)
 	}
