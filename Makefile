@@ -139,7 +139,7 @@ check-generated: tools
 	    echo "generated code is stale: $$f (run make generate and commit)"; exit 1; fi; \
 	done; echo "generated code is up to date"
 
-## bench: run the benchmarks (results and how to read them: README); about 21 minutes
+## bench: run the benchmarks (results and how to read them: README); about 20 minutes
 bench: bench-dns kube-apiserver
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./internal/... ./kds/... ./dns/...
 	$(GO) test -run '^$$' -bench 'Generate|MeshUpdate|EndpointEncoding' -benchmem ./zone/xds
@@ -149,7 +149,7 @@ bench: bench-dns kube-apiserver
 	$(GO) test -run '^$$' -bench 'Global50k' -benchtime 100x ./test/perf
 	$(GO) test -run '^$$' -bench 'Kubernetes2000Pods' -benchtime 2x -timeout 15m ./test/perf
 
-## bench-dns: a running zone's DNS vs CoreDNS on a realistic query mix, both loaded by dnsperf, best of 5 rounds (about 7 minutes)
+## bench-dns: a running zone's DNS vs CoreDNS on a realistic query mix, both loaded by dnsperf, best of 5 rounds (about 5–7 minutes)
 bench-dns: build $(COREDNS) dnsperf
 	$(GO) run ./test/dnsbench -atoll $(BIN)/atoll -coredns $(COREDNS)
 
