@@ -1,105 +1,79 @@
-// Command dnsbench measures atoll's DNS server side by side with CoreDNS:
-// both serve the same names under "mesh.", both are loaded by dnsperf with
-// the same query file, each server pinned to one core and dnsperf to
-// another, so "per core" means what it says.
+// Command dnsbench measures a running atoll zone's DNS server side by side
+// with CoreDNS, under a realistic query mix.
 //
-// For each server it reports, from a saturating run, queries/s and queries
-// per server CPU-second (the server process's user+system time from
-// /proc), and, from a run at a fixed rate both sustain, p50 and p99
-// latency of every query (dnsperf -v). It fails when a server answers
-// anything but NOERROR, so a misconfigured server cannot look fast.
+// atoll: `atoll zone` in universal mode with no global, given one
+// Dataplane per service through its API; its DNS answers `.mesh` names
+// from its own VIP table (the zone's proposed VIPs). CoreDNS: the `file`
+// plugin with a zone file written from the zone's GET
+// /meshes/default/vips, so both hold the same records. Before measuring,
+// a handful of queries of every shape go to both and their answers must
+// agree.
 //
-// Run it with `make bench-dns`, which builds CoreDNS at its pinned version
-// (`make coredns`, test/coredns) and installs dnsperf from Debian.
+// The mix: every lookup asks A and then AAAA for its name, as dual-stack
+// resolvers do (the VIPs are IPv4 only, so AAAA is NODATA); -nx-percent of
+// the lookups are for names that do not exist (NXDOMAIN); every query
+// carries EDNS0; -tcp-percent of the queries go over TCP. dnsperf sends one
+// transport per run, so throughput comes from a saturating UDP run and a
+// saturating TCP run, each giving the server's queries per CPU-second (its
+// process's user+system time from /proc), combined by the shares: the CPU
+// cost of a mixed query is the weighted mean of the two costs. Latency
+// comes from UDP and TCP dnsperf runs at the same time at fixed rates that
+// make up the mix (p50 and p99 of every query, dnsperf -v).
+//
+// Each server is pinned to CPU 0 and dnsperf to CPU 1; -rounds rounds
+// alternate between the servers; the best of the rounds is kept and the
+// spread printed. The last line is for the summary of `make bench`:
+//
+//	dnsbench: qps-per-cpu-ratio=<atoll/CoreDNS> p99-atoll-ms=<best> p99-coredns-ms=<best>
+//
+// Run it with `make bench-dns`, which builds atoll and CoreDNS at its
+// pinned version (`make coredns`, test/coredns) and installs dnsperf.
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	mdns "github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/atoll-mesh/atoll/dns"
 	"github.com/atoll-mesh/atoll/test/corednsbin"
 )
 
 var (
-	coredns  = flag.String("coredns", "", "CoreDNS binary (default: the one make coredns builds, or $"+corednsbin.BinaryEnv+")")
-	count    = flag.Int("names", 10000, "number of service names both servers hold")
-	duration = flag.Duration("duration", 10*time.Second, "length of each saturating run")
-	rate     = flag.Int("latency-qps", 10000, "query rate of the latency runs")
-	latLen   = flag.Duration("latency-duration", 5*time.Second, "length of each latency run")
-	rounds   = flag.Int("rounds", 2, "runs per server, alternating; the best throughput and the median latencies are kept")
-	serve    = flag.String("serve-atoll", "", "internal: serve atoll's DNS on this address")
+	atollBin   = flag.String("atoll", "", "atoll binary (default: build ./cmd/atoll)")
+	coredns    = flag.String("coredns", "", "CoreDNS binary (default: the one make coredns builds, or $"+corednsbin.BinaryEnv+")")
+	count      = flag.Int("names", 10000, "number of services (DNS names) the zone holds")
+	nxPercent  = flag.Int("nx-percent", 10, "percent of lookups for names that do not exist")
+	tcpPercent = flag.Int("tcp-percent", 10, "percent of queries over TCP")
+	duration   = flag.Duration("duration", 10*time.Second, "length of each saturating UDP run")
+	tcpLen     = flag.Duration("tcp-duration", 5*time.Second, "length of each saturating TCP run")
+	rate       = flag.Int("latency-qps", 10000, "query rate of the latency runs, UDP and TCP together")
+	latLen     = flag.Duration("latency-duration", 5*time.Second, "length of each latency run")
+	rounds     = flag.Int("rounds", 5, "rounds per server, alternating; the best of them is kept")
 )
-
-const ttl = 5 * time.Second
 
 func main() {
 	flag.Parse()
-	var err error
-	if *serve != "" {
-		err = serveAtoll(*serve, *count)
-	} else {
-		err = run()
-	}
-	if err != nil {
+	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)
 		os.Exit(1)
 	}
 }
 
-func name(i int) string { return fmt.Sprintf("svc-%05d", i) }
-
-func vip(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{240, 0, byte(i >> 8), byte(i)})
-}
-
-// serveAtoll runs atoll's DNS server as a zone does (package dns, the
-// zone's defaults), with count names, until killed.
-func serveAtoll(addr string, count int) error {
-	names := make(map[string][]netip.Addr, count)
-	for i := range count {
-		names[name(i)] = []netip.Addr{vip(i)}
-	}
-	srv := dns.NewServer(dns.Config{Addr: addr, Domain: "mesh", TTL: ttl},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-	srv.SetTable(dns.NewTable("mesh", names))
-	return srv.Run(context.Background())
-}
-
-type server struct {
-	name string
-	cmd  *exec.Cmd
-	port int
-}
-
-type result struct {
-	qps, perCPU float64
-	p50, p99    time.Duration
-	cpu         time.Duration
-}
-
 func run() error {
 	if _, err := exec.LookPath("dnsperf"); err != nil {
-		return errors.New("dnsperf is not installed (make bench-dns installs it from Debian)")
+		return errors.New("dnsperf is not installed (make bench-dns installs it)")
+	}
+	if *tcpPercent < 0 || *tcpPercent > 100 || *rounds < 1 || *count < 2 {
+		return errors.New("-tcp-percent must be in [0, 100], -rounds at least 1, -names at least 2")
 	}
 	if *coredns == "" {
 		bin, err := corednsbin.Path()
@@ -115,111 +89,195 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	queries := filepath.Join(dir, "queries")
-	if err := writeFiles(dir, *count); err != nil {
-		return err
+	if *atollBin == "" {
+		if *atollBin, err = buildAtoll(dir); err != nil {
+			return err
+		}
 	}
 
-	self, err := os.Executable()
+	// The zone, with its services registered and their VIPs listed.
+	apiPort, atollPort, corePort := freePort(), freePort(), freePort()
+	zone := &server{name: "atoll", port: atollPort, cmd: startZone(*atollBin, dir, apiPort, atollPort)}
+	if err := zone.cmd.Start(); err != nil {
+		return fmt.Errorf("starting atoll zone: %w", err)
+	}
+	defer stop(zone)
+	apiURL := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	start := time.Now()
+	if err := register(apiURL, *count); err != nil {
+		return err
+	}
+	views, err := zoneVIPs(apiURL, *count)
 	if err != nil {
 		return err
 	}
-	atollPort, corePort := freePort(), freePort()
-	servers := []*server{
-		{name: "atoll", port: atollPort, cmd: exec.Command("taskset", "-c", "0", self,
-			"-serve-atoll", fmt.Sprintf("127.0.0.1:%d", atollPort), "-names", strconv.Itoa(*count))},
-		{name: "CoreDNS", port: corePort, cmd: exec.Command("taskset", "-c", "0", *coredns,
-			"-conf", corefile(dir, corePort), "-quiet")},
+	fmt.Printf("atoll zone (universal, no global): %d Dataplanes registered through its API and their VIPs listed in %s\n",
+		*count, time.Since(start).Round(100*time.Millisecond))
+
+	// CoreDNS with the same records.
+	zoneFile := filepath.Join(dir, "db.mesh")
+	if err := writeZoneFile(zoneFile, views); err != nil {
+		return err
 	}
+	corefile, err := writeCorefile(dir, zoneFile, corePort)
+	if err != nil {
+		return err
+	}
+	core := &server{name: "CoreDNS", port: corePort, cmd: exec.Command("taskset", "-c", "0", *coredns, "-conf", corefile, "-quiet")}
+	core.cmd.Stderr = os.Stderr
+	if err := core.cmd.Start(); err != nil {
+		return fmt.Errorf("starting CoreDNS: %w", err)
+	}
+	defer stop(core)
+	servers := []*server{zone, core}
 	for _, s := range servers {
-		s.cmd.Stderr = os.Stderr
-		if err := s.cmd.Start(); err != nil {
-			return fmt.Errorf("starting %s: %w", s.name, err)
-		}
-		defer func() { s.cmd.Process.Kill(); s.cmd.Wait() }()
 		if err := waitAnswer(s.port); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
+	checked, err := checkAnswers(addr(atollPort), addr(corePort), views)
+	if err != nil {
+		return fmt.Errorf("the servers' answers differ, nothing measured: %w", err)
+	}
+	fmt.Println(checked)
+
+	queries := filepath.Join(dir, "queries")
+	n, err := writeQueries(queries, *count, *nxPercent)
+	if err != nil {
+		return err
+	}
+	l := load{
+		queries: queries, tcpShare: float64(*tcpPercent) / 100, nxShare: float64(*nxPercent) / 100,
+		duration: *duration, tcpLen: *tcpLen, rate: *rate, latLen: *latLen,
+		udpParams: []string{"-c", "16", "-q", "256"},
+		tcpParams: []string{"-c", "16", "-q", "256"},
+	}
 	version, _ := exec.Command(*coredns, "-version").Output()
-	fmt.Printf("%d names; each server pinned to CPU 0, dnsperf to CPU 1; %s saturating runs, latency at %d queries/s for %s; %d rounds\n",
-		*count, *duration, *rate, *latLen, *rounds)
 	fmt.Printf("CoreDNS: %s", firstLine(version))
+	fmt.Printf("query file: %d queries, A then AAAA per name (AAAA: NODATA), %d%% of names nonexistent (NXDOMAIN), EDNS0 on every query\n", n, *nxPercent)
+	fmt.Printf("each server pinned to CPU 0, dnsperf to CPU 1; per round and server: UDP saturating %s (dnsperf %s), TCP saturating %s (dnsperf -m tcp %s), mix = %d%% UDP + %d%% TCP by CPU cost; latency: UDP and TCP together at %d queries/s in those shares for %s; %d rounds\n\n",
+		*duration, strings.Join(l.udpParams, " "), *tcpLen, strings.Join(l.tcpParams, " "), 100-*tcpPercent, *tcpPercent, *rate, *latLen, *rounds)
 
 	results := map[string][]result{}
 	for round := range *rounds {
 		for _, s := range servers {
-			r, err := measure(s, queries)
+			r, err := measure(s, l)
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", s.name, round+1, err)
 			}
-			fmt.Printf("  round %d %-8s %8.0f queries/s %8.0f queries/CPU-s  p50 %s  p99 %s\n", round+1, s.name, r.qps, r.perCPU, ms(r.p50), ms(r.p99))
+			fmt.Printf("  round %d %-8s mix %7.0f queries/CPU-s %7.0f queries/s (UDP %7.0f, TCP %7.0f queries/CPU-s)  p50 %s  p99 %s (UDP %s, TCP %s)  TCP lost %.0f of %.0f\n",
+				round+1, s.name, r.perCPU, r.qps, r.udpPerCPU, r.tcpPerCPU, ms(r.p50), ms(r.p99), ms(r.p99UDP), ms(r.p99TCP), r.tcpLost, r.tcpSent)
 			results[s.name] = append(results[s.name], r)
 		}
 	}
+	return report(servers, results)
+}
 
-	fmt.Printf("\n%-8s %12s %10s %18s %9s %9s\n", "server", "queries/s", "CPU-s", "queries/CPU-s", "p50", "p99")
-	best := map[string]result{}
+// report prints, per server, the best of the rounds and the spread of each
+// figure, then the ratio and the machine-readable line.
+func report(servers []*server, results map[string][]result) error {
+	fmt.Printf("\nbest of %d rounds (spread over the rounds in brackets)\n", len(results["atoll"]))
+	fmt.Printf("%-8s %30s %30s %30s %26s %26s\n", "server", "mix queries/CPU-s", "UDP queries/CPU-s", "TCP queries/CPU-s", "p50 ms", "p99 ms")
+	type best struct {
+		perCPU float64
+		p99    time.Duration
+	}
+	bests := map[string]best{}
 	for _, s := range servers {
 		rs := results[s.name]
-		b := slices.MaxFunc(rs, func(a, c result) int { return int(a.perCPU - c.perCPU) })
-		p50s, p99s := []time.Duration{}, []time.Duration{}
-		for _, r := range rs {
-			p50s, p99s = append(p50s, r.p50), append(p99s, r.p99)
+		col := func(f func(result) float64, hi bool) string {
+			v := make([]float64, len(rs))
+			for i, r := range rs {
+				v[i] = f(r)
+			}
+			b := slices.Min(v)
+			if hi {
+				b = slices.Max(v)
+			}
+			return fmt.Sprintf("%.0f [%.0f–%.0f]", b, slices.Min(v), slices.Max(v))
 		}
-		b.p50, b.p99 = median(p50s), median(p99s)
-		best[s.name] = b
-		fmt.Printf("%-8s %12.0f %10.2f %18.0f %9s %9s\n", s.name, b.qps, b.cpu.Seconds(), b.perCPU, ms(b.p50), ms(b.p99))
+		lat := func(f func(result) time.Duration) (time.Duration, string) {
+			v := make([]time.Duration, len(rs))
+			for i, r := range rs {
+				v[i] = f(r)
+			}
+			b := slices.Min(v)
+			return b, fmt.Sprintf("%s [%s–%s]", msf(b), msf(b), msf(slices.Max(v)))
+		}
+		_, p50 := lat(func(r result) time.Duration { return r.p50 })
+		p99, p99s := lat(func(r result) time.Duration { return r.p99 })
+		fmt.Printf("%-8s %30s %30s %30s %26s %26s\n", s.name,
+			col(func(r result) float64 { return r.perCPU }, true),
+			col(func(r result) float64 { return r.udpPerCPU }, true),
+			col(func(r result) float64 { return r.tcpPerCPU }, true), p50, p99s)
+		perCPU := slices.MaxFunc(rs, func(a, b result) int { return cmpFloat(a.perCPU, b.perCPU) }).perCPU
+		bests[s.name] = best{perCPU, p99}
 	}
-	a, c := best["atoll"], best["CoreDNS"]
-	fmt.Printf("\natoll / CoreDNS: %.2f× queries per CPU-second (target ≥ 1.5×), %.2f× queries/s; p99 %s vs %s (target: no worse)\n",
-		a.perCPU/c.perCPU, a.qps/c.qps, ms(a.p99), ms(c.p99))
+	a, c := bests["atoll"], bests["CoreDNS"]
+	ratio := a.perCPU / c.perCPU
+	fmt.Printf("\natoll / CoreDNS: %.2f× queries per CPU-second on the mix (target ≥ 1.5×: %s); p99 %sms vs %sms (target: no worse: %s)\n",
+		ratio, verdict(ratio >= 1.5), msf(a.p99), msf(c.p99), verdict(a.p99 <= c.p99))
+	fmt.Printf("dnsbench: qps-per-cpu-ratio=%.2f p99-atoll-ms=%s p99-coredns-ms=%s\n", ratio, msf(a.p99), msf(c.p99))
 	return nil
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d.Microseconds())/1000) }
-
-func median(ds []time.Duration) time.Duration {
-	slices.Sort(ds)
-	return ds[len(ds)/2]
+func verdict(met bool) string {
+	if met {
+		return "met"
+	}
+	return "MISSED"
 }
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func ms(d time.Duration) string { return msf(d) + "ms" }
+
+func msf(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d.Microseconds())/1000) }
 
 func firstLine(b []byte) string {
 	line, _, _ := strings.Cut(string(b), "\n")
 	return line + "\n"
 }
 
-// writeFiles writes the dnsperf query file and CoreDNS's zone file.
-func writeFiles(dir string, count int) error {
-	var q, z bytes.Buffer
-	fmt.Fprintf(&z, "$ORIGIN mesh.\n$TTL %d\n@ IN SOA ns.mesh. hostmaster.mesh. 1 3600 600 86400 %d\n@ IN NS ns.mesh.\nns IN A 127.0.0.1\n",
-		int(ttl.Seconds()), int(ttl.Seconds()))
-	for i := range count {
-		fmt.Fprintf(&q, "%s.mesh A\n", name(i))
-		fmt.Fprintf(&z, "%s IN A %s\n", name(i), vip(i))
-	}
-	if err := os.WriteFile(filepath.Join(dir, "queries"), q.Bytes(), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "db.mesh"), z.Bytes(), 0o644)
+func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+
+// stop kills a server and waits for it.
+func stop(s *server) {
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
 }
 
-// corefile configures CoreDNS as the authority for mesh. with the file
-// plugin, like atoll's server, and returns its path.
-func corefile(dir string, port int) string {
-	path := filepath.Join(dir, "Corefile")
-	conf := fmt.Sprintf("mesh.:%d {\n    bind 127.0.0.1\n    file %s\n    errors\n}\n", port, filepath.Join(dir, "db.mesh"))
-	os.WriteFile(path, []byte(conf), 0o644)
-	return path
-}
+// handedOut holds the ports freePort gave, so no two are the same.
+var handedOut = map[int]bool{}
 
+// freePort returns a port free for both UDP and TCP on loopback a moment
+// ago.
 func freePort() int {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", addr(port))
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			if handedOut[port] {
+				continue
+			}
+			handedOut[port] = true
+			return port
+		}
 	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
 // waitAnswer waits until the server on port answers a known name.
@@ -228,118 +286,10 @@ func waitAnswer(port int) error {
 	m := new(mdns.Msg).SetQuestion(name(1)+".mesh.", mdns.TypeA)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if r, _, err := c.Exchange(m, fmt.Sprintf("127.0.0.1:%d", port)); err == nil && r.Rcode == mdns.RcodeSuccess && len(r.Answer) == 1 {
+		if r, _, err := c.Exchange(m, addr(port)); err == nil && r.Rcode == mdns.RcodeSuccess && len(r.Answer) == 1 {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("no answer for %s.mesh on port %d within 30s", name(1), port)
-}
-
-// cpuTime is the user+system time of process pid and its threads.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name (which may hold spaces) in parentheses.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	const clkTck = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / clkTck, nil
-}
-
-var (
-	completedRE = regexp.MustCompile(`Queries completed:\s+(\d+)`)
-	qpsRE       = regexp.MustCompile(`Queries per second:\s+([\d.]+)`)
-	rcodesRE    = regexp.MustCompile(`Response codes:\s+(.*)`)
-	lostRE      = regexp.MustCompile(`Queries lost:\s+(\d+)`)
-)
-
-// measure runs a saturating dnsperf and a fixed-rate one against s. The
-// server's process is taskset's child after exec: the same pid.
-func measure(s *server, queries string) (result, error) {
-	var r result
-	pid := s.cmd.Process.Pid
-	before, err := cpuTime(pid)
-	if err != nil {
-		return r, err
-	}
-	out, err := dnsperf(s.port, queries, "-l", seconds(*duration), "-c", "16", "-q", "256")
-	if err != nil {
-		return r, err
-	}
-	after, err := cpuTime(pid)
-	if err != nil {
-		return r, err
-	}
-	completed, err := field(completedRE, out)
-	if err != nil {
-		return r, err
-	}
-	qps, err := field(qpsRE, out)
-	if err != nil {
-		return r, err
-	}
-	r.cpu, r.qps = after-before, qps
-	r.perCPU = completed / r.cpu.Seconds()
-
-	out, err = dnsperf(s.port, queries, "-l", seconds(*latLen), "-c", "4", "-Q", strconv.Itoa(*rate), "-v")
-	if err != nil {
-		return r, err
-	}
-	if lost, _ := field(lostRE, out); lost > 0 {
-		return r, fmt.Errorf("%v queries lost at %d queries/s: lower -latency-qps", lost, *rate)
-	}
-	var lat []time.Duration
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		// "> NOERROR svc-00001.mesh A 0.000089"
-		f := strings.Fields(sc.Text())
-		if len(f) == 5 && f[0] == ">" {
-			if f[1] != "NOERROR" {
-				return r, fmt.Errorf("answered %s for %s", f[1], f[2])
-			}
-			sec, err := strconv.ParseFloat(f[4], 64)
-			if err == nil {
-				lat = append(lat, time.Duration(sec*float64(time.Second)))
-			}
-		}
-	}
-	if len(lat) == 0 {
-		return r, fmt.Errorf("dnsperf -v printed no latencies:\n%s", tail(out))
-	}
-	slices.Sort(lat)
-	r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
-	return r, nil
-}
-
-func seconds(d time.Duration) string { return strconv.Itoa(int(d.Seconds())) }
-
-func dnsperf(port int, queries string, args ...string) ([]byte, error) {
-	cmd := exec.Command("taskset", append([]string{"-c", "1", "dnsperf", "-s", "127.0.0.1", "-p", strconv.Itoa(port), "-d", queries}, args...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("dnsperf: %w\n%s", err, tail(out))
-	}
-	if m := rcodesRE.FindSubmatch(out); m == nil || !strings.HasPrefix(string(m[1]), "NOERROR") || strings.Contains(string(m[1]), ",") {
-		return nil, fmt.Errorf("answers were not all NOERROR:\n%s", tail(out))
-	}
-	return out, nil
-}
-
-func field(re *regexp.Regexp, out []byte) (float64, error) {
-	m := re.FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("dnsperf output lacks %q:\n%s", re, tail(out))
-	}
-	return strconv.ParseFloat(string(m[1]), 64)
-}
-
-func tail(b []byte) string {
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
 }
