@@ -274,8 +274,12 @@ func (s *Server) Run(ctx context.Context) error {
 	s.udpAddr.Store(pc.LocalAddr())
 	s.tcpAddr.Store(ln.Addr())
 	servers := []*mdns.Server{
+		// No limit on queries per connection (miekg/dns closes one after
+		// 128 by default, leaving queries a resolver pipelined on it
+		// unanswered); connections are bounded in number, and idle ones
+		// close after tcpIdleTimeout.
 		{Listener: newLimitListener(ln, s.cfg.MaxTCPConns), Handler: s, ReadTimeout: tcpReadTimeout, WriteTimeout: tcpReadTimeout,
-			IdleTimeout: func() time.Duration { return tcpIdleTimeout }},
+			IdleTimeout: func() time.Duration { return tcpIdleTimeout }, MaxTCPQueries: -1},
 		{PacketConn: pc, Handler: s},
 	}
 	// More UDP sockets on the same port, up to one per core.

@@ -260,3 +260,35 @@ func TestServiceNames(t *testing.T) {
 		}
 	}
 }
+
+// A resolver that keeps one TCP connection and pipelines its queries gets
+// every one answered, however many (the server has no per-connection query
+// limit, as CoreDNS has none: a limit closed the connection with queries
+// sent on it unanswered).
+func TestManyQueriesPipelinedOnOneTCPConnection(t *testing.T) {
+	srv, addr := start(t, dns.Config{})
+	srv.SetTable(table())
+	conn, err := mdns.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const n = 500
+	for i := range n {
+		q := new(mdns.Msg)
+		q.SetQuestion("many.mesh.", mdns.TypeA)
+		q.Id = uint16(i + 1)
+		if err := conn.WriteMsg(q); err != nil {
+			t.Fatalf("query %d: %v", i+1, err)
+		}
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	seen := map[uint16]bool{}
+	for len(seen) < n {
+		r, err := conn.ReadMsg()
+		if err != nil {
+			t.Fatalf("after %d of %d answers: %v", len(seen), n, err)
+		}
+		seen[r.Id] = true
+	}
+}
