@@ -139,7 +139,7 @@ check-generated: tools
 	    echo "generated code is stale: $$f (run make generate and commit)"; exit 1; fi; \
 	done; echo "generated code is up to date"
 
-## bench: run the benchmarks (results and how to read them: README), ending with one table of every measure against its target (met or MISSED); the output is kept in .run/bench.log; about 20 minutes
+## bench: run the benchmarks (results and how to read them: README), ending with one table of every measure against its target (met or MISSED); the output is kept in .run/bench.log; 10 minutes on a quiet machine, 20 on a busy one
 bench: kube-apiserver
 	GO=$(GO) BENCH='$(BENCH)' bash test/perf/bench.sh
 
