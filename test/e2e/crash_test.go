@@ -346,6 +346,13 @@ func names(t *testing.T, url string) []string {
 func instancesIn(t *testing.T, apiURL, service, zone string) uint32 {
 	t.Helper()
 	status, body := call(t, "GET", apiURL+"/meshes/default/services", "")
+	return instancesOf(t, status, body, service, zone)
+}
+
+// instancesOf reads how many instances of service in zone a zone's answer
+// to GET /meshes/default/services counts.
+func instancesOf(t *testing.T, status int, body, service, zone string) uint32 {
+	t.Helper()
 	if status != http.StatusOK {
 		t.Fatalf("GET /meshes/default/services: %d %s", status, body)
 	}

@@ -206,24 +206,7 @@ func (z *nsZone) call(t *testing.T, method, path, body string) (int, string) {
 func (z *nsZone) instances(t *testing.T, service, zone string) uint32 {
 	t.Helper()
 	status, body := z.call(t, "GET", "/meshes/default/services", "")
-	if status != http.StatusOK {
-		t.Fatalf("GET /meshes/default/services: %d %s", status, body)
-	}
-	var l struct {
-		Items []struct {
-			Name  string            `json:"name"`
-			Zones map[string]uint32 `json:"zones"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal([]byte(body), &l); err != nil {
-		t.Fatalf("GET /meshes/default/services: %v: %s", err, body)
-	}
-	for _, it := range l.Items {
-		if it.Name == service {
-			return it.Zones[zone]
-		}
-	}
-	return 0
+	return instancesOf(t, status, body, service, zone)
 }
 
 // zoneIsOnline is whether the global at apiURL has zone online.

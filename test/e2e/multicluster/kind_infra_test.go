@@ -268,17 +268,7 @@ func waitReadyz(t *testing.T, what, apiURL string) {
 // test with cond's last error after kindStep.
 func waitKind(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(kindStep)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting %s for %s: %v", kindStep, what, err)
-		}
-		time.Sleep(time.Second)
-	}
+	waitUntil(t, what, kindStep, time.Second, cond)
 }
 
 // run runs a command and returns its combined output; a failure fails

@@ -4,7 +4,6 @@ package multicluster
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -135,17 +134,7 @@ func (g *kindGlobal) Start(t *testing.T) {
 // `atollctl generate zone-token` would.
 func (g *kindGlobal) issueToken(t *testing.T, zone string) string {
 	t.Helper()
-	status, body := call(t, "POST", g.apiURL+"/zones/"+zone+"/tokens", `{"validFor":"2h"}`)
-	if status != http.StatusCreated {
-		t.Fatalf("issuing a token for %s: %d %s", zone, status, body)
-	}
-	var out struct {
-		Token string `json:"token"`
-	}
-	if err := json.Unmarshal([]byte(body), &out); err != nil || out.Token == "" {
-		t.Fatalf("issuing a token for %s: %v %s", zone, err, body)
-	}
-	return out.Token
+	return issueZoneToken(t, g.apiURL, zone, "2h")
 }
 
 // kindZone is the chart's zone (a Deployment of one pod, the sidecar

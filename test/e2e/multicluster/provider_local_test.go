@@ -2,7 +2,6 @@ package multicluster
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -127,17 +126,7 @@ func (g *localGlobal) Stop(t *testing.T) {
 // with atollctl generate zone-token.
 func (g *localGlobal) issueToken(t *testing.T, zone string) string {
 	t.Helper()
-	status, body := call(t, "POST", g.apiURL+"/zones/"+zone+"/tokens", `{"validFor":"1h"}`)
-	if status != http.StatusCreated {
-		t.Fatalf("issuing a token for %s: %d %s", zone, status, body)
-	}
-	var out struct {
-		Token string `json:"token"`
-	}
-	if err := json.Unmarshal([]byte(body), &out); err != nil || out.Token == "" {
-		t.Fatalf("issuing a token for %s: %v %s", zone, err, body)
-	}
-	return out.Token
+	return issueZoneToken(t, g.apiURL, zone, "1h")
 }
 
 // localCluster is a kube-apiserver, the chart's zone run against it as the

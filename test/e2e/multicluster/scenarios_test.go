@@ -436,17 +436,41 @@ func resolvesTo(dns, name, want string) error {
 // last error after settleTimeout.
 func waitFor(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(settleTimeout)
+	waitUntil(t, what, settleTimeout, 100*time.Millisecond, cond)
+}
+
+// waitUntil polls cond every interval until it returns nil, failing the
+// test with cond's last error after timeout.
+func waitUntil(t *testing.T, what string, timeout, interval time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
+			t.Fatalf("waiting %s for %s: %v", timeout, what, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(interval)
 	}
+}
+
+// issueZoneToken has the global whose API is apiURL issue a token for
+// zone, valid for validFor, as atollctl generate zone-token would.
+func issueZoneToken(t *testing.T, apiURL, zone, validFor string) string {
+	t.Helper()
+	status, body := call(t, "POST", apiURL+"/zones/"+zone+"/tokens", `{"validFor":"`+validFor+`"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("issuing a token for %s: %d %s", zone, status, body)
+	}
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil || out.Token == "" {
+		t.Fatalf("issuing a token for %s: %v %s", zone, err, body)
+	}
+	return out.Token
 }
 
 // get sends a GET and returns the status and body; a failed request is
