@@ -85,6 +85,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	st := etcdstore.New(client, cfg.Etcd.Prefix+"resources/")
+	st.FencePrefix = cfg.Etcd.Prefix + "kds-fences/"
 	if err := store.EnsureMesh(ctx, st, resource.DefaultMesh, resource.OriginGlobal); err != nil {
 		return err
 	}

@@ -389,6 +389,12 @@ func (z *zoneSync) drain(ctx context.Context, zone string) {
 		z.log.Warn("draining a deleted zone failed", "zone", zone, "error", err)
 		return
 	}
+	if f, ok := z.store.(store.Fencer); ok {
+		// Ends the session's writes too; it is cancelled below.
+		if err := f.DropFence(ctx, zone); err != nil {
+			z.log.Warn("removing a deleted zone's KDS fence failed", "zone", zone, "error", err)
+		}
+	}
 	z.mu.Lock()
 	live := z.sessions[zone]
 	z.mu.Unlock()

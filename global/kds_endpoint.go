@@ -34,6 +34,12 @@ type zoneEndpoint struct {
 	// from the store by Held (or the first Apply), then kept in step with
 	// what Apply writes, so the cap needs no listing per push.
 	held map[resource.Type]map[string]bool
+	// fence, taken before the session's first read, keeps the zone's
+	// earlier sessions (on this replica or another) from writing once this
+	// one has read what the zone holds: a write of theirs still in flight
+	// at etcd would otherwise land unseen, and stay (see store.Fencer).
+	// Nil when the store is not shared (no late writes).
+	fence store.Fence
 }
 
 // DefaultMaxResourcesPerZone is the cap when none is configured.
@@ -104,7 +110,25 @@ func (e *zoneEndpoint) disabledZones() map[string]bool {
 	return out
 }
 
+// fenced takes the session's fence once, before anything of the zone is
+// read or written.
+func (e *zoneEndpoint) fenced(ctx context.Context) error {
+	f, ok := e.store.(store.Fencer)
+	if !ok || e.fence != nil {
+		return nil
+	}
+	fence, err := f.Fence(ctx, e.zone)
+	if err != nil {
+		return err
+	}
+	e.fence = fence
+	return nil
+}
+
 func (e *zoneEndpoint) Held(ctx context.Context, t resource.Type) (map[string]string, error) {
+	if err := e.fenced(ctx); err != nil {
+		return nil, err
+	}
 	items, err := e.store.List(ctx, t, "")
 	if err != nil {
 		return nil, err
@@ -158,6 +182,9 @@ func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1
 	refuse := func(key, reason, why string) {
 		refused[key] = why
 		e.refused.WithLabelValues(e.zone, reason).Inc()
+	}
+	if err := e.fenced(ctx); err != nil {
+		return nil, err
 	}
 	limit := e.maxResources
 	if limit <= 0 {
@@ -275,10 +302,17 @@ func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1
 // zone, told which, does not send it again until it changes. It returns
 // the ops written.
 func (e *zoneEndpoint) apply(ctx context.Context, ops []store.Op, wireKeys map[resource.Key]string, refuse func(key, reason, why string)) ([]store.Op, error) {
+	write := e.store.Apply
+	if e.fence != nil {
+		write = e.fence.Apply
+	}
 	for {
-		err := e.store.Apply(ctx, ops)
+		err := write(ctx, ops)
 		if err == nil {
 			return ops, nil
+		}
+		if store.IsFenced(err) {
+			return nil, fmt.Errorf("zone %q connected again (to this replica or another) and its new session took over: this one ends, %w", e.zone, err)
 		}
 		tooLarge := map[resource.Key]*store.TooLargeError{}
 		for _, tl := range store.TooLargeErrors(err) {

@@ -213,3 +213,46 @@ func TestAZoneIngressNamesOnlyExistingMeshes(t *testing.T) {
 		t.Errorf("the stored ZoneIngress offers %d services, want the last good one's 1", n)
 	}
 }
+
+// A zone's earlier session writes nothing once its next session has read
+// what the zone holds (Held), on this replica or another: a push of the
+// earlier session still in flight at etcd would otherwise land unseen by
+// the next, which would never remove it.
+func TestAnEarlierSessionOfAZoneWritesNothingOnceTheNextHasRead(t *testing.T) {
+	ctx := context.Background()
+	_, client := etcdtest.Start(t, "")
+	earlier := endpointFor(t, etcdstore.New(client, "/test/"), "zone-1", 0)
+	if _, err := earlier.Held(ctx, resource.DataplaneType); err != nil {
+		t.Fatal(err)
+	}
+	if refused, err := earlier.Apply(ctx, resource.DataplaneType, []*v1alpha1.WireResource{wireDP(t, "dp-1", 0)}, nil); err != nil || len(refused) > 0 {
+		t.Fatalf("the only session's push: refused %v, err %v", refused, err)
+	}
+	// The zone connects again, here through another global replica.
+	next := endpointFor(t, etcdstore.New(client, "/test/"), "zone-1", 0)
+	held, err := next.Held(ctx, resource.DataplaneType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != 1 {
+		t.Fatalf("the next session reads %v held, want dp-1", held)
+	}
+	_, err = earlier.Apply(ctx, resource.DataplaneType, []*v1alpha1.WireResource{wireDP(t, "dp-late", 0)}, []string{"default/dp-1"})
+	if !store.IsFenced(err) || !strings.Contains(err.Error(), "new session took over") {
+		t.Fatalf("the earlier session's late push: got %v, want it refused as replaced", err)
+	}
+	if got, want := storedNames(t, next.store), "dp-1.zone-1"; got != want {
+		t.Fatalf("stored %q, want %q: the late push must change nothing", got, want)
+	}
+	if refused, err := next.Apply(ctx, resource.DataplaneType, []*v1alpha1.WireResource{wireDP(t, "dp-2", 0)}, []string{"default/dp-1"}); err != nil || len(refused) > 0 {
+		t.Fatalf("the next session's push: refused %v, err %v", refused, err)
+	}
+	if got, want := storedNames(t, next.store), "dp-2.zone-1"; got != want {
+		t.Fatalf("stored %q, want %q", got, want)
+	}
+	// Another zone's session is not affected.
+	other := endpointFor(t, etcdstore.New(client, "/test/"), "zone-2", 0)
+	if refused, err := other.Apply(ctx, resource.DataplaneType, []*v1alpha1.WireResource{wireDP(t, "dp-1", 0)}, nil); err != nil || len(refused) > 0 {
+		t.Fatalf("zone-2's push: refused %v, err %v", refused, err)
+	}
+}

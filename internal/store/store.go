@@ -63,6 +63,30 @@ type Store interface {
 	Close() error
 }
 
+// Fencer is implemented by stores several processes share. A fence keeps
+// a writer that was replaced from writing late: a request of its that was
+// cancelled, or sent by a process since killed, may still be applied by the
+// store after its successor read the state, and the successor would never
+// learn of it. Writes made through a Fence apply only while no newer Fence
+// of the same name was taken; the store orders each write against the
+// taking of a newer fence, so a successor that takes its fence before
+// reading sees every write of its predecessor that will ever apply.
+type Fencer interface {
+	// Fence takes the fence named name, ending every older Fence of it.
+	Fence(ctx context.Context, name string) (Fence, error)
+	// DropFence removes the fence named name (ending its holder), for a
+	// writer that is gone for good.
+	DropFence(ctx context.Context, name string) error
+}
+
+// Fence is a writer's claim taken with Fencer.Fence.
+type Fence interface {
+	// Apply is Writer.Apply, made only while the fence is the newest of
+	// its name; otherwise it writes nothing and fails with ErrFenced. Like
+	// Writer.Apply it may write some transactions and fail a later one.
+	Apply(ctx context.Context, ops []Op) error
+}
+
 // MaxBatch is the most operations a backend puts in one transaction.
 const MaxBatch = 128
 
@@ -100,7 +124,9 @@ var (
 	ErrNotFound      = errors.New("not found")
 	ErrAlreadyExists = errors.New("already exists")
 	ErrConflict      = errors.New("was changed by someone else: read it again and retry")
-	ErrTooLarge      = errors.New("too large to store")
+	// ErrFenced: a write through a Fence that a newer one replaced.
+	ErrFenced   = errors.New("a newer writer took over (its fence replaced this one's): nothing was written")
+	ErrTooLarge = errors.New("too large to store")
 )
 
 // TooLargeError names a resource too large for the store.
@@ -153,6 +179,10 @@ func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }
 
 // IsConflict reports whether err means the version did not match.
 func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
+// IsFenced reports whether a write was refused because a newer Fence of
+// its name was taken.
+func IsFenced(err error) bool { return errors.Is(err, ErrFenced) }
 
 // NotFound returns an error for key satisfying IsNotFound.
 func NotFound(key resource.Key) error { return fmt.Errorf("%s: %w", key, ErrNotFound) }

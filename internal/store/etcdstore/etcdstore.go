@@ -40,6 +40,9 @@ type Store struct {
 	client *clientv3.Client
 	prefix string
 	now    func() time.Time
+	// FencePrefix is where fences (store.Fencer) are kept; empty means
+	// under the resources' prefix, apart from every type's keys.
+	FencePrefix string
 	// MaxTxnBytes bounds the keys and values of one Apply transaction; it
 	// must stay under the cluster's --max-request-bytes. A resource larger
 	// than this cannot be stored (store.IsTooLarge). Zero means
@@ -217,6 +220,11 @@ func (s *Store) Delete(ctx context.Context, key resource.Key, ver string) error 
 // is encoded and checked first: if any is too large on its own, nothing is
 // written and the error lists each one.
 func (s *Store) Apply(ctx context.Context, ops []store.Op) error {
+	return s.apply(ctx, ops, nil)
+}
+
+// apply is Apply with guard, compares every transaction must pass.
+func (s *Store) apply(ctx context.Context, ops []store.Op, guard []clientv3.Cmp) error {
 	limit := s.MaxTxnBytes
 	if limit <= 0 {
 		limit = DefaultMaxTxnBytes
@@ -251,36 +259,39 @@ func (s *Store) Apply(ctx context.Context, ops []store.Op) error {
 	start, size := 0, 0
 	for i := range etcdOps {
 		if i-start == store.MaxBatch || size+sizes[i] > limit {
-			if err := s.commit(ctx, etcdOps[start:i], ops[start:i]); err != nil {
+			if err := s.commit(ctx, etcdOps[start:i], ops[start:i], guard); err != nil {
 				return err
 			}
 			start, size = i, 0
 		}
 		size += sizes[i]
 	}
-	return s.commit(ctx, etcdOps[start:], ops[start:])
+	return s.commit(ctx, etcdOps[start:], ops[start:], guard)
 }
 
 // commit runs one transaction of Apply. A cluster whose request limit is
 // below MaxTxnBytes refuses it as too large: it is split in halves until a
 // single put is refused, which is then named as when Apply finds it too
 // large itself, so one resource never fails the others.
-func (s *Store) commit(ctx context.Context, etcdOps []clientv3.Op, ops []store.Op) error {
+func (s *Store) commit(ctx context.Context, etcdOps []clientv3.Op, ops []store.Op, guard []clientv3.Cmp) error {
 	if len(etcdOps) == 0 {
 		return nil
 	}
-	_, err := s.client.Txn(ctx).Then(etcdOps...).Commit()
+	resp, err := s.client.Txn(ctx).If(guard...).Then(etcdOps...).Commit()
 	if err == nil {
+		if !resp.Succeeded {
+			return fmt.Errorf("applying %d changes to etcd: %w", len(etcdOps), store.ErrFenced)
+		}
 		return nil
 	}
 	tooLarge := errors.Is(err, rpctypes.ErrRequestTooLarge) || status.Code(err) == codes.ResourceExhausted
 	switch {
 	case tooLarge && len(ops) > 1:
 		half := len(ops) / 2
-		if err := s.commit(ctx, etcdOps[:half], ops[:half]); err != nil {
+		if err := s.commit(ctx, etcdOps[:half], ops[:half], guard); err != nil {
 			return err
 		}
-		return s.commit(ctx, etcdOps[half:], ops[half:])
+		return s.commit(ctx, etcdOps[half:], ops[half:], guard)
 	case tooLarge && ops[0].Put != nil:
 		return fmt.Errorf("%w (etcd: %v)", &store.TooLargeError{Key: ops[0].Put.Key(), Size: len(etcdOps[0].ValueBytes())}, err)
 	}
@@ -341,3 +352,42 @@ func (s *Store) event(ev *clientv3.Event) (store.Event, error) {
 // Close does nothing: the client belongs to the caller, and watches end
 // with their contexts.
 func (s *Store) Close() error { return nil }
+
+var _ store.Fencer = (*Store)(nil)
+
+// fenceKey is where the fence named name is kept: beside the resources'
+// prefix (FencePrefix), never under a type's.
+func (s *Store) fenceKey(name string) string {
+	prefix := s.FencePrefix
+	if prefix == "" {
+		prefix = s.prefix + "_fences/"
+	}
+	return prefix + name
+}
+
+// Fence writes the fence's key; the revision of that write is the fence.
+// Every transaction of the fence's Apply compares the key's revision with
+// it, so etcd itself refuses a write once a newer fence was written, even
+// a request sent long before and applied late.
+func (s *Store) Fence(ctx context.Context, name string) (store.Fence, error) {
+	key := s.fenceKey(name)
+	resp, err := s.client.Put(ctx, key, name)
+	if err != nil {
+		return nil, fmt.Errorf("taking fence %q in etcd: %w", name, err)
+	}
+	return &fence{s: s, guard: []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", resp.Header.Revision)}}, nil
+}
+
+func (s *Store) DropFence(ctx context.Context, name string) error {
+	if _, err := s.client.Delete(ctx, s.fenceKey(name)); err != nil {
+		return fmt.Errorf("removing fence %q from etcd: %w", name, err)
+	}
+	return nil
+}
+
+type fence struct {
+	s     *Store
+	guard []clientv3.Cmp
+}
+
+func (f *fence) Apply(ctx context.Context, ops []store.Op) error { return f.s.apply(ctx, ops, f.guard) }
