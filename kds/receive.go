@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/internal/resource"
 )
@@ -131,7 +133,11 @@ func (s *Session) receive(ctx context.Context, p *v1alpha1.Push) error {
 		for key, why := range refused {
 			nack(key, why)
 		}
-		s.Stats.received(t, len(p.GetResources())+len(p.GetRemoved()), len(refused))
+		largest := 0
+		for _, r := range p.GetResources() {
+			largest = max(largest, proto.Size(r))
+		}
+		s.Stats.received(t, len(p.GetResources())+len(p.GetRemoved()), len(refused), proto.Size(p), largest)
 	}
 	s.owe(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Ack{Ack: ack}})
 	return nil

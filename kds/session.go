@@ -418,7 +418,7 @@ func (s *Session) push(t resource.Type, upserts []*v1alpha1.WireResource, remove
 	for len(upserts) > 0 || len(removed) > 0 {
 		s.nonce++
 		p := &v1alpha1.Push{Type: string(t), Nonce: strconv.FormatUint(s.nonce, 10)}
-		size := 0
+		size, largest := 0, 0
 		for len(upserts) > 0 {
 			n := proto.Size(upserts[0]) + 8
 			if n > limit {
@@ -431,6 +431,7 @@ func (s *Session) push(t resource.Type, upserts []*v1alpha1.WireResource, remove
 			}
 			p.Resources = append(p.Resources, upserts[0])
 			size += n
+			largest = max(largest, n-8)
 			upserts = upserts[1:]
 		}
 		for len(removed) > 0 {
@@ -452,7 +453,7 @@ func (s *Session) push(t resource.Type, upserts []*v1alpha1.WireResource, remove
 		if len(p.Resources) == 0 && len(p.Removed) == 0 {
 			continue
 		}
-		s.Stats.sent(t, p.GetNonce(), len(p.Resources)+len(p.Removed))
+		s.Stats.sent(t, p.GetNonce(), len(p.Resources)+len(p.Removed), proto.Size(p), largest)
 		s.pushes = append(s.pushes, &v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Push{Push: p}})
 	}
 }

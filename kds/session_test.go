@@ -243,8 +243,8 @@ func TestEveryMessageStaysUnderTheCap(t *testing.T) {
 	rec := &recordingStream{Stream: zs}
 	zoneCfg := zoneConfig()
 	zoneCfg.MaxMessageSize = capBytes
-	start(t, rec, zoneEp, zoneCfg)
-	start(t, gs, globalEp, globalConfig())
+	zone := start(t, rec, zoneEp, zoneCfg)
+	global := start(t, gs, globalEp, globalConfig())
 
 	eventually(t, func() error {
 		if got := len(globalEp.holding(resource.DataplaneType)); got != n {
@@ -264,6 +264,23 @@ func TestEveryMessageStaysUnderTheCap(t *testing.T) {
 		if size > capBytes {
 			t.Errorf("message %d is %d bytes, over the %d cap", i, size, capBytes)
 		}
+	}
+	// Both ends count the same bytes, and the largest push and resource
+	// the session reports are what was sent.
+	largest := 0
+	for _, dp := range dps {
+		largest = max(largest, proto.Size(dp))
+	}
+	sent := zone.Stats.Snapshot().Types[resource.DataplaneType]
+	got := global.Stats.Snapshot().Types[resource.DataplaneType]
+	if sent.SentBytes == 0 || sent.SentBytes != got.ReceivedBytes {
+		t.Errorf("the zone counts %d bytes sent, the global %d received", sent.SentBytes, got.ReceivedBytes)
+	}
+	if sent.LargestPushBytes == 0 || sent.LargestPushBytes > capBytes || sent.LargestPushBytes != got.LargestPushBytes {
+		t.Errorf("largest push: the zone counts %d bytes, the global %d; want the same, within %d", sent.LargestPushBytes, got.LargestPushBytes, capBytes)
+	}
+	if sent.LargestResourceBytes != uint64(largest) || got.LargestResourceBytes != uint64(largest) {
+		t.Errorf("largest resource: the zone counts %d bytes, the global %d, want %d", sent.LargestResourceBytes, got.LargestResourceBytes, largest)
 	}
 }
 

@@ -22,6 +22,22 @@ type TypeStats struct {
 	// Subscribed is set once the peer subscribed to the type and was sent
 	// its difference.
 	Subscribed bool `json:"subscribed"`
+	// SentBytes and ReceivedBytes are the encoded sizes of the pushes of
+	// the type sent and received.
+	SentBytes     uint64 `json:"sentBytes"`
+	ReceivedBytes uint64 `json:"receivedBytes"`
+	// LargestPushBytes is the largest push of the type sent or received,
+	// LargestResourceBytes the largest single resource in one: what the
+	// message limit (kds.maxMessageSize) must hold.
+	LargestPushBytes     uint64 `json:"largestPushBytes"`
+	LargestResourceBytes uint64 `json:"largestResourceBytes"`
+}
+
+// sized records one push of push bytes whose largest resource has
+// resource bytes.
+func (ts *TypeStats) sized(push, resource int) {
+	ts.LargestPushBytes = max(ts.LargestPushBytes, uint64(push))
+	ts.LargestResourceBytes = max(ts.LargestResourceBytes, uint64(resource))
 }
 
 type unacked struct {
@@ -79,10 +95,13 @@ func (s *Stats) seen() {
 	s.mu.Unlock()
 }
 
-func (s *Stats) sent(t resource.Type, nonce string, n int) {
+func (s *Stats) sent(t resource.Type, nonce string, n, bytes, largest int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.of(t).Sent += uint64(n)
+	ts := s.of(t)
+	ts.Sent += uint64(n)
+	ts.SentBytes += uint64(bytes)
+	ts.sized(bytes, largest)
 	s.unacked[string(t)+"/"+nonce] = unacked{at: time.Now(), n: n}
 }
 
@@ -103,12 +122,14 @@ func (s *Stats) acked(t resource.Type, nonce string, errs []*v1alpha1.ResourceEr
 	ts.LastAckedNonce = nonce
 }
 
-func (s *Stats) received(t resource.Type, n, refused int) {
+func (s *Stats) received(t resource.Type, n, refused, bytes, largest int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ts := s.of(t)
 	ts.Received += uint64(n)
 	ts.Refused += uint64(refused)
+	ts.ReceivedBytes += uint64(bytes)
+	ts.sized(bytes, largest)
 }
 
 func (s *Stats) subscribed(t resource.Type) {
