@@ -132,7 +132,10 @@ func TestCrashesDuringSyncLoseNoAcknowledgedWrite(t *testing.T) {
 		for s := range services {
 			svc := fmt.Sprintf("svc-%d", s)
 			if n := instancesIn(t, z2.apiURL, svc, "zone-1"); n != perService[svc] {
-				return fmt.Errorf("zone-2 counts %d instances of %s in zone-1, zone-1 has %d", n, svc, perService[svc])
+				// Which hop holds the wrong count: zone-1's own summary,
+				// the global's copy, or zone-2's.
+				return fmt.Errorf("zone-2 counts %d instances of %s in zone-1, zone-1 has %d Dataplanes of it; zone-1's ZoneIngress records count %d, the global's %d, zone-2's %d",
+					n, svc, perService[svc], summarised(t, z1.apiURL, svc, "zone-1"), summarised(t, g.apiURL, svc, "zone-1"), summarised(t, z2.apiURL, svc, "zone-1"))
 			}
 		}
 		return nil
@@ -387,4 +390,38 @@ func symmetricDifference(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// summarised is how many instances of service in zone the ZoneIngress
+// records at apiURL (a zone's or the global's) count.
+func summarised(t *testing.T, apiURL, service, zone string) uint32 {
+	t.Helper()
+	status, body := call(t, "GET", apiURL+"/zoneingresses", "")
+	if status != http.StatusOK {
+		t.Fatalf("GET %s/zoneingresses: %d %s", apiURL, status, body)
+	}
+	var l struct {
+		Items []struct {
+			Zone              string `json:"zone"`
+			AvailableServices []struct {
+				Tags      map[string]string `json:"tags"`
+				Instances uint32            `json:"instances"`
+			} `json:"availableServices"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(body), &l); err != nil {
+		t.Fatalf("GET %s/zoneingresses: %v: %s", apiURL, err, body)
+	}
+	var n uint32
+	for _, it := range l.Items {
+		if it.Zone != zone {
+			continue
+		}
+		for _, s := range it.AvailableServices {
+			if s.Tags["atoll.io/service"] == service {
+				n += s.Instances
+			}
+		}
+	}
+	return n
 }

@@ -77,6 +77,22 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+// logTail is the WARN and ERROR lines of a JSON log, and its last lines,
+// at most n lines in all.
+func logTail(log string, n int) string {
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	var keep []string
+	for i, l := range lines {
+		if i >= len(lines)-n/2 || strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) > n {
+		keep = keep[len(keep)-n:]
+	}
+	return strings.Join(keep, "\n")
+}
+
 func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -127,6 +143,13 @@ func startAtollUnready(t *testing.T, args ...string) *process {
 	args = append(args, "--api-addr", "127.0.0.1:0", "--log-format", "json")
 	p := &process{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binDir, "atoll"), args...)
+	// A failed test shows the end of each process's log: what it was doing
+	// when the test gave up (warnings and errors, then the last lines).
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("atoll %s, its log's warnings and errors and last lines:\n%s", strings.Join(args[:min(len(args), 3)], " "), logTail(p.logs.String(), 40))
+		}
+	})
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
