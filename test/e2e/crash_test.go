@@ -105,17 +105,22 @@ func TestCrashesDuringSyncLoseNoAcknowledgedWrite(t *testing.T) {
 	atGlobal := names(t, g.apiURL+"/meshes")
 	ms.checkSince(t, "at the end, the global's meshes", nil, atGlobal)
 
-	// Everything reaches everywhere it should.
-	want := make([]string, 0, len(onZone1))
-	perService := map[string]uint32{}
-	for _, n := range onZone1 {
-		want = append(want, n+".zone-1")
-		var i int
-		fmt.Sscanf(n, "dp-%d", &i)
-		perService[fmt.Sprintf("svc-%d", i%services)]++
+	// Everything reaches everywhere it should. What zone-1 and the global
+	// hold is read again at every poll: a write cancelled with the writers
+	// may still be applied by its server after they stopped.
+	zone1Now := func() (want []string, perService map[string]uint32) {
+		perService = map[string]uint32{}
+		for _, n := range names(t, z1.apiURL+"/meshes/default/dataplanes") {
+			want = append(want, n+".zone-1")
+			var i int
+			fmt.Sscanf(n, "dp-%d", &i)
+			perService[fmt.Sprintf("svc-%d", i%services)]++
+		}
+		slices.Sort(want)
+		return want, perService
 	}
-	slices.Sort(want)
 	waitFor(t, syncWait, "the global holding exactly zone-1's Dataplanes", func() error {
+		want, _ := zone1Now()
 		var got []string
 		for _, n := range names(t, g.apiURL+"/meshes/default/dataplanes") {
 			if strings.HasSuffix(n, ".zone-1") {
@@ -129,6 +134,7 @@ func TestCrashesDuringSyncLoseNoAcknowledgedWrite(t *testing.T) {
 		return nil
 	})
 	waitFor(t, syncWait, "zone-2 counting zone-1's instances of each service", func() error {
+		_, perService := zone1Now()
 		for s := range services {
 			svc := fmt.Sprintf("svc-%d", s)
 			if n := instancesIn(t, z2.apiURL, svc, "zone-1"); n != perService[svc] {
@@ -142,6 +148,7 @@ func TestCrashesDuringSyncLoseNoAcknowledgedWrite(t *testing.T) {
 	})
 	for _, z := range []*process{z1, z2} {
 		waitFor(t, syncWait, "a zone holding exactly the global's meshes", func() error {
+			atGlobal := names(t, g.apiURL+"/meshes")
 			got := names(t, z.apiURL+"/meshes")
 			if !slices.Equal(got, atGlobal) {
 				return fmt.Errorf("the zone has meshes %v, the global %v", got, atGlobal)
