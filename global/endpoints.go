@@ -23,8 +23,13 @@ type endpointIndex struct {
 	mu     sync.Mutex
 	byDP   map[resource.Key][]contribution
 	groups map[groupKey]*endpointGroup
-	// changed is told after every change, once the index holds it.
-	changed func()
+	// byWire finds a group by the wire key of its ServiceEndpoints.
+	byWire map[string]groupKey
+	// changed is told after every change, once the index holds it, with
+	// the wire keys of the groups it changed (nil: maybe every group).
+	changed func(keys []string)
+	// touched gathers the wire keys of the groups one change touches.
+	touched map[string]bool
 }
 
 type groupKey struct{ zone, mesh, service string }
@@ -39,9 +44,13 @@ type endpointGroup struct {
 	wire *v1alpha1.WireResource // nil until built, and after a change
 }
 
-func newEndpointIndex(changed func()) *endpointIndex {
-	return &endpointIndex{byDP: map[resource.Key][]contribution{}, groups: map[groupKey]*endpointGroup{}, changed: changed}
+func newEndpointIndex(changed func(keys []string)) *endpointIndex {
+	return &endpointIndex{byDP: map[resource.Key][]contribution{}, groups: map[groupKey]*endpointGroup{},
+		byWire: map[string]groupKey{}, changed: changed, touched: map[string]bool{}}
 }
+
+// wireKey is the wire key of a group's ServiceEndpoints.
+func (k groupKey) wireKey() string { return kds.WireKey(k.mesh, EndpointsName(k.zone, k.service)) }
 
 // EndpointsName is the name of a zone's ServiceEndpoints for a service: a
 // hash, since service names need not be valid resource names.
@@ -84,8 +93,11 @@ func (x *endpointIndex) remove(key resource.Key) {
 		}
 		delete(g.byDP, key)
 		g.wire = nil
+		wk := c.group.wireKey()
+		x.touched[wk] = true
 		if len(g.byDP) == 0 {
 			delete(x.groups, c.group)
+			delete(x.byWire, wk)
 		}
 	}
 	delete(x.byDP, key)
@@ -100,24 +112,28 @@ func (x *endpointIndex) add(r *resource.Resource) {
 	x.byDP[key] = cs
 	for _, c := range cs {
 		g := x.groups[c.group]
+		wk := c.group.wireKey()
 		if g == nil {
 			g = &endpointGroup{byDP: map[resource.Key][]*v1alpha1.ServiceEndpoints_Endpoint{}}
 			x.groups[c.group] = g
+			x.byWire[wk] = c.group
 		}
 		g.byDP[key] = append(g.byDP[key], c.ep)
 		g.wire = nil
+		x.touched[wk] = true
 	}
 }
 
 // reset replaces everything with the Dataplanes in list (store.Follow).
 func (x *endpointIndex) reset(list []*resource.Resource) {
 	x.mu.Lock()
-	x.byDP, x.groups = map[resource.Key][]contribution{}, map[groupKey]*endpointGroup{}
+	x.byDP, x.groups, x.byWire = map[resource.Key][]contribution{}, map[groupKey]*endpointGroup{}, map[string]groupKey{}
 	for _, r := range list {
 		x.add(r)
 	}
+	clear(x.touched)
 	x.mu.Unlock()
-	x.changed()
+	x.changed(nil)
 }
 
 // apply takes one Dataplane change (store.Follow).
@@ -127,8 +143,35 @@ func (x *endpointIndex) apply(e store.Event) {
 	if e.Kind != store.Deleted {
 		x.add(e.Resource)
 	}
+	keys := make([]string, 0, len(x.touched))
+	for k := range x.touched {
+		keys = append(keys, k)
+	}
+	clear(x.touched)
 	x.mu.Unlock()
-	x.changed()
+	if len(keys) > 0 {
+		x.changed(keys)
+	}
+}
+
+// desiredKeys is desired restricted to keys: the wire form of those of
+// them a zone receives.
+func (x *endpointIndex) desiredKeys(zone string, meshes, skip map[string]bool, keys []string) (map[string]*v1alpha1.WireResource, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make(map[string]*v1alpha1.WireResource, len(keys))
+	for _, wk := range keys {
+		k, ok := x.byWire[wk]
+		if !ok || k.zone == zone || !meshes[k.mesh] || skip[k.zone] {
+			continue
+		}
+		w, err := x.groups[k].built(k)
+		if err != nil {
+			return nil, err
+		}
+		out[wk] = w
+	}
+	return out, nil
 }
 
 // desired is the wire form of every group a zone receives: other zones'
@@ -141,16 +184,26 @@ func (x *endpointIndex) desired(zone string, meshes, skip map[string]bool) (map[
 		if k.zone == zone || !meshes[k.mesh] || skip[k.zone] {
 			continue
 		}
-		if g.wire == nil {
-			w, err := g.build(k)
-			if err != nil {
-				return nil, err
-			}
-			g.wire = w
+		w, err := g.built(k)
+		if err != nil {
+			return nil, err
 		}
-		out[kds.WireKey(k.mesh, g.wire.GetName())] = g.wire
+		out[kds.WireKey(k.mesh, w.GetName())] = w
 	}
 	return out, nil
+}
+
+// built is the group's wire form, built once per change (callers hold
+// the index's mu).
+func (g *endpointGroup) built(k groupKey) (*v1alpha1.WireResource, error) {
+	if g.wire == nil {
+		w, err := g.build(k)
+		if err != nil {
+			return nil, err
+		}
+		g.wire = w
+	}
+	return g.wire, nil
 }
 
 func (g *endpointGroup) build(k groupKey) (*v1alpha1.WireResource, error) {

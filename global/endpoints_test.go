@@ -47,7 +47,7 @@ func endpointsOf(t *testing.T, wire map[string]*v1alpha1.WireResource) map[strin
 
 func TestEndpointIndexRelaysOtherZonesInstances(t *testing.T) {
 	changes := 0
-	x := newEndpointIndex(func() { changes++ })
+	x := newEndpointIndex(func([]string) { changes++ })
 	x.reset([]*resource.Resource{
 		storedDP("zone-2", "default", "backend-1", "10.2.0.1", "", 9001, true, "backend"),
 		storedDP("zone-2", "default", "backend-2", "10.2.0.2", "192.0.2.2", 9001, true, "backend"),
@@ -106,4 +106,82 @@ func mustDesired(t *testing.T, x *endpointIndex, zone string, meshes, skip map[s
 		t.Fatal(err)
 	}
 	return w
+}
+
+// A Dataplane change names the groups it touched, and those groups by key
+// read the same as the whole relay: what a session compares for a change
+// is exactly what changed.
+func TestEndpointIndexNamesTheGroupsAChangeTouched(t *testing.T) {
+	var told [][]string
+	x := newEndpointIndex(func(keys []string) { told = append(told, keys) })
+	var dps []*resource.Resource
+	for i := range 200 {
+		dps = append(dps, storedDP(fmt.Sprintf("zone-%d", 2+i%3), "default", fmt.Sprintf("dp-%d", i), fmt.Sprintf("10.2.%d.%d", i/250, i%250+1), "", 9001, true, fmt.Sprintf("svc-%d", i%40)))
+	}
+	x.reset(dps)
+	if len(told) != 1 || told[0] != nil {
+		t.Fatalf("a reset told %v, want nil (everything)", told)
+	}
+	direct := map[string]bool{"default": true}
+	// dp-7 (zone-3, svc-7) moves to svc-8: both groups are touched.
+	told = nil
+	x.apply(store.Event{Kind: store.Put, Resource: storedDP("zone-3", "default", "dp-7", "10.2.0.8", "", 9001, true, "svc-8")})
+	want := []string{groupKey{"zone-3", "default", "svc-7"}.wireKey(), groupKey{"zone-3", "default", "svc-8"}.wireKey()}
+	if len(told) != 1 || len(told[0]) != 2 || !(told[0][0] == want[0] && told[0][1] == want[1] || told[0][0] == want[1] && told[0][1] == want[0]) {
+		t.Fatalf("moving dp-7 told %v, want %v", told, want)
+	}
+	// By key, zone-1 reads what it reads whole; its own zone, a skipped
+	// zone and an unknown key read as absent.
+	whole := mustDesired(t, x, "zone-1", direct, nil)
+	keys := append(want, "default/se-unknown")
+	for k := range whole {
+		keys = append(keys, k)
+	}
+	byKey, err := x.desiredKeys("zone-1", direct, nil, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sameVersions(byKey, whole); err != nil {
+		t.Fatal(err)
+	}
+	own, err := x.desiredKeys("zone-3", direct, nil, want)
+	if err != nil || len(own) != 0 {
+		t.Fatalf("zone-3 by key reads its own groups: %v %v", own, err)
+	}
+	skipped, err := x.desiredKeys("zone-1", direct, map[string]bool{"zone-3": true}, want)
+	if err != nil || len(skipped) != 0 {
+		t.Fatalf("a skipped zone's groups read by key: %v %v", skipped, err)
+	}
+	// The last instance of a group going removes the group.
+	told = nil
+	x.apply(store.Event{Kind: store.Deleted, Resource: &resource.Resource{Meta: storedDP("zone-3", "default", "dp-7", "", "", 0, true, "").Meta}})
+	after, err := x.desiredKeys("zone-1", direct, nil, want)
+	if err != nil || len(told) != 1 {
+		t.Fatalf("deleting dp-7: told %v, err %v", told, err)
+	}
+	if err := sameVersions(after, mustDesired(t, x, "zone-1", direct, nil), want...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sameVersions compares got with want, restricted to only when given.
+func sameVersions(got, want map[string]*v1alpha1.WireResource, only ...string) error {
+	if len(only) > 0 {
+		restricted := map[string]*v1alpha1.WireResource{}
+		for _, k := range only {
+			if w, ok := want[k]; ok {
+				restricted[k] = w
+			}
+		}
+		want = restricted
+	}
+	if len(got) != len(want) {
+		return fmt.Errorf("by key %d resources, whole %d", len(got), len(want))
+	}
+	for k, w := range want {
+		if got[k].GetVersion() != w.GetVersion() {
+			return fmt.Errorf("%s: by key version %q, whole %q", k, got[k].GetVersion(), w.GetVersion())
+		}
+	}
+	return nil
 }

@@ -90,7 +90,13 @@ func newZoneSync(st store.Store, cache *store.Cache, instanceID string, withdraw
 	z := &zoneSync{store: st, cache: cache, wire: &kds.WireMemo{}, instanceID: instanceID, withdrawAfter: withdrawAfter,
 		log: log, refused: refused, duplicates: duplicates, silentAfter: defaultSilentAfter,
 		sessions: map[string]*liveSession{}, loaded: make(chan struct{})}
-	z.endpoints = newEndpointIndex(func() { z.broadcast(resource.ServiceEndpointsType) })
+	z.endpoints = newEndpointIndex(func(keys []string) {
+		if keys == nil {
+			z.broadcast(resource.ServiceEndpointsType)
+			return
+		}
+		z.broadcastKeys(resource.ServiceEndpointsType, keys)
+	})
 	// Sessions read what they push from the cache, so they are told of a
 	// change once the cache holds it. Zone changes (enabled) change which
 	// zones' services each zone gets; a mesh's cross-zone mode whether its
@@ -299,6 +305,16 @@ func (z *zoneSync) broadcast(t resource.Type) {
 	defer z.mu.Unlock()
 	for _, l := range z.sessions {
 		l.session.Changed(t)
+	}
+}
+
+// broadcastKeys tells every session that of t only the resources with
+// these wire keys changed.
+func (z *zoneSync) broadcastKeys(t resource.Type, keys []string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	for _, l := range z.sessions {
+		l.session.ChangedKeys(t, keys...)
 	}
 }
 

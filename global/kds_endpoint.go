@@ -76,13 +76,7 @@ func (e *zoneEndpoint) Desired(ctx context.Context, t resource.Type) (map[string
 			out[kds.WireKey("", owner)] = w
 		}
 	case resource.ServiceEndpointsType:
-		direct := map[string]bool{}
-		for _, m := range e.cache.List(resource.MeshType, "") {
-			if m.Spec.(*v1alpha1.Mesh).GetCrossZone().GetMode() == v1alpha1.Mesh_CrossZone_Direct {
-				direct[m.Meta.Name] = true
-			}
-		}
-		return e.endpoints.desired(e.zone, direct, e.disabledZones())
+		return e.endpoints.desired(e.zone, e.directMeshes(), e.disabledZones())
 	default:
 		return nil, fmt.Errorf("the global does not send %s", t)
 	}
@@ -91,6 +85,17 @@ func (e *zoneEndpoint) Desired(ctx context.Context, t resource.Type) (map[string
 		return err == nil
 	})
 	return out, nil
+}
+
+// directMeshes are the meshes whose cross-zone mode is Direct.
+func (e *zoneEndpoint) directMeshes() map[string]bool {
+	direct := map[string]bool{}
+	for _, m := range e.cache.List(resource.MeshType, "") {
+		if m.Spec.(*v1alpha1.Mesh).GetCrossZone().GetMode() == v1alpha1.Mesh_CrossZone_Direct {
+			direct[m.Meta.Name] = true
+		}
+	}
+	return direct
 }
 
 func (e *zoneEndpoint) disabledZones() map[string]bool {

@@ -31,7 +31,7 @@ func endpointFor(t testing.TB, st store.Store, zone string, maxResources int) *z
 		t.Fatal(err)
 	}
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "refused"}, []string{"zone", "reason"})
-	return &zoneEndpoint{zone: zone, store: st, cache: cache, wire: &kds.WireMemo{}, endpoints: newEndpointIndex(func() {}),
+	return &zoneEndpoint{zone: zone, store: st, cache: cache, wire: &kds.WireMemo{}, endpoints: newEndpointIndex(func([]string) {}),
 		refused: refused, maxResources: maxResources}
 }
 

@@ -109,6 +109,17 @@ func (c *Client) Changed(t resource.Type) {
 	}
 }
 
+// ChangedKeys tells the live session, if any, that only the resources of
+// t with these wire keys changed locally (Session.ChangedKeys).
+func (c *Client) ChangedKeys(t resource.Type, keys ...string) {
+	c.mu.Lock()
+	s := c.current
+	c.mu.Unlock()
+	if s != nil {
+		s.ChangedKeys(t, keys...)
+	}
+}
+
 // Reconnect ends the live session, if any; Run connects again, and the
 // new session reconciles the full state.
 func (c *Client) Reconnect() {

@@ -33,6 +33,26 @@ type Endpoint interface {
 	Apply(ctx context.Context, t resource.Type, upserts []*v1alpha1.WireResource, removed []string) (map[string]string, error)
 }
 
+// KeyedEndpoint is an Endpoint that can say what it sends of a few
+// resources, by wire key, so that a change of a few resources it was told
+// of (Session.ChangedKeys) is pushed without comparing every resource the
+// peer holds: the cost of a change does not grow with how many there are.
+type KeyedEndpoint interface {
+	Endpoint
+	// DesiredKeys returns, of keys, those this end sends of t now, by wire
+	// key; a key it does not return is one the peer must not hold. It
+	// returns ErrFullCompare when it cannot tell for t: the session
+	// compares everything, as after Changed.
+	DesiredKeys(ctx context.Context, t resource.Type, keys []string) (map[string]*v1alpha1.WireResource, error)
+}
+
+// ErrFullCompare: a KeyedEndpoint cannot compute a type by keys.
+var ErrFullCompare = errors.New("this type is compared whole")
+
+// maxChangedKeys is how many changed keys of a type a session gathers
+// before it compares the type whole instead.
+const maxChangedKeys = 4096
+
 // Stream is a Sync stream, from either end.
 type Stream interface {
 	Send(*v1alpha1.SyncMessage) error
@@ -92,9 +112,15 @@ type Session struct {
 	ep     Endpoint
 	stream Stream
 	Stats  *Stats
-	// changedMu guards changed; signal wakes Run when it is non-empty.
+	// changedMu guards changed, whole and keys; signal wakes Run when
+	// changed is non-empty. changed are the types to flush; whole the
+	// types to compare whole at their next flush, keys the wire keys to
+	// compare of the others. A flush takes whole and keys; changed only
+	// schedules it.
 	changedMu sync.Mutex
 	changed   map[resource.Type]bool
+	whole     map[resource.Type]bool
+	keys      map[resource.Type]map[string]bool
 	signal    chan struct{}
 
 	sends    map[resource.Type]bool
@@ -134,6 +160,8 @@ func NewSession(stream Stream, ep Endpoint, cfg SessionConfig) *Session {
 	s := &Session{
 		cfg: cfg, ep: ep, stream: stream, Stats: newStats(resource.Types),
 		changed:  map[resource.Type]bool{},
+		whole:    map[resource.Type]bool{},
+		keys:     map[resource.Type]map[string]bool{},
 		out:      make(chan *v1alpha1.SyncMessage),
 		signal:   make(chan struct{}, 1),
 		sends:    map[resource.Type]bool{},
@@ -155,11 +183,59 @@ func NewSession(stream Stream, ep Endpoint, cfg SessionConfig) *Session {
 func (s *Session) Changed(t resource.Type) {
 	s.changedMu.Lock()
 	s.changed[t] = true
+	s.whole[t] = true
+	delete(s.keys, t)
 	s.changedMu.Unlock()
+	s.wake()
+}
+
+// ChangedKeys tells the session that of t, only the resources with these
+// wire keys may have changed (been added, updated or removed). With a
+// KeyedEndpoint only they are compared; otherwise, or past maxChangedKeys
+// gathered, it is Changed.
+func (s *Session) ChangedKeys(t resource.Type, keys ...string) {
+	if len(keys) == 0 {
+		return
+	}
+	s.changedMu.Lock()
+	s.changed[t] = true
+	if !s.whole[t] {
+		ks := s.keys[t]
+		if ks == nil {
+			ks = map[string]bool{}
+			s.keys[t] = ks
+		}
+		for _, k := range keys {
+			ks[k] = true
+		}
+		if len(ks) > maxChangedKeys {
+			s.whole[t] = true
+			delete(s.keys, t)
+		}
+	}
+	s.changedMu.Unlock()
+	s.wake()
+}
+
+func (s *Session) wake() {
 	select {
 	case s.signal <- struct{}{}:
-	default: // a wake-up is already pending; it will see t
+	default: // a wake-up is already pending; it will see the change
 	}
+}
+
+// takeDirty returns and clears what a flush of t must compare: whole, or
+// the keys.
+func (s *Session) takeDirty(t resource.Type) (whole bool, keys []string) {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	whole = s.whole[t]
+	delete(s.whole, t)
+	for k := range s.keys[t] {
+		keys = append(keys, k)
+	}
+	delete(s.keys, t)
+	return whole, keys
 }
 
 // takeChanged returns and clears the types changed since the last call.
@@ -279,7 +355,8 @@ func (s *Session) Run(ctx context.Context) error {
 				return err
 			}
 			if sub := r.msg.GetSubscribe(); sub != nil {
-				// A subscription is answered at once.
+				// A subscription is answered at once, with everything.
+				s.Changed(resource.Type(sub.GetType()))
 				if err := flushTypes(resource.Type(sub.GetType())); err != nil {
 					return err
 				}
@@ -384,21 +461,9 @@ func (s *Session) flush(ctx context.Context, dirty map[resource.Type]bool) error
 			continue // sent in full when the peer subscribes
 		}
 		delete(dirty, t)
-		desired, err := s.ep.Desired(ctx, t)
+		upserts, removed, err := s.difference(ctx, t, has)
 		if err != nil {
-			return fmt.Errorf("reading %s to send: %w", t, err)
-		}
-		var upserts []*v1alpha1.WireResource
-		for key, r := range desired {
-			if has[key] != r.GetVersion() {
-				upserts = append(upserts, r)
-			}
-		}
-		var removed []string
-		for key := range has {
-			if _, ok := desired[key]; !ok {
-				removed = append(removed, key)
-			}
+			return err
 		}
 		s.push(t, upserts, removed)
 		for _, r := range upserts {
@@ -410,6 +475,51 @@ func (s *Session) flush(ctx context.Context, dirty map[resource.Type]bool) error
 		s.Stats.subscribed(t)
 	}
 	return nil
+}
+
+// difference is what the peer, holding has, must be sent of t: of the
+// keys changed since the last flush when the endpoint can compute them
+// (KeyedEndpoint), else of everything.
+func (s *Session) difference(ctx context.Context, t resource.Type, has map[string]string) (upserts []*v1alpha1.WireResource, removed []string, err error) {
+	whole, keys := s.takeDirty(t)
+	if !whole && len(keys) == 0 {
+		return nil, nil, nil // taken by an earlier flush
+	}
+	if keyed, ok := s.ep.(KeyedEndpoint); ok && !whole {
+		desired, err := keyed.DesiredKeys(ctx, t, keys)
+		switch {
+		case err == nil:
+			for _, key := range keys {
+				r, ok := desired[key]
+				switch {
+				case ok && has[key] != r.GetVersion():
+					upserts = append(upserts, r)
+				case !ok:
+					if _, held := has[key]; held {
+						removed = append(removed, key)
+					}
+				}
+			}
+			return upserts, removed, nil
+		case !errors.Is(err, ErrFullCompare):
+			return nil, nil, fmt.Errorf("reading %s to send: %w", t, err)
+		}
+	}
+	desired, err := s.ep.Desired(ctx, t)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s to send: %w", t, err)
+	}
+	for key, r := range desired {
+		if has[key] != r.GetVersion() {
+			upserts = append(upserts, r)
+		}
+	}
+	for key := range has {
+		if _, ok := desired[key]; !ok {
+			removed = append(removed, key)
+		}
+	}
+	return upserts, removed, nil
 }
 
 // push queues changes in messages that each stay under MaxMessageSize.

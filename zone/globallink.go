@@ -70,6 +70,14 @@ func (l *globalLink) Changed(t resource.Type) {
 	}
 }
 
+// ChangedKeys tells the session, if any, that only the resources of t
+// with these wire keys changed locally.
+func (l *globalLink) ChangedKeys(t resource.Type, keys ...string) {
+	if l.client != nil {
+		l.client.ChangedKeys(t, keys...)
+	}
+}
+
 // Run keeps the zone connected to its global until ctx ends; it returns at
 // once when the zone runs on its own.
 func (l *globalLink) Run(ctx context.Context) error {

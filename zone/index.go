@@ -117,6 +117,19 @@ func (x *localIndex) desired() map[string]*v1alpha1.WireResource {
 	return maps.Clone(x.wire)
 }
 
+// desiredKeys is the wire form of the local Dataplanes of keys that exist.
+func (x *localIndex) desiredKeys(keys []string) map[string]*v1alpha1.WireResource {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make(map[string]*v1alpha1.WireResource, len(keys))
+	for _, k := range keys {
+		if w, ok := x.wire[k]; ok {
+			out[k] = w
+		}
+	}
+	return out
+}
+
 // available is the ZoneIngress's availableServices, one per (mesh, tag
 // set, port), in a stable order.
 func (x *localIndex) available() []*v1alpha1.ZoneIngress_AvailableService {

@@ -49,6 +49,17 @@ func (e *globalEndpoint) Desired(ctx context.Context, t resource.Type) (map[stri
 	return nil, fmt.Errorf("a zone does not send %s", t)
 }
 
+var _ kds.KeyedEndpoint = (*globalEndpoint)(nil)
+
+// DesiredKeys reads the zone's Dataplanes of keys from the local index;
+// the ZoneIngress is compared whole.
+func (e *globalEndpoint) DesiredKeys(_ context.Context, t resource.Type, keys []string) (map[string]*v1alpha1.WireResource, error) {
+	if t != resource.DataplaneType {
+		return nil, kds.ErrFullCompare
+	}
+	return e.local.desiredKeys(keys), nil
+}
+
 func (e *globalEndpoint) Held(ctx context.Context, t resource.Type) (map[string]string, error) {
 	items, err := e.store.List(ctx, t, "")
 	if err != nil {

@@ -8,11 +8,14 @@ import (
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
 	"github.com/atoll-mesh/atoll/internal/throttle"
+	"github.com/atoll-mesh/atoll/kds"
 )
 
 // changeNotifier is told of local changes that the global should see.
 type changeNotifier interface {
 	Changed(t resource.Type)
+	// ChangedKeys: only the resources of t with these wire keys changed.
+	ChangedKeys(t resource.Type, keys ...string)
 }
 
 // ingressRetry is how long the ZoneIngress writer waits before writing
@@ -75,7 +78,8 @@ func watchLocal(ctx context.Context, st store.Store, ingress *ingressWriter, idx
 				if err != nil {
 					log.Warn("indexing a Dataplane failed", "name", e.Resource.Meta.Name, "error", err)
 				}
-				notify.Changed(resource.DataplaneType)
+				// Only this Dataplane: the session compares it alone.
+				notify.ChangedKeys(resource.DataplaneType, kds.WireKey(e.Resource.Meta.Mesh, e.Resource.Meta.Name))
 				if counts {
 					recompute()
 				}

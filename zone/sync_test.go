@@ -57,6 +57,8 @@ type countingNotifier struct{ n atomic.Int64 }
 
 func (c *countingNotifier) Changed(resource.Type) { c.n.Add(1) }
 
+func (c *countingNotifier) ChangedKeys(resource.Type, ...string) { c.n.Add(1) }
+
 // While a ZoneIngress write waits on a slow store, the index keeps taking
 // Dataplane events (so KDS sends them on), and the ZoneIngress written once
 // the store answers counts every instance.
