@@ -26,6 +26,7 @@ step "$GO" test -run '^$' -bench 'PushTo1000' -benchtime 20x ./zone/xds
 step "$GO" test -run '^$' -bench 'Propagation|ProxyConvergence' -benchtime 200x ./test/perf
 step "$GO" test -run '^$' -bench 'ZoneWith10k' -benchtime 3x ./test/perf
 step "$GO" test -run '^$' -bench 'Global50k' -benchtime 100x ./test/perf
+step "$GO" test -run '^$' -bench 'NewServiceCost' -benchtime 20x ./test/perf
 step "$GO" test -run '^$' -bench 'Kubernetes2000Pods' -benchtime 2x -timeout 15m ./test/perf
 
 echo

@@ -50,6 +50,10 @@ var rows = []row{
 	{"global with 50,000 Dataplanes: Go heap per Dataplane", "BenchmarkGlobal50k", "heap-KiB/dataplane", true, 20000.0 / 1024, 1, "KiB"},
 	{"global with 50,000 Dataplanes: resident memory per Dataplane (embedded etcd included)", "BenchmarkGlobal50k", "rss-KiB/dataplane", true, 20000.0 / 1024, 1, "KiB"},
 	{"global with 50,000 Dataplanes: etcd transactions per change", "BenchmarkGlobal50k", "etcd-txns/change", true, 1, 1, ""},
+	{"global with 50,000 Dataplanes in a Direct mesh: one change until the global holds it", "BenchmarkGlobal50k", "ns/op", true, 100, 1e-6, "ms"},
+	{"a new service in a zone of 10,000: pushed zone → global", "BenchmarkNewServiceCost/services-10000", "zone-to-global-B/service", true, 4096, 1, "B"},
+	{"a new service in a zone of 10,000: pushed global → another zone", "BenchmarkNewServiceCost/services-10000", "global-to-zone-B/service", true, 4096, 1, "B"},
+	{"a new service in a zone of 10,000: until another zone serves it, p99", "BenchmarkNewServiceCost/services-10000", "p99-ms", true, 100, 1, "ms"},
 	{"Kubernetes zone, 2,000 pods, cold start until the global holds them all", "BenchmarkKubernetes2000Pods", "cold-global-s", true, 5, 1, "s"},
 	{"DNS vs CoreDNS: queries per CPU-second, ratio", "dnsbench", "qps-per-cpu-ratio", false, 1.5, 1, "×"},
 }
