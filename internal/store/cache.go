@@ -33,7 +33,7 @@ type Cache struct {
 	gen    map[resource.Type]uint64
 
 	subMu sync.Mutex
-	subs  []func(resource.Type)
+	subs  []func(resource.Type, *resource.Key)
 }
 
 // NewCache returns a cache of types in src. Start fills it.
@@ -57,6 +57,12 @@ func NewCache(src interface {
 // (and after every reload) with the type that changed. fn runs on the
 // cache's goroutine and must not block.
 func (c *Cache) Subscribe(fn func(resource.Type)) {
+	c.SubscribeKeys(func(t resource.Type, _ *resource.Key) { fn(t) })
+}
+
+// SubscribeKeys is Subscribe, also told the key of the resource that
+// changed; nil after a reload, when any may have.
+func (c *Cache) SubscribeKeys(fn func(resource.Type, *resource.Key)) {
 	c.subMu.Lock()
 	c.subs = append(c.subs, fn)
 	c.subMu.Unlock()
@@ -76,12 +82,12 @@ func (c *Cache) Signal(ch chan<- struct{}, types ...resource.Type) {
 	})
 }
 
-func (c *Cache) notify(t resource.Type) {
+func (c *Cache) notify(t resource.Type, key *resource.Key) {
 	c.subMu.Lock()
 	subs := slices.Clone(c.subs)
 	c.subMu.Unlock()
 	for _, fn := range subs {
-		fn(t)
+		fn(t, key)
 	}
 }
 
@@ -99,7 +105,7 @@ func (c *Cache) Start(ctx context.Context) error {
 			c.sorted[t] = nil
 			c.gen[t]++
 			c.mu.Unlock()
-			c.notify(t)
+			c.notify(t, nil)
 		}
 		apply := func(e Event) {
 			key := e.Resource.Key()
@@ -112,7 +118,7 @@ func (c *Cache) Start(ctx context.Context) error {
 			c.sorted[t] = nil
 			c.gen[t]++
 			c.mu.Unlock()
-			c.notify(t)
+			c.notify(t, &key)
 		}
 		if err := Follow(ctx, c.src, t, reset, apply); err != nil {
 			return err

@@ -172,3 +172,55 @@ func TestCacheListFiltersByMesh(t *testing.T) {
 		t.Fatalf("Get of an uncached type: %v, want not found", err)
 	}
 }
+
+// Keyed subscribers are told the key of each change, and nil after a
+// reload, once the cache holds it.
+func TestCacheTellsTheKeyOfAChange(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src := &droppable{Store: memstore.New()}
+	c := store.NewCache(src, resource.ZoneType)
+	told := make(chan *resource.Key, 16)
+	c.SubscribeKeys(func(ty resource.Type, key *resource.Key) {
+		if ty != resource.ZoneType {
+			t.Errorf("told of %s", ty)
+		}
+		if key != nil {
+			if _, err := c.Get(*key); err != nil && !store.IsNotFound(err) {
+				t.Errorf("told of %v before the cache held it: %v", key, err)
+			}
+		}
+		told <- key
+	})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := func() *resource.Key {
+		select {
+		case k := <-told:
+			return k
+		case <-time.After(10 * time.Second):
+			t.Fatal("not told")
+			return nil
+		}
+	}
+	if k := next(); k != nil {
+		t.Fatalf("the first load told %v, want nil", k)
+	}
+	if _, err := src.Create(ctx, zoneRes("zone-1", true)); err != nil {
+		t.Fatal(err)
+	}
+	if k := next(); k == nil || *k != (resource.Key{Type: resource.ZoneType, Name: "zone-1"}) {
+		t.Fatalf("creating zone-1 told %v", k)
+	}
+	if err := src.Delete(ctx, resource.Key{Type: resource.ZoneType, Name: "zone-1"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if k := next(); k == nil || k.Name != "zone-1" {
+		t.Fatalf("deleting zone-1 told %v", k)
+	}
+	src.drop()
+	if k := next(); k != nil {
+		t.Fatalf("a reload told %v, want nil", k)
+	}
+}
