@@ -138,7 +138,7 @@ func TestGlobalRefusesSpoofingAndInvalidResources(t *testing.T) {
 		t.Errorf("a zone created mesh evil: %d", status)
 	}
 	_, metrics := call(t, "GET", g.apiURL+"/metrics", "")
-	if !strings.Contains(metrics, `atoll_kds_refused_resources_total{reason="spoof",zone="zone-9"} 2`) {
+	if !strings.Contains(metrics, `atoll_kds_refused_resources_total{reason="spoof",zone="zone-9"} 3`) {
 		t.Errorf("spoof attempts not counted:\n%s", grepLines(metrics, "atoll_kds_refused"))
 	}
 }
