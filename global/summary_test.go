@@ -2,6 +2,7 @@ package global
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -248,4 +249,75 @@ func TestALegacySummaryIsReplacedByThePerServiceFormat(t *testing.T) {
 	if n := len(stored["zone-1"].Spec.(*v1alpha1.ZoneIngress).GetAvailableServices()); n != 0 || len(stored) != 3 {
 		t.Errorf("stored %v with %d services in zone-1's own record, want 3 records and none listed in it", slices.Sorted(maps.Keys(stored)), n)
 	}
+}
+
+// 10,000 services of one zone: stored as 10,001 records, none of them
+// large, relayed whole to another zone in pushes under the KDS message
+// limit, and well within the zone's default cap.
+func TestTenThousandServicesOfOneZone(t *testing.T) {
+	ctx := context.Background()
+	_, client := etcdtest.Start(t, "")
+	st := etcdstore.New(client, "/test/")
+	z1 := endpointFor(t, st, "zone-1", 0)
+	const n = 10000
+	push := []*v1alpha1.WireResource{summaryRecord(t, "zone-1", "zone-1")}
+	for i := range n {
+		push = append(push, serviceRecord(t, "zone-1", service{"default", fmt.Sprintf("service-%05d", i), 8080, 3}))
+	}
+	// As the zone's session sends them: in messages under the limit.
+	sent := 0
+	for _, msg := range inMessages(push, kds.DefaultMaxMessageSize) {
+		refused, err := z1.Apply(ctx, resource.ZoneIngressType, msg, nil)
+		if err != nil || len(refused) != 0 {
+			t.Fatalf("pushing %d records: refused %d (%v), err %v", len(msg), len(refused), firstOf(refused), err)
+		}
+		sent++
+	}
+	largest := 0
+	for _, r := range storedIngresses(t, st) {
+		b, err := store.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		largest = max(largest, len(b))
+	}
+	if n, _ := z1.stored(ctx, resource.ZoneIngressType); n != 10001 || n > DefaultMaxResourcesPerZone {
+		t.Errorf("zone-1 keeps %d resources, want 10,001 (its cap is %d)", n, DefaultMaxResourcesPerZone)
+	}
+	if largest > 512 {
+		t.Errorf("the largest stored record is %d bytes: want each small", largest)
+	}
+	z2 := endpointFor(t, st, "zone-2", 0)
+	waitForCache(t, z2, n+1)
+	desired, err := z2.Desired(ctx, resource.ZoneIngressType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(desired) != n+1 {
+		t.Fatalf("zone-2 is sent %d records, want %d", len(desired), n+1)
+	}
+	relay := inMessages(slices.Collect(maps.Values(desired)), kds.DefaultMaxMessageSize)
+	t.Logf("10,000 services: pushed to the global in %d messages, relayed in %d; largest stored record %d bytes", sent, len(relay), largest)
+}
+
+// inMessages splits ws into pushes each under limit bytes.
+func inMessages(ws []*v1alpha1.WireResource, limit int) [][]*v1alpha1.WireResource {
+	var out [][]*v1alpha1.WireResource
+	var cur []*v1alpha1.WireResource
+	size := 0
+	for _, w := range ws {
+		s := proto.Size(w) + 8
+		if size+s > limit-1024 && len(cur) > 0 {
+			out, cur, size = append(out, cur), nil, 0
+		}
+		cur, size = append(cur, w), size+s
+	}
+	return append(out, cur)
+}
+
+func firstOf(m map[string]string) string {
+	for k, v := range m {
+		return k + ": " + v
+	}
+	return ""
 }
