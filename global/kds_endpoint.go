@@ -63,17 +63,23 @@ func (e *zoneEndpoint) Desired(ctx context.Context, t resource.Type) (map[string
 			out[kds.WireKey(r.Meta.Mesh, r.Meta.Name)] = w
 		}
 	case resource.ZoneIngressType:
+		// Every record of every other zone's service summary, by the name
+		// its zone gave it (ingressWireName).
 		disabled := e.disabledZones()
 		for _, zi := range e.cache.List(resource.ZoneIngressType, "") {
 			owner := zi.Meta.Labels[resource.ZoneLabel]
 			if owner == e.zone || owner == "" || disabled[owner] {
 				continue
 			}
-			w, err := e.wire.ToWire(zi, owner)
+			name, ok := ingressWireName(zi.Meta.Name, owner)
+			if !ok {
+				continue
+			}
+			w, err := e.wire.ToWire(zi, name)
 			if err != nil {
 				return nil, err
 			}
-			out[kds.WireKey("", owner)] = w
+			out[kds.WireKey("", name)] = w
 		}
 	case resource.ServiceEndpointsType:
 		return e.endpoints.desired(e.zone, e.directMeshes(), e.disabledZones())
@@ -145,7 +151,7 @@ func (e *zoneEndpoint) Held(ctx context.Context, t resource.Type) (map[string]st
 		}
 		name, ok := strings.CutSuffix(r.Meta.Name, "."+e.zone)
 		if t == resource.ZoneIngressType {
-			name, ok = r.Meta.Name, r.Meta.Name == e.zone // stored under the zone's name
+			name, ok = ingressWireName(r.Meta.Name, e.zone)
 		}
 		if !ok {
 			continue
@@ -219,11 +225,7 @@ func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1
 		}
 		stored := StoredName(name, e.zone)
 		if t == resource.ZoneIngressType {
-			if name != e.zone {
-				refuse(key, "spoof", fmt.Sprintf("zone %q may only remove its own ZoneIngress", e.zone))
-				continue
-			}
-			stored = e.zone
+			stored = ingressStoredName(name, e.zone)
 		}
 		removals = append(removals, removal{key, resource.Key{Type: t, Mesh: mesh, Name: stored}})
 		if held[key] {
@@ -250,9 +252,11 @@ func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1
 			continue
 		}
 		if t == resource.ZoneIngressType {
+			// Validate held the name to the zone's own record or its
+			// record of the one service it lists.
 			zi := r.Spec.(*v1alpha1.ZoneIngress)
-			if r.Meta.Name != e.zone || zi.GetZone() != e.zone {
-				refuse(key, "spoof", fmt.Sprintf("a ZoneIngress named %q for zone %q: zone %q may only send its own", r.Meta.Name, zi.GetZone(), e.zone))
+			if zi.GetZone() != e.zone {
+				refuse(key, "spoof", fmt.Sprintf("a ZoneIngress named %q for zone %q: zone %q may only send its own service summary", r.Meta.Name, zi.GetZone(), e.zone))
 				continue
 			}
 			if m := unknownMesh(zi, meshes); m != "" {
@@ -275,9 +279,10 @@ func (e *zoneEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*v1
 			total++
 			added[key] = true
 		}
-		r.Meta.Name = StoredName(r.Meta.Name, e.zone)
 		if t == resource.ZoneIngressType {
-			r.Meta.Name = e.zone
+			r.Meta.Name = ingressStoredName(r.Meta.Name, e.zone)
+		} else {
+			r.Meta.Name = StoredName(r.Meta.Name, e.zone)
 		}
 		r.Meta.Labels[resource.ZoneLabel] = e.zone
 		r.Meta.Labels[resource.OriginLabel] = resource.OriginZone
@@ -375,4 +380,26 @@ func unknownMesh(zi *v1alpha1.ZoneIngress, meshes map[string]bool) string {
 		}
 	}
 	return ""
+}
+
+// A zone's service summary is stored at the global as the zone sends it:
+// its own record under the zone's name (as before per-service records, so
+// what an older zone or data dir holds stays valid), and each service's
+// record under StoredName like any resource a zone sends.
+
+// ingressStoredName is the global's name for zone's ZoneIngress name.
+func ingressStoredName(name, zone string) string {
+	if name == zone {
+		return zone
+	}
+	return StoredName(name, zone)
+}
+
+// ingressWireName is the name zone gave its ZoneIngress stored as stored,
+// or false when stored is not one of zone's.
+func ingressWireName(stored, zone string) (string, bool) {
+	if stored == zone {
+		return zone, true
+	}
+	return strings.CutSuffix(stored, "."+zone)
 }

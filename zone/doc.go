@@ -13,11 +13,12 @@
 // parts around it for every mode, each built by a small constructor from
 // what it uses and run as Run(ctx) error in one errgroup:
 //
-//   - the local index and the ZoneIngress writer (loadLocal, watchLocal):
-//     follow the store's Dataplane events;
+//   - the local index and the writer of the zone's service summary, its
+//     own ZoneIngress and one per service offered (loadLocal, watchLocal,
+//     ingress.go): follow the store's Dataplane events;
 //   - the cache of Meshes, ZoneIngresses, VIP tables and ServiceEndpoints;
 //   - the link to the global (newGlobalLink): the identity guard and the
-//     KDS client, which sends the index and the ZoneIngress and stores
+//     KDS client, which sends the index and the summary and stores
 //     what the global sends;
 //   - the resolver of VIPs and the DNS server (newServiceResolver), and
 //     the xDS server (newXDSServer), both driven by the cache;

@@ -16,12 +16,19 @@ import (
 // localIndex keeps what the zone sends of its own Dataplanes, updated from
 // store events so that no change costs work proportional to the number of
 // Dataplanes: their wire form (encoded and hashed once per change) and the
-// instance counts that make the ZoneIngress.
+// instance counts that make the zone's per-service ZoneIngresses, with the
+// groups whose count moved since the writer last took them (take), so
+// that a change costs work proportional to what it changed.
 type localIndex struct {
 	mu     sync.RWMutex
 	wire   map[string]*v1alpha1.WireResource // by wire key
-	groups map[string]*ingressGroup          // by mesh + tag set
+	groups map[string]*ingressGroup          // by mesh + tag set + port
 	member map[string][]string               // wire key → groups it counts in
+	// dirty are the groups whose count changed since take, by id; a group
+	// counted down to nothing is kept here (n == 0) so its record goes.
+	dirty map[string]*ingressGroup
+	// full is set by reset: every group is to be taken.
+	full bool
 }
 
 type ingressGroup struct {
@@ -32,7 +39,8 @@ type ingressGroup struct {
 }
 
 func newLocalIndex() *localIndex {
-	return &localIndex{wire: map[string]*v1alpha1.WireResource{}, groups: map[string]*ingressGroup{}, member: map[string][]string{}}
+	return &localIndex{wire: map[string]*v1alpha1.WireResource{}, groups: map[string]*ingressGroup{},
+		member: map[string][]string{}, dirty: map[string]*ingressGroup{}}
 }
 
 // reset replaces the index with dps.
@@ -45,6 +53,7 @@ func (x *localIndex) reset(dps []*resource.Resource) error {
 	}
 	x.mu.Lock()
 	x.wire, x.groups, x.member = fresh.wire, fresh.groups, fresh.member
+	x.dirty, x.full = map[string]*ingressGroup{}, true
 	x.mu.Unlock()
 	return nil
 }
@@ -92,6 +101,7 @@ func (x *localIndex) put(r *resource.Resource) error {
 			x.groups[id] = g
 		}
 		g.n++
+		x.dirty[id] = g
 		ids = append(ids, id)
 	}
 	x.member[key] = ids
@@ -104,6 +114,7 @@ func (x *localIndex) remove(key string) {
 			if g.n--; g.n == 0 {
 				delete(x.groups, id)
 			}
+			x.dirty[id] = g
 		}
 	}
 	delete(x.member, key)
@@ -139,6 +150,45 @@ func (x *localIndex) available() []*v1alpha1.ZoneIngress_AvailableService {
 	for _, id := range slices.Sorted(maps.Keys(x.groups)) {
 		g := x.groups[id]
 		out = append(out, &v1alpha1.ZoneIngress_AvailableService{Mesh: g.mesh, Tags: g.tags, Port: g.port, Instances: g.n})
+	}
+	return out
+}
+
+// groupCount is a (mesh, tag set, port) the zone offers, with its count
+// when taken: 0 when it is offered no more.
+type groupCount struct {
+	mesh string
+	tags map[string]string
+	port uint32
+	n    uint32
+}
+
+// take returns the groups whose count changed since the last take and
+// forgets them; after a reset (full) it returns every group instead.
+func (x *localIndex) take() (changed []groupCount, full bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	from := x.dirty
+	if x.full {
+		from = x.groups
+	}
+	changed = make([]groupCount, 0, len(from))
+	for _, g := range from {
+		changed = append(changed, groupCount{mesh: g.mesh, tags: g.tags, port: g.port, n: g.n})
+	}
+	full = x.full
+	x.dirty, x.full = map[string]*ingressGroup{}, false
+	return changed, full
+}
+
+// all returns every group offered now (as take after a reset would),
+// leaving what take returns next alone.
+func (x *localIndex) all() []groupCount {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make([]groupCount, 0, len(x.groups))
+	for _, g := range x.groups {
+		out = append(out, groupCount{mesh: g.mesh, tags: g.tags, port: g.port, n: g.n})
 	}
 	return out
 }

@@ -34,16 +34,22 @@ func (e *globalEndpoint) Desired(ctx context.Context, t resource.Type) (map[stri
 	case resource.DataplaneType:
 		return e.local.desired(), nil
 	case resource.ZoneIngressType:
+		// The zone's service summary: its own record and one per service.
 		out := map[string]*v1alpha1.WireResource{}
-		own, err := e.cache.Get(resource.Key{Type: t, Name: e.zone})
-		if store.IsNotFound(err) || (err == nil && !isLocal(own)) {
-			return out, nil
+		for _, r := range e.cache.List(t, "") {
+			if !isOwn(r, e.zone) {
+				continue
+			}
+			w, err := e.wire.ToWire(r, r.Meta.Name)
+			if err != nil {
+				return nil, err
+			}
+			out[kds.WireKey("", r.Meta.Name)] = w
 		}
-		w, err := e.wire.ToWire(own, own.Meta.Name)
-		if err != nil {
-			return nil, err
-		}
-		out[kds.WireKey("", own.Meta.Name)] = w
+		e.wire.Forget(t, func(k resource.Key) bool {
+			_, err := e.cache.Get(k)
+			return err == nil
+		})
 		return out, nil
 	}
 	return nil, fmt.Errorf("a zone does not send %s", t)
@@ -99,12 +105,14 @@ func (e *globalEndpoint) Apply(ctx context.Context, t resource.Type, upserts []*
 		}
 		switch t {
 		case resource.ZoneIngressType:
+			// Validate held the name to the zone's own record or the
+			// record of its one service.
 			zi := r.Spec.(*v1alpha1.ZoneIngress)
-			if r.Meta.Name == e.zone || zi.GetZone() != r.Meta.Name {
-				refused[key] = fmt.Sprintf("ZoneIngress %q for zone %q: not another zone's own ingress", r.Meta.Name, zi.GetZone())
+			if zi.GetZone() == e.zone || r.Meta.Name == e.zone {
+				refused[key] = fmt.Sprintf("ZoneIngress %q for zone %q: this zone writes its own service summary, the global sends only other zones'", r.Meta.Name, zi.GetZone())
 				continue
 			}
-			r.Meta.Labels[resource.ZoneLabel] = r.Meta.Name
+			r.Meta.Labels[resource.ZoneLabel] = zi.GetZone()
 		case resource.ServiceEndpointsType:
 			se := r.Spec.(*v1alpha1.ServiceEndpoints)
 			if se.GetZone() == e.zone {

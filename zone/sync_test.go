@@ -23,9 +23,9 @@ type slowIngressStore struct {
 	release chan struct{}
 }
 
-func (s *slowIngressStore) hold(ctx context.Context, r *resource.Resource) error {
-	if r.Meta.Type != resource.ZoneIngressType {
-		return nil
+func (s *slowIngressStore) Apply(ctx context.Context, ops []store.Op) error {
+	if len(ops) == 0 || ops[0].Put == nil || ops[0].Put.Meta.Type != resource.ZoneIngressType {
+		return s.Store.Apply(ctx, ops)
 	}
 	select {
 	case s.entered <- struct{}{}:
@@ -33,24 +33,10 @@ func (s *slowIngressStore) hold(ctx context.Context, r *resource.Resource) error
 	}
 	select {
 	case <-s.release:
-		return nil
+		return s.Store.Apply(ctx, ops)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-func (s *slowIngressStore) Create(ctx context.Context, r *resource.Resource) (*resource.Resource, error) {
-	if err := s.hold(ctx, r); err != nil {
-		return nil, err
-	}
-	return s.Store.Create(ctx, r)
-}
-
-func (s *slowIngressStore) Update(ctx context.Context, r *resource.Resource) (*resource.Resource, error) {
-	if err := s.hold(ctx, r); err != nil {
-		return nil, err
-	}
-	return s.Store.Update(ctx, r)
 }
 
 type countingNotifier struct{ n atomic.Int64 }
@@ -102,14 +88,14 @@ func TestIndexKeepsUpWhileTheIngressWriteWaits(t *testing.T) {
 	close(slow.release)
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		zi, err := mem.Get(ctx, resource.Key{Type: resource.ZoneIngressType, Name: "zone-1"})
+		zi, err := mem.Get(ctx, resource.Key{Type: resource.ZoneIngressType, Name: resource.ZoneServiceName("zone-1", "default", map[string]string{resource.ServiceTag: "web"}, 8080)})
 		if err == nil {
 			if av := zi.Spec.(*v1alpha1.ZoneIngress).GetAvailableServices(); len(av) == 1 && av[0].GetInstances() == n {
 				break
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the stored ZoneIngress never counted %d instances: %v %v", n, zi, err)
+			t.Fatalf("the stored record of web never counted %d instances: %v %v", n, zi, err)
 		}
 		time.Sleep(time.Millisecond)
 	}

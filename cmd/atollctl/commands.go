@@ -182,6 +182,15 @@ func getCommand(c *client) *cobra.Command {
 				return err
 			}
 			var items []*resource.Resource
+			if len(args) == 2 && d.Type == resource.ZoneIngressType && output == "table" {
+				// A zone's summary is several records: show them all.
+				if items, err = c.list(cmd.Context(), d, mesh); err != nil {
+					return err
+				}
+				if items = ofZone(items, args[1]); len(items) > 0 {
+					return printTable(cmd.OutOrStdout(), d, items)
+				}
+			}
 			if len(args) == 2 {
 				r, err := c.get(cmd.Context(), d, mesh, args[1])
 				if err != nil {

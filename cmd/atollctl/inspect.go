@@ -70,6 +70,7 @@ Examples:
 			in := inspection{Mesh: mesh, Name: args[1], Kind: kind, Config: config, Ingress: ingress}
 			if ingress {
 				in.Zone = args[1]
+				in.Summary = c.summaryOf(cmd.Context(), args[1])
 			} else {
 				d, err := resource.Types.Get(resource.DataplaneType)
 				if err != nil {
@@ -136,6 +137,9 @@ type inspection struct {
 	Status *proxyStatus
 	// Config is the rendered configuration.
 	Config []byte
+	// Summary is what an ingress's zone offers other zones, gathered
+	// from its ZoneIngresses (nil: not known).
+	Summary *zoneSummary
 }
 
 // proxyKind names the proxy for a reader: by the connected proxy's kind,
@@ -170,6 +174,9 @@ func printInspection(w io.Writer, in inspection, now time.Time) error {
 	}
 	if in.Ingress {
 		fmt.Fprintf(w, "Ingress:    zone %s\n", in.Zone)
+		if s := in.Summary; s != nil {
+			fmt.Fprintf(w, "Offers:     %d services, %d ready instances (in %d ZoneIngresses)\n", len(s.services), s.instances, s.records)
+		}
 	} else {
 		fmt.Fprintf(w, "Dataplane:  %s (mesh %s, zone %s)\n", in.Name, in.Mesh, zone)
 	}

@@ -85,7 +85,8 @@ func TestInspectRouteTableGolden(t *testing.T) {
 		// The zone's ingress routes by SNI to the zone's own instances.
 		name: "inspect-ingress",
 		in: inspection{Name: "zone-1", Zone: "zone-1", Ingress: true,
-			Status: statusFixture(t, "status-ingress.json"), Config: readFixture(t, zoneGoldens+"ingress.golden.json")},
+			Status: statusFixture(t, "status-ingress.json"), Config: readFixture(t, zoneGoldens+"ingress.golden.json"),
+			Summary: summarize(ofZone(decodeList(t, "zoneingresses.json"), "zone-1"))[0]},
 	}, {
 		// An ingress with nothing to offer says why.
 		name: "inspect-ingress-empty",

@@ -29,13 +29,7 @@ func printTable(w io.Writer, d *resource.Descriptor, items []*resource.Resource)
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Meta.Name, r.Spec.(*v1alpha1.Mesh).GetCrossZone().GetMode(), age(now, r.Meta.CreationTime))
 		}
 	case resource.ZoneIngressType:
-		fmt.Fprintln(tw, "NAME\tZONE\tADVERTISED\tSERVICES\tAGE")
-		for _, r := range items {
-			zi := r.Spec.(*v1alpha1.ZoneIngress)
-			n := zi.GetNetworking()
-			fmt.Fprintf(tw, "%s\t%s\t%s:%d\t%d\t%s\n", r.Meta.Name, zi.GetZone(), n.GetAdvertisedAddress(), n.GetAdvertisedPort(),
-				len(zi.GetAvailableServices()), age(now, r.Meta.CreationTime))
-		}
+		return zoneIngressesTable(w, items)
 	default:
 		if d.Scope == resource.ScopeMesh {
 			fmt.Fprintln(tw, "MESH\tNAME\tAGE")

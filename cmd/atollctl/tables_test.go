@@ -99,3 +99,24 @@ func TestMeshTableGolden(t *testing.T) {
 	}
 	golden(t, "meshes", out.Bytes())
 }
+
+// ZoneIngresses show one row per zone, summed over its records: zone-1
+// in the per-service format, zone-2 as an older zone writes it (one record
+// listing every service), zone-3 offering nothing.
+func TestZoneIngressTableGolden(t *testing.T) {
+	fixClock(t)
+	d, err := resource.Types.Get(resource.ZoneIngressType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := decodeList(t, "zoneingresses.json")
+	var out bytes.Buffer
+	if err := printTable(&out, d, items); err != nil {
+		t.Fatal(err)
+	}
+	out.WriteString("\nzone-1 alone:\n")
+	if err := printTable(&out, d, ofZone(items, "zone-1")); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "zoneingresses", out.Bytes())
+}

@@ -55,7 +55,7 @@ func inbound(port uint32, service string) *v1alpha1.Dataplane_Networking_Inbound
 
 func zoneIngress(zone string) *resource.Resource {
 	return &resource.Resource{
-		Meta: resource.Meta{Type: resource.ZoneIngressType, Name: "zone-1-ingress"},
+		Meta: resource.Meta{Type: resource.ZoneIngressType, Name: zone},
 		Spec: &v1alpha1.ZoneIngress{
 			Zone:       zone,
 			Networking: &v1alpha1.ZoneIngress_Networking{Address: "10.0.0.9", Port: 10001},
@@ -64,6 +64,23 @@ func zoneIngress(zone string) *resource.Resource {
 			}},
 		},
 	}
+}
+
+// perService names r, a ZoneIngress offering one service, as that
+// service's record.
+func perService(r *resource.Resource) *resource.Resource {
+	zi := r.Spec.(*v1alpha1.ZoneIngress)
+	s := zi.AvailableServices[0]
+	r.Meta.Name = resource.ZoneServiceName(zi.Zone, s.Mesh, s.Tags, s.Port)
+	return r
+}
+
+func twoServices(r *resource.Resource) *resource.Resource {
+	zi := r.Spec.(*v1alpha1.ZoneIngress)
+	zi.AvailableServices = append(zi.AvailableServices, &v1alpha1.ZoneIngress_AvailableService{
+		Mesh: resource.DefaultMesh, Tags: map[string]string{resource.ServiceTag: "frontend"}, Instances: 1,
+	})
+	return r
 }
 
 func TestValidate(t *testing.T) {
@@ -212,6 +229,34 @@ func TestValidate(t *testing.T) {
 			return r
 		}()},
 		{name: "zone ingress with invalid zone", field: "zone", r: zoneIngress("Zone_1")},
+		{name: "zone's own record without services", r: func() *resource.Resource {
+			r := zoneIngress("zone-1")
+			r.Spec.(*v1alpha1.ZoneIngress).AvailableServices = nil
+			return r
+		}()},
+		{name: "legacy zone record listing services", r: twoServices(zoneIngress("zone-1"))},
+		{name: "per-service record", r: perService(zoneIngress("zone-1"))},
+		{name: "per-service record with another zone's name", field: "name", r: func() *resource.Resource {
+			r := perService(zoneIngress("zone-1"))
+			r.Spec.(*v1alpha1.ZoneIngress).Zone = "zone-2"
+			return r
+		}()},
+		{name: "per-service record named after another service", field: "name", r: func() *resource.Resource {
+			r := perService(zoneIngress("zone-1"))
+			r.Spec.(*v1alpha1.ZoneIngress).AvailableServices[0].Port = 8080
+			return r
+		}()},
+		{name: "per-service record with two services", field: "name", r: twoServices(perService(zoneIngress("zone-1")))},
+		{name: "per-service record with none", field: "name", r: func() *resource.Resource {
+			r := perService(zoneIngress("zone-1"))
+			r.Spec.(*v1alpha1.ZoneIngress).AvailableServices = nil
+			return r
+		}()},
+		{name: "zone ingress named after nothing", field: "name", r: func() *resource.Resource {
+			r := zoneIngress("zone-1")
+			r.Meta.Name = "zone-1-ingress"
+			return r
+		}()},
 		{name: "zone ingress without zone", field: "zone", r: zoneIngress("")},
 	}
 	for _, tt := range tests {

@@ -95,6 +95,7 @@ func validateZoneIngress(r *Resource, v *violations) {
 	if msg := CheckName(zi.GetZone()); msg != "" {
 		v.add("zone", "%s", msg)
 	}
+	validateZoneIngressName(r.Meta.Name, zi, v)
 	if n := zi.GetNetworking(); n != nil {
 		if n.GetAddress() != "" {
 			if msg := checkAddress(n.GetAddress()); msg != "" {
@@ -133,6 +134,26 @@ func validateZoneIngress(r *Resource, v *violations) {
 			v.add(fmt.Sprintf("%s.tags[%q]", f(), ServiceTag), "is required")
 		}
 		validateLabels(s.GetTags(), func() string { return f() + ".tags" }, v)
+	}
+}
+
+// validateZoneIngressName checks that a ZoneIngress is one of a zone's
+// records (records.go): the zone's own, named after it (with its services
+// too when an older zone wrote it), or the record of one service, named
+// ZoneServiceName of that service.
+func validateZoneIngressName(name string, zi *v1alpha1.ZoneIngress, v *violations) {
+	if name == zi.GetZone() {
+		return
+	}
+	av := zi.GetAvailableServices()
+	if len(av) != 1 {
+		v.add("name", "%q is not zone %q's name, so the ZoneIngress is the record of one service, but it offers %d: "+
+			"name the zone's own record after the zone, and give each (mesh, tags, port) a record of its own", name, zi.GetZone(), len(av))
+		return
+	}
+	s := av[0]
+	if want := ZoneServiceName(zi.GetZone(), s.GetMesh(), s.GetTags(), s.GetPort()); name != want {
+		v.add("name", "%q is neither zone %q's name nor the name of its record of the service it offers: name it %q", name, zi.GetZone(), want)
 	}
 }
 

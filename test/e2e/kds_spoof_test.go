@@ -112,6 +112,15 @@ func TestGlobalRefusesSpoofingAndInvalidResources(t *testing.T) {
 	if got := strings.Join(z.push(resource.ZoneIngressType, "2", other), ","); got != "/zone-1" {
 		t.Errorf("NACKed %q, want /zone-1: a zone may not write another zone's ingress", got)
 	}
+	// Nor another zone's record of one of its services.
+	svc := &v1alpha1.ZoneIngress_AvailableService{Mesh: "default", Tags: map[string]string{resource.ServiceTag: "web"}, Port: 80, Instances: 1}
+	otherService := &resource.Resource{
+		Meta: resource.Meta{Type: resource.ZoneIngressType, Name: resource.ZoneServiceName("zone-1", "default", svc.Tags, 80)},
+		Spec: &v1alpha1.ZoneIngress{Zone: "zone-1", AvailableServices: []*v1alpha1.ZoneIngress_AvailableService{svc}},
+	}
+	if got := strings.Join(z.push(resource.ZoneIngressType, "2a", otherService), ","); got != "/"+otherService.Meta.Name {
+		t.Errorf("NACKed %q, want /%s: a zone may not write another zone's service records", got, otherService.Meta.Name)
+	}
 	mesh := &resource.Resource{Meta: resource.Meta{Type: resource.MeshType, Name: "evil"}, Spec: &v1alpha1.Mesh{}}
 	if got := strings.Join(z.push(resource.MeshType, "3", mesh), ","); got != "/evil" {
 		t.Errorf("NACKed %q, want /evil: zones may not write meshes", got)
@@ -129,7 +138,7 @@ func TestGlobalRefusesSpoofingAndInvalidResources(t *testing.T) {
 		t.Errorf("a zone created mesh evil: %d", status)
 	}
 	_, metrics := call(t, "GET", g.apiURL+"/metrics", "")
-	if !strings.Contains(metrics, `atoll_kds_refused_resources_total{reason="spoof",zone="zone-9"} 2`) {
+	if !strings.Contains(metrics, `atoll_kds_refused_resources_total{reason="spoof",zone="zone-9"} 3`) {
 		t.Errorf("spoof attempts not counted:\n%s", grepLines(metrics, "atoll_kds_refused"))
 	}
 }

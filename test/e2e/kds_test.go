@@ -109,19 +109,22 @@ func TestSyncAcrossThreeZones(t *testing.T) {
 	if status != 200 || decodeMeta(t, body).Labels["atoll.io/zone"] != "zone-2" {
 		t.Errorf("synced dataplane on the global: %d %s, want label atoll.io/zone zone-2", status, body)
 	}
-	// Each zone holds its own ingress and the others' relayed ones, never
-	// its own relayed back.
+	// Each zone holds its own service summary (its own ZoneIngress and
+	// one per service) and the others' relayed ones, never its own
+	// relayed back.
 	status, body = call(t, "GET", z2.apiURL+"/zoneingresses", "")
 	var zis struct {
 		Items []meta `json:"items"`
 	}
 	json.Unmarshal([]byte(body), &zis)
+	zones := map[string]bool{}
 	for _, zi := range zis.Items {
-		if zi.Name == "zone-2" && zi.Labels["atoll.io/origin"] != "zone" {
+		zones[zi.Labels["atoll.io/zone"]] = true
+		if zi.Labels["atoll.io/zone"] == "zone-2" && zi.Labels["atoll.io/origin"] != "zone" {
 			t.Errorf("zone-2 got its own ingress back from the global: %+v", zi)
 		}
 	}
-	if len(zis.Items) != 3 {
+	if len(zones) != 3 || !zones["zone-1"] || !zones["zone-2"] || !zones["zone-3"] {
 		t.Errorf("zone-2 ingresses: %s, want its own and zone-1's and zone-3's", body)
 	}
 
@@ -208,7 +211,8 @@ func TestReconnectReconcilesAndResendsNothingUnchanged(t *testing.T) {
 	waitServices(t, z1, "backend:zone-2=3")
 	// The counts were 3 before too: wait for backend-4's port.
 	waitFor(t, syncWait, "zone-1 to learn backend-4's port", func() error {
-		if status, body := call(t, "GET", z1.apiURL+"/zoneingresses/zone-2", ""); status != 200 || !strings.Contains(body, "9004") {
+		// zone-2's record of backend, among the ZoneIngresses zone-1 holds.
+		if status, body := call(t, "GET", z1.apiURL+"/zoneingresses", ""); status != 200 || !strings.Contains(body, `"port":9004`) {
 			return fmt.Errorf("%d %s", status, body)
 		}
 		return nil

@@ -292,19 +292,25 @@ func TestKubernetesZoneLeaderHandover(t *testing.T) {
 		})
 	}
 	waitFor(t, 30*time.Second, "zone-1's ZoneIngress at the global counting every live pod", func() error {
-		status, body := call(t, "GET", g.apiURL+"/zoneingresses/zone-1", "")
-		var zi struct {
-			AvailableServices []struct {
-				Tags      map[string]string `json:"tags"`
-				Instances uint32            `json:"instances"`
-			} `json:"availableServices"`
+		// zone-1's summary is one ZoneIngress per service (and its own).
+		status, body := call(t, "GET", g.apiURL+"/zoneingresses", "")
+		var list struct {
+			Items []struct {
+				Zone              string `json:"zone"`
+				AvailableServices []struct {
+					Tags      map[string]string `json:"tags"`
+					Instances uint32            `json:"instances"`
+				} `json:"availableServices"`
+			} `json:"items"`
 		}
-		if status != 200 || json.Unmarshal([]byte(body), &zi) != nil {
-			return fmt.Errorf("GET /zoneingresses/zone-1: %d %s", status, body)
+		if status != 200 || json.Unmarshal([]byte(body), &list) != nil {
+			return fmt.Errorf("GET /zoneingresses: %d %s", status, body)
 		}
-		for _, s := range zi.AvailableServices {
-			if s.Tags["atoll.io/service"] == "web_shop_svc_80" && s.Instances == uint32(len(live)) {
-				return nil
+		for _, zi := range list.Items {
+			for _, s := range zi.AvailableServices {
+				if zi.Zone == "zone-1" && s.Tags["atoll.io/service"] == "web_shop_svc_80" && s.Instances == uint32(len(live)) {
+					return nil
+				}
 			}
 		}
 		return fmt.Errorf("want web_shop_svc_80 with %d instances: %s", len(live), body)
