@@ -69,9 +69,10 @@ func fromInt(n *big.Int, v4 bool) netip.Addr {
 }
 
 // Reconcile returns the table for the services offered now: offered
-// services keep their VIP (or get a new one, unless another service holds
-// their DNS name: see Settle), services no longer offered are marked
-// unused and released after cooldown. changed reports whether the table
+// services keep their VIP, or get a new one unless another service holds
+// their DNS name (see Settle); services no longer offered are marked
+// unused and released after cooldown. A VIP cur holds twice stays with its
+// first entry; the others get new ones. changed reports whether the table
 // differs from cur.
 //
 // cidr6, when valid, also gives every service an IPv6 VIP.
@@ -82,14 +83,17 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 	changed := false
 	for _, e := range cur.GetEntries() {
 		addr, err := netip.ParseAddr(e.GetVip())
-		if err != nil {
+		if err != nil || taken[addr] {
 			changed = true
-			continue // a corrupt entry is dropped and reallocated
+			continue // a corrupt or duplicate entry is dropped and reallocated
 		}
-		if a6, err := netip.ParseAddr(e.GetVip6()); err == nil {
+		vip6 := e.GetVip6()
+		if a6, err := netip.ParseAddr(vip6); err == nil && !taken[a6] {
 			taken[a6] = true
+		} else if vip6 != "" {
+			vip6, changed = "", true
 		}
-		e := &v1alpha1.VIPTable_Entry{Service: e.GetService(), Vip: addr.String(), Vip6: e.GetVip6(), UnusedSince: e.GetUnusedSince()}
+		e := &v1alpha1.VIPTable_Entry{Service: e.GetService(), Vip: addr.String(), Vip6: vip6, UnusedSince: e.GetUnusedSince()}
 		switch {
 		case offered[e.Service]:
 			if e.UnusedSince != nil {
