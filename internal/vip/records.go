@@ -1,6 +1,7 @@
 package vip
 
 import (
+	"errors"
 	"net/netip"
 	"sort"
 	"time"
@@ -64,6 +65,10 @@ func Record(mesh string, e *v1alpha1.VIPTable_Entry) *resource.Resource {
 // ever without its VIP and no VIP moves. An entry whose VIP another
 // record holds is left out; Reconcile gives its service a new one.
 //
+// When the range is full, the ops are still returned (releases free
+// addresses for the next plan) with an error satisfying errors.Is(err,
+// ErrFull): write them, and report the error.
+//
 // Deletes of released records come before puts: a VIP released and given
 // to another service in the same plan is never held by both, even when
 // the plan is written in several transactions.
@@ -81,7 +86,7 @@ func Plan(records []*resource.Resource, mesh string, offered map[string]bool, ci
 		return migrate(legacy, have), nil
 	}
 	next, _, err := Reconcile(&v1alpha1.VIPTable{Entries: Entries(records)}, mesh, offered, cidr, cidr6, now, cooldown)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrFull) {
 		return nil, err
 	}
 	want := make(map[string]*v1alpha1.VIPTable_Entry, len(next.GetEntries()))
@@ -102,7 +107,7 @@ func Plan(records []*resource.Resource, mesh string, offered map[string]bool, ci
 	}
 	sortOps(deletes)
 	sortOps(puts)
-	return append(deletes, puts...), nil
+	return append(deletes, puts...), err
 }
 
 // migrate splits a legacy table into service records, then deletes it.

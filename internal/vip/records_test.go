@@ -1,9 +1,11 @@
 package vip
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -265,5 +267,43 @@ func TestPlanMigrationKeepsServicesOwnRecords(t *testing.T) {
 	}
 	if _, legacy := m.records[resource.VIPTableName]; legacy {
 		t.Fatalf("the legacy table is still there")
+	}
+}
+
+// A full range does not stop releases: services gone are marked unused and
+// released, and the newcomer gets a VIP once one is free.
+func TestPlanWithAFullRangeStillReleases(t *testing.T) {
+	small := netip.MustParsePrefix("10.0.0.0/30") // two addresses
+	m := newMesh(t)
+	plan := func(now time.Time, offered ...string) error {
+		set := map[string]bool{}
+		for _, s := range offered {
+			set[s] = true
+		}
+		ops, err := Plan(m.list(), "default", set, small, netip.Prefix{}, now, 0)
+		for _, op := range ops {
+			if op.Put != nil {
+				m.records[op.Put.Meta.Name] = op.Put
+			} else {
+				delete(m.records, op.Delete.Name)
+			}
+		}
+		return err
+	}
+	now := time.Now()
+	if err := plan(now, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := plan(now.Add(time.Second), "c"); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), `"c"`) {
+		t.Fatalf("c with the range full: %v, want ErrFull naming c", err)
+	}
+	if e := m.entries(); e["a"].GetUnusedSince() == nil || e["b"].GetUnusedSince() == nil {
+		t.Fatalf("a and b not marked unused while the range was full: %v", e)
+	}
+	if err := plan(now.Add(2*time.Second), "c"); err != nil {
+		t.Fatalf("after a and b were released: %v", err)
+	}
+	if e := m.entries(); len(e) != 1 || e["c"].GetVip() == "" {
+		t.Fatalf("after the release: %v, want only c, with a VIP", e)
 	}
 }

@@ -76,6 +76,10 @@ func fromInt(n *big.Int, v4 bool) netip.Addr {
 // differs from cur.
 //
 // cidr6, when valid, also gives every service an IPv6 VIP.
+//
+// A full range does not stop the rest: the table is returned with every
+// VIP that fits (releases included), and err satisfies errors.Is(err,
+// ErrFull), naming the services left without one.
 func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cidr, cidr6 netip.Prefix, now time.Time, cooldown time.Duration) (*v1alpha1.VIPTable, bool, error) {
 	next := &v1alpha1.VIPTable{}
 	taken := map[netip.Addr]bool{}
@@ -126,8 +130,13 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 		}
 	}
 	sort.Strings(missing) // allocation order must not depend on map order
+	var unplaced []string
 	for _, s := range missing {
 		addr, err := Propose(cidr, mesh, s, taken)
+		if errors.Is(err, ErrFull) {
+			unplaced = append(unplaced, s)
+			continue
+		}
 		if err != nil {
 			return nil, false, err
 		}
@@ -141,6 +150,10 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 				continue
 			}
 			a6, err := Propose(cidr6, mesh, e.GetService(), taken)
+			if errors.Is(err, ErrFull) {
+				unplaced = append(unplaced, e.GetService()+" (IPv6)")
+				continue
+			}
 			if err != nil {
 				return nil, false, err
 			}
@@ -149,6 +162,9 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 		}
 	}
 	sort.Slice(next.Entries, func(i, j int) bool { return next.Entries[i].Service < next.Entries[j].Service })
+	if len(unplaced) > 0 {
+		return next, changed, fmt.Errorf("mesh %q: %d services got no VIP (first %q): %w", mesh, len(unplaced), unplaced[0], ErrFull)
+	}
 	return next, changed, nil
 }
 
