@@ -13,10 +13,10 @@ import (
 	"github.com/atoll-mesh/atoll/internal/store/memstore"
 )
 
-// A VIP table written for a mesh that is then deleted (a reconcile that
-// read the mesh just before the API deleted it) is removed by the next
-// reconcile; a table whose mesh the cache has not seen yet but the store
-// holds is kept.
+// VIP records written for a mesh that is then deleted (a reconcile that
+// read the mesh just before the API deleted it) are removed by the next
+// reconcile; records whose mesh the cache has not seen yet but the store
+// holds are kept.
 func TestVIPAllocatorRemovesTablesOfDeletedMeshes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -28,6 +28,9 @@ func TestVIPAllocatorRemovesTablesOfDeletedMeshes(t *testing.T) {
 		if _, err := st.Create(ctx, mesh(name)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := st.Create(ctx, offering("zone-1", map[string][]string{"default": {"backend"}, "payments": {"ledger", "fx"}})); err != nil {
+		t.Fatal(err)
 	}
 	cache := store.NewCache(st, resource.MeshType, resource.ZoneIngressType, resource.VIPTableType)
 	if err := cache.Start(ctx); err != nil {
@@ -58,10 +61,10 @@ func TestVIPAllocatorRemovesTablesOfDeletedMeshes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := tables(); !got["default"] || !got["payments"] {
-		t.Fatalf("every mesh gets a table: %v", got)
+		t.Fatalf("every mesh with services gets records: %v", got)
 	}
 
-	// payments is deleted without its table, as in the race.
+	// payments is deleted without its records, as in the race.
 	if err := st.Delete(ctx, resource.Key{Type: resource.MeshType, Name: "payments"}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -84,4 +87,18 @@ func TestVIPAllocatorRemovesTablesOfDeletedMeshes(t *testing.T) {
 	if got := tables(); !got["default"] {
 		t.Errorf("the table of a mesh the store holds was deleted: %v", got)
 	}
+}
+
+// offering is a ZoneIngress of zone offering services, by mesh, as one
+// record (an older zone's format; Offered reads both).
+func offering(zone string, services map[string][]string) *resource.Resource {
+	zi := &v1alpha1.ZoneIngress{Zone: zone}
+	for mesh, ss := range services {
+		for _, s := range ss {
+			zi.AvailableServices = append(zi.AvailableServices, &v1alpha1.ZoneIngress_AvailableService{
+				Mesh: mesh, Tags: map[string]string{resource.ServiceTag: s}, Instances: 1, Port: 80,
+			})
+		}
+	}
+	return &resource.Resource{Meta: resource.Meta{Type: resource.ZoneIngressType, Name: zone}, Spec: zi}
 }
