@@ -3,14 +3,20 @@ package global
 import (
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
 	"github.com/atoll-mesh/atoll/internal/resource"
 	"github.com/atoll-mesh/atoll/internal/store"
 	"github.com/atoll-mesh/atoll/internal/store/memstore"
+	"github.com/atoll-mesh/atoll/internal/vip"
 )
 
 // VIP records written for a mesh that is then deleted (a reconcile that
@@ -101,4 +107,51 @@ func offering(zone string, services map[string][]string) *resource.Resource {
 		}
 	}
 	return &resource.Resource{Meta: resource.Meta{Type: resource.ZoneIngressType, Name: zone}, Spec: zi}
+}
+
+// GET /meshes/{mesh}/vips lists every record of the mesh (services' own
+// and a legacy table not yet migrated, a service's own record first) as
+// one list sorted by service, in the same JSON as when one table held
+// them all.
+func TestVIPsHandlerListsEveryRecordOfTheMesh(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	if err := store.EnsureMesh(ctx, st, "default", resource.OriginGlobal); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, r := range []*resource.Resource{
+		vip.Record("default", &v1alpha1.VIPTable_Entry{Service: "web", Vip: "240.0.0.2", Vip6: "fd00::2"}),
+		vip.Record("default", &v1alpha1.VIPTable_Entry{Service: "backend", Vip: "240.0.0.1", UnusedSince: timestamppb.New(since)}),
+		vip.Record("other", &v1alpha1.VIPTable_Entry{Service: "elsewhere", Vip: "240.0.0.9"}),
+		{Meta: resource.Meta{Type: resource.VIPTableType, Mesh: "default", Name: resource.VIPTableName}, Spec: &v1alpha1.VIPTable{
+			Entries: []*v1alpha1.VIPTable_Entry{{Service: "api", Vip: "240.0.0.3"}, {Service: "web", Vip: "240.0.0.7"}}}},
+	} {
+		if _, err := st.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /meshes/{mesh}/vips", vipsHandler(st))
+	for path, want := range map[string]string{
+		"/meshes/default/vips": `{"items":[` +
+			`{"service":"api","vip":"240.0.0.3"},` +
+			`{"service":"backend","vip":"240.0.0.1","unusedSince":"2026-01-02T03:04:05Z"},` +
+			`{"service":"web","vip":"240.0.0.2","vip6":"fd00::2"}],"total":3}`,
+		"/meshes/nothing/vips": `{"error":"mesh nothing does not exist"}`,
+	} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if got := strings.TrimSpace(rec.Body.String()); got != want {
+			t.Errorf("GET %s:\n got %s\nwant %s", path, got, want)
+		}
+	}
+	if err := store.EnsureMesh(ctx, st, "empty", resource.OriginGlobal); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/meshes/empty/vips", nil))
+	if got := strings.TrimSpace(rec.Body.String()); got != `{"items":[],"total":0}` {
+		t.Errorf("a mesh without VIPs: %s", got)
+	}
 }
