@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/atoll-mesh/atoll/api/v1alpha1"
@@ -190,8 +191,11 @@ func (a *vipAllocator) collect(ctx context.Context, meshes []*resource.Resource)
 			return err
 		}
 		err = a.settle(ctx, mesh, func(records []*resource.Resource) ([]store.Op, error) {
+			// In reverse name order: a legacy table ("vips", listed
+			// last) is deleted first, so settle does not take these
+			// deletes for a migration.
 			ops := make([]store.Op, 0, len(records))
-			for _, r := range records {
+			for _, r := range slices.Backward(records) {
 				ops = append(ops, store.Op{Delete: r.Key()})
 			}
 			return ops, nil
