@@ -1,7 +1,9 @@
 // Package vip allocates virtual IPs for services: deterministic proposals
 // (the same on every control plane), and the reconciliation of a mesh's
-// VIPTable with the services zones offer, with a cool-down before a VIP is
-// released and reused.
+// VIP assignments with the services zones offer, with a cool-down before a
+// VIP is released and reused. Assignments are kept one VIPTable record per
+// service (records.go); Plan turns a reconciliation into the writes of
+// just the records that change.
 package vip
 
 import (
