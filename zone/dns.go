@@ -22,14 +22,14 @@ import (
 	"github.com/atoll-mesh/atoll/internal/vip"
 )
 
-// resolver keeps the DNS table and the VIP view in step with the VIPTables
-// the global sends and the services zones offer. A service the global has
+// resolver keeps the DNS table and the VIP view in step with the VIP
+// records the global sends and the services zones offer. A service the global has
 // not given a VIP yet (it is unreachable, or has not caught up) gets the
 // zone's deterministic proposal, which is what the global will usually
 // assign, so names resolve at once and usually keep their address.
 //
 // Where several services map to one DNS name, vip.Settle decides which one
-// holds it, from the VIPTable every zone shares; the others are listed with
+// holds it, from the VIP records every zone shares; the others are listed with
 // their conflict in the VIP view, counted and logged once.
 type resolver struct {
 	cache  *store.Cache // VIP tables, ZoneIngresses, meshes
@@ -98,12 +98,17 @@ func (r *resolver) rebuild() {
 			delete(offered, m)
 		}
 	}
+	// A mesh's VIPs are in many records (one per service, and a legacy
+	// table until the global migrates it): gather them per mesh.
+	records := map[string][]*resource.Resource{}
+	for _, t := range tables {
+		records[t.Meta.Mesh] = append(records[t.Meta.Mesh], t)
+	}
 	assigned := map[string]map[string]*v1alpha1.VIPTable_Entry{}
 	taken := map[string]map[netip.Addr]bool{}
-	for _, t := range tables {
-		mesh := t.Meta.Mesh
+	for mesh, rs := range records {
 		assigned[mesh], taken[mesh] = map[string]*v1alpha1.VIPTable_Entry{}, map[netip.Addr]bool{}
-		for _, e := range t.Spec.(*v1alpha1.VIPTable).GetEntries() {
+		for _, e := range vip.Entries(rs) {
 			assigned[mesh][e.GetService()] = e
 			for _, s := range []string{e.GetVip(), e.GetVip6()} {
 				if a, err := netip.ParseAddr(s); err == nil {

@@ -202,3 +202,27 @@ func TestANameSharedByMeshesIsListedAsAConflict(t *testing.T) {
 		t.Errorf("mesh other's web: %+v (conflict %+v), want its VIP and a conflict with mesh default's web", v, v.Conflict)
 	}
 }
+
+// A mesh's VIPs are in one record per service, and in a legacy table
+// until the global migrates it: every record of the mesh counts, and a
+// service's own record wins over its legacy entry.
+func TestAMeshsVIPRecordsAccumulate(t *testing.T) {
+	record := func(service, addr string) *resource.Resource {
+		return vip.Record("default", &v1alpha1.VIPTable_Entry{Service: service, Vip: addr})
+	}
+	r := startResolver(t, meshRes("default"),
+		ingressOffering("zone-1", "default", "backend", "web", "api"),
+		record("backend", "240.0.0.10"),
+		record("web", "240.0.0.11"),
+		vipTable("default", map[string]string{"backend": "240.0.0.99", "api": "240.0.0.12"}))
+	for name, want := range map[string]string{"backend.mesh": "240.0.0.10", "web.mesh": "240.0.0.11", "api.mesh": "240.0.0.12"} {
+		if got := r.lookup(t, name); got != want {
+			t.Errorf("%s → %s, want %s", name, got, want)
+		}
+	}
+	for _, s := range []string{"backend", "web", "api"} {
+		if v, _ := r.view("default", s); v.Proposed {
+			t.Errorf("%s: %+v, want the global's VIP, not a proposal", s, v)
+		}
+	}
+}

@@ -23,6 +23,19 @@ func printTable(w io.Writer, d *resource.Descriptor, items []*resource.Resource)
 	switch d.Type {
 	case resource.DataplaneType:
 		return dataplanesTable(w, items, nil)
+	case resource.VIPTableType:
+		// One record per service, named after a hash of it: show whose it
+		// is. A mesh's legacy table (all its services) lasts until the
+		// global migrates it.
+		fmt.Fprintln(tw, "MESH\tNAME\tSERVICE\tVIP\tVIP6\tAGE")
+		for _, r := range items {
+			entries := r.Spec.(*v1alpha1.VIPTable).GetEntries()
+			service, vip, vip6 := fmt.Sprintf("%d services (legacy table)", len(entries)), "-", "-"
+			if r.Meta.Name != resource.VIPTableName && len(entries) == 1 {
+				service, vip, vip6 = entries[0].GetService(), entries[0].GetVip(), orDash(entries[0].GetVip6())
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Meta.Mesh, r.Meta.Name, service, vip, vip6, age(now, r.Meta.CreationTime))
+		}
 	case resource.MeshType:
 		fmt.Fprintln(tw, "NAME\tCROSS-ZONE\tAGE")
 		for _, r := range items {

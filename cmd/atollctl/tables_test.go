@@ -120,3 +120,18 @@ func TestZoneIngressTableGolden(t *testing.T) {
 	}
 	golden(t, "zoneingresses", out.Bytes())
 }
+
+// VIP records show the service each is for (their names are hashes); a
+// legacy table not yet migrated shows how many it holds.
+func TestVIPTableGolden(t *testing.T) {
+	fixClock(t)
+	d, err := resource.Types.Get(resource.VIPTableType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := printTable(&out, d, decodeList(t, "viptables.json")); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "viptables", out.Bytes())
+}

@@ -23,7 +23,8 @@ const (
 	ServiceEndpointsType Type = "ServiceEndpoints"
 )
 
-// VIPTableName is the name of each mesh's one VIPTable.
+// VIPTableName is the name of a mesh's legacy VIPTable, which held every
+// entry of the mesh; each service now has its own (VIPRecordName).
 const VIPTableName = "vips"
 
 // Well-known labels and tags.

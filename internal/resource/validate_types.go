@@ -178,11 +178,20 @@ func validateServiceEndpoints(r *Resource, v *violations) {
 }
 
 func validateVIPTable(r *Resource, v *violations) {
+	entries := r.Spec.(*v1alpha1.VIPTable).GetEntries()
+	// The legacy table of a mesh holds any number of entries; a service's
+	// record (records.go) holds exactly that service's.
 	if r.Meta.Name != VIPTableName {
-		v.add("name", "%q: a mesh's VIPTable is named %q", r.Meta.Name, VIPTableName)
+		switch {
+		case len(entries) != 1:
+			v.add("entries", "a service's VIP record holds exactly one entry, has %d (only the mesh's legacy VIPTable %q holds several)", len(entries), VIPTableName)
+		case r.Meta.Name != VIPRecordName(entries[0].GetService()):
+			v.add("name", "%q: the VIP record of service %q is named %q (or the mesh's legacy VIPTable %q)",
+				r.Meta.Name, entries[0].GetService(), VIPRecordName(entries[0].GetService()), VIPTableName)
+		}
 	}
 	seenVIP := map[string]int{}
-	for i, e := range r.Spec.(*v1alpha1.VIPTable).GetEntries() {
+	for i, e := range entries {
 		// Field paths are formatted only for a violation.
 		f := func() string { return fmt.Sprintf("entries[%d]", i) }
 		if e.GetService() == "" {

@@ -1,7 +1,9 @@
 // Package vip allocates virtual IPs for services: deterministic proposals
 // (the same on every control plane), and the reconciliation of a mesh's
-// VIPTable with the services zones offer, with a cool-down before a VIP is
-// released and reused.
+// VIP assignments with the services zones offer, with a cool-down before a
+// VIP is released and reused. Assignments are kept one VIPTable record per
+// service (records.go); Plan turns a reconciliation into the writes of
+// just the records that change.
 package vip
 
 import (
@@ -69,12 +71,17 @@ func fromInt(n *big.Int, v4 bool) netip.Addr {
 }
 
 // Reconcile returns the table for the services offered now: offered
-// services keep their VIP (or get a new one, unless another service holds
-// their DNS name: see Settle), services no longer offered are marked
-// unused and released after cooldown. changed reports whether the table
+// services keep their VIP, or get a new one unless another service holds
+// their DNS name (see Settle); services no longer offered are marked
+// unused and released after cooldown. A VIP cur holds twice stays with its
+// first entry; the others get new ones. changed reports whether the table
 // differs from cur.
 //
 // cidr6, when valid, also gives every service an IPv6 VIP.
+//
+// A full range does not stop the rest: the table is returned with every
+// VIP that fits (releases included), and err satisfies errors.Is(err,
+// ErrFull), naming the services left without one.
 func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cidr, cidr6 netip.Prefix, now time.Time, cooldown time.Duration) (*v1alpha1.VIPTable, bool, error) {
 	next := &v1alpha1.VIPTable{}
 	taken := map[netip.Addr]bool{}
@@ -82,14 +89,17 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 	changed := false
 	for _, e := range cur.GetEntries() {
 		addr, err := netip.ParseAddr(e.GetVip())
-		if err != nil {
+		if err != nil || taken[addr] {
 			changed = true
-			continue // a corrupt entry is dropped and reallocated
+			continue // a corrupt or duplicate entry is dropped and reallocated
 		}
-		if a6, err := netip.ParseAddr(e.GetVip6()); err == nil {
+		vip6 := e.GetVip6()
+		if a6, err := netip.ParseAddr(vip6); err == nil && !taken[a6] {
 			taken[a6] = true
+		} else if vip6 != "" {
+			vip6, changed = "", true
 		}
-		e := &v1alpha1.VIPTable_Entry{Service: e.GetService(), Vip: addr.String(), Vip6: e.GetVip6(), UnusedSince: e.GetUnusedSince()}
+		e := &v1alpha1.VIPTable_Entry{Service: e.GetService(), Vip: addr.String(), Vip6: vip6, UnusedSince: e.GetUnusedSince()}
 		switch {
 		case offered[e.Service]:
 			if e.UnusedSince != nil {
@@ -122,8 +132,13 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 		}
 	}
 	sort.Strings(missing) // allocation order must not depend on map order
+	var unplaced []string
 	for _, s := range missing {
 		addr, err := Propose(cidr, mesh, s, taken)
+		if errors.Is(err, ErrFull) {
+			unplaced = append(unplaced, s)
+			continue
+		}
 		if err != nil {
 			return nil, false, err
 		}
@@ -137,6 +152,10 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 				continue
 			}
 			a6, err := Propose(cidr6, mesh, e.GetService(), taken)
+			if errors.Is(err, ErrFull) {
+				unplaced = append(unplaced, e.GetService()+" (IPv6)")
+				continue
+			}
 			if err != nil {
 				return nil, false, err
 			}
@@ -145,6 +164,9 @@ func Reconcile(cur *v1alpha1.VIPTable, mesh string, offered map[string]bool, cid
 		}
 	}
 	sort.Slice(next.Entries, func(i, j int) bool { return next.Entries[i].Service < next.Entries[j].Service })
+	if len(unplaced) > 0 {
+		return next, changed, fmt.Errorf("mesh %q: %d services got no VIP (first %q): %w", mesh, len(unplaced), unplaced[0], ErrFull)
+	}
 	return next, changed, nil
 }
 
