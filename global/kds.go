@@ -23,12 +23,14 @@ import (
 // zoneSync is the global's side of KDS: it serves each connected zone from
 // the store, keeps ZoneInsights, and pushes changes to every session.
 type zoneSync struct {
-	store      store.Store
-	cache      *store.Cache
-	wire       *kds.WireMemo
-	endpoints  *endpointIndex
-	meshes     chan struct{} // a Mesh changed: Direct mode may have too
-	instanceID string
+	store     store.Store
+	cache     *store.Cache
+	wire      *kds.WireMemo
+	endpoints *endpointIndex
+	// ingressNames finds the stored ZoneIngress of a wire name.
+	ingressNames *ingressNames
+	meshes       chan struct{} // a Mesh changed: Direct mode may have too
+	instanceID   string
 	// withdrawAfter hides zones offline for longer (0: never).
 	withdrawAfter time.Duration
 	log           *slog.Logger
@@ -87,7 +89,7 @@ func newZoneSync(st store.Store, cache *store.Cache, instanceID string, withdraw
 		Help: "Connections refused because another process of the same zone name was connected, by zone.",
 	}, []string{"zone"})
 	reg.MustRegister(refused, duplicates)
-	z := &zoneSync{store: st, cache: cache, wire: &kds.WireMemo{}, instanceID: instanceID, withdrawAfter: withdrawAfter,
+	z := &zoneSync{store: st, cache: cache, wire: &kds.WireMemo{}, ingressNames: &ingressNames{byWire: map[string]string{}}, instanceID: instanceID, withdrawAfter: withdrawAfter,
 		log: log, refused: refused, duplicates: duplicates, silentAfter: defaultSilentAfter,
 		sessions: map[string]*liveSession{}, loaded: make(chan struct{})}
 	z.endpoints = newEndpointIndex(func(keys []string) {
@@ -107,7 +109,22 @@ func newZoneSync(st store.Store, cache *store.Cache, instanceID string, withdraw
 		resource.ZoneIngressType: {resource.ZoneIngressType},
 		resource.ZoneType:        {resource.ZoneIngressType, resource.ServiceEndpointsType},
 	}
-	cache.Subscribe(func(t resource.Type) {
+	// A changed ZoneIngress or VIP record is compared alone by every
+	// session (DesiredKeys); the rest, and reloads, whole.
+	cache.SubscribeKeys(func(t resource.Type, key *resource.Key) {
+		switch {
+		case t == resource.ZoneIngressType && key != nil:
+			z.broadcastKeys(t, []string{kds.WireKey("", z.ingressNames.note(cache, z.wire, *key))})
+			return
+		case t == resource.ZoneIngressType:
+			z.ingressNames.reset(cache)
+		case t == resource.VIPTableType && key != nil:
+			if _, err := cache.Get(*key); store.IsNotFound(err) {
+				z.wire.ForgetName(*key, key.Name)
+			}
+			z.broadcastKeys(t, []string{kds.WireKey(key.Mesh, key.Name)})
+			return
+		}
 		for _, pushed := range pushes[t] {
 			z.broadcast(pushed)
 		}
@@ -185,7 +202,7 @@ func (z *zoneSync) Connect(ctx context.Context, zone string, hello *v1alpha1.Hel
 	if err != nil && !store.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("registering zone: %w", err)
 	}
-	return &zoneEndpoint{zone: zone, store: z.store, cache: z.cache, wire: z.wire, endpoints: z.endpoints,
+	return &zoneEndpoint{zone: zone, store: z.store, cache: z.cache, wire: z.wire, endpoints: z.endpoints, ingressNames: z.ingressNames,
 		refused: z.refused, withdrawAfter: z.withdrawAfter, maxResources: z.maxResourcesPerZone}, nil
 }
 

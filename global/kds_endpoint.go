@@ -24,7 +24,10 @@ type zoneEndpoint struct {
 	wire  *kds.WireMemo
 	// endpoints holds every zone's instances, for Direct cross-zone meshes.
 	endpoints *endpointIndex
-	refused   *prometheus.CounterVec
+	// ingressNames finds a relayed ZoneIngress by its wire name (nil:
+	// ZoneIngresses are compared whole).
+	ingressNames *ingressNames
+	refused      *prometheus.CounterVec
 	// withdrawAfter, when positive, hides zones offline for longer.
 	withdrawAfter time.Duration
 	// maxResources bounds what the zone keeps at the global, over every

@@ -151,3 +151,11 @@ func (m *WireMemo) Forget(t resource.Type, live func(resource.Key) bool) {
 		}
 	}
 }
+
+// ForgetName drops what is remembered of the resource at key sent as name
+// (a resource deleted since), without going over the rest.
+func (m *WireMemo) ForgetName(key resource.Key, name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.m, memoKey{key, name})
+}

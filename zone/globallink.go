@@ -48,16 +48,26 @@ func newGlobalLink(cfg Config, st store.Store, cache *store.Cache, idx *localInd
 	if err != nil {
 		return nil, err
 	}
+	ep := &globalEndpoint{zone: cfg.Zone, store: st, cache: cache, wire: &kds.WireMemo{}, local: idx, guard: guard}
 	l.client = kds.NewClient(kds.ClientConfig{
 		Address: addr, TLS: tc, Zone: cfg.Zone, Token: tokenReader(cfg), InstanceID: instanceName(cfg.Zone), Version: version.Version,
 		Log: kdsLog, OnHello: guard.hello,
-	}, &globalEndpoint{zone: cfg.Zone, store: st, cache: cache, wire: &kds.WireMemo{}, local: idx, guard: guard})
+	}, ep)
 	guard.reconnect = l.client.Reconnect
 	// The session reads the zone's own ZoneIngress from the cache: tell it
 	// of a change once the cache holds it.
-	cache.Subscribe(func(t resource.Type) {
-		if t == resource.ZoneIngressType {
+	// One changed record is compared alone (DesiredKeys); the memo forgets
+	// a deleted one.
+	cache.SubscribeKeys(func(t resource.Type, key *resource.Key) {
+		switch {
+		case t != resource.ZoneIngressType:
+		case key == nil:
 			l.client.Changed(t)
+		default:
+			if _, err := cache.Get(*key); store.IsNotFound(err) {
+				ep.wire.ForgetName(*key, key.Name)
+			}
+			l.client.ChangedKeys(t, kds.WireKey("", key.Name))
 		}
 	})
 	return l, nil

@@ -57,13 +57,32 @@ func (e *globalEndpoint) Desired(ctx context.Context, t resource.Type) (map[stri
 
 var _ kds.KeyedEndpoint = (*globalEndpoint)(nil)
 
-// DesiredKeys reads the zone's Dataplanes of keys from the local index;
-// the ZoneIngress is compared whole.
+// DesiredKeys reads the zone's Dataplanes of keys from the local index,
+// and its ZoneIngress records from the cache.
 func (e *globalEndpoint) DesiredKeys(_ context.Context, t resource.Type, keys []string) (map[string]*v1alpha1.WireResource, error) {
-	if t != resource.DataplaneType {
-		return nil, kds.ErrFullCompare
+	switch t {
+	case resource.DataplaneType:
+		return e.local.desiredKeys(keys), nil
+	case resource.ZoneIngressType:
+		out := make(map[string]*v1alpha1.WireResource, len(keys))
+		for _, key := range keys {
+			_, name, err := kds.SplitWireKey(key)
+			if err != nil {
+				continue
+			}
+			r, err := e.cache.Get(resource.Key{Type: t, Name: name})
+			if err != nil || !isOwn(r, e.zone) {
+				continue
+			}
+			w, err := e.wire.ToWire(r, name)
+			if err != nil {
+				return nil, err
+			}
+			out[key] = w
+		}
+		return out, nil
 	}
-	return e.local.desiredKeys(keys), nil
+	return nil, kds.ErrFullCompare
 }
 
 func (e *globalEndpoint) Held(ctx context.Context, t resource.Type) (map[string]string, error) {
