@@ -27,6 +27,10 @@ type zoneEndpoint struct {
 	// ingressNames finds a relayed ZoneIngress by its wire name (nil:
 	// ZoneIngresses are compared whole).
 	ingressNames *ingressNames
+	// legacy: the zone predates per-service records (its Hello lacks
+	// kds.FeaturePerServiceRecords); it is sent one ZoneIngress per zone
+	// and one VIPTable per mesh, gathered from the records (legacy.go).
+	legacy bool
 	refused      *prometheus.CounterVec
 	// withdrawAfter, when positive, hides zones offline for longer.
 	withdrawAfter time.Duration
@@ -55,6 +59,9 @@ var _ kds.Endpoint = (*zoneEndpoint)(nil)
 func StoredName(name, zone string) string { return name + "." + zone }
 
 func (e *zoneEndpoint) Desired(ctx context.Context, t resource.Type) (map[string]*v1alpha1.WireResource, error) {
+	if e.legacy && (t == resource.ZoneIngressType || t == resource.VIPTableType) {
+		return e.legacyDesired(t)
+	}
 	out := map[string]*v1alpha1.WireResource{}
 	switch t {
 	case resource.MeshType, resource.VIPTableType:

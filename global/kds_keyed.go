@@ -18,6 +18,9 @@ var _ kds.KeyedEndpoint = (*zoneEndpoint)(nil)
 // holds: ServiceEndpoints of Direct meshes from the endpoint index, VIP
 // records and ZoneIngresses from the cache. Meshes are compared whole.
 func (e *zoneEndpoint) DesiredKeys(_ context.Context, t resource.Type, keys []string) (map[string]*v1alpha1.WireResource, error) {
+	if e.legacy && (t == resource.ZoneIngressType || t == resource.VIPTableType) {
+		return nil, kds.ErrFullCompare // gathered whole (legacy.go)
+	}
 	switch t {
 	case resource.ServiceEndpointsType:
 		return e.endpoints.desiredKeys(e.zone, e.directMeshes(), e.disabledZones(), keys)

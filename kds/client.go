@@ -49,6 +49,9 @@ type ClientConfig struct {
 	// that process is gone this one takes over within 1.5x this.
 	DuplicateBackoff time.Duration
 	Log              *slog.Logger
+	// Features are what this zone understands beyond the first protocol,
+	// sent in its Hello (FeaturePerServiceRecords).
+	Features []string
 	// OnHello, when set, sees the global's Hello before a session starts;
 	// an error ends the connection attempt (retried with backoff).
 	OnHello func(*v1alpha1.Hello) error
@@ -240,7 +243,7 @@ func (c *Client) session(ctx context.Context, client v1alpha1.KDSClient) error {
 		return err
 	}
 	if err := stream.Send(&v1alpha1.SyncMessage{Message: &v1alpha1.SyncMessage_Hello{Hello: &v1alpha1.Hello{
-		Zone: c.cfg.Zone, InstanceId: c.cfg.InstanceID, Version: c.cfg.Version,
+		Zone: c.cfg.Zone, InstanceId: c.cfg.InstanceID, Version: c.cfg.Version, Features: c.cfg.Features,
 	}}}); err != nil {
 		return err
 	}

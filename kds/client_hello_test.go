@@ -18,11 +18,15 @@ import (
 
 // countingHandler is a global's ZoneHandler counting sessions.
 type countingHandler struct {
-	mu      sync.Mutex
-	started int
+	mu       sync.Mutex
+	started  int
+	features [][]string // each Hello's
 }
 
-func (h *countingHandler) Connect(context.Context, string, *v1alpha1.Hello) (kds.Endpoint, error) {
+func (h *countingHandler) Connect(_ context.Context, _ string, hello *v1alpha1.Hello) (kds.Endpoint, error) {
+	h.mu.Lock()
+	h.features = append(h.features, hello.GetFeatures())
+	h.mu.Unlock()
 	return newEndpoint(), nil
 }
 
@@ -63,6 +67,7 @@ func TestClientOnHelloAndReconnect(t *testing.T) {
 	var seen []string
 	client := kds.NewClient(kds.ClientConfig{
 		Address: ln.Addr().String(), Zone: "zone-1", InstanceID: "zone-1-a", Log: quiet,
+		Features: []string{kds.FeaturePerServiceRecords},
 		OnHello: func(h *v1alpha1.Hello) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -101,6 +106,15 @@ func TestClientOnHelloAndReconnect(t *testing.T) {
 		}
 		return nil
 	})
+	// Every Hello names the zone's features, which the global reads to
+	// serve an older zone in the form it knows.
+	h.mu.Lock()
+	for _, f := range h.features {
+		if len(f) != 1 || f[0] != kds.FeaturePerServiceRecords {
+			t.Errorf("the global read features %v from a Hello, want [%s]", f, kds.FeaturePerServiceRecords)
+		}
+	}
+	h.mu.Unlock()
 	client.Reconnect()
 	eventually(t, func() error {
 		if n := h.sessions(); n != 3 || !client.Status().Connected {

@@ -53,3 +53,9 @@ func ReceivedBy(reg *resource.Registry, side Side) []resource.Type {
 	}
 	return SentBy(reg, ZoneSide)
 }
+
+// FeaturePerServiceRecords, in a zone's Hello: the zone takes a zone's
+// service summary and a mesh's VIPs as one record per service. The global
+// sends a zone without it one ZoneIngress per zone and one VIPTable per
+// mesh, as it did before.
+const FeaturePerServiceRecords = "per-service-records"

@@ -51,7 +51,7 @@ func newGlobalLink(cfg Config, st store.Store, cache *store.Cache, idx *localInd
 	ep := &globalEndpoint{zone: cfg.Zone, store: st, cache: cache, wire: &kds.WireMemo{}, local: idx, guard: guard}
 	l.client = kds.NewClient(kds.ClientConfig{
 		Address: addr, TLS: tc, Zone: cfg.Zone, Token: tokenReader(cfg), InstanceID: instanceName(cfg.Zone), Version: version.Version,
-		Log: kdsLog, OnHello: guard.hello,
+		Log: kdsLog, OnHello: guard.hello, Features: []string{kds.FeaturePerServiceRecords},
 	}, ep)
 	guard.reconnect = l.client.Reconnect
 	// The session reads the zone's own ZoneIngress from the cache: tell it

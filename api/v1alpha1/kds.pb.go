@@ -171,7 +171,12 @@ type Hello struct {
 	// once with that state (in etcd) and shared by its replicas. A zone
 	// remembers it and refuses removals from a global with another one (a
 	// global started on an empty or wrong etcd) until told to accept it.
-	ClusterId     string `protobuf:"bytes,5,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	ClusterId string `protobuf:"bytes,5,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// features, from a zone, names what its version understands beyond the
+	// first protocol, so that the global keeps serving older zones in the
+	// form they know during an upgrade: "per-service-records" (a zone's
+	// service summary and a mesh's VIPs as one record per service).
+	Features      []string `protobuf:"bytes,6,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -239,6 +244,13 @@ func (x *Hello) GetClusterId() string {
 		return x.ClusterId
 	}
 	return ""
+}
+
+func (x *Hello) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
 }
 
 // Subscribe asks the peer for every resource of a type (wildcard) and says
@@ -618,7 +630,7 @@ const file_v1alpha1_kds_proto_rawDesc = "" +
 	"\x04push\x18\x03 \x01(\v2\x14.atoll.v1alpha1.PushH\x00R\x04push\x12'\n" +
 	"\x03ack\x18\x04 \x01(\v2\x13.atoll.v1alpha1.AckH\x00R\x03ack\x129\n" +
 	"\theartbeat\x18\x05 \x01(\v2\x19.atoll.v1alpha1.HeartbeatH\x00R\theartbeatB\t\n" +
-	"\amessage\"\x98\x01\n" +
+	"\amessage\"\xb4\x01\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
@@ -626,7 +638,8 @@ const file_v1alpha1_kds_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12!\n" +
 	"\fheartbeat_ms\x18\x04 \x01(\x03R\vheartbeatMs\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x05 \x01(\tR\tclusterId\"\xbe\x01\n" +
+	"cluster_id\x18\x05 \x01(\tR\tclusterId\x12\x1a\n" +
+	"\bfeatures\x18\x06 \x03(\tR\bfeatures\"\xbe\x01\n" +
 	"\tSubscribe\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12Y\n" +
 	"\x10initial_versions\x18\x02 \x03(\v2..atoll.v1alpha1.Subscribe.InitialVersionsEntryR\x0finitialVersions\x1aB\n" +
