@@ -203,7 +203,7 @@ func (z *zoneSync) Connect(ctx context.Context, zone string, hello *v1alpha1.Hel
 		return nil, fmt.Errorf("registering zone: %w", err)
 	}
 	return &zoneEndpoint{zone: zone, store: z.store, cache: z.cache, wire: z.wire, endpoints: z.endpoints, ingressNames: z.ingressNames,
-		legacy: !slices.Contains(hello.GetFeatures(), kds.FeaturePerServiceRecords),
+		legacy:  !slices.Contains(hello.GetFeatures(), kds.FeaturePerServiceRecords),
 		refused: z.refused, withdrawAfter: z.withdrawAfter, maxResources: z.maxResourcesPerZone}, nil
 }
 

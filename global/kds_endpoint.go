@@ -30,8 +30,8 @@ type zoneEndpoint struct {
 	// legacy: the zone predates per-service records (its Hello lacks
 	// kds.FeaturePerServiceRecords); it is sent one ZoneIngress per zone
 	// and one VIPTable per mesh, gathered from the records (legacy.go).
-	legacy bool
-	refused      *prometheus.CounterVec
+	legacy  bool
+	refused *prometheus.CounterVec
 	// withdrawAfter, when positive, hides zones offline for longer.
 	withdrawAfter time.Duration
 	// maxResources bounds what the zone keeps at the global, over every
