@@ -288,7 +288,7 @@ func (s *Server) identify(ctx context.Context, stream Stream) (string, *v1alpha1
 	if len(zone) > 63 { // not quoted back: it may be megabytes long
 		return "", nil, nil, status.Errorf(codes.InvalidArgument, "zone name is %d characters long: use at most 63", len(zone))
 	}
-	if msg := resource.CheckName(zone); msg != "" {
+	if msg := resource.CheckZoneName(zone); msg != "" {
 		return "", nil, nil, status.Errorf(codes.InvalidArgument, "zone name %s", msg)
 	}
 	authCtx, err := cred.Admit(zone)

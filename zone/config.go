@@ -240,7 +240,7 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if msg := resource.CheckName(c.Zone); msg != "" {
+	if msg := resource.CheckZoneName(c.Zone); msg != "" {
 		add(fmt.Errorf("zone: %s (name this zone with --zone, e.g. --zone zone-1)", msg))
 	}
 	add(checkMode(c.Mode))

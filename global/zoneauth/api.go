@@ -41,7 +41,7 @@ func fail(w http.ResponseWriter, status int, format string, args ...any) {
 
 func zoneArg(w http.ResponseWriter, r *http.Request) (string, bool) {
 	zone := r.PathValue("name")
-	if msg := resource.CheckName(zone); msg != "" {
+	if msg := resource.CheckZoneName(zone); msg != "" {
 		fail(w, http.StatusBadRequest, "zone name %s", msg)
 		return "", false
 	}

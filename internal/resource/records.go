@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Per-service records. A zone's summary of what it offers and a mesh's VIP
@@ -58,4 +59,17 @@ func TagKey(tags map[string]string) string {
 		b = append(b, tags[k]...)
 	}
 	return string(b)
+}
+
+// CheckZoneName is CheckName for a zone: a zone's ZoneIngress is named
+// after it, beside the per-service records of every zone, so a zone may
+// not take a name of their form ("zs-" and 16 hex digits).
+func CheckZoneName(name string) string {
+	if msg := CheckName(name); msg != "" {
+		return msg
+	}
+	if rest, ok := strings.CutPrefix(name, "zs-"); ok && len(rest) == 16 && strings.Trim(rest, "0123456789abcdef") == "" {
+		return fmt.Sprintf("%q has the form of a per-service record's name (zs- and 16 hex digits), which zones may not take: choose another", name)
+	}
+	return ""
 }

@@ -76,3 +76,16 @@ func TestVIPRecordValidation(t *testing.T) {
 		})
 	}
 }
+
+// A zone may not take the name of a per-service record; other names are
+// checked as any resource's.
+func TestCheckZoneName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"zone-1": true, "zs-1": true, "zs-0123456789abcdeg": true, "zs-0123456789abcdef0": true,
+		ZoneServiceName("zone-1", "default", nil, 80): false, "zs-0123456789abcdef": false, "Zone_1": false, "": false,
+	} {
+		if msg := CheckZoneName(name); (msg == "") != ok {
+			t.Errorf("CheckZoneName(%q) = %q, want ok %t", name, msg, ok)
+		}
+	}
+}
