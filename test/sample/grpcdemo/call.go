@@ -59,6 +59,13 @@ func call(args []string) error {
 		fmt.Printf("0 of %d RPCs answered\n", *n)
 		return errReported
 	}
+	if conn.GetState() == connectivity.Ready {
+		// Round robin connects to every endpoint at once and picks among
+		// those connected: the channel is ready with the first. A moment
+		// lets the others connect, so the calls spread over all of them
+		// (on a loaded machine the first few otherwise go to one).
+		time.Sleep(200 * time.Millisecond)
+	}
 	client := testgrpc.NewTestServiceClient(conn)
 	answered := map[string]int{}
 	var failures []string // distinct, in order
