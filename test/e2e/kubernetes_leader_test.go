@@ -293,27 +293,10 @@ func TestKubernetesZoneLeaderHandover(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "zone-1's ZoneIngress at the global counting every live pod", func() error {
 		// zone-1's summary is one ZoneIngress per service (and its own).
-		status, body := call(t, "GET", g.apiURL+"/zoneingresses", "")
-		var list struct {
-			Items []struct {
-				Zone              string `json:"zone"`
-				AvailableServices []struct {
-					Tags      map[string]string `json:"tags"`
-					Instances uint32            `json:"instances"`
-				} `json:"availableServices"`
-			} `json:"items"`
+		if n := summarised(t, g.apiURL, "web_shop_svc_80", "zone-1"); n != uint32(len(live)) {
+			return fmt.Errorf("the global's records of zone-1 count %d instances of web_shop_svc_80, want %d", n, len(live))
 		}
-		if status != 200 || json.Unmarshal([]byte(body), &list) != nil {
-			return fmt.Errorf("GET /zoneingresses: %d %s", status, body)
-		}
-		for _, zi := range list.Items {
-			for _, s := range zi.AvailableServices {
-				if zi.Zone == "zone-1" && s.Tags["atoll.io/service"] == "web_shop_svc_80" && s.Instances == uint32(len(live)) {
-					return nil
-				}
-			}
-		}
-		return fmt.Errorf("want web_shop_svc_80 with %d instances: %s", len(live), body)
+		return nil
 	})
 	checkSessions(t, g, first, second, r3)
 }
