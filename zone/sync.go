@@ -100,9 +100,16 @@ func writeIngress(ctx context.Context, ingress *ingressWriter, idx *localIndex, 
 	retry.Stop()
 	defer retry.Stop()
 	write := func() {
-		throttled.Acted()
 		retry.Stop()
-		if _, err := ingress.update(ctx, idx); err != nil && ctx.Err() == nil {
+		started := time.Now()
+		_, err := ingress.update(ctx, idx)
+		// Writes are paced by what they cost: the next waits at least as
+		// long as this one took, so a store that answers slowly (the
+		// Kubernetes API server, with one request per record) spends at
+		// most half its time on them, while changes gather meanwhile.
+		throttled.SetInterval(max(debounce, time.Since(started)))
+		throttled.Acted()
+		if err != nil && ctx.Err() == nil {
 			log.Warn("updating the zone ingress failed; retrying", "in", ingressRetry, "error", err)
 			retry.Reset(ingressRetry)
 		}

@@ -58,3 +58,7 @@ func (t *Throttle) Acted() {
 	t.timer.Stop()
 	t.last = time.Now()
 }
+
+// SetInterval changes the interval from the next Event on, for an owner
+// that paces its actions by what they cost.
+func (t *Throttle) SetInterval(d time.Duration) { t.interval = d }

@@ -46,3 +46,20 @@ func TestGatheredEventsFireAtTheIntervalsEnd(t *testing.T) {
 		t.Fatal("after a quiet interval an event must act at once")
 	}
 }
+
+func TestSetIntervalPacesTheNextEvents(t *testing.T) {
+	th := New(time.Millisecond)
+	th.Event()
+	th.Acted()
+	th.SetInterval(time.Hour)
+	time.Sleep(5 * time.Millisecond)
+	if th.Event() {
+		t.Fatal("an event within the longer interval acted at once")
+	}
+	th.Acted()
+	th.SetInterval(time.Millisecond)
+	time.Sleep(5 * time.Millisecond)
+	if !th.Event() {
+		t.Fatal("an event after the shorter interval must act at once")
+	}
+}
