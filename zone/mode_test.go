@@ -156,6 +156,23 @@ func TestRunInUniversalModeServesFromTheDataDir(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	// The zone writes its ZoneIngress once it leads (a sole replica at
+	// once), which may come after it answers: wait for it before stopping.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		zi, err := http.Get(url + "/zoneingresses/zone-1")
+		if err == nil {
+			zi.Body.Close()
+			if zi.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("the zone never served its ZoneIngress: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	cancel()
 	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "ok" {
 		t.Errorf("GET /readyz = %d %q, want 200 ok", resp.StatusCode, body)
