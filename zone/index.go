@@ -94,7 +94,7 @@ func (x *localIndex) put(r *resource.Resource) error {
 		// Other zones reach the service at its port (naming.ServicePort),
 		// whatever port this zone's instances listen on.
 		port := naming.ServicePort(in.GetTags()[resource.ServiceTag], in.GetPort())
-		id := r.Meta.Mesh + "\x00" + tagKey(in.GetTags()) + "\x00" + strconv.FormatUint(uint64(port), 10)
+		id := r.Meta.Mesh + "\x00" + resource.TagKey(in.GetTags()) + "\x00" + strconv.FormatUint(uint64(port), 10)
 		g := x.groups[id]
 		if g == nil {
 			g = &ingressGroup{mesh: r.Meta.Mesh, tags: maps.Clone(in.GetTags()), port: port}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"sort"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -33,22 +31,6 @@ func ingressSpec(zone string, cfg Ingress, available []*v1alpha1.ZoneIngress_Ava
 		zi.Networking.AdvertisedPort = uint32(cfg.Port)
 	}
 	return zi
-}
-
-func tagKey(tags map[string]string) string {
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(tags[k])
-		b.WriteByte(0)
-	}
-	return b.String()
 }
 
 // ingressWriter stores the zone's service summary (internal/resource
